@@ -1,0 +1,47 @@
+# dropverify — two commands set everything up on a fresh machine with only python3:
+#   make verify   create .venv, install, verify every reference variant, write reports/
+#   make test     create .venv if needed, install dev extras (+ torch, keras), run pytest
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+DV     := $(VENV)/bin/dropverify
+SEED   ?= 20261126
+
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty test test-fast quality bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+venv: $(PY)
+
+install: $(PY)
+	$(PIP) install --quiet -e .
+
+# torch 2.13.0 is a CPU wheel on disk here; a torch that is already present (e.g. 2.14.1 for
+# torchvision) satisfies the [torch] extra and is kept.
+install-dev: $(PY)
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet -e ".[dev,torch,keras]"
+
+install-thirdparty: $(PY)
+	$(PIP) install --quiet -e ".[vision,keras]"
+
+verify: install
+	$(DV) verify --seed $(SEED) --out reports
+
+verify-thirdparty: install-thirdparty
+	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --out reports/thirdparty
+
+test: install-dev
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider
+
+quality: install-dev
+	KERAS_BACKEND=torch $(PY) -m dropverify.quality --seed $(SEED) --out reports
+
+bench: install-dev
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

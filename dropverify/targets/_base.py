@@ -1,0 +1,79 @@
+"""The target interface: the only way the checks talk to an implementation.
+
+A :class:`TargetSpec` names an implementation and builds a :class:`Target` for given
+canonical parameters (``p``, ``block_size`` ...). A Target draws outputs under a seed, in
+training or eval mode, on a memory layout the framework supports, and returns numpy
+arrays; ``forward_backward`` returns the framework's own gradients.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, runtime_checkable
+
+import numpy as np
+
+from ..contracts import Contract, Inputs, get_contract
+
+
+@runtime_checkable
+class Target(Protocol):
+    """One implementation, configured with one set of parameters."""
+
+    dtypes: Tuple[Any, ...]        # numpy dtypes the implementation accepts
+    layouts: Tuple[str, ...]       # "contiguous" first; e.g. "transposed", "channels_last"
+    has_gradients: bool
+
+    def seed(self, seed: int) -> None:
+        """Re-seed the implementation's random stream; later calls advance it."""
+
+    def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
+        """One call on ``inputs``; the output as a numpy array of the implementation's dtype."""
+
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+        """One training-mode call and the gradients of ``sum(grad_out * y)`` w.r.t. each
+        input (then each parameter, where the variant has some), from the framework."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How to build a target: ``build(params) -> Target`` with canonical parameter names.
+
+    ``build`` raises (any exception) for parameters the implementation rejects; the
+    edge-case checks rely on that. ``contract`` overrides the variant's own contract where
+    a library follows a different, documented convention (named in ``conventions``).
+    """
+
+    name: str
+    variant: str
+    build: Callable[[Mapping[str, Any]], Target]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    shape: Optional[Tuple[int, ...]] = None
+    contract: Optional[Contract] = None
+    conventions: Tuple[str, ...] = ()
+    description: str = ""
+
+    def resolved_contract(self) -> Contract:
+        return self.contract if self.contract is not None else get_contract(self.variant)
+
+    def resolved_params(self, **overrides: Any) -> dict:
+        merged = dict(self.params)
+        merged.update(overrides)
+        return self.resolved_contract().validate_params(merged)
+
+    def probe_shape(self) -> Tuple[int, ...]:
+        return tuple(self.shape) if self.shape is not None else self.resolved_contract().default_shape
+
+
+def relayout(x: np.ndarray, layout: str) -> np.ndarray:
+    """Same values, different memory layout: 'transposed' gives a Fortran-ordered copy
+    (non-contiguous in C order), 'strided' a view into a larger buffer."""
+    if layout == "contiguous":
+        return np.ascontiguousarray(x)
+    if layout == "transposed":
+        return np.asfortranarray(x)
+    if layout == "strided":
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype) if x.ndim else x.copy()
+        view = big[..., ::2]
+        view[...] = x
+        return view
+    raise ValueError(f"layout={layout!r}, but should be one of contiguous, transposed, strided")

@@ -1,0 +1,58 @@
+"""Adapter for numpy layers that follow the reference interface (ours or a user's).
+
+A numpy layer has ``forward(*inputs)``, ``backward(grad_out)``, a ``training`` flag
+(or ``train(mode)``), and draws its randomness from an attribute ``rng`` holding a
+``numpy.random.Generator``; ``seed`` replaces that generator.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Tuple
+
+import numpy as np
+
+from ..contracts import Inputs
+from ._base import TargetSpec, relayout
+
+
+class NumpyTarget:
+    dtypes = (np.float16, np.float32, np.float64)
+    layouts = ("contiguous", "transposed", "strided")
+    has_gradients = True
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+    def seed(self, seed: int) -> None:
+        self.layer.rng = np.random.default_rng(seed)
+
+    def _mode(self, training: bool) -> None:
+        if hasattr(self.layer, "train"):
+            self.layer.train(training)
+        else:
+            self.layer.training = training
+
+    def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
+        self._mode(training)
+        return np.asarray(self.layer.forward(*(relayout(a, layout) for a in inputs)))
+
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+        self._mode(True)
+        y = np.asarray(self.layer.forward(*inputs))
+        grads = self.layer.backward(grad_out)
+        if not isinstance(grads, tuple):
+            grads = (grads,)
+        return y, tuple(np.asarray(g) for g in grads)
+
+
+def reference_spec(variant: str, params: Mapping[str, Any] | None = None, **kw: Any) -> TargetSpec:
+    """The target spec of our own reference implementation of ``variant``."""
+    from ..variants import variant_class
+    cls = variant_class(variant)
+    return numpy_spec(f"numpy:{variant}", variant, lambda prm: cls(**prm), params, **kw)
+
+
+def numpy_spec(name: str, variant: str, factory: Callable[..., Any],
+               params: Mapping[str, Any] | None = None, **kw: Any) -> TargetSpec:
+    """A spec for any numpy layer built by ``factory(params_dict)``."""
+    return TargetSpec(name=name, variant=variant, build=lambda prm: NumpyTarget(factory(dict(prm))),
+                      params=dict(params or {}), **kw)
