@@ -75,6 +75,8 @@ class ParamSpec:
             return bool(value)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
             raise out_of_range(self.name, value, self.range_text())
+        if not math.isfinite(float(value)) and self.kind is int:
+            raise out_of_range(self.name, value, self.range_text())
         if self.kind is int:
             if float(value) != int(value):
                 raise out_of_range(self.name, value, self.range_text())

@@ -20,14 +20,20 @@ def _zero(inputs, params):
     return 0.0
 
 
-def _identity_mean(inputs, params):
-    return np.asarray(inputs[0], np.float64)
+# ------------------------------------------------------------------------------
+# moments shared by the inverted-Bernoulli variants, exact at p = 1 as well
+
+def inverted_mean(inputs: Inputs, params: Params) -> np.ndarray:
+    """E[y|x] of inverted Bernoulli dropout: x for p < 1, 0 at p = 1 (everything dropped)."""
+    x = np.asarray(inputs[0], np.float64)
+    return x if params["p"] < 1.0 else np.zeros_like(x)
 
 
-def _inverted_variance(inputs, params):
+def inverted_variance(inputs: Inputs, params: Params) -> np.ndarray:
+    """Var[y|x] of inverted Bernoulli dropout: x^2 p/(1-p) for p < 1, 0 at p = 1."""
     p = params["p"]
     x = np.asarray(inputs[0], np.float64)
-    return x * x * (p / (1.0 - p) if p < 1.0 else np.inf)
+    return x * x * (p / (1.0 - p)) if p < 1.0 else np.zeros_like(x)
 
 
 DROPOUT = register(Contract(
@@ -44,8 +50,8 @@ DROPOUT = register(Contract(
     dropped_value=_zero,
     kept_value=_inverted_kept,
     mean_scope="elementwise",
-    output_mean=_identity_mean,
-    output_variance=_inverted_variance,
+    output_mean=inverted_mean,
+    output_variance=inverted_variance,
     eval_output=identity_eval,
     gradient_rule="dx = grad_out * m, m in {0, 1/(1-p)} the forward mask",
     input_gradients=multiplier_gradients,
@@ -57,22 +63,6 @@ class Dropout(BernoulliMaskVariant):
     """Element-wise inverted dropout: ``y = x * m / (1 - p)``, ``m ~ Bernoulli(1 - p)``."""
 
     contract = DROPOUT
-
-
-# ------------------------------------------------------------------------------
-# moments shared by the inverted-Bernoulli variants, exact at p = 1 as well
-
-def inverted_mean(inputs: Inputs, params: Params) -> np.ndarray:
-    """E[y|x] of inverted Bernoulli dropout: x for p < 1, 0 at p = 1 (everything dropped)."""
-    x = np.asarray(inputs[0], np.float64)
-    return x if params["p"] < 1.0 else np.zeros_like(x)
-
-
-def inverted_variance(inputs: Inputs, params: Params) -> np.ndarray:
-    """Var[y|x] of inverted Bernoulli dropout: x^2 p/(1-p) for p < 1, 0 at p = 1."""
-    p = params["p"]
-    x = np.asarray(inputs[0], np.float64)
-    return x * x * (p / (1.0 - p)) if p < 1.0 else np.zeros_like(x)
 
 
 # ------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""The checks, one module per property, and the registry the runner reads.
+
+Each entry says which contracts it applies to and how many statistical results it will
+produce, so the runner can split the run's family-wise false-alarm rate before sampling.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Tuple
+
+from . import edges, gradients, independence, moments, rates, values
+from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
+                    TargetError)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    property: str
+    run: Callable[[CheckContext], List[CheckResult]]
+    applies: Callable[[CheckContext], bool]
+    statistical: Callable[[CheckContext], int]
+    doc: str = ""
+
+
+def _always(ctx: CheckContext) -> bool:
+    return True
+
+
+def _zero(ctx: CheckContext) -> int:
+    return 0
+
+
+def _one(ctx: CheckContext) -> int:
+    return 1
+
+
+def _random(ctx: CheckContext) -> bool:
+    return independence.randomness_is_observable(ctx)
+
+
+def _registry() -> Tuple[CheckSpec, ...]:
+    from . import dropblock
+    specs = [
+        CheckSpec(rates.NAME, "effective drop rate", rates.drop_rate_matches_by_binomial,
+                  lambda c: rates.applies(c) and _random(c), _one),
+        CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,
+                  lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one),
+        CheckSpec(moments.VARIANCE, "variance", moments.variance_matches_by_t_test, moments.applies_variance, _one),
+        CheckSpec(values.NAME, "multiplier values", values.multiplier_values_exact, values.applies, _zero),
+        CheckSpec(independence.CONSTANT, "mask structure", independence.mask_constant_along_shared_axes,
+                  lambda c: bool(c.contract.shared_axes(c.params, c.shape)) and c.contract.structure != "block",
+                  _zero),
+        CheckSpec("masks_independent_along_axes_by_fisher", "mask independence", independence.independence_checks,
+                  _random, lambda c: len(independence.independent_axes(c))),
+        CheckSpec(independence.FRESH, "fresh mask every call", independence.masks_fresh_across_calls,
+                  _random, _one),
+        CheckSpec(independence.SEEDS, "independent seeded streams", independence.masks_independent_across_seeds,
+                  _random, _one),
+        CheckSpec(independence.REPRO, "same seed reproduces", independence.same_seed_reproduces, _always, _zero),
+        *dropblock._specs(),
+        CheckSpec(gradients.FORWARD_MASK, "gradient consistency", gradients.gradient_uses_forward_mask,
+                  gradients.applies, _zero),
+        CheckSpec(gradients.FINITE_DIFF, "gradient consistency", gradients.gradient_matches_finite_differences,
+                  gradients.applies, _zero),
+        CheckSpec(edges.EVAL, "eval mode", edges.eval_mode_deterministic_and_exact,
+                  lambda c: c.contract.eval_output is not None, _zero),
+        CheckSpec(edges.P_ZERO, "edge cases", edges.p_zero_is_exact_identity, _always, _zero),
+        CheckSpec(edges.P_ONE, "edge cases", edges.p_one_gives_zeros_with_finite_gradients,
+                  lambda c: c.contract.p_one_allowed, _zero),
+        CheckSpec(edges.INVALID, "edge cases", edges.invalid_p_rejected, _always, _zero),
+        CheckSpec(edges.NONFINITE, "edge cases", edges.nonfinite_inputs_leave_others_untouched,
+                  lambda c: c.contract.multiplicative, _zero),
+        CheckSpec(edges.DTYPES, "edge cases", edges.dtype_and_shape_preserved, _always, _zero),
+        CheckSpec(edges.EMPTY, "edge cases", edges.empty_batch_works, _always, _zero),
+    ]
+    return tuple(specs)
+
+
+CHECKS: Tuple[CheckSpec, ...] = _registry()
+
+
+def check_names() -> Tuple[str, ...]:
+    return tuple(c.name for c in CHECKS)
+
+
+__all__ = ["CHECKS", "CheckSpec", "CheckContext", "CheckResult", "Settings", "TargetError",
+           "PASS", "FAIL", "INCONCLUSIVE", "ERROR", "check_names"]

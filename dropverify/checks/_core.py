@@ -1,0 +1,332 @@
+"""Shared machinery of the checks: settings, context, result objects, the sequential driver.
+
+A check is a small function ``check(ctx) -> list[CheckResult]``; the registry in
+``dropverify.checks`` says which checks apply to a contract and how many statistical
+results each will produce (the runner needs that count up front to split the run's
+family-wise error rate).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..contracts import Contract, Decoded, Inputs
+from ..stats import Interval, Look, SequentialPlan
+from ..targets._base import Target, TargetSpec
+
+PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run-wide settings.
+
+    alpha: family-wise false-alarm rate of the whole run (Holm across its statistical
+    results); power: detection probability that defines each minimum detectable deviation;
+    max_calls / max_units: sampling budget of one statistical check (calls of the target /
+    mask units); tolerances: equivalence margins (``rate_rel`` relative to min(p, 1-p),
+    ``mean`` relative bias, ``variance`` relative, ``correlation`` absolute); call_timeout_s:
+    a single call slower than this is an ERROR (a hung target).
+    """
+
+    alpha: float = 1e-3
+    power: float = 0.99
+    max_calls: int = 20000
+    max_units: int = 8_000_000
+    min_units_per_sample: int = 2000
+    rate_rel: float = 0.05
+    mean_tol: float = 0.01
+    variance_tol: float = 0.05
+    correlation_tol: float = 0.05
+    call_timeout_s: float = 60.0
+    seed: int = 0
+
+    def validate(self) -> "Settings":
+        from ..errors import out_of_range
+        if not 0 < self.alpha < 1:
+            raise out_of_range("alpha", self.alpha, "in (0, 1)")
+        if not 0 < self.power < 1:
+            raise out_of_range("power", self.power, "in (0, 1)")
+        if self.max_calls < 4:
+            raise out_of_range("max_calls", self.max_calls, ">= 4")
+        return self
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check on one target, with everything a reader needs to trust it.
+
+    For statistical results: ``p_value`` is the sequential p-value of the check (valid at
+    the stopping time), ``p_adjusted`` the Holm-adjusted one across the run, ``alpha`` the
+    false-alarm budget the check was designed with, ``mdd`` the smallest deviation it
+    detects with probability ``power`` at the ``n`` samples it used, ``margin`` the
+    equivalence margin a PASS certifies. Exact checks have ``statistical=False`` and no
+    p-value: their verdict is a deterministic comparison.
+    """
+
+    check: str
+    target: str
+    variant: str
+    verdict: str
+    message: str
+    statistical: bool = False
+    estimate: Optional[float] = None
+    ci: Optional[Tuple[float, float]] = None
+    ci_level: Optional[float] = None
+    expected: Optional[float] = None
+    margin: Optional[float] = None
+    n: Optional[int] = None
+    n_unit: str = ""
+    p_value: Optional[float] = None
+    p_adjusted: Optional[float] = None
+    alpha: Optional[float] = None
+    power: Optional[float] = None
+    mdd: Optional[float] = None
+    looks: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    certified: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_(self, **kw: Any) -> "CheckResult":
+        return replace(self, **kw)
+
+    def __repr__(self) -> str:
+        return f"CheckResult({self.check}={self.verdict}: {self.message})"
+
+
+class TargetError(Exception):
+    """The target raised, hung, or returned an output of the wrong shape or dtype."""
+
+
+@dataclass
+class CheckContext:
+    """What a check receives: the target spec, its contract and parameters, the probe
+    shape, the run settings and the alpha budget of each statistical result."""
+
+    spec: TargetSpec
+    contract: Contract
+    params: Dict[str, Any]
+    shape: Tuple[int, ...]
+    settings: Settings
+    alpha_each: float
+    seed: int
+    _target: Optional[Target] = None
+
+    @property
+    def label(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{self.contract.name}({args}) on {self.spec.name}"
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = guarded(lambda: self.spec.build(self.params), self.settings.call_timeout_s, "build")
+        return self._target
+
+    def build(self, **overrides: Any) -> Target:
+        params = dict(self.params)
+        params.update(overrides)
+        return guarded(lambda: self.spec.build(params), self.settings.call_timeout_s, "build")
+
+    def rng(self, salt: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, salt])
+
+    def probe(self, salt: int = 0, dtype: Any = np.float64, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
+        return self.contract.probe_inputs(shape or self.shape, self.rng(10_000 + salt), dtype)
+
+    def call(self, target: Target, inputs: Inputs, training: bool = True, layout: str = "contiguous",
+             expect_shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
+        """One guarded forward: exceptions, hangs and wrong shapes become TargetError."""
+        y = guarded(lambda: target.forward(inputs, training=training, layout=layout),
+                    self.settings.call_timeout_s, "forward")
+        y = np.asarray(y)
+        if expect_shape is not None and y.shape != tuple(expect_shape):
+            raise TargetError(f"output shape {y.shape}, but should be {tuple(expect_shape)}")
+        return y
+
+    def stream(self, inputs: Inputs, seed: int, expect_shape: Optional[Tuple[int, ...]] = None,
+               target: Optional[Target] = None) -> Iterator[np.ndarray]:
+        """Seed the target once, then yield the outputs of successive training calls."""
+        tgt = target or self.target
+        if expect_shape is None:
+            expect_shape = self.output_shape(inputs)
+        guarded(lambda: tgt.seed(seed), self.settings.call_timeout_s, "seed")
+        while True:
+            yield self.call(tgt, inputs, expect_shape=expect_shape)
+
+    def output_shape(self, inputs: Inputs) -> Tuple[int, ...]:
+        """The output shape the contract promises (that of its eval output)."""
+        if self.contract.eval_output is None:
+            return tuple(np.shape(inputs[0]))
+        return tuple(np.shape(self.contract.eval_output(inputs, self.params)))
+
+    def decode(self, inputs: Inputs, y: np.ndarray) -> Decoded:
+        return self.contract.decode_output(inputs, y, self.params)
+
+
+def guarded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Run ``fn`` with a wall-clock limit; any exception or a hang raises TargetError."""
+    box: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is reported
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise TargetError(f"{what} did not return within {timeout_s:g} s")
+    if "error" in box:
+        exc = box["error"]
+        raise TargetError(f"{what} raised {type(exc).__name__}: {exc}".splitlines()[0][:300])
+    return box.get("value")
+
+
+# --------------------------------------------------------------------------- results
+
+def fmt(v: Optional[float]) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return str(v)
+    a = abs(v)
+    if a != 0 and (a < 1e-3 or a >= 1e5):
+        return f"{v:.3e}"
+    return f"{v:.4f}"
+
+
+def exact_result(ctx: CheckContext, check: str, ok: bool, observed: str, expected: str,
+                 details: Optional[Mapping[str, Any]] = None, seconds: float = 0.0) -> CheckResult:
+    """A deterministic check's result, message in the one house format."""
+    msg = f"{observed}, {'as' if ok else 'but'} should be {expected} [{ctx.label}]" if not ok else \
+        f"{observed}, as required: {expected} [{ctx.label}]"
+    return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name,
+                       verdict=PASS if ok else FAIL, message=msg, statistical=False,
+                       details=dict(details or {}), seconds=seconds)
+
+
+def error_result(ctx: CheckContext, check: str, reason: str, statistical: bool = False) -> CheckResult:
+    return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
+                       message=f"{reason} [{ctx.label}]", statistical=statistical)
+
+
+def skipped_result(ctx: CheckContext, check: str, reason: str) -> CheckResult:
+    """A check that cannot run on this target (e.g. no gradients): INCONCLUSIVE, with why."""
+    return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name,
+                       verdict=INCONCLUSIVE, message=f"not run: {reason} [{ctx.label}]")
+
+
+def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look, plan: SequentialPlan,
+                       p_values: Sequence[float], n_unit: str, looks_used: int, seconds: float,
+                       details: Optional[Mapping[str, Any]] = None) -> CheckResult:
+    """Turn the last look of a sequential test into a result (verdict before Holm)."""
+    p_seq = plan.sequential_p(p_values)
+    if look.rejects:
+        verdict = FAIL
+    elif look.certifies:
+        verdict = PASS
+    else:
+        verdict = INCONCLUSIVE
+    ci = (look.ci.low, look.ci.high)
+    lvl = f"{100 * look.ci.level:.6g}%"
+    obs = f"{quantity}={fmt(look.estimate)} ({lvl} CI {fmt(ci[0])}..{fmt(ci[1])}, n={look.n} {n_unit})"
+    exp = f"{fmt(look.expected)} ± {fmt(look.margin)}"
+    if verdict == FAIL:
+        msg = f"{obs}, but should be {exp}; p={p_seq:.3g} [{ctx.label}]"
+    elif verdict == PASS:
+        msg = f"{obs}, certified within {exp}; undetectable below {fmt(look.mdd)} [{ctx.label}]"
+    else:
+        msg = (f"{obs}: neither a deviation nor the margin {fmt(look.margin)} certified; "
+               f"a deviation up to {fmt(max(look.mdd, look.margin))} could hide [{ctx.label}]")
+    return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=verdict,
+                       message=msg, statistical=True, estimate=look.estimate, ci=ci,
+                       ci_level=look.ci.level, expected=look.expected, margin=look.margin, n=look.n,
+                       n_unit=n_unit, p_value=p_seq, alpha=plan.alpha, power=plan.power, mdd=look.mdd,
+                       looks=looks_used, stopped_early=looks_used < len(plan.looks) and verdict != INCONCLUSIVE,
+                       seconds=seconds, certified=look.certifies, details=dict(details or {}))
+
+
+def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: SequentialPlan,
+                   advance: Callable[[int], None], evaluate: Callable[[float], Look], n_unit: str,
+                   details: Optional[Callable[[], Mapping[str, Any]]] = None) -> CheckResult:
+    """Drive one sequential test: ``advance(k)`` draws calls up to cumulative ``k``;
+    ``evaluate(alpha_look)`` returns the look on everything drawn so far. Stops at the
+    first look that rejects or certifies; target failures become an ERROR result."""
+    start = time.perf_counter()
+    p_values: List[float] = []
+    look: Optional[Look] = None
+    try:
+        for i, k in enumerate(plan.looks):
+            advance(k)
+            look = evaluate(plan.alpha_per_look)
+            p_values.append(look.p_value)
+            if look.rejects or look.certifies:
+                break
+    except TargetError as exc:
+        return error_result(ctx, check, str(exc), statistical=True)
+    assert look is not None
+    return statistical_result(ctx, check, quantity, look, plan, p_values, n_unit, len(p_values),
+                              time.perf_counter() - start, details() if details else None)
+
+
+def plan_for(ctx: CheckContext, needed_units: int, units_per_call: int) -> SequentialPlan:
+    """Geometric looks up to the calls needed for the margin, capped by the budget."""
+    calls_needed = int(math.ceil(needed_units / max(units_per_call, 1)))
+    cap = min(ctx.settings.max_calls, max(4, ctx.settings.max_units // max(units_per_call, 1)))
+    return SequentialPlan.geometric(ctx.alpha_each, ctx.settings.power, max(4, min(calls_needed, cap)))
+
+
+# --------------------------------------------------------------------------- helpers
+
+def unit_view(ctx: CheckContext, arr: np.ndarray, leading: int = 0, keepdims: bool = False) -> np.ndarray:
+    """One representative per mask unit: index 0 along every shared axis of the output
+    (``leading`` extra axes in front, e.g. a calls axis, are kept)."""
+    shared = ctx.contract.shared_axes(ctx.params, ctx.shape)
+    index: list = [slice(None)] * arr.ndim
+    for ax in shared:
+        index[leading + ax] = slice(0, 1) if keepdims else 0
+    return arr[tuple(index)]
+
+
+def mask_values(ctx: CheckContext, inputs: Inputs, y: np.ndarray) -> Tuple[np.ndarray, bool]:
+    """The per-element random draw read from an output: the dropped indicator (binary), or
+    the multiplier y / x for continuous variants."""
+    dec = ctx.decode(inputs, y)
+    if dec.dropped is not None:
+        return dec.dropped, True
+    return dec.multiplier, False
+
+
+def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -> int:
+    shape = shape or ctx.shape
+    shared = set(ctx.contract.shared_axes(ctx.params, shape))
+    return int(np.prod([s for i, s in enumerate(shape) if i not in shared], dtype=np.int64))
+
+
+def effective_margin(requested: float, mdd_at_cap: float) -> float:
+    """The margin a PASS can certify: the requested one, or — when the budget cannot reach
+    it — 1.25 x the minimum detectable deviation at the budget (stated in the report)."""
+    if not math.isfinite(mdd_at_cap):
+        return requested
+    return max(requested, 1.25 * mdd_at_cap)
+
+
+class CallCounter:
+    """Draws calls from a stream up to a cumulative count, feeding each output to ``sink``."""
+
+    def __init__(self, stream: Iterator[np.ndarray], sink: Callable[[np.ndarray], None]) -> None:
+        self.stream, self.sink, self.done = stream, sink, 0
+
+    def __call__(self, k: int) -> None:
+        while self.done < k:
+            self.sink(next(self.stream))
+            self.done += 1

@@ -1,0 +1,124 @@
+"""Expectation and variance of the output, by t-tests on per-sample statistics.
+
+A sample is the mean of a statistic over one or more whole calls (at least
+``Settings.min_units_per_sample`` mask units), so nothing is assumed about dependence
+inside a call (shared masks, DropBlock overlaps, batch-wide renormalisation); calls are
+independent by contract (the fresh-mask check tests that).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from ..contracts import Inputs
+from ..stats import mean_look, mean_mdd, mean_n_for
+from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin,
+                    error_result, plan_for, run_sequential, units_per_call)
+
+MEAN = "expectation_matches_by_t_test"
+PILOT = 20  # samples that size a t-test from their spread
+VARIANCE = "variance_matches_by_t_test"
+
+
+def applies_mean(ctx: CheckContext) -> bool:
+    c = ctx.contract
+    if c.mean_scope == "none":
+        return False
+    return c.mean_scope == "aggregate" or c.output_mean is not None
+
+
+def applies_variance(ctx: CheckContext) -> bool:
+    p = ctx.params.get("p", 0.5)
+    return ctx.contract.output_variance is not None and 0 < p < 1
+
+
+def _mean_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray], float]:
+    """Per-call statistic whose expectation is 0 under the contract.
+
+    Multiplicative contracts: the mean relative error (y - E[y]) / |E[y]| (a 2 % scale bug
+    shifts it by 0.02). Others: the mean standardised error (y - E[y]) / sd[y]. Aggregate
+    contracts (DropBlock): mean of y / x - 1 over the call.
+    """
+    c = ctx.contract
+    x = np.asarray(inputs[0], np.float64)
+    if c.output_mean is None:  # aggregate promise only
+        return lambda y: float(np.mean(np.asarray(y, np.float64) / x - 1.0))
+    mu = np.asarray(c.output_mean(inputs, ctx.params), np.float64)
+    if c.multiplicative:
+        scale = np.abs(mu)
+    else:
+        var = c.output_variance(inputs, ctx.params) if c.output_variance is not None else None
+        scale = np.sqrt(np.asarray(var, np.float64)) if var is not None else np.abs(mu)
+    ok = scale > 0
+    mu, scale = np.broadcast_to(mu, x.shape if mu.ndim == 0 else mu.shape), np.where(ok, scale, 1.0)
+    return lambda y: float(np.mean(((np.asarray(y, np.float64) - mu) / scale)[np.broadcast_to(ok, mu.shape)]))
+
+
+def _variance_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray], float]:
+    """Mean over the call of (y - E[y])^2 / Var[y] - 1 (expectation 0 under the contract)."""
+    c = ctx.contract
+    mu = np.asarray(c.output_mean(inputs, ctx.params), np.float64)
+    var = np.asarray(c.output_variance(inputs, ctx.params), np.float64)
+    ok = np.broadcast_to(var > 0, np.broadcast_shapes(mu.shape, var.shape))
+    safe = np.where(var > 0, var, 1.0)
+    return lambda y: float(np.mean((((np.asarray(y, np.float64) - mu) ** 2) / safe - 1.0)[ok]))
+
+
+def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callable, tol: float,
+             salt: int, pilot_sd: Optional[float] = None) -> List[CheckResult]:
+    inputs = ctx.probe(salt)
+    statistic = statistic_for(ctx, inputs)
+    upc = units_per_call(ctx)
+    calls_per_sample = max(1, math.ceil(ctx.settings.min_units_per_sample / max(upc, 1)))
+    stream = ctx.stream(inputs, ctx.seed + salt)
+    samples: List[float] = []
+    pending: List[float] = []
+
+    def sink(y: np.ndarray) -> None:
+        pending.append(statistic(y))
+        if len(pending) == calls_per_sample:
+            samples.append(float(np.mean(pending)))
+            pending.clear()
+
+    advance = CallCounter(stream, sink)
+    # internal pilot (Wittes & Brittain 1990): PILOT samples size the test from their spread
+    # only, never their mean, so reusing them leaves the t-test's level intact
+    try:
+        advance(PILOT * calls_per_sample)
+    except TargetError as exc:
+        return [error_result(ctx, name, str(exc), statistical=True)]
+    sd = float(np.std(samples, ddof=1)) if len(samples) > 1 else 1.0
+    alpha_look = ctx.alpha_each / 4
+    needed = mean_n_for(tol / 1.5, sd, alpha_look, ctx.settings.power)
+    plan = plan_for(ctx, needed * calls_per_sample, 1)
+    looks = tuple(max(k, PILOT * calls_per_sample) for k in plan.looks)
+    plan = type(plan)(plan.alpha, plan.power, tuple(sorted(set(looks))))
+    margin = effective_margin(tol, mean_mdd(plan.looks[-1] // calls_per_sample, sd, plan.alpha_per_look,
+                                            ctx.settings.power))
+    exact_tol = 1e-9 if ctx.contract.mean_scope == "aggregate" else 0.0
+    return [run_sequential(
+        ctx, name, quantity, plan, advance,
+        lambda a: mean_look(samples, 0.0, a, margin, ctx.settings.power, exact_tol=exact_tol),
+        f"samples of {calls_per_sample} call(s)",
+        details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": sd,
+                         "requested_margin": tol})]
+
+
+def expectation_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
+    """E[y] equals the contract's mean (aggregated over each call).
+
+    Statistic: mean relative error of the output (or standardised error for
+    non-multiplicative variants), expectation 0; one-sample t-test across independent
+    samples at the check's alpha split over its looks; false pass <= alpha for |bias| >
+    margin; ``mdd`` from statsmodels' TTestPower at the stated power.
+    """
+    return _t_check(ctx, MEAN, "relative_bias", _mean_statistic, ctx.settings.mean_tol, 2)
+
+
+def variance_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
+    """Var[y] equals the contract's variance: mean of (y-mu)^2/var - 1 is 0 (t-test across
+    independent samples; error rates as for the expectation check)."""
+    return _t_check(ctx, VARIANCE, "relative_variance_error", _variance_statistic,
+                    ctx.settings.variance_tol, 3)

@@ -1,0 +1,171 @@
+"""The runner: plan every (target, check) pair, split the run's family-wise false-alarm rate
+over the statistical results, run the checks (a crashing target or check becomes an ERROR
+and the run goes on), then apply Holm across the run."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, CheckSpec, Settings
+from .errors import InvalidArgument
+from .stats import holm
+from .targets._base import TargetSpec
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """All results of one target, with its contract description and settings."""
+
+    spec_name: str
+    variant: str
+    params: Dict[str, Any]
+    shape: Tuple[int, ...]
+    contract: Dict[str, Any]
+    conventions: Tuple[str, ...]
+    description: str
+    results: Tuple[CheckResult, ...]
+    seconds: float
+
+    @property
+    def verdict(self) -> str:
+        verdicts = {r.verdict for r in self.results}
+        for v in (ERROR, FAIL, INCONCLUSIVE):
+            if v in verdicts:
+                return v
+        return PASS
+
+    def counts(self) -> Dict[str, int]:
+        out = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0, ERROR: 0}
+        for r in self.results:
+            out[r.verdict] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class RunResult:
+    settings: Settings
+    targets: Tuple[TargetRun, ...]
+    m_statistical: int
+    alpha_each: float
+    seconds: float
+    environment: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.verdict not in (FAIL, ERROR) for t in self.targets for r in t.results)
+
+    def all_results(self) -> List[CheckResult]:
+        return [r for t in self.targets for r in t.results]
+
+
+def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Sequence[str]]):
+    plans = []
+    for i, spec in enumerate(specs):
+        contract = spec.resolved_contract()
+        params = spec.resolved_params()
+        if "contract_for" in contract.extra:  # a contract whose promises depend on its parameters
+            contract = contract.extra["contract_for"](params)
+        shape = spec.probe_shape()
+        contract.check_shape(shape)
+        ctx = CheckContext(spec=spec, contract=contract, params=params, shape=shape, settings=settings,
+                           alpha_each=settings.alpha, seed=settings.seed * 1_000 + i * 7_919 + 1)
+        checks = [c for c in CHECKS if (only is None or c.name in only) and _applies(c, ctx)]
+        plans.append((ctx, checks))
+    return plans
+
+
+def _applies(check: CheckSpec, ctx: CheckContext) -> bool:
+    try:
+        return bool(check.applies(ctx))
+    except Exception:  # noqa: BLE001 - applicability must never stop a run
+        return False
+
+
+def environment() -> Dict[str, str]:
+    import scipy
+    import statsmodels
+    env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
+           "scipy": scipy.__version__, "statsmodels": statsmodels.__version__}
+    for mod in ("torch", "torchvision", "timm", "keras"):
+        if mod in sys.modules:
+            env[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return env
+
+
+def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
+           checks: Optional[Sequence[str]] = None, progress: Optional[Progress] = None) -> RunResult:
+    """Run every applicable check on every target; Holm across the run's statistical results
+    at ``settings.alpha`` (family-wise false-alarm rate of the whole run)."""
+    settings = (settings or Settings()).validate()
+    if checks is not None:
+        unknown = sorted(set(checks) - {c.name for c in CHECKS})
+        if unknown:
+            raise InvalidArgument(f"check={unknown[0]!r}, but should be one of: {', '.join(c.name for c in CHECKS)}")
+    start = time.perf_counter()
+    plans = _contexts(specs, settings, checks)
+    m = 0
+    for ctx, chosen in plans:
+        for c in chosen:
+            try:
+                m += int(c.statistical(ctx))
+            except Exception:  # noqa: BLE001
+                m += 1
+    alpha_each = settings.alpha / max(m, 1)
+    total = sum(len(ch) for _, ch in plans)
+    done = 0
+    runs: List[TargetRun] = []
+    for ctx, chosen in plans:
+        ctx.alpha_each = alpha_each
+        t0 = time.perf_counter()
+        results: List[CheckResult] = []
+        for check in chosen:
+            if progress:
+                progress(f"{ctx.spec.name}: {check.name}", done, total)
+            results.extend(_run_one(check, ctx))
+            done += 1
+        runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
+                              ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
+                              ctx.spec.description, tuple(results), time.perf_counter() - t0))
+    if progress:
+        progress("done", total, total)
+    runs = _apply_holm(runs, settings.alpha)
+    return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment())
+
+
+def _run_one(check: CheckSpec, ctx: CheckContext) -> List[CheckResult]:
+    t0 = time.perf_counter()
+    try:
+        return list(check.run(ctx))
+    except Exception as exc:  # noqa: BLE001 - a crashing check or target is an ERROR; the run goes on
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
+        return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
+                            message=f"check crashed: {reason} (at {where.name}:{where.lineno}) [{ctx.label}]",
+                            statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0)]
+
+
+def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
+    """Final verdicts: FAIL where Holm rejects across the run, PASS where the margin was
+    certified and Holm does not reject, INCONCLUSIVE otherwise."""
+    index = [(i, j) for i, t in enumerate(runs) for j, r in enumerate(t.results)
+             if r.statistical and r.p_value is not None and r.verdict != ERROR]
+    reject, adjusted = holm([runs[i].results[j].p_value for i, j in index], alpha)
+    new = [list(t.results) for t in runs]
+    for (i, j), rej, adj in zip(index, reject, adjusted):
+        r = new[i][j]
+        verdict = FAIL if rej else (PASS if r.certified else INCONCLUSIVE)
+        message = r.message
+        if verdict == FAIL and r.verdict != FAIL:
+            message = message.split(" [")[0] + f"; rejected by Holm at run level (p_adj={adj:.3g}) [" + \
+                message.split(" [", 1)[-1]
+        new[i][j] = r.with_(p_adjusted=float(adj), verdict=verdict, message=message)
+    return [TargetRun(t.spec_name, t.variant, t.params, t.shape, t.contract, t.conventions, t.description,
+                      tuple(res), t.seconds) for t, res in zip(runs, new)]

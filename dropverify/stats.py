@@ -1,0 +1,283 @@
+"""Thin statistical layer over scipy.stats and statsmodels.
+
+Every test here comes as a pair, in the manner of TensorFlow Probability's
+``statistical_testing``: a *look* (p-value, confidence interval, equivalence decision) and
+a *design* companion (the minimum detectable deviation at a sample size, and the sample
+size needed for a deviation). Error rates:
+
+* false alarm (type I): a look rejects "the contract holds" with probability <= its alpha
+  when the contract holds;
+* false pass: a look certifies "|deviation| <= margin" with probability <= its alpha when
+  the true deviation exceeds the margin (TOST logic: the two-sided ``1 - alpha`` interval
+  lies inside the margin);
+* power: a deviation of at least ``mdd`` is detected with probability >= ``power``.
+
+Sequential sampling uses Bonferroni alpha spending over ``K`` pre-planned looks: each look
+is run at ``alpha / K``, so stopping at the first decisive look — at any data-dependent
+time — keeps every error rate at or below ``alpha``; the sequential p-value is
+``min(1, K * min_k p_k)``. Across a run, :func:`holm` controls the family-wise rate.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+from scipy import stats as sps
+
+__all__ = [
+    "Interval", "Look", "SequentialPlan", "binomial_look", "mean_look", "correlation_look",
+    "binomial_mdd", "mean_mdd", "correlation_mdd", "binomial_n_for", "mean_n_for",
+    "position_binomial_look", "holm", "z_two_sided",
+]
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided confidence interval at ``level`` (e.g. 0.999999)."""
+
+    low: float
+    high: float
+    level: float
+
+    def within(self, center: float, margin: float) -> bool:
+        return center - margin <= self.low and self.high <= center + margin
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at the data: the test of "estimate == expected" and the equivalence
+    certificate "|estimate - expected| <= margin", both at ``alpha``."""
+
+    estimate: float
+    expected: float
+    p_value: float
+    ci: Interval
+    n: int
+    mdd: float
+    margin: float
+    alpha: float
+    equivalent: Optional[bool] = None  # set where equivalence is decided otherwise (maps)
+
+    @property
+    def rejects(self) -> bool:
+        return self.p_value <= self.alpha
+
+    @property
+    def certifies(self) -> bool:
+        if self.equivalent is not None:
+            return self.equivalent
+        return self.ci.within(self.expected, self.margin)
+
+
+def z_two_sided(alpha: float) -> float:
+    return float(sps.norm.isf(alpha / 2.0))
+
+
+# --------------------------------------------------------------------------- binomial
+
+def binomial_mdd(n: int, p0: float, alpha: float, power: float) -> float:
+    """Smallest |p1 - p0| the two-sided level-``alpha`` binomial test detects with
+    probability ``power`` after ``n`` trials (arcsine / Cohen's h normal approximation, as
+    statsmodels' ``NormalIndPower`` with ``ratio=0``). ``inf`` when n = 0."""
+    if n <= 0:
+        return math.inf
+    h = (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n)
+    base = math.asin(math.sqrt(min(max(p0, 0.0), 1.0)))
+    up = math.sin(min(base + h / 2.0, math.pi / 2)) ** 2 - p0
+    down = p0 - math.sin(max(base - h / 2.0, 0.0)) ** 2
+    return float(max(up, down))
+
+
+def binomial_n_for(deviation: float, p0: float, alpha: float, power: float) -> int:
+    """Trials needed so that :func:`binomial_mdd` <= ``deviation``."""
+    if deviation <= 0:
+        return 2**62
+    p1 = min(max(p0 + deviation, 0.0), 1.0) if p0 <= 0.5 else min(max(p0 - deviation, 0.0), 1.0)
+    h = abs(2 * math.asin(math.sqrt(p1)) - 2 * math.asin(math.sqrt(p0)))
+    if h == 0:
+        return 2**62
+    z = z_two_sided(alpha) + float(sps.norm.isf(1 - power))
+    return int(math.ceil((z / h) ** 2))
+
+
+def binomial_look(k: int, n: int, p0: float, alpha: float, margin: float, power: float) -> Look:
+    """Exact binomial test (``scipy.stats.binomtest``) of rate == ``p0`` and a
+    Clopper-Pearson interval at level ``1 - alpha``."""
+    k, n = int(k), int(n)
+    if n == 0:
+        return Look(math.nan, p0, 1.0, Interval(0.0, 1.0, 1 - alpha), 0, math.inf, margin, alpha)
+    res = sps.binomtest(k, n, p0)
+    ci = res.proportion_ci(confidence_level=1 - alpha, method="exact")
+    return Look(k / n, p0, float(res.pvalue), Interval(float(ci.low), float(ci.high), 1 - alpha), n,
+                binomial_mdd(n, p0, alpha, power), margin, alpha)
+
+
+def position_binomial_look(counts: np.ndarray, n: int, q: np.ndarray, alpha: float,
+                           power: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-position exact binomial tests, vectorised.
+
+    Returns (two-sided p-values by the doubling method — conservative, valid without
+    independence between positions —, Clopper-Pearson low, high at ``1 - alpha``, and the
+    per-position minimum detectable deviation at ``alpha``/``power``).
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    q = np.broadcast_to(np.asarray(q, dtype=np.float64), counts.shape)
+    cdf = sps.binom.cdf(counts, n, q)
+    sf = sps.binom.sf(counts - 1, n, q)
+    pvals = np.minimum(1.0, 2.0 * np.minimum(cdf, sf))
+    a2 = alpha / 2.0
+    low = np.where(counts > 0, sps.beta.ppf(a2, counts, n - counts + 1), 0.0)
+    high = np.where(counts < n, sps.beta.ppf(1 - a2, counts + 1, n - counts), 1.0)
+    z = z_two_sided(alpha) + float(sps.norm.isf(1 - power))
+    base = np.arcsin(np.sqrt(np.clip(q, 0, 1)))
+    h = z / math.sqrt(max(n, 1))
+    mdd = np.maximum(np.sin(np.minimum(base + h / 2, np.pi / 2)) ** 2 - q,
+                     q - np.sin(np.maximum(base - h / 2, 0.0)) ** 2)
+    return pvals, np.nan_to_num(low), np.nan_to_num(high, nan=1.0), mdd
+
+
+# --------------------------------------------------------------------------- means
+
+def mean_mdd(n: int, sd: float, alpha: float, power: float) -> float:
+    """Smallest |mean shift| a two-sided one-sample t-test detects with probability
+    ``power`` (``statsmodels.stats.power.TTestPower``), in the units of ``sd``."""
+    if n < 3 or not np.isfinite(sd):
+        return math.inf
+    if sd == 0:
+        return 0.0
+    from statsmodels.stats.power import TTestPower
+    d = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+                                 alternative="two-sided")
+    return float(d) * sd
+
+
+def mean_n_for(deviation: float, sd: float, alpha: float, power: float) -> int:
+    """Samples needed so that a one-sample test detects ``deviation`` (normal approximation)."""
+    if sd == 0:
+        return 3
+    if deviation <= 0:
+        return 2**62
+    z = z_two_sided(alpha) + float(sps.norm.isf(1 - power))
+    approx = int(math.ceil((z * sd / deviation) ** 2))
+    if approx > 10_000:
+        return approx
+    from statsmodels.stats.power import TTestPower  # exact t power for small samples
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            n = float(TTestPower().solve_power(effect_size=deviation / sd, nobs=None, alpha=alpha, power=power,
+                                               alternative="two-sided"))
+        except Exception:  # noqa: BLE001 - the root finder can fail for tiny n; fall back
+            n = math.nan
+    if not math.isfinite(n):
+        n = approx + 10.0  # small-sample t penalty
+    return max(3, int(math.ceil(n)))
+
+
+def mean_look(samples: Sequence[float], expected: float, alpha: float, margin: float,
+              power: float, exact_tol: float = 0.0) -> Look:
+    """One-sample t-test (``scipy.stats.ttest_1samp``) of mean == ``expected`` with a
+    t interval at ``1 - alpha``. The samples are i.i.d. per-call statistics (the harness
+    never assumes independence inside a call). A sample with zero spread is decided
+    exactly: all equal to ``expected`` within ``exact_tol`` -> p = 1, else p = 0."""
+    x = np.asarray(samples, dtype=np.float64)
+    n = int(x.size)
+    if n < 3:
+        return Look(float(np.mean(x)) if n else math.nan, expected, 1.0,
+                    Interval(-math.inf, math.inf, 1 - alpha), n, math.inf, margin, alpha)
+    m = float(np.mean(x))
+    sd = float(np.std(x, ddof=1))
+    if sd <= exact_tol or sd == 0.0:
+        ok = abs(m - expected) <= max(exact_tol, 1e-12 * max(1.0, abs(expected)))
+        return Look(m, expected, 1.0 if ok else 0.0, Interval(m, m, 1 - alpha), n, 0.0, margin, alpha)
+    res = sps.ttest_1samp(x, expected)
+    ci = res.confidence_interval(confidence_level=1 - alpha)
+    return Look(m, expected, float(res.pvalue), Interval(float(ci.low), float(ci.high), 1 - alpha), n,
+                mean_mdd(n, sd, alpha, power), margin, alpha)
+
+
+# --------------------------------------------------------------------------- correlation
+
+def correlation_mdd(n: int, alpha: float, power: float) -> float:
+    """Smallest |correlation| detected with probability ``power`` from ``n`` pairs
+    (Fisher z approximation)."""
+    if n <= 3:
+        return math.inf
+    z = (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n - 3)
+    return float(math.tanh(z))
+
+
+def correlation_look(u: np.ndarray, v: np.ndarray, alpha: float, margin: float, power: float,
+                     binary: bool) -> Look:
+    """Test that paired draws are uncorrelated.
+
+    ``binary``: Fisher's exact test on the 2x2 table (valid at any n) and the phi
+    coefficient; otherwise Pearson's r (``scipy.stats.pearsonr``). The interval is the
+    Fisher-z interval of the correlation at ``1 - alpha``. Constant data (p = 0 or 1) carry
+    no information: p-value 1 and an interval of [-1, 1].
+    """
+    u = np.asarray(u).ravel()
+    v = np.asarray(v).ravel()
+    n = int(u.size)
+    mdd = correlation_mdd(n, alpha, power)
+    if n < 4 or np.all(u == u[0]) or np.all(v == v[0]):
+        return Look(0.0, 0.0, 1.0, Interval(-1.0, 1.0, 1 - alpha), n, mdd, margin, alpha)
+    if binary:
+        u = u.astype(bool)
+        v = v.astype(bool)
+        a = int(np.sum(u & v)); b = int(np.sum(u & ~v)); c = int(np.sum(~u & v)); d = n - a - b - c
+        pval = float(sps.fisher_exact([[a, b], [c, d]]).pvalue)
+        denom = math.sqrt(float(a + b) * (c + d) * (a + c) * (b + d))
+        r = (a * d - b * c) / denom if denom > 0 else 0.0
+    else:
+        res = sps.pearsonr(u.astype(np.float64), v.astype(np.float64))
+        r, pval = float(res.statistic), float(res.pvalue)
+    zr = math.atanh(max(min(r, 1 - 1e-15), -1 + 1e-15))
+    half = z_two_sided(alpha) / math.sqrt(n - 3)
+    ci = Interval(math.tanh(zr - half), math.tanh(zr + half), 1 - alpha)
+    return Look(float(r), 0.0, pval, ci, n, mdd, margin, alpha)
+
+
+# --------------------------------------------------------------------------- planning
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """Looks at cumulative sample sizes ``looks`` (in calls), each at ``alpha / len(looks)``.
+
+    ``alpha`` is the false-alarm (and false-pass) budget of one check; ``power`` the
+    detection probability that defines the minimum detectable deviation.
+    """
+
+    alpha: float
+    power: float
+    looks: Tuple[int, ...]
+
+    @property
+    def alpha_per_look(self) -> float:
+        return self.alpha / len(self.looks)
+
+    @classmethod
+    def geometric(cls, alpha: float, power: float, max_calls: int, n_looks: int = 4,
+                  min_calls: int = 3) -> "SequentialPlan":
+        """Looks at max_calls / 2^(K-1), ..., max_calls / 2, max_calls (deduplicated)."""
+        max_calls = max(int(max_calls), min_calls)
+        looks = sorted({max(min_calls, int(math.ceil(max_calls / 2 ** (n_looks - 1 - i))))
+                        for i in range(n_looks)})
+        return cls(alpha=alpha, power=power, looks=tuple(looks))
+
+    def sequential_p(self, p_values: Sequence[float]) -> float:
+        """Bonferroni-spending sequential p-value: min(1, K * min p_k)."""
+        return float(min(1.0, len(self.looks) * min(p_values))) if len(p_values) else 1.0
+
+
+def holm(p_values: Sequence[float], alpha: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Holm step-down (``statsmodels.stats.multitest.multipletests``): (reject, adjusted p)."""
+    p = np.asarray(list(p_values), dtype=np.float64)
+    if p.size == 0:
+        return np.zeros(0, bool), np.zeros(0)
+    from statsmodels.stats.multitest import multipletests
+    reject, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
+    return reject, adjusted
