@@ -97,10 +97,9 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
     plan = type(plan)(plan.alpha, plan.power, tuple(sorted(set(looks))))
     margin = effective_margin(tol, mean_mdd(plan.looks[-1] // calls_per_sample, sd, plan.alpha_per_look,
                                             ctx.settings.power))
-    exact_tol = 1e-9 if ctx.contract.mean_scope == "aggregate" else 0.0
     return [run_sequential(
         ctx, name, quantity, plan, advance,
-        lambda a: mean_look(samples, 0.0, a, margin, ctx.settings.power, exact_tol=exact_tol),
+        lambda a: mean_look(samples, 0.0, a, margin, ctx.settings.power),
         f"samples of {calls_per_sample} call(s)",
         details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": sd,
                          "requested_margin": tol})]

@@ -97,16 +97,16 @@ def probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64) -> In
     ``make_inputs`` does not see the parameters, so the probe weight is square (out = in);
     the layer takes out_features from the weight it is given.
     """
-    if len(shape) != 2 or shape[0] != shape[1]:
+    if len(shape) != 2 or shape[0] not in (shape[1], 0):
         raise InvalidArgument(
             f"dropconnect probe shape={tuple(shape)}, but should be (N, in_features) with N == in_features "
-            "(the probe input is the identity matrix)")
-    n = shape[0]
+            "(the probe input is the identity matrix) or N == 0")
+    n = shape[1]
 
     def signed(size: Tuple[int, ...]) -> np.ndarray:
         return (rng.choice([-1.0, 1.0], size=size) * (0.5 + rng.random(size))).astype(dtype)
 
-    return np.eye(n, dtype=dtype), signed((n, n)), signed((n,))
+    return np.eye(shape[0], n, dtype=dtype), signed((n, n)), signed((n,))
 
 
 DROPCONNECT = register(Contract(
