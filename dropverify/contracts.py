@@ -56,6 +56,8 @@ class ParamSpec:
     def range_text(self) -> str:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind is bool:
+            return "True or False"
         lo = "-inf" if self.low is None else f"{self.low:g}"
         hi = "inf" if self.high is None else f"{self.high:g}"
         lb = "[" if (self.low_closed and self.low is not None) else "("

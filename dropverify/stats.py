@@ -28,7 +28,7 @@ from scipy import stats as sps
 
 __all__ = [
     "Interval", "Look", "SequentialPlan", "binomial_look", "mean_look", "correlation_look",
-    "binomial_mdd", "mean_mdd", "correlation_mdd", "binomial_n_for", "mean_n_for",
+    "binomial_mdd", "mean_mdd", "t_test_power", "correlation_mdd", "binomial_n_for", "mean_n_for",
     "position_binomial_look", "holm", "z_two_sided",
 ]
 
@@ -140,49 +140,53 @@ def position_binomial_look(counts: np.ndarray, n: int, q: np.ndarray, alpha: flo
 
 # --------------------------------------------------------------------------- means
 
+def t_test_power(n: int, effect: float, alpha: float) -> float:
+    """Power of the two-sided one-sample t-test with ``n`` samples against a standardised
+    shift ``effect`` (noncentral t, ``scipy.stats.nct``)."""
+    if n < 2:
+        return 0.0
+    df = n - 1
+    crit = float(sps.t.isf(alpha / 2.0, df))
+    nc = effect * math.sqrt(n)
+    with np.errstate(all="ignore"):
+        upper = float(sps.nct.sf(crit, df, nc))
+        lower = float(sps.nct.cdf(-crit, df, nc))
+    # scipy's nct returns NaN in far tails; there the normal limit is accurate enough
+    if not math.isfinite(upper):
+        upper = float(sps.norm.sf(crit - nc))
+    if not math.isfinite(lower):
+        lower = float(sps.norm.cdf(-crit - nc))
+    return min(max(upper + lower, 0.0), 1.0)
+
+
 def mean_mdd(n: int, sd: float, alpha: float, power: float) -> float:
     """Smallest |mean shift| a two-sided one-sample t-test detects with probability
-    ``power`` (``statsmodels.stats.power.TTestPower``), in the units of ``sd``."""
+    ``power`` from ``n`` samples, in the units of ``sd`` (solved on the noncentral t)."""
     if n < 3 or not np.isfinite(sd):
         return math.inf
     if sd == 0:
         return 0.0
-    from statsmodels.stats.power import TTestPower
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            d = float(np.squeeze(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
-                                                          alternative="two-sided")))
-        except Exception:  # noqa: BLE001 - root finder failure: fall back to the normal approximation
-            d = math.nan
-    if not math.isfinite(d):
-        d = (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n - 2)
-    return d * sd
+    from scipy.optimize import brentq
+    hi = 2.0 * (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n - 2) + 1.0
+    while t_test_power(n, hi, alpha) < power:
+        hi *= 2.0
+    return float(brentq(lambda d: t_test_power(n, d, alpha) - power, 0.0, hi, xtol=1e-10)) * sd
 
 
 def mean_n_for(deviation: float, sd: float, alpha: float, power: float) -> int:
-    """Samples needed so that a one-sample test detects ``deviation`` (normal approximation)."""
+    """Samples needed so that a one-sample t-test detects ``deviation`` with ``power``."""
     if sd == 0:
         return 3
     if deviation <= 0:
         return 2**62
     z = z_two_sided(alpha) + float(sps.norm.isf(1 - power))
-    approx = int(math.ceil((z * sd / deviation) ** 2))
-    if approx > 10_000:
-        return approx
-    from statsmodels.stats.power import TTestPower  # exact t power for small samples
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            n = float(TTestPower().solve_power(effect_size=deviation / sd, nobs=None, alpha=alpha, power=power,
-                                               alternative="two-sided"))
-        except Exception:  # noqa: BLE001 - the root finder can fail for tiny n; fall back
-            n = math.nan
-    if not math.isfinite(n) or n < approx:  # the root finder can land on a wrong root at tiny alpha
-        n = approx + 10.0  # normal approximation plus a small-sample t penalty
-    return max(3, int(math.ceil(n)))
+    n = max(3, int(math.ceil((z * sd / deviation) ** 2)))
+    if n > 100_000:
+        return n
+    effect = deviation / sd
+    while t_test_power(n, effect, alpha) < power:  # the t penalty: a few steps beyond the normal n
+        n = int(math.ceil(n * 1.05)) + 1
+    return n
 
 
 def mean_look(samples: Sequence[float], expected: float, alpha: float, margin: float,

@@ -38,6 +38,9 @@ def _nonuniform(ctx: CheckContext) -> bool:
 
 
 def randomness_is_observable(ctx: CheckContext) -> bool:
+    """Masks carry information only when 0 < p < 1 (continuous variants: the noise level)."""
+    if ctx.contract.dropped_value is None:
+        return 0.0 < float(ctx.params.get("p", 0.0)) < 1.0
     p = float(np.mean(ctx.contract.drop_probability(ctx.params, ctx.shape)))
     return 0.0 < p < 1.0
 

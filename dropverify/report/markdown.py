@@ -1,0 +1,140 @@
+"""Markdown reports: one per target, and an index."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+from ..checks._core import fmt
+from ..runner import RunResult, TargetRun
+
+_ICON = {"PASS": "PASS", "FAIL": "**FAIL**", "INCONCLUSIVE": "_INCONCLUSIVE_", "ERROR": "**ERROR**"}
+
+READING_GUIDE = """\
+## How to read this report
+- **PASS**: the check's equivalence margin is *certified* — the deviation from the contract is at most the margin,
+  with false-pass probability at most the check's alpha — and no deviation was detected at run level.
+- **FAIL**: a deviation from the contract is established: the run-level Holm-adjusted p-value is below the run's
+  family-wise false-alarm rate (exact checks: a deterministic comparison failed, with the evidence quoted).
+- **INCONCLUSIVE**: the budget ran out before either; the deviation that could still hide is the larger of the
+  margin and the MDD. A check that cannot run on this target (no gradients, say) is INCONCLUSIVE with the reason.
+- **ERROR**: the target raised, hung, or returned the wrong shape or dtype; the reason is quoted.
+- **MDD** (minimum detectable deviation): the smallest deviation the check detects with the stated power at the
+  samples it used. Deviations below it may go unnoticed; that is what "could have missed" means.
+- **p (seq)** is the check's own sequential p-value (Bonferroni spending over its looks, valid at the data-dependent
+  stopping time); **p (Holm)** is adjusted across every statistical result of the run.
+- Exact checks (no p-value) compare values within the float tolerance of the dtype: they cannot raise false alarms
+  on a correct implementation.
+"""
+
+
+def _ci(r) -> str:
+    if r.ci is None:
+        return ""
+    return f"{fmt(r.ci[0])} .. {fmt(r.ci[1])}"
+
+
+def _p(v: Optional[float]) -> str:
+    return "" if v is None else f"{v:.3g}"
+
+
+def summary_table(target: TargetRun) -> str:
+    lines = ["| check | verdict | estimate | CI | expected ± margin | n | p (seq) | p (Holm) | MDD |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in target.results:
+        if r.statistical and r.estimate is not None:
+            exp = f"{fmt(r.expected)} ± {fmt(r.margin)}"
+            n = f"{r.n} {r.n_unit}"
+            lines.append(f"| `{r.check}` | {_ICON[r.verdict]} | {fmt(r.estimate)} | {_ci(r)} | {exp} | {n} | "
+                         f"{_p(r.p_value)} | {_p(r.p_adjusted)} | {fmt(r.mdd)} |")
+        else:
+            lines.append(f"| `{r.check}` | {_ICON[r.verdict]} | exact | | | | | | |")
+    return "\n".join(lines)
+
+
+def contract_section(target: TargetRun) -> str:
+    c = target.contract
+    out = ["## Contract", "", f"**{c['name']}** — {c['summary']}", "", f"Reference: {c['reference']}.", "",
+           "| parameter | value | valid range | meaning |", "|---|---|---|---|"]
+    for name, spec in c["params"].items():
+        out.append(f"| `{name}` | `{spec['value']!r}` | {spec['range']} | {spec['doc']} |")
+    out += ["", f"- Layout: {c['layout']}; probe shape `{tuple(target.shape)}`.",
+            f"- Mask structure: {c['structure']}; expectation promised: {c['mean_scope']}.",
+            f"- Gradient rule: {c['gradient_rule']}.",
+            f"- p = 1 allowed: {c['p_one_allowed']}."]
+    for note in c.get("notes", []):
+        out.append(f"- {note}")
+    if target.conventions:
+        out += ["", "### Conventions of this implementation"]
+        out += [f"- {conv}" for conv in target.conventions]
+    return "\n".join(out)
+
+
+def _detail_value(v: Any) -> Optional[str]:
+    if isinstance(v, list) and (len(v) > 8 or (v and isinstance(v[0], list))):
+        return None  # arrays go to the plots / JSON
+    if isinstance(v, float):
+        return fmt(v) if math.isfinite(v) else str(v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_detail_value(x)}" for k, x in v.items())
+    return f"{v}"
+
+
+def details_section(target: TargetRun, images: Dict[str, str]) -> str:
+    out = ["## Details"]
+    for r in target.results:
+        out += ["", f"### `{r.check}` — {r.verdict}", "", r.message]
+        facts: List[str] = []
+        if r.statistical and r.alpha is not None:
+            facts.append(f"designed at alpha={r.alpha:.3g} (false alarm and false pass), power={r.power:g}; "
+                         f"{r.looks} look(s){' — stopped early' if r.stopped_early else ''}")
+        for k, v in (r.details or {}).items():
+            shown = _detail_value(v)
+            if shown is not None:
+                facts.append(f"{k}: {shown}")
+        if facts:
+            out.append("")
+            out += [f"- {f}" for f in facts]
+        if r.check in images:
+            out += ["", f"![{r.check}]({images[r.check]})"]
+    return "\n".join(out)
+
+
+def run_line(run: RunResult) -> str:
+    s = run.settings
+    return (f"Run: seed {s.seed}; family-wise false-alarm rate {s.alpha:g} (Holm over {run.m_statistical} "
+            f"statistical results; each check designed at alpha={run.alpha_each:.3g}); power {s.power:g}; "
+            f"budget {s.max_calls} calls / {s.max_units:,} mask units per check.")
+
+
+def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str]) -> str:
+    counts = target.counts()
+    args = ", ".join(f"{k}={v!r}" for k, v in target.params.items())
+    head = [f"# dropverify report: `{target.spec_name}`", "",
+            f"Verdict: **{target.verdict}** — " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".", "",
+            f"Variant `{target.variant}({args})`, probe shape `{tuple(target.shape)}`."]
+    if target.description:
+        head += ["", target.description]
+    head += ["", run_line(run), "", "## Summary", "", summary_table(target)]
+    if "ci" in images:
+        head += ["", f"![confidence intervals]({images['ci']})"]
+    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
+    return "\n".join(head + ["", contract_section(target), "", details_section(target, images), "",
+                             READING_GUIDE, f"Environment: {env}.", ""])
+
+
+def index_markdown(run: RunResult, links: Dict[str, str], title: str) -> str:
+    lines = [f"# {title}", "", f"Overall: **{'PASS' if run.ok else 'FAIL'}** — "
+             f"{sum(1 for t in run.targets if t.verdict == 'PASS')} of {len(run.targets)} targets pass every check.",
+             "", run_line(run), "",
+             "| target | variant | verdict | PASS | FAIL | INCONCLUSIVE | ERROR | first problem |",
+             "|---|---|---|---|---|---|---|---|"]
+    for t in run.targets:
+        c = t.counts()
+        problem = next((r for r in t.results if r.verdict in ("FAIL", "ERROR")), None) or \
+            next((r for r in t.results if r.verdict == "INCONCLUSIVE"), None)
+        why = (f"`{problem.check}`: " + problem.message.split(" [")[0].replace("|", "/")) if problem else ""
+        lines.append(f"| [`{t.spec_name}`]({links[t.spec_name]}) | `{t.variant}` | {_ICON[t.verdict]} | "
+                     f"{c['PASS']} | {c['FAIL']} | {c['INCONCLUSIVE']} | {c['ERROR']} | {why} |")
+    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
+    lines += ["", READING_GUIDE, f"Environment: {env}.", ""]
+    return "\n".join(lines)
