@@ -67,30 +67,30 @@ class ParamSpec:
 
     def validate(self, value: Any) -> Any:
         """Return ``value`` converted to ``kind``; raise InvalidArgument naming the range."""
+        raw = value
+        bad = out_of_range(self.name, raw, self.range_text())
         if self.choices is not None:
             if value not in self.choices:
-                raise out_of_range(self.name, value, self.range_text())
+                raise bad
             return value
         if self.kind is bool:
             if not isinstance(value, (bool, np.bool_)):
-                raise out_of_range(self.name, value, "True or False")
+                raise out_of_range(self.name, raw, "True or False")
             return bool(value)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-            raise out_of_range(self.name, value, self.range_text())
-        if not math.isfinite(float(value)) and self.kind is int:
-            raise out_of_range(self.name, value, self.range_text())
+            raise bad
+        if math.isnan(float(value)) or (self.kind is int and not math.isfinite(float(value))):
+            raise bad
         if self.kind is int:
             if float(value) != int(value):
-                raise out_of_range(self.name, value, self.range_text())
+                raise bad
             value = int(value)
         else:
             value = float(value)
-        if math.isnan(value):
-            raise out_of_range(self.name, value, self.range_text())
         if self.low is not None and (value < self.low or (value == self.low and not self.low_closed)):
-            raise out_of_range(self.name, value, self.range_text())
+            raise bad
         if self.high is not None and (value > self.high or (value == self.high and not self.high_closed)):
-            raise out_of_range(self.name, value, self.range_text())
+            raise bad
         return value
 
 

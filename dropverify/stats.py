@@ -184,8 +184,12 @@ def mean_n_for(deviation: float, sd: float, alpha: float, power: float) -> int:
     if n > 100_000:
         return n
     effect = deviation / sd
-    while t_test_power(n, effect, alpha) < power:  # the t penalty: a few steps beyond the normal n
-        n = int(math.ceil(n * 1.05)) + 1
+    lo = n - 1
+    while t_test_power(n, effect, alpha) < power:  # the t penalty: beyond the normal n
+        lo, n = n, int(math.ceil(n * 1.05)) + 1
+    while n - lo > 1:  # smallest n with enough power (power grows with n)
+        mid = (lo + n) // 2
+        lo, n = (lo, mid) if t_test_power(mid, effect, alpha) >= power else (mid, n)
     return n
 
 
