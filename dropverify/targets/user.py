@@ -90,13 +90,22 @@ def _kind(obj: Any) -> str:
 
 def user_spec(ref: str, variant: str, params: Optional[Mapping[str, Any]] = None,
               shape: Optional[Tuple[int, ...]] = None, device: str = "cpu") -> TargetSpec:
-    """The spec of a user's layer; raises InvalidArgument for any mistake in the factory."""
+    """The spec of the layer built by ``MODULE:FACTORY``; InvalidArgument for any mistake."""
+    return factory_spec(load_factory(ref), variant, params, shape=shape, device=device, name=f"user:{ref}")
+
+
+def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Mapping[str, Any]] = None,
+                 shape: Optional[Tuple[int, ...]] = None, device: str = "cpu",
+                 name: Optional[str] = None) -> TargetSpec:
+    """The spec of the layer ``factory(**params)`` builds (torch, Keras or numpy, detected
+    from what it returns); InvalidArgument for any mistake in the factory."""
     contract = get_contract(variant)
     given = dict(params or {})
     canonical = contract.validate_params(given)
     if shape is not None:
         contract.check_shape(shape)
-    factory = load_factory(ref)
+    ref = name or getattr(factory, "__qualname__", repr(factory))
+    name = name or f"user:{ref}"
     pick = _accepted(factory, canonical, given, ref)
     try:
         probe = factory(**pick(canonical))
@@ -104,7 +113,6 @@ def user_spec(ref: str, variant: str, params: Optional[Mapping[str, Any]] = None
         raise InvalidArgument(f"{ref}(**{pick(canonical)}) raised {type(exc).__name__}: {exc}") from None
     kind = _kind(probe)
     make = lambda prm: factory(**pick(prm))  # noqa: E731
-    name = f"user:{ref}"
     if kind == "numpy":
         if device != "cpu":
             raise InvalidArgument(f"device={device!r}, but a numpy layer runs on the cpu only")
