@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -33,6 +33,7 @@ class TargetRun:
     description: str
     results: Tuple[CheckResult, ...]
     seconds: float
+    not_applicable: Tuple[Tuple[str, str], ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -77,7 +78,9 @@ def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Se
         contract.check_shape(shape)
         ctx = CheckContext(spec=spec, contract=contract, params=params, shape=shape, settings=settings,
                            alpha_each=settings.alpha, seed=settings.seed * 1_000 + i * 7_919 + 1)
-        checks = [c for c in CHECKS if (only is None or c.name in only) and _applies(c, ctx)]
+        skipped = dict(spec.not_applicable)
+        checks = [c for c in CHECKS if (only is None or c.name in only) and c.name not in skipped
+                  and _applies(c, ctx)]
         plans.append((ctx, checks))
     return plans
 
@@ -133,7 +136,8 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
             done += 1
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
-                              ctx.spec.description, tuple(results), time.perf_counter() - t0))
+                              ctx.spec.description, tuple(results), time.perf_counter() - t0,
+                              tuple(sorted(dict(ctx.spec.not_applicable).items()))))
     if progress:
         progress("done", total, total)
     runs = _apply_holm(runs, settings.alpha)
@@ -167,5 +171,4 @@ def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
             message = message.split(" [")[0] + f"; rejected by Holm at run level (p_adj={adj:.3g}) [" + \
                 message.split(" [", 1)[-1]
         new[i][j] = r.with_(p_adjusted=float(adj), verdict=verdict, message=message)
-    return [TargetRun(t.spec_name, t.variant, t.params, t.shape, t.contract, t.conventions, t.description,
-                      tuple(res), t.seconds) for t, res in zip(runs, new)]
+    return [replace(t, results=tuple(res)) for t, res in zip(runs, new)]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Tuple
 
-from . import edges, gradients, independence, moments, rates, values
+from . import depth, edges, gradients, independence, moments, rates, values
 from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
                     TargetError)
 
@@ -57,8 +57,11 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   _random, _one),
         CheckSpec(independence.SEEDS, "independent seeded streams", independence.masks_independent_across_seeds,
                   _random, _one),
+        CheckSpec(independence.OVERLAP, "independent seeded streams", independence.seed_streams_do_not_overlap,
+                  _random, _one),
         CheckSpec(independence.REPRO, "same seed reproduces", independence.same_seed_reproduces, _always, _zero),
         *dropblock._specs(),
+        CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one),
         CheckSpec(gradients.FORWARD_MASK, "gradient consistency", gradients.gradient_uses_forward_mask,
                   gradients.applies, _zero),
         CheckSpec(gradients.FINITE_DIFF, "gradient consistency", gradients.gradient_matches_finite_differences,
@@ -67,7 +70,7 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   lambda c: c.contract.eval_output is not None, _zero),
         CheckSpec(edges.P_ZERO, "edge cases", edges.p_zero_is_exact_identity, _always, _zero),
         CheckSpec(edges.P_ONE, "edge cases", edges.p_one_gives_zeros_with_finite_gradients,
-                  lambda c: c.contract.p_one_allowed, _zero),
+                  edges.applies_p_one, _zero),
         CheckSpec(edges.INVALID, "edge cases", edges.invalid_p_rejected, _always, _zero),
         CheckSpec(edges.NONFINITE, "edge cases", edges.nonfinite_inputs_leave_others_untouched,
                   lambda c: c.contract.multiplicative, _zero),

@@ -30,24 +30,44 @@ def applies(ctx: CheckContext) -> bool:
     return ctx.contract.structure == "block" and 0 < ctx.params.get("p", 0.5) < 1
 
 
-def _rank(ctx: CheckContext) -> int:
-    return len(ctx.shape) - 2
+def applies_map(ctx: CheckContext) -> bool:
+    """The map test applies to every contract whose drop probability varies by position
+    (DropBlock; the per-block survival of a stochastic-depth network)."""
+    c = ctx.contract
+    return (c.dropped_value is not None and np.ndim(c.drop_probability(ctx.params, ctx.shape)) > 0
+            and 0 < ctx.params.get("p", 0.5) < 1)
+
+
+def _position_axes(ctx: CheckContext) -> Tuple[int, ...]:
+    q = np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape))
+    lead = len(ctx.shape) - q.ndim
+    return tuple(lead + i for i, s in enumerate(q.shape) if s > 1)
+
+
+def _positions_shape(ctx: CheckContext) -> Tuple[int, ...]:
+    return tuple(ctx.shape[a] for a in _position_axes(ctx))
 
 
 def _map(ctx: CheckContext, **override) -> np.ndarray:
     params = dict(ctx.params, **override)
-    return np.asarray(ctx.contract.drop_probability(params, ctx.shape), np.float64).reshape(ctx.shape[2:])
+    return np.asarray(ctx.contract.drop_probability(params, ctx.shape), np.float64).reshape(_positions_shape(ctx))
+
+
+def _by_position(ctx: CheckContext, arr: np.ndarray) -> np.ndarray:
+    """(units, *positions): one row per independent unit, position axes last."""
+    axes = _position_axes(ctx)
+    moved = np.moveaxis(arr, axes, tuple(range(arr.ndim - len(axes), arr.ndim)))
+    return moved.reshape((-1,) + _positions_shape(ctx))
 
 
 def _pooled_counts(ctx: CheckContext, salt: int):
-    """Sink accumulating per-position dropped counts over independent (sample, channel) units."""
+    """Sink accumulating per-position dropped counts over independent units."""
     inputs = ctx.probe(salt)
-    state = {"counts": np.zeros(ctx.shape[2:], np.int64), "n": 0, "fractions": []}
+    state = {"counts": np.zeros(_positions_shape(ctx), np.int64), "n": 0, "fractions": []}
 
     def sink(y: np.ndarray) -> None:
         dropped = ctx.decode(inputs, y).dropped
-        units = unit_view(ctx, dropped, keepdims=True)
-        flat = units.reshape((-1,) + tuple(ctx.shape[2:]))
+        flat = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
         state["counts"] += flat.sum(axis=0)
         state["n"] += flat.shape[0]
         state["fractions"].append(float(dropped.mean()))
@@ -118,7 +138,7 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     """The seed rate gamma, read off the position covered by the fewest seeds (K_min; a
     corner, K=1, under the valid scheme): its drop rate q = 1 - (1-gamma)^K_min is tested
     exactly (binomial) and reported on the gamma scale gamma = 1 - (1-q)^(1/K_min)."""
-    coverage = np.asarray(ctx.contract.extra["coverage"](ctx.params, ctx.shape)).reshape(ctx.shape[2:])
+    coverage = np.asarray(ctx.contract.extra["coverage"](ctx.params, ctx.shape)).reshape(_positions_shape(ctx))
     gamma = float(ctx.contract.extra["gamma"](ctx.params, ctx.shape))
     pos = np.unravel_index(int(np.argmin(coverage)), coverage.shape)
     k_min = int(coverage[pos])
@@ -127,7 +147,7 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     hits = {"k": 0, "n": 0}
 
     def sink(y: np.ndarray) -> None:
-        units = unit_view(ctx, ctx.decode(inputs, y).dropped, keepdims=True).reshape((-1,) + tuple(ctx.shape[2:]))
+        units = _by_position(ctx, unit_view(ctx, ctx.decode(inputs, y).dropped, keepdims=True))
         hits["k"] += int(units[(slice(None),) + pos].sum())
         hits["n"] += units.shape[0]
 
@@ -260,7 +280,7 @@ def _zero(ctx: CheckContext) -> int:
 def _specs():
     from . import CheckSpec
     return (
-        CheckSpec(MAP, "DropBlock drop map", drop_map_matches_theory, applies, _one),
+        CheckSpec(MAP, "per-position drop map", drop_map_matches_theory, applies_map, _one),
         CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one),
         CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one),
         CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero),

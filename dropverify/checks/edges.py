@@ -72,6 +72,17 @@ def p_zero_is_exact_identity(ctx: CheckContext) -> List[CheckResult]:
                          time.perf_counter() - start)]
 
 
+def applies_p_one(ctx: CheckContext) -> bool:
+    """p = 1 is a deterministic edge only where it drops every unit (not, e.g., for a
+    depth schedule whose early blocks still survive)."""
+    if not ctx.contract.p_one_allowed:
+        return False
+    if ctx.contract.dropped_value is None:
+        return True
+    q = ctx.contract.drop_probability(dict(ctx.params, p=1.0), ctx.shape)
+    return bool(np.all(np.asarray(q) == 1.0))
+
+
 def p_one_gives_zeros_with_finite_gradients(ctx: CheckContext) -> List[CheckResult]:
     """Exact: with p = 1 every element takes the dropped value (0 for inverted dropout,
     the contract's all-dropped output otherwise) and every gradient is finite."""

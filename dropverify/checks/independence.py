@@ -15,6 +15,7 @@ from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effecti
 CONSTANT = "mask_constant_along_shared_axes"
 FRESH = "masks_fresh_across_calls_by_fisher"
 SEEDS = "masks_independent_across_seeds_by_fisher"
+OVERLAP = "seed_streams_do_not_overlap_by_fisher"
 REPRO = "same_seed_reproduces"
 _AXIS_NAMES = {0: "batch"}
 
@@ -67,7 +68,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, pairs_per_step: int,
     kind = {"binary": True}
 
     def sink(item) -> None:
-        u, v, binary = item
+        u, v, binary = item[:3]
         us.append(u.ravel()); vs.append(v.ravel()); kind["binary"] = binary
 
     class _Steps:
@@ -95,15 +96,17 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, step) -> 
     independence, about the correlation otherwise — and a t-test runs across steps.
     """
     q = np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64)
+    q = q.reshape((1,) * (len(ctx.shape) - q.ndim) + q.shape)
     stats_: List[float] = []
 
     def sink(item) -> None:
-        u, v, _ = item
-        qq = np.broadcast_to(q.reshape((1,) * (u.ndim - q.ndim) + q.shape), u.shape) if q.ndim <= u.ndim else q
-        w = qq * (1 - qq)
+        u, v = item[0].astype(np.float64), item[1].astype(np.float64)
+        qu, qv = (item[3], item[4]) if len(item) > 3 else (q, q)
+        qu = np.broadcast_to(qu, u.shape)
+        qv = np.broadcast_to(qv, v.shape)
+        w = np.sqrt(qu * (1 - qu) * qv * (1 - qv))
         ok = w > 0
-        prod = (u.astype(np.float64) - qq) * (v.astype(np.float64) - qq)
-        stats_.append(float(np.mean(prod[ok] / w[ok])))
+        stats_.append(float(np.mean(((u - qu) * (v - qv))[ok] / w[ok])))
 
     class _Steps:
         def __iter__(self):
@@ -139,10 +142,15 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
     out_shape = ctx.output_shape(inputs)
     size = out_shape[axis] // 2 * 2
 
+    q = np.broadcast_to(np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64), out_shape)
+    q_units = unit_view(ctx, q, keepdims=True)
+    q_even, q_odd = (q_units.take(np.arange(0, size, 2), axis=axis), q_units.take(np.arange(1, size, 2), axis=axis))
+
     def step():
         vals, binary = mask_values(ctx, inputs, next(stream))
         units = unit_view(ctx, vals, keepdims=True)
-        return (units.take(np.arange(0, size, 2), axis=axis), units.take(np.arange(1, size, 2), axis=axis), binary)
+        return (units.take(np.arange(0, size, 2), axis=axis), units.take(np.arange(1, size, 2), axis=axis), binary,
+                q_even, q_odd)
 
     per = int(unit_view(ctx, np.empty(out_shape, bool), keepdims=True).size // out_shape[axis] * (size // 2))
     label = _AXIS_NAMES.get(axis, "")
@@ -182,6 +190,26 @@ def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     return [_pair_test(ctx, SEEDS, "correlation_seeds", per, step, "unit pairs")]
+
+
+def seed_streams_do_not_overlap(ctx: CheckContext) -> List[CheckResult]:
+    """The SECOND call after seeding with s is uncorrelated with the FIRST call after
+    seeding with s + 1: catches generators that derive call k of seed s from seed s + k,
+    so that replicas seeded base + rank replay each other's masks one call apart."""
+    inputs = ctx.probe(9)
+    counter = {"j": 0}
+
+    def step():
+        j = counter["j"]; counter["j"] += 1
+        base = ctx.seed + 9_000 + 2 * j
+        stream = ctx.stream(inputs, base)
+        next(stream)
+        a, binary = mask_values(ctx, inputs, next(stream))
+        b, _ = mask_values(ctx, inputs, next(ctx.stream(inputs, base + 1)))
+        return unit_view(ctx, a), unit_view(ctx, b), binary
+
+    per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
+    return [_pair_test(ctx, OVERLAP, "correlation_adjacent_seed_streams", per, step, "unit pairs")]
 
 
 def independence_checks(ctx: CheckContext) -> List[CheckResult]:

@@ -13,8 +13,8 @@ NAME = "drop_rate_matches_by_binomial"
 
 
 def applies(ctx: CheckContext) -> bool:
-    c = ctx.contract
-    return c.dropped_value is not None and c.structure != "block"
+    c = ctx.contract  # a per-position probability is tested position by position (drop map)
+    return c.dropped_value is not None and np.ndim(c.drop_probability(ctx.params, ctx.shape)) == 0
 
 
 def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:

@@ -42,6 +42,7 @@ def target_json(run: RunResult, target: TargetRun) -> str:
            "counts": target.counts(), "params": _clean(target.params), "probe_shape": list(target.shape),
            "contract": _clean(target.contract), "conventions": list(target.conventions),
            "description": target.description, "run": run_header(run),
+           "not_applicable": dict(target.not_applicable),
            "results": [_clean(r) for r in target.results]}
     return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
 

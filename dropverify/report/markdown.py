@@ -66,6 +66,9 @@ def contract_section(target: TargetRun) -> str:
     if target.conventions:
         out += ["", "### Conventions of this implementation"]
         out += [f"- {conv}" for conv in target.conventions]
+    if target.not_applicable:
+        out += ["", "### Checks not applicable to this target"]
+        out += [f"- `{name}`: {why}" for name, why in target.not_applicable]
     return "\n".join(out)
 
 

@@ -51,6 +51,9 @@ class TargetSpec:
     contract: Optional[Contract] = None
     conventions: Tuple[str, ...] = ()
     description: str = ""
+    # checks that say nothing about this implementation, with the reason (e.g. input
+    # plumbing that spreads NaN before the dropout is reached); reported as not applicable
+    not_applicable: Mapping[str, str] = field(default_factory=dict)
 
     def resolved_contract(self) -> Contract:
         return self.contract if self.contract is not None else get_contract(self.variant)

@@ -348,17 +348,21 @@ _ATTENTION_CONVENTIONS = (
     "Rows of dropped weights may sum above 1 (pytorch 42929): expected, the renormalize=False convention.",
     "Dropout is applied (and p validated) only when p > 0, so p < 0 is silently accepted as no dropout: "
     "invalid_p_rejected FAILS (library behaviour; p > 1 raises).",
-    "nonfinite_inputs_leave_others_untouched FAILS from the plumbing, not from dropout: a NaN/inf planted in x "
-    "is a non-finite logit, which softmax (and, in MultiheadAttention, the identity projections: NaN * 0) "
-    "spreads to other weights. Read that check as not applicable to attention targets.",
 )
+
+_ATTENTION_NOT_APPLICABLE = {
+    "nonfinite_inputs_leave_others_untouched":
+        "the probe reaches the dropout through softmax plumbing: a NaN/inf planted in x is a non-finite logit, "
+        "which softmax (and, in MultiheadAttention, the identity projections: NaN * 0) spreads to other weights "
+        "before dropout is applied, so the check would measure the plumbing, not the layer.",
+}
 
 
 def _mha() -> TargetSpec:
     _, h, _, lk = ATTENTION_SHAPE
     return torch_spec(
         "torch:MultiheadAttention", "attention_dropout", mha_factory(h, lk), call=mha_call,
-        layouts=("contiguous",), shape=ATTENTION_SHAPE,
+        layouts=("contiguous",), shape=ATTENTION_SHAPE, not_applicable=_ATTENTION_NOT_APPLICABLE,
         conventions=(
             "nn.MultiheadAttention(embed_dim=H*(Lk+1), num_heads=H, dropout=p, bias=False, batch_first=True) "
             "with identity projections; query = sqrt(Lk+1) * logits per head; key = value = per-head identity; "
@@ -383,6 +387,7 @@ def sdpa_spec(backend: str = "MATH", device: str = "cpu") -> TargetSpec:
     return torch_spec(
         f"torch:scaled_dot_product_attention[{backend.lower()}]{suffix}", "attention_dropout",
         _sdpa_factory(backend), device=device, call=sdpa_call, shape=ATTENTION_SHAPE,
+        not_applicable=_ATTENTION_NOT_APPLICABLE,
         conventions=(
             "scaled_dot_product_attention is stateless: dropout_p is applied whenever it is > 0, in training and "
             "in eval alike (pytorch 124464); callers must pass dropout_p=0 in eval. The target passes "

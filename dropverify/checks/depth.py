@@ -1,0 +1,44 @@
+"""Stochastic depth across a network: the expected number of surviving blocks."""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+
+from ..stats import mean_look, mean_mdd, mean_n_for
+from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin, error_result,
+                    plan_for, run_sequential)
+
+NAME = "expected_depth_matches_by_t_test"
+
+
+def applies(ctx: CheckContext) -> bool:
+    return "expected_depth" in ctx.contract.extra and 0 < ctx.params.get("p", 0.5) < 1
+
+
+def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
+    """The mean number of surviving blocks per sample equals sum(s_l) (Huang et al.'s
+    expected depth). One sample per call (mean over its rows); t-test across independent
+    calls at the check's alpha split over its looks; margin 1 % of the depth."""
+    expected = float(ctx.contract.extra["expected_depth"](ctx.params))
+    inputs = ctx.probe(121)
+    depths: List[float] = []
+
+    def sink(y: np.ndarray) -> None:
+        kept = ~ctx.decode(inputs, y).dropped
+        depths.append(float(kept.sum(axis=1).mean()))
+
+    advance = CallCounter(ctx.stream(inputs, ctx.seed + 121), sink)
+    try:
+        advance(20)
+    except TargetError as exc:
+        return [error_result(ctx, NAME, str(exc), statistical=True)]
+    sd = float(np.std(depths, ddof=1)) or 1e-9
+    tol = 0.01 * expected
+    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4, ctx.settings.power)
+    plan = plan_for(ctx, max(needed, 20), 1)
+    margin = effective_margin(tol, mean_mdd(plan.looks[-1], sd, plan.alpha_per_look, ctx.settings.power))
+    return [run_sequential(ctx, NAME, "mean_depth", plan, advance,
+                           lambda a: mean_look(depths, expected, a, margin, ctx.settings.power), "calls",
+                           details=lambda: {"expected_depth": expected, "blocks": ctx.params.get("num_blocks"),
+                                            "calls": advance.done})]
