@@ -13,14 +13,14 @@ NAME = "expected_depth_matches_by_t_test"
 
 
 def applies(ctx: CheckContext) -> bool:
-    return "expected_depth" in ctx.contract.extra and 0 < ctx.params.get("p", 0.5) < 1
+    return "network_expected_depth" in ctx.contract.extra and 0 < ctx.params.get("p", 0.5) < 1
 
 
 def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     """The mean number of surviving blocks per sample equals sum(s_l) (Huang et al.'s
     expected depth). One sample per call (mean over its rows); t-test across independent
     calls at the check's alpha split over its looks; margin 1 % of the depth."""
-    expected = float(ctx.contract.extra["expected_depth"](ctx.params))
+    expected = float(ctx.contract.extra["network_expected_depth"](ctx.params))
     inputs = ctx.probe(121)
     depths: List[float] = []
 

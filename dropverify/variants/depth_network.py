@@ -87,7 +87,7 @@ STOCHASTIC_DEPTH_NETWORK = register(Contract(
            "(a loop over l = 0..L-1 is off by one: its first block is never dropped and its last never reaches p).",
            "Expected depth = sum of survivals = L - p (L+1)/2.",
            "A skipped block returns its input exactly (dropped value = x)."),
-    extra={"expected_depth": lambda params: expected_depth(survival(params)), "survival": survival},
+    extra={"network_expected_depth": lambda params: expected_depth(survival(params)), "survival": survival},
 ))
 
 
