@@ -102,7 +102,7 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
         lambda a: mean_look(samples, 0.0, a, margin, ctx.settings.power),
         f"samples of {calls_per_sample} call(s)",
         details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": sd,
-                         "requested_margin": tol})]
+                         "requested_margin": tol, "n_max": plan.looks[-1] // calls_per_sample})]
 
 
 def expectation_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:

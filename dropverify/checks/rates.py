@@ -49,4 +49,4 @@ def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:
         lambda a: binomial_look(state["k"], state["n"], p0, a, margin, ctx.settings.power),
         "mask units",
         details=lambda: {"nominal_p": p0, "requested_margin": margin_req, "units_per_call": upc,
-                         "calls": advance.done})]
+                         "calls": advance.done, "n_max": plan.looks[-1] * upc})]
