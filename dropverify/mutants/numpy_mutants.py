@@ -1,0 +1,43 @@
+"""The numpy mutant corpus, gathered from the family modules.
+
+=====================  =======================================================================
+module                 family
+=====================  =======================================================================
+``_elementwise``       dropout, Gaussian, alpha, feature-alpha dropout
+``_structured``        spatial (channel-wise) dropout, stochastic depth, DropPath
+``_dropblock``         DropBlock 2-D / 3-D (plus zero-slip CONTROLS of its own sampler)
+``_sequence``          attention, token / word-type embedding, variational, zoneout, DropConnect
+=====================  =======================================================================
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+from . import _dropblock, _elementwise, _sequence, _structured
+from ._core import Mutant
+
+MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
+                               + _sequence.MUTANTS)
+"""Every numpy mutant (the harness must kill each one)."""
+
+CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
+"""Zero-slip runs through the mutants' own machinery (the harness must pass them)."""
+
+FAMILIES: Dict[str, Tuple[str, ...]] = {
+    "element-wise (dropout, gaussian, alpha, feature-alpha)":
+        ("dropout", "gaussian_dropout", "alpha_dropout", "feature_alpha_dropout"),
+    "spatial": ("spatial_dropout_1d", "spatial_dropout_2d", "spatial_dropout_3d"),
+    "DropBlock": ("dropblock_2d", "dropblock_3d"),
+    "depth (stochastic depth, DropPath)": ("stochastic_depth", "drop_path"),
+    "sequence (attention, embedding, word-type, variational, zoneout)":
+        ("attention_dropout", "embedding_dropout", "word_embedding_dropout", "variational_dropout", "zoneout"),
+    "DropConnect": ("dropconnect",),
+}
+"""Family name -> canonical variants, for the count per family in reports."""
+
+
+def family_of(variant: str) -> str:
+    for family, variants in FAMILIES.items():
+        if variant in variants:
+            return family
+    return "other"
