@@ -78,10 +78,10 @@ def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Se
         contract.check_shape(shape)
         ctx = CheckContext(spec=spec, contract=contract, params=params, shape=shape, settings=settings,
                            alpha_each=settings.alpha, seed=settings.seed * 1_000 + i * 7_919 + 1)
-        skipped = dict(spec.not_applicable)
+        skipped = {**dict(contract.extra.get("not_applicable", {})), **dict(spec.not_applicable)}
         checks = [c for c in CHECKS if (only is None or c.name in only) and c.name not in skipped
                   and _applies(c, ctx)]
-        plans.append((ctx, checks))
+        plans.append((ctx, checks, skipped))
     return plans
 
 
@@ -115,17 +115,17 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     start = time.perf_counter()
     plans = _contexts(specs, settings, checks)
     m = 0
-    for ctx, chosen in plans:
+    for ctx, chosen, _ in plans:
         for c in chosen:
             try:
                 m += int(c.statistical(ctx))
             except Exception:  # noqa: BLE001
                 m += 1
     alpha_each = settings.alpha / max(m, 1)
-    total = sum(len(ch) for _, ch in plans)
+    total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
-    for ctx, chosen in plans:
+    for ctx, chosen, skipped in plans:
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
         results: List[CheckResult] = []
@@ -137,7 +137,7 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
                               ctx.spec.description, tuple(results), time.perf_counter() - t0,
-                              tuple(sorted(dict(ctx.spec.not_applicable).items()))))
+                              tuple(sorted(skipped.items()))))
     if progress:
         progress("done", total, total)
     runs = _apply_holm(runs, settings.alpha)

@@ -219,8 +219,8 @@ def uncovered_positions(dropped: np.ndarray, extents: Tuple[Tuple[int, int], ...
     of a block around its seed per spatial axis."""
     rank = len(extents)
     lead = dropped.ndim - rank
-    full = dropped.astype(np.int64)
-    for i, (first, last) in enumerate(extents):
+    full = dropped.astype(bool)
+    for i, (first, last) in enumerate(extents):  # separable: a box is all dropped iff, axis by axis, ...
         ax = lead + i
         dim = dropped.shape[ax]
         k = last - first + 1
@@ -228,10 +228,9 @@ def uncovered_positions(dropped: np.ndarray, extents: Tuple[Tuple[int, int], ...
         grid = dim - k + 1 if seed_region == "valid" else dim
         left, right = max(0, -a), max(0, grid - 1 + a + k - 1 - (dim - 1))
         pad = [(0, 0)] * full.ndim
-        pad[ax] = (left, right)
-        full = _window_sum(np.pad(full, pad, constant_values=1), ax, k)
-    volume = int(np.prod([last - first + 1 for first, last in extents]))
-    seeds = (full == volume).astype(np.int64)
+        pad[ax] = (left, right)  # outside the map counts as dropped: blocks are clipped there
+        full = _window_sum(np.pad(full, pad, constant_values=True).astype(np.int64), ax, k) == k
+    seeds = full.astype(np.int64)
     covered = seeds
     for i, (first, last) in enumerate(extents):
         ax = lead + i

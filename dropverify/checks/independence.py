@@ -7,7 +7,9 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..stats import correlation_look, correlation_mdd, mean_look, mean_mdd, mean_n_for
+from typing import Sequence
+
+from ..stats import Look, correlation_look, correlation_mdd, mean_look, mean_mdd, mean_n_for
 from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin,
                     error_result, exact_result, guarded, mask_values, plan_for, run_sequential,
                     unit_view)
@@ -46,131 +48,181 @@ def randomness_is_observable(ctx: CheckContext) -> bool:
     return 0.0 < p < 1.0
 
 
-def _required_pairs(ctx: CheckContext) -> Tuple[int, float]:
+def _required_pairs(ctx: CheckContext, lanes: int) -> Tuple[int, float]:
     from ..stats import z_two_sided
     from scipy.stats import norm
     tol = ctx.settings.correlation_tol
-    z = z_two_sided(ctx.alpha_each / 4) + float(norm.isf(1 - ctx.settings.power))
+    z = z_two_sided(ctx.alpha_each / 4 / lanes) + float(norm.isf(1 - ctx.settings.power))
     return int((z / np.arctanh(tol / 1.25)) ** 2) + 4, tol
 
 
-def _pair_test(ctx: CheckContext, name: str, quantity: str, pairs_per_step: int,
+def _combine(looks: List[Look], lanes: Sequence[str], alpha_look: float) -> Look:
+    """Bonferroni over lanes: p = L * min p, certified when every lane is, the worst lane's
+    estimate and interval (each lane was run at alpha / L)."""
+    worst = min(range(len(looks)), key=lambda i: looks[i].p_value)
+    w = looks[worst]
+    return Look(w.estimate, w.expected, min(1.0, len(looks) * w.p_value), w.ci, sum(lk.n for lk in looks),
+                max(lk.mdd for lk in looks), w.margin, alpha_look,
+                equivalent=all(lk.certifies for lk in looks))
+
+
+def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], pairs_per_step: int,
                step, n_unit: str) -> CheckResult:
-    """Shared sequential driver: ``step()`` returns (u, v, binary) arrays for one step."""
+    """Shared sequential driver over several *lanes* (pairings: offsets along an axis, lags
+    between calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one
+    independent step. Each lane is tested at the look's alpha / L (Bonferroni), so a
+    dependence at any of the lanes' offsets is caught at the check's stated error rate."""
     if _nonuniform(ctx):
-        return _stratified_pair_test(ctx, name, quantity, step)
-    needed, tol = _required_pairs(ctx)
+        return _stratified_pair_test(ctx, name, quantity, lanes, step)
+    needed, tol = _required_pairs(ctx, len(lanes))
     plan = plan_for(ctx, needed, max(pairs_per_step, 1))
-    margin = effective_margin(tol, correlation_mdd(plan.looks[-1] * pairs_per_step, plan.alpha_per_look,
-                                                   ctx.settings.power))
-    us: List[np.ndarray] = []
-    vs: List[np.ndarray] = []
+    margin = effective_margin(tol, correlation_mdd(plan.looks[-1] * pairs_per_step,
+                                                   plan.alpha_per_look / len(lanes), ctx.settings.power))
+    us: List[List[np.ndarray]] = [[] for _ in lanes]
+    vs: List[List[np.ndarray]] = [[] for _ in lanes]
     kind = {"binary": True}
 
-    def sink(item) -> None:
-        u, v, binary = item[:3]
-        us.append(u.ravel()); vs.append(v.ravel()); kind["binary"] = binary
+    def sink(items) -> None:
+        for i, item in enumerate(items):
+            us[i].append(item[0].ravel()); vs[i].append(item[1].ravel()); kind["binary"] = item[2]
 
-    class _Steps:
-        def __iter__(self):
-            return self
+    def evaluate(alpha_look: float) -> Look:
+        looks = [correlation_look(np.concatenate(us[i]), np.concatenate(vs[i]), alpha_look / len(lanes), margin,
+                                  ctx.settings.power, kind["binary"]) for i in range(len(lanes))]
+        return _combine(looks, lanes, alpha_look)
 
-        def __next__(self):
-            return step()
-
-    advance = CallCounter(_Steps(), sink)
-    return run_sequential(
-        ctx, name, quantity, plan, advance,
-        lambda a: correlation_look(np.concatenate(us), np.concatenate(vs), a, margin, ctx.settings.power,
-                                   kind["binary"]),
-        n_unit, details=lambda: {"steps": advance.done, "requested_margin": tol})
+    advance = CallCounter(_Steps(step), sink)
+    return run_sequential(ctx, name, quantity, plan, advance, evaluate, n_unit,
+                          details=lambda: {"steps": advance.done, "requested_margin": tol,
+                                           "pairings": ", ".join(lanes)})
 
 
-def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, step) -> CheckResult:
-    """Pair test for masks whose drop probability q varies by position (DropBlock).
+class _Steps:
+    def __init__(self, step) -> None:
+        self.step = step
 
-    Pooling a 2x2 table over positions with different q would show a spurious positive
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.step()
+
+
+def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], step) -> CheckResult:
+    """Pair test for masks whose drop probability varies by position (DropBlock, depth
+    schedules).
+
+    Pooling a 2x2 table over positions with different rates would show a spurious positive
     correlation (Simpson), and positions inside a call are dependent (overlapping blocks).
-    So each step (an independent pair of calls or of unit slices) gives one statistic, the
-    mean standardised cross product (u - q)(v - q) / (q (1 - q)) — mean 0 under
-    independence, about the correlation otherwise — and a t-test runs across steps.
+    So each step (an independent pair of calls or of unit slices) gives, per lane, one
+    statistic: the unbiased covariance of u and v across the independent units at each
+    position, averaged over positions and divided by qbar (1 - qbar) (qbar the contract's
+    mean rate, a constant) — exactly mean 0 under independence whatever the true per-position
+    rates are, about the correlation otherwise. A t-test runs across steps (Bonferroni over
+    lanes). Needs at least two units per position and step.
     """
     q = np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64)
-    q = q.reshape((1,) * (len(ctx.shape) - q.ndim) + q.shape)
-    stats_: List[float] = []
+    lead = len(ctx.shape) - q.ndim
+    pos_axes = tuple(lead + i for i, size in enumerate(q.shape) if size > 1)
+    qbar = float(q.mean())
+    norm = qbar * (1 - qbar) or 1.0
+    stats_: List[List[float]] = [[] for _ in lanes]
 
-    def sink(item) -> None:
-        u, v = item[0].astype(np.float64), item[1].astype(np.float64)
-        qu, qv = (item[3], item[4]) if len(item) > 3 else (q, q)
-        qu = np.broadcast_to(qu, u.shape)
-        qv = np.broadcast_to(qv, v.shape)
-        w = np.sqrt(qu * (1 - qu) * qv * (1 - qv))
-        ok = w > 0
-        stats_.append(float(np.mean(((u - qu) * (v - qv))[ok] / w[ok])))
+    def rows(arr: np.ndarray) -> np.ndarray:
+        moved = np.moveaxis(arr.astype(np.float64), pos_axes, tuple(range(arr.ndim - len(pos_axes), arr.ndim)))
+        return moved.reshape((-1, int(np.prod([arr.shape[a] for a in pos_axes], dtype=np.int64))))
 
-    class _Steps:
-        def __iter__(self):
-            return self
-
-        def __next__(self):
-            return step()
+    def sink(items) -> None:
+        for i, item in enumerate(items):
+            u, v = rows(item[0]), rows(item[1])
+            if u.shape[0] < 2:
+                raise TargetError("fewer than two independent units per position: no within-step covariance")
+            cov = np.sum((u - u.mean(0)) * (v - v.mean(0)), axis=0) / (u.shape[0] - 1)
+            stats_[i].append(float(cov.mean() / norm))
 
     name = name.replace("_by_fisher", "_by_cross_product_t_test")
-    advance = CallCounter(_Steps(), sink)
+    advance = CallCounter(_Steps(step), sink)
     try:
         advance(20)
     except TargetError as exc:
         return error_result(ctx, name, str(exc), statistical=True)
-    sd = float(np.std(stats_, ddof=1)) or 1e-6
+    sd = max(float(np.std(s, ddof=1)) for s in stats_) or 1e-6
     tol = ctx.settings.correlation_tol
-    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4, ctx.settings.power)
+    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4 / len(lanes), ctx.settings.power)
     plan = plan_for(ctx, max(needed, 20), 1)
     plan = type(plan)(plan.alpha, plan.power, tuple(sorted({max(k, 20) for k in plan.looks})))
-    margin = effective_margin(tol, mean_mdd(plan.looks[-1], sd, plan.alpha_per_look, ctx.settings.power))
-    return run_sequential(ctx, name, quantity, plan, advance,
-                          lambda a: mean_look(stats_, 0.0, a, margin, ctx.settings.power),
-                          "independent steps", details=lambda: {"steps": advance.done, "statistic":
-                                                                "standardised cross product"})
+    margin = effective_margin(tol, mean_mdd(plan.looks[-1], sd, plan.alpha_per_look / len(lanes),
+                                            ctx.settings.power))
+
+    def evaluate(alpha_look: float) -> Look:
+        looks = [mean_look(s, 0.0, alpha_look / len(lanes), margin, ctx.settings.power) for s in stats_]
+        return _combine(looks, lanes, alpha_look)
+
+    return run_sequential(ctx, name, quantity, plan, advance, evaluate, "independent steps",
+                          details=lambda: {"steps": advance.done, "pairings": ", ".join(lanes),
+                                           "statistic": "per-position covariance across units / qbar(1-qbar)"})
+
+
+def axis_offsets(size: int) -> Tuple[int, ...]:
+    """Offsets at which units along an axis are paired: the neighbours (1, 2, 3, 4) where
+    RNG counters or vectorised draws overlap, and half / quarter of the axis where
+    tensor-parallel shards reuse a seed."""
+    return tuple(sorted({d for d in (1, 2, 3, 4, size // 4, size // 2) if 1 <= d < size}))
+
+
+def _disjoint_pairs(size: int, d: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, i + d) with no index used twice: i with floor(i / d) even."""
+    i = np.arange(size - d)
+    i = i[(i // d) % 2 == 0]
+    return i, i + d
 
 
 def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
-    """Units 2k and 2k+1 along ``axis`` (all else equal) are uncorrelated: Fisher's exact
-    test (binary masks) or Pearson's r (continuous multipliers) at the check's alpha split
-    over its looks; catches one mask shared across the batch, channels, or time."""
+    """Units i and i + d along ``axis`` (all else equal) are uncorrelated, for every offset d
+    of :func:`axis_offsets` (disjoint pairs; Bonferroni over offsets): Fisher's exact test
+    (binary masks) or Pearson's r (continuous multipliers). Catches one mask shared across
+    the batch, channels or time, RNG offsets that overlap a few elements apart, and shards
+    that reuse a seed."""
     inputs = ctx.probe(4)
     stream = ctx.stream(inputs, ctx.seed + 4)
     out_shape = ctx.output_shape(inputs)
-    size = out_shape[axis] // 2 * 2
-
+    offsets = axis_offsets(out_shape[axis])
+    pairs = [_disjoint_pairs(out_shape[axis], d) for d in offsets]
     q = np.broadcast_to(np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64), out_shape)
     q_units = unit_view(ctx, q, keepdims=True)
-    q_even, q_odd = (q_units.take(np.arange(0, size, 2), axis=axis), q_units.take(np.arange(1, size, 2), axis=axis))
+    q_pairs = [(q_units.take(a, axis=axis), q_units.take(b, axis=axis)) for a, b in pairs]
 
     def step():
         vals, binary = mask_values(ctx, inputs, next(stream))
         units = unit_view(ctx, vals, keepdims=True)
-        return (units.take(np.arange(0, size, 2), axis=axis), units.take(np.arange(1, size, 2), axis=axis), binary,
-                q_even, q_odd)
+        return [(units.take(a, axis=axis), units.take(b, axis=axis), binary, qa, qb)
+                for (a, b), (qa, qb) in zip(pairs, q_pairs)]
 
-    per = int(unit_view(ctx, np.empty(out_shape, bool), keepdims=True).size // out_shape[axis] * (size // 2))
+    per_unit = int(unit_view(ctx, np.empty(out_shape, bool), keepdims=True).size // out_shape[axis])
+    per = per_unit * min(len(a) for a, _ in pairs)
     label = _AXIS_NAMES.get(axis, "")
-    return _pair_test(ctx, along_name(axis), f"correlation_axis{axis}{'_' + label if label else ''}", per,
-                      step, "unit pairs")
+    return _pair_test(ctx, along_name(axis), f"correlation_axis{axis}{'_' + label if label else ''}",
+                      [f"offset {d}" for d in offsets], per, step, "unit pairs")
+
+
+LAGS = (1, 2, 3)
 
 
 def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
-    """Each unit's draw in call 2j is uncorrelated with its draw in call 2j+1 (same seed
-    stream): catches an RNG that never advances (same mask every call)."""
+    """Each unit's draw in call t is uncorrelated with its draw in calls t + 1, t + 2 and
+    t + 3 (same seed stream; Bonferroni over lags): catches an RNG that never advances
+    (same mask every call) and a small pool of masks cycled through."""
     inputs = ctx.probe(5)
     stream = ctx.stream(inputs, ctx.seed + 5)
 
     def step():
-        a, binary = mask_values(ctx, inputs, next(stream))
-        b, _ = mask_values(ctx, inputs, next(stream))
-        return unit_view(ctx, a), unit_view(ctx, b), binary
+        calls = [mask_values(ctx, inputs, next(stream)) for _ in range(max(LAGS) + 1)]
+        first = unit_view(ctx, calls[0][0], keepdims=True)
+        return [(first, unit_view(ctx, calls[lag][0], keepdims=True), calls[0][1]) for lag in LAGS]
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
-    return [_pair_test(ctx, FRESH, "correlation_consecutive_calls", per, step, "unit pairs")]
+    return [_pair_test(ctx, FRESH, "correlation_across_calls", [f"lag {k}" for k in LAGS], per, step,
+                       "unit pairs")]
 
 
 def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:
@@ -186,10 +238,10 @@ def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:
         j = counter["j"]; counter["j"] += 1
         a, binary = mask_values(ctx, inputs, first(ctx.seed + 7_000 + 2 * j))
         b, _ = mask_values(ctx, inputs, first(ctx.seed + 7_001 + 2 * j))
-        return unit_view(ctx, a), unit_view(ctx, b), binary
+        return [(unit_view(ctx, a, keepdims=True), unit_view(ctx, b, keepdims=True), binary)]
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
-    return [_pair_test(ctx, SEEDS, "correlation_seeds", per, step, "unit pairs")]
+    return [_pair_test(ctx, SEEDS, "correlation_seeds", ["seed s vs s+1"], per, step, "unit pairs")]
 
 
 def seed_streams_do_not_overlap(ctx: CheckContext) -> List[CheckResult]:
@@ -206,10 +258,11 @@ def seed_streams_do_not_overlap(ctx: CheckContext) -> List[CheckResult]:
         next(stream)
         a, binary = mask_values(ctx, inputs, next(stream))
         b, _ = mask_values(ctx, inputs, next(ctx.stream(inputs, base + 1)))
-        return unit_view(ctx, a), unit_view(ctx, b), binary
+        return [(unit_view(ctx, a, keepdims=True), unit_view(ctx, b, keepdims=True), binary)]
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
-    return [_pair_test(ctx, OVERLAP, "correlation_adjacent_seed_streams", per, step, "unit pairs")]
+    return [_pair_test(ctx, OVERLAP, "correlation_adjacent_seed_streams", ["call 1 of s vs call 0 of s+1"], per,
+                       step, "unit pairs")]
 
 
 def independence_checks(ctx: CheckContext) -> List[CheckResult]:

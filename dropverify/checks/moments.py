@@ -72,6 +72,8 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
     statistic = statistic_for(ctx, inputs)
     upc = units_per_call(ctx)
     calls_per_sample = max(1, math.ceil(ctx.settings.min_units_per_sample / max(upc, 1)))
+    # the pilot must leave room in the budget: at most half of max_calls
+    calls_per_sample = min(calls_per_sample, max(1, ctx.settings.max_calls // (2 * PILOT)))
     stream = ctx.stream(inputs, ctx.seed + salt)
     samples: List[float] = []
     pending: List[float] = []

@@ -282,8 +282,6 @@ class FeatureAlphaPerElement(FeatureAlphaDropout):
 # ------------------------------------------------------------------------------ the records
 
 _VAL = "multiplier_values_exact"
-_GAP_PAIRS = ("the along-axis independence test pairs units 2k and 2k+1 only (lag 1 within an aligned pair), "
-              "so draws shared at any other offset along the axis are certified independent")
 _MEAN = "expectation_matches_by_t_test"
 _GRAD = ("gradient_uses_forward_mask", "gradient_matches_finite_differences")
 
@@ -313,19 +311,14 @@ MUTANTS: Tuple[Mutant, ...] = (
     mutant("dropout_rng_offset_overlap", "dropout", RngOffsetOverlap, params={"p": 0.5},
            kills=("masks_independent_along_axis3_by_fisher",),
            bug_class="same mask on every device / replica / batch element",
-           source="flash-attention 314 / xformers PR 755 class (RNG offset arithmetic): draws reused 3 apart",
-           known_gap=_GAP_PAIRS),
+           source="flash-attention 314 / xformers PR 755 class (RNG offset arithmetic): draws reused 3 apart"),
     mutant("dropout_mask_pool_cycled", "dropout", MaskPoolCycled, params={"p": 0.5},
            kills=("masks_fresh_across_calls_by_fisher",), bug_class="same mask every call (RNG never advances)",
-           source="keras 18426 class (masks fixed at trace time; two traces alternate)",
-           known_gap=("masks_fresh_across_calls pairs call 2j with call 2j+1 only (lag 1), so masks that repeat "
-                      "at lag 2 are certified fresh; the target is still flagged, by the expectation t-test "
-                      "(two fixed masks give a fixed bias)")),
+           source="keras 18426 class (masks fixed at trace time; two traces alternate)"),
     mutant("dropout_tensor_parallel_same_seed", "dropout", TensorParallelSameSeed, params={"p": 0.5},
            kills=("masks_independent_along_axis1_by_fisher",),
            bug_class="same mask on every device / replica / batch element",
-           source="accelerate 114 / transformers 31412 (same mask on all ranks), here on channel shards",
-           known_gap=_GAP_PAIRS),
+           source="accelerate 114 / transformers 31412 (same mask on all ranks), here on channel shards"),
     mutant("dropout_backward_fresh_mask", "dropout", BackwardFreshMask, params={"p": 0.5}, kills=_GRAD,
            bug_class="backward uses a different mask or scale than forward",
            source="pytorch 190717 (recompute draws a new mask); OLMo-core PR 828"),

@@ -126,7 +126,11 @@ ATTENTION_DROPOUT = register(Contract(
 # mean_scope is a plain field, so the renormalising convention gets its own contract object
 # (not registered: same name); attention_contract(params) / extra["contract_for"] pick it.
 ATTENTION_DROPOUT_RENORMALIZED = dataclasses.replace(
-    ATTENTION_DROPOUT, mean_scope="none", output_mean=None, output_variance=None)
+    ATTENTION_DROPOUT, mean_scope="none", output_mean=None, output_variance=None,
+    extra={**ATTENTION_DROPOUT.extra, "not_applicable": {
+        "nonfinite_inputs_leave_others_untouched":
+            "renormalising divides a row by its kept sum, so a NaN/inf in a row reaches every element of that "
+            "row by design"}})
 
 
 class AttentionDropout(BernoulliMaskVariant):
