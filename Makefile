@@ -19,11 +19,10 @@ venv: $(PY)
 install: $(PY)
 	$(PIP) install --quiet -e .
 
-# torch 2.13.0 is a CPU wheel on disk here; a torch that is already present (e.g. 2.14.1 for
-# torchvision) satisfies the [torch] extra and is kept.
+# The adapters' tests run for real: torch + torchvision + timm ([vision] pins torch 2.14.1 with
+# torchvision 0.29.1, whose wheels lie on disk here) and Keras 3 on the torch backend.
 install-dev: $(PY)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[dev,torch,keras]"
+	$(PIP) install --quiet -e ".[dev,vision,keras]"
 
 install-thirdparty: $(PY)
 	$(PIP) install --quiet -e ".[vision,keras]"
