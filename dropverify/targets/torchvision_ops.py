@@ -6,13 +6,12 @@ memory layouts, and gradients from autograd. Deviations are exposed, never corre
 spec's ``conventions`` says what torchvision documents and does. Importing this module
 imports torch and torchvision (an ImportError if either is missing).
 
-The small torch target here (:class:`VisionTorchTarget`, :func:`vision_spec`) is private to
-the vision adapters (timm reuses it); it mirrors ``torch_nn.TorchTarget`` / ``torch_spec``.
+Targets are built with the generic ``torch_nn.torch_spec`` (here also ``vision_spec``).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Mapping, Tuple
 
 import numpy as np
 import torch
@@ -21,94 +20,10 @@ import torchvision.ops as tvops
 
 from ..contracts import Contract, Inputs, get_contract
 from ._base import TargetSpec
+from .torch_nn import layouts_for, to_tensor, torch_spec  # noqa: F401  (re-exported for tests)
 
-FLOAT_DTYPES = (np.float16, np.float32, np.float64)
-_MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-
-# ------------------------------------------------------------------------------ private torch target
-
-def layouts_for(rank: int) -> Tuple[str, ...]:
-    """contiguous, transposed (a permuted view), and channels_last for 4-D / 5-D probes."""
-    return ("contiguous", "transposed") + (("channels_last",) if rank in _MEMORY_FORMATS else ())
-
-
-def to_tensor(a: np.ndarray, layout: str = "contiguous", device: str = "cpu",
-              requires_grad: bool = False) -> torch.Tensor:
-    """A fresh tensor with ``a``'s values and dtype in the given memory layout.
-
-    ``transposed``: a permuted view of memory stored in reversed axis order (non-contiguous
-    for rank >= 2); ``channels_last``: torch's channels-last (4-D) / channels-last-3d (5-D)."""
-    a = np.asarray(a)
-    if layout == "contiguous" or (layout == "transposed" and a.ndim < 2):
-        t = torch.from_numpy(np.array(a, copy=True, order="C")).to(device)
-    elif layout == "transposed":
-        perm = tuple(reversed(range(a.ndim)))
-        t = torch.from_numpy(np.array(a.transpose(perm), copy=True, order="C")).to(device).permute(perm)
-    elif layout == "channels_last" and a.ndim in _MEMORY_FORMATS:
-        t = torch.from_numpy(np.array(a, copy=True)).to(device).contiguous(memory_format=_MEMORY_FORMATS[a.ndim])
-    else:
-        raise ValueError(f"layout={layout!r} for a rank-{a.ndim} input, but should be one of "
-                         f"{', '.join(layouts_for(a.ndim))}")
-    return t.requires_grad_(True) if requires_grad else t
-
-
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """The tensor's values as numpy in its own dtype."""
-    return t.detach().to("cpu").numpy()
-
-
-class VisionTorchTarget:
-    """One configured ``nn.Module`` behind the Target protocol (float16/32/64 on ``device``).
-
-    ``forward`` runs under ``torch.no_grad``; ``forward_backward`` returns autograd's gradient
-    of ``sum(grad_out * y)`` w.r.t. each input (zeros where autograd reports no dependence, so
-    a missing gradient shows as a wrong one)."""
-
-    has_gradients = True
-
-    def __init__(self, module: nn.Module, device: str = "cpu", dtypes: Sequence[Any] = FLOAT_DTYPES,
-                 layouts: Sequence[str] = ("contiguous", "transposed")) -> None:
-        self.module = module.to(device)
-        self.device = device
-        self.dtypes = tuple(dtypes)
-        self.layouts = tuple(layouts)
-
-    def seed(self, seed: int) -> None:
-        torch.manual_seed(seed)  # seeds the CPU generator and every CUDA device's
-
-    def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
-        tensors = tuple(to_tensor(a, layout, self.device) for a in inputs)
-        self.module.train(training)
-        with torch.no_grad():
-            return to_numpy(self.module(*tensors))
-
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
-        tensors = tuple(to_tensor(a, "contiguous", self.device, requires_grad=True) for a in inputs)
-        self.module.train(True)
-        with torch.enable_grad():
-            y = self.module(*tensors)
-            if y.requires_grad:
-                g = torch.as_tensor(np.asarray(grad_out), device=y.device).to(y.dtype)
-                grads = torch.autograd.grad(y, tensors, grad_outputs=g, allow_unused=True)
-            else:
-                grads = (None,) * len(tensors)
-        return to_numpy(y), tuple(to_numpy(gr) if gr is not None else np.zeros(t.shape, to_numpy(t).dtype)
-                                  for gr, t in zip(grads, tensors))
-
-
-def vision_spec(name: str, variant: str, factory: Callable[..., nn.Module],
-                params: Optional[Mapping[str, Any]] = None, device: str = "cpu", **kw: Any) -> TargetSpec:
-    """A spec whose ``build(params)`` wraps ``factory(**canonical_params)`` in a
-    :class:`VisionTorchTarget`; ``layouts`` defaults to :func:`layouts_for` the probe rank, the
-    other keywords (``shape``, ``contract``, ``conventions``, ``description``) go to TargetSpec."""
-    contract = kw.get("contract") or get_contract(variant)
-    layouts = kw.pop("layouts", None) or layouts_for(len(kw.get("shape") or contract.default_shape))
-
-    def build(prm: Mapping[str, Any]) -> VisionTorchTarget:
-        return VisionTorchTarget(factory(**dict(prm)), device=device, layouts=layouts)
-
-    return TargetSpec(name=name, variant=variant, build=build, params=dict(params or {}), **kw)
+# the generic torch target serves every torch-based library
+vision_spec = torch_spec
 
 
 def no_option(library: str, option: str, value: Any, supported: Any) -> None:
@@ -214,5 +129,4 @@ TARGETS = {
     "torchvision:StochasticDepth[batch]": lambda: _stochastic_depth("batch"),
 }
 
-__all__ = ["FLOAT_DTYPES", "TARGETS", "VisionTorchTarget", "eps_contract", "layouts_for", "no_option",
-           "to_numpy", "to_tensor", "vision_spec"]
+__all__ = ["TARGETS", "eps_contract", "no_option", "vision_spec"]
