@@ -170,20 +170,45 @@ class CheckContext:
         return self.contract.decode_output(inputs, y, self.params)
 
 
+class _Worker:
+    """One persistent daemon thread that runs target code, so frameworks keep their thread
+    pools warm between calls (a fresh thread per call costs OpenMP start-up every time).
+    A call that hangs past its limit abandons the worker; the next call starts a new one."""
+
+    def __init__(self) -> None:
+        import queue
+        self.jobs: "queue.Queue" = queue.Queue()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="dropverify-target")
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, box, done = self.jobs.get()
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is reported
+                box["error"] = exc
+            done.set()
+
+
+_WORKER: Optional[_Worker] = None
+_WORKER_LOCK = threading.Lock()
+
+
 def guarded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
     """Run ``fn`` with a wall-clock limit; any exception or a hang raises TargetError."""
+    global _WORKER
+    with _WORKER_LOCK:
+        if _WORKER is None:
+            _WORKER = _Worker()
+        worker = _WORKER
     box: Dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is reported
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
+    done = threading.Event()
+    worker.jobs.put((fn, box, done))
+    if not done.wait(timeout_s):
+        with _WORKER_LOCK:
+            if _WORKER is worker:
+                _WORKER = None  # abandon the hung thread
         raise TargetError(f"{what} did not return within {timeout_s:g} s")
     if "error" in box:
         exc = box["error"]

@@ -98,3 +98,19 @@ def test_a_crashing_target_is_an_error_and_the_run_goes_on():
     assert crash.verdict == "ERROR" and any("kernel exploded" in r.message for r in crash.results)
     assert any(r.verdict == "ERROR" and "output shape" in r.message for r in shape.results)
     assert ok.verdict == "PASS"
+
+
+def test_a_hung_target_is_an_error_within_its_time_limit():
+    import time
+
+    class Hangs(Dropout):
+        def _forward(self, x):
+            time.sleep(5)
+            return x
+
+    specs = [numpy_spec("broken:hang", "dropout", lambda prm: Hangs(**prm), {"p": 0.3}, shape=(4, 4)),
+             numpy_spec("ok", "dropout", lambda prm: Dropout(**prm), {"p": 0.3})]
+    run = verify(specs, Settings(seed=3, call_timeout_s=0.3), checks=["same_seed_reproduces"])
+    hang, ok = run.targets
+    assert hang.results[0].verdict == "ERROR" and "did not return within 0.3 s" in hang.results[0].message
+    assert ok.results[0].verdict == "PASS"
