@@ -30,8 +30,10 @@ install-thirdparty: $(PY)
 verify: install
 	$(DV) verify --seed $(SEED) --out reports
 
+# Third-party layers deviate (that is the point): exit 1 (some FAIL/ERROR) still means the reports were
+# written; only a usage error (exit 2) or a crash fails this target.
 verify-thirdparty: install-thirdparty
-	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --out reports/thirdparty
+	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --out reports/thirdparty; test $$? -le 1
 
 test: install-dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider
