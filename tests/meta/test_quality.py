@@ -1,0 +1,19 @@
+"""The quality report machinery runs end to end on a tiny budget (the real run is `make quality`)."""
+from __future__ import annotations
+
+from dropverify.quality import FAMILIES, _plots, calibrate, power_curve, quality_markdown
+
+
+def test_quality_pipeline_on_a_tiny_budget(tmp_path):
+    calib = [calibrate(FAMILIES[0], seeds=6, base_seed=1)]
+    assert calib[0]["results"] == 6 and calib[0]["fails_at_default"] == 0
+    assert all(0 <= r["rate"] <= 1 for r in calib[0]["rates"].values())
+    power = [power_curve("drop_rate_matches_by_binomial", seeds=2, base_seed=3)]
+    assert power[0]["measured"][0] == 0.0 and power[0]["measured"][-1] == 1.0  # 0 and 0.02 rate error
+    assert all(0 <= t <= 1 for t in power[0]["theory"])
+    images = _plots(tmp_path, calib, power)
+    kills = [{"name": "m", "variant": "dropout", "bug_class": "c", "source": "s", "expected": ["x"],
+              "verdicts": {"x": "FAIL"}, "killed": True}]
+    md = quality_markdown(kills, calib, power, images, seed=1)
+    assert "Kill rate: **1 / 1**" in md and "drop_rate_matches_by_binomial" in md
+    assert (tmp_path / images["calibration"]).exists() and (tmp_path / images["power"]).exists()
