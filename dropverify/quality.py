@@ -186,9 +186,14 @@ def quality_markdown(kills: Sequence[Dict[str, Any]], calib: Sequence[Dict[str, 
                   "|---|---|---|---|---|---|---|---|"]
         for k in kills:
             verdicts = ", ".join(f"{c}: {v}" for c, v in k["verdicts"].items())
+            if k.get("n") is not None:
+                detection = f"{k['n']} {k['n_unit']} ({k['looks']} look{'s' if k['looks'] != 1 else ''})"
+            else:
+                detection = "exact check"
+            killed = "yes" if k["killed"] else ("**NO** — known gap: " + k["known_gap"] if k.get("known_gap")
+                                                else "**NO**")
             lines.append(f"| `{k['name']}` | `{k['variant']}` | {k['bug_class']} | {k['source']} | "
-                         f"{', '.join(f'`{c}`' for c in k['expected'])} | {verdicts} | {k.get('detection', '')} | "
-                         f"{'yes' if k['killed'] else '**NO**'} |")
+                         f"{', '.join(f'`{c}`' for c in k['expected'])} | {verdicts} | {detection} | {killed} |")
     else:
         lines.append("No mutant corpus available.")
     lines += ["", "## 2. Calibration: measured false-alarm rates", "",
