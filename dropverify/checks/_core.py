@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 import numpy as np
 
 from ..contracts import Contract, Decoded, Inputs
-from ..stats import Interval, Look, SequentialPlan
+from ..stats import Look, SequentialPlan
 from ..targets._base import Target, TargetSpec
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
@@ -355,3 +355,35 @@ class CallCounter:
         while self.done < k:
             self.sink(next(self.stream))
             self.done += 1
+
+
+PILOT = 20  # samples that size a t-test from their spread
+
+
+@dataclass(frozen=True)
+class TPlan:
+    plan: SequentialPlan
+    sd: float
+    margin: float
+    n_max: int  # samples at the last look
+
+
+def two_stage_t_plan(ctx: CheckContext, advance: "CallCounter", samples: Sequence[List[float]], tol: float,
+                     lanes: int = 1, calls_per_sample: int = 1) -> TPlan:
+    """Two-stage design for the t-tests: a pilot of PILOT samples sizes the test from its
+    spread, then is DISCARDED, so the test sees only fresh samples whose number does not
+    depend on them (the t-test's level is exact given n). Raises TargetError from the pilot.
+    ``samples`` are the lists the sink appends to (one per lane); they are cleared."""
+    from ..stats import mean_mdd, mean_n_for
+    pilot_calls = PILOT * calls_per_sample
+    advance(pilot_calls)
+    sd = max((float(np.std(s, ddof=1)) for s in samples if len(s) > 1), default=1.0) or 1e-12
+    for s in samples:
+        s.clear()
+    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4 / lanes, ctx.settings.power)
+    base = plan_for(ctx, max(needed, PILOT) * calls_per_sample, 1)
+    looks = tuple(sorted({pilot_calls + max(k, PILOT * calls_per_sample) for k in base.looks}))
+    plan = SequentialPlan(base.alpha, base.power, looks)
+    n_max = (looks[-1] - pilot_calls) // calls_per_sample
+    margin = effective_margin(tol, mean_mdd(n_max, sd, plan.alpha_per_look / lanes, ctx.settings.power))
+    return TPlan(plan, sd, margin, n_max)

@@ -5,9 +5,8 @@ from typing import List
 
 import numpy as np
 
-from ..stats import mean_look, mean_mdd, mean_n_for
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin, error_result,
-                    plan_for, run_sequential)
+from ..stats import mean_look
+from ._core import CallCounter, CheckContext, CheckResult, TargetError, error_result, run_sequential, two_stage_t_plan
 
 NAME = "expected_depth_matches_by_t_test"
 
@@ -30,14 +29,10 @@ def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
 
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 121), sink)
     try:
-        advance(20)
+        tp = two_stage_t_plan(ctx, advance, [depths], 0.01 * expected)
     except TargetError as exc:
         return [error_result(ctx, NAME, str(exc), statistical=True)]
-    sd = float(np.std(depths, ddof=1)) or 1e-9
-    tol = 0.01 * expected
-    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4, ctx.settings.power)
-    plan = plan_for(ctx, max(needed, 20), 1)
-    margin = effective_margin(tol, mean_mdd(plan.looks[-1], sd, plan.alpha_per_look, ctx.settings.power))
+    plan, margin = tp.plan, tp.margin
     return [run_sequential(ctx, NAME, "mean_depth", plan, advance,
                            lambda a: mean_look(depths, expected, a, margin, ctx.settings.power), "calls",
                            details=lambda: {"expected_depth": expected, "blocks": ctx.params.get("num_blocks"),

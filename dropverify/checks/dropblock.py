@@ -15,10 +15,9 @@ from typing import List, Tuple
 
 import numpy as np
 
-from .moments import PILOT
-from ..stats import (Interval, Look, binomial_look, binomial_n_for, mean_look, mean_mdd, mean_n_for,
+from ..stats import (Interval, Look, binomial_look, binomial_n_for, mean_look,
                      position_binomial_look)
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin, error_result,
+from ._core import (two_stage_t_plan, CallCounter, CheckContext, CheckResult, TargetError, effective_margin, error_result,
                     exact_result, plan_for, run_sequential, unit_view)
 
 MAP = "drop_map_matches_theory_by_binomial"
@@ -184,16 +183,12 @@ def block_rate_matches(ctx: CheckContext) -> List[CheckResult]:
     nominal = float(ctx.contract.extra["nominal_rate"](ctx.params))
     inputs, state, sink = _pooled_counts(ctx, 103)
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 103), sink)
+    tol = ctx.settings.rate_rel * max(min(expected, 1 - expected), 0.01)
     try:
-        advance(PILOT)
+        tp = two_stage_t_plan(ctx, advance, [state["fractions"]], tol)
     except TargetError as exc:
         return [error_result(ctx, RATE, str(exc), statistical=True)]
-    sd = float(np.std(state["fractions"], ddof=1)) or 1e-6
-    tol = ctx.settings.rate_rel * max(min(expected, 1 - expected), 0.01)
-    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4, ctx.settings.power)
-    plan = plan_for(ctx, max(needed, PILOT), 1)
-    plan = type(plan)(plan.alpha, plan.power, tuple(sorted({max(k, PILOT) for k in plan.looks})))
-    margin = effective_margin(tol, mean_mdd(plan.looks[-1], sd, plan.alpha_per_look, ctx.settings.power))
+    plan, margin = tp.plan, tp.margin
 
     def details():
         f = np.asarray(state["fractions"])

@@ -9,8 +9,8 @@ import numpy as np
 
 from typing import Sequence
 
-from ..stats import Look, correlation_look, correlation_mdd, mean_look, mean_mdd, mean_n_for
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin,
+from ..stats import Look, correlation_look, correlation_mdd, mean_look
+from ._core import (two_stage_t_plan, CallCounter, CheckContext, CheckResult, TargetError, effective_margin,
                     error_result, exact_result, guarded, mask_values, plan_for, run_sequential,
                     unit_view)
 
@@ -143,16 +143,10 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     name = name.replace("_by_fisher", "_by_cross_product_t_test")
     advance = CallCounter(_Steps(step), sink)
     try:
-        advance(20)
+        tp = two_stage_t_plan(ctx, advance, stats_, ctx.settings.correlation_tol, lanes=len(lanes))
     except TargetError as exc:
         return error_result(ctx, name, str(exc), statistical=True)
-    sd = max(float(np.std(s, ddof=1)) for s in stats_) or 1e-6
-    tol = ctx.settings.correlation_tol
-    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4 / len(lanes), ctx.settings.power)
-    plan = plan_for(ctx, max(needed, 20), 1)
-    plan = type(plan)(plan.alpha, plan.power, tuple(sorted({max(k, 20) for k in plan.looks})))
-    margin = effective_margin(tol, mean_mdd(plan.looks[-1], sd, plan.alpha_per_look / len(lanes),
-                                            ctx.settings.power))
+    plan, margin = tp.plan, tp.margin
 
     def evaluate(alpha_look: float) -> Look:
         looks = [mean_look(s, 0.0, alpha_look / len(lanes), margin, ctx.settings.power) for s in stats_]

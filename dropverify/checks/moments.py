@@ -13,12 +13,11 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ..contracts import Inputs
-from ..stats import mean_look, mean_mdd, mean_n_for
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, effective_margin,
-                    error_result, plan_for, run_sequential, units_per_call)
+from ..stats import mean_look
+from ._core import (PILOT, CallCounter, CheckContext, CheckResult, TargetError, error_result, run_sequential,
+                    two_stage_t_plan, units_per_call)
 
 MEAN = "expectation_matches_by_t_test"
-PILOT = 20  # samples that size a t-test from their spread
 VARIANCE = "variance_matches_by_t_test"
 
 
@@ -85,26 +84,16 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
             pending.clear()
 
     advance = CallCounter(stream, sink)
-    # internal pilot (Wittes & Brittain 1990): PILOT samples size the test from their spread
-    # only, never their mean, so reusing them leaves the t-test's level intact
     try:
-        advance(PILOT * calls_per_sample)
+        tp = two_stage_t_plan(ctx, advance, [samples], tol, calls_per_sample=calls_per_sample)
     except TargetError as exc:
         return [error_result(ctx, name, str(exc), statistical=True)]
-    sd = float(np.std(samples, ddof=1)) if len(samples) > 1 else 1.0
-    alpha_look = ctx.alpha_each / 4
-    needed = mean_n_for(tol / 1.5, sd, alpha_look, ctx.settings.power)
-    plan = plan_for(ctx, needed * calls_per_sample, 1)
-    looks = tuple(max(k, PILOT * calls_per_sample) for k in plan.looks)
-    plan = type(plan)(plan.alpha, plan.power, tuple(sorted(set(looks))))
-    margin = effective_margin(tol, mean_mdd(plan.looks[-1] // calls_per_sample, sd, plan.alpha_per_look,
-                                            ctx.settings.power))
     return [run_sequential(
-        ctx, name, quantity, plan, advance,
-        lambda a: mean_look(samples, 0.0, a, margin, ctx.settings.power),
+        ctx, name, quantity, tp.plan, advance,
+        lambda a: mean_look(samples, 0.0, a, tp.margin, ctx.settings.power),
         f"samples of {calls_per_sample} call(s)",
-        details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": sd,
-                         "requested_margin": tol, "n_max": plan.looks[-1] // calls_per_sample})]
+        details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": tp.sd,
+                         "requested_margin": tol, "n_max": tp.n_max})]
 
 
 def expectation_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
