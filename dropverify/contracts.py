@@ -255,6 +255,16 @@ def multiplier_gradients(inputs: Inputs, y: np.ndarray, grad_out: np.ndarray, pa
     return (np.asarray(grad_out, np.float64) * m,)
 
 
+def zero_value(inputs: Inputs, params: Params) -> float:
+    """Dropped value of every inverted-dropout variant: exactly 0."""
+    return 0.0
+
+
+def inverted_kept(inputs: Inputs, params: Params, dropped: np.ndarray) -> np.ndarray:
+    """Kept value of inverted dropout: x / (1 - p) (0 at p = 1)."""
+    return np.asarray(inputs[0], np.float64) * inverted_scale(params["p"])
+
+
 def identity_eval(inputs: Inputs, params: Params) -> np.ndarray:
     return np.asarray(inputs[0])
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
 
-from ..contracts import (P_SPEC, Contract, ParamSpec, Shape, inverted_scale, multiplier_gradients,
+from ..contracts import (zero_value, P_SPEC, Contract, ParamSpec, Shape, inverted_scale, multiplier_gradients,
                          register)
 from ..errors import InvalidArgument, out_of_range
 from ._base import BernoulliMaskVariant, as_float_array
@@ -109,10 +109,6 @@ def _moments(scale_of: Callable) -> Tuple[Callable, Callable, Callable]:
     return kept, mean, variance
 
 
-def _zero(inputs, params):
-    return 0.0
-
-
 def _sd_shared_axes(params, shape: Shape) -> Tuple[int, ...]:
     start = 1 if params["mode"] == "row" else 0
     return tuple(range(start, len(shape)))
@@ -145,7 +141,7 @@ STOCHASTIC_DEPTH = register(Contract(
     structure="shared",
     shared_axes=_sd_shared_axes,
     drop_probability=lambda params, shape: params["p"],
-    dropped_value=_zero,
+    dropped_value=zero_value,
     kept_value=_sd_kept,
     mean_scope="elementwise",
     output_mean=_sd_mean,
@@ -181,7 +177,7 @@ DROP_PATH = register(Contract(
     structure="shared",
     shared_axes=lambda params, shape: tuple(range(1, len(shape))),
     drop_probability=lambda params, shape: params["p"],
-    dropped_value=_zero,
+    dropped_value=zero_value,
     kept_value=_dp_kept,
     mean_scope="elementwise",
     output_mean=_dp_mean,

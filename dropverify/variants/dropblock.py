@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar, Dict, Tuple
 
 import numpy as np
 
-from ..contracts import (Contract, Params, ParamSpec, Shape, identity_eval, multiplier_gradients,
+from ..contracts import (zero_value, Contract, Params, ParamSpec, Shape, identity_eval, multiplier_gradients,
                          register)
 from . import _dropblock_theory as theory
 from ._base import Variant
@@ -86,10 +86,6 @@ def _make_fns(rank: int) -> Dict[str, Callable[..., Any]]:
             "mean_drop_rate": mean_drop_rate, "block_extent": block_extent, "shared_axes": shared_axes}
 
 
-def _zero(inputs: Tuple[np.ndarray, ...], params: Params) -> float:
-    return 0.0
-
-
 def _renormalised_kept(inputs: Tuple[np.ndarray, ...], params: Params, dropped: np.ndarray) -> np.ndarray:
     """x * numel / kept over the whole tensor; 0 where nothing is kept."""
     x = np.asarray(inputs[0], np.float64)
@@ -126,7 +122,7 @@ def _make_contract(rank: int, name: str, layout: str, default_shape: Shape) -> C
         structure="block",
         shared_axes=fns["shared_axes"],
         drop_probability=fns["drop_probability"],
-        dropped_value=_zero,
+        dropped_value=zero_value,
         kept_value=_renormalised_kept,
         mean_scope="aggregate",
         output_mean=None,

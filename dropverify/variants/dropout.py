@@ -6,18 +6,10 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ..contracts import (P_SPEC, Contract, Inputs, Params, Shape, identity_eval, all_axes_independent,
-                         inverted_scale, multiplier_gradients, register, value_tolerance)
+from ..contracts import (inverted_kept, zero_value, P_SPEC, Contract, Inputs, Params, Shape, identity_eval, all_axes_independent,
+                         multiplier_gradients, register, value_tolerance)
 from ..errors import InvalidArgument
 from ._base import BernoulliMaskVariant, Variant
-
-
-def _inverted_kept(inputs, params, dropped):
-    return np.asarray(inputs[0], np.float64) * inverted_scale(params["p"])
-
-
-def _zero(inputs, params):
-    return 0.0
 
 
 # ------------------------------------------------------------------------------
@@ -47,8 +39,8 @@ DROPOUT = register(Contract(
     structure="elementwise",
     shared_axes=all_axes_independent,
     drop_probability=lambda params, shape: params["p"],
-    dropped_value=_zero,
-    kept_value=_inverted_kept,
+    dropped_value=zero_value,
+    kept_value=inverted_kept,
     mean_scope="elementwise",
     output_mean=inverted_mean,
     output_variance=inverted_variance,

@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..contracts import (P_SPEC, Contract, ParamSpec, Shape, all_axes_independent, identity_eval,
+from ..contracts import (inverted_kept, zero_value, P_SPEC, Contract, ParamSpec, Shape, all_axes_independent, identity_eval,
                          inverted_scale, multiplier_gradients, register, value_tolerance)
 from ..errors import InvalidArgument
 from ._base import BernoulliMaskVariant, Variant
@@ -17,17 +17,9 @@ from .dropout import inverted_mean, inverted_variance
 # ------------------------------------------------------------------------------
 # shared contract helpers for inverted masks (kept scale s = 1/(1-p), 0 at p = 1)
 
-def _zero(inputs, params):
-    return 0.0
-
-
-def _inverted_kept(inputs, params, dropped):
-    return np.asarray(inputs[0], np.float64) * inverted_scale(params["p"])
-
-
 def _inverted_fields() -> dict:
-    return dict(drop_probability=lambda params, shape: params["p"], dropped_value=_zero,
-                kept_value=_inverted_kept, mean_scope="elementwise", output_mean=inverted_mean,
+    return dict(drop_probability=lambda params, shape: params["p"], dropped_value=zero_value,
+                kept_value=inverted_kept, mean_scope="elementwise", output_mean=inverted_mean,
                 output_variance=inverted_variance, eval_output=identity_eval,
                 input_gradients=multiplier_gradients, p_one_allowed=True)
 
@@ -96,7 +88,7 @@ ATTENTION_DROPOUT = register(Contract(
     structure="elementwise",
     shared_axes=all_axes_independent,
     drop_probability=lambda params, shape: params["p"],
-    dropped_value=_zero,
+    dropped_value=zero_value,
     kept_value=_renorm_kept,
     mean_scope="elementwise",
     output_mean=_attention_mean,

@@ -13,7 +13,7 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ..contracts import (P_SPEC, Contract, Params, ParamSpec, identity_eval, inverted_scale,
+from ..contracts import (inverted_kept, P_SPEC, Contract, Params, ParamSpec, identity_eval,
                          multiplier_gradients, register)
 from ..errors import InvalidArgument
 from ._base import BernoulliMaskVariant, as_float_array
@@ -33,10 +33,6 @@ def spatial_axes(dims: int, channels_last: bool) -> Tuple[int, ...]:
     return tuple(range(1, dims + 1)) if channels_last else tuple(range(2, dims + 2))
 
 
-def _kept(inputs: Any, params: Params, dropped: np.ndarray) -> np.ndarray:
-    return np.asarray(inputs[0], np.float64) * inverted_scale(params["p"])
-
-
 def _make_contract(dims: int) -> Contract:
     first, last = _layouts(dims)
     return register(Contract(
@@ -53,7 +49,7 @@ def _make_contract(dims: int) -> Contract:
         shared_axes=lambda params, shape: spatial_axes(dims, params["channels_last"]),
         drop_probability=lambda params, shape: params["p"],
         dropped_value=lambda inputs, params: 0.0,
-        kept_value=_kept,
+        kept_value=inverted_kept,
         mean_scope="elementwise",
         output_mean=inverted_mean,
         output_variance=inverted_variance,
