@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, CheckSpec, Settings
+from .checks._core import NotInformative
 from .errors import InvalidArgument
 from .stats import holm
 from .targets._base import TargetSpec
@@ -129,10 +130,14 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
         results: List[CheckResult] = []
+        skipped = dict(skipped)
         for check in chosen:
             if progress:
                 progress(f"{ctx.spec.name}: {check.name}", done, total)
-            results.extend(_run_one(check, ctx))
+            try:
+                results.extend(_run_one(check, ctx))
+            except NotInformative as why:
+                skipped[check.name] = f"not informative here: {why}"
             done += 1
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -148,6 +153,8 @@ def _run_one(check: CheckSpec, ctx: CheckContext) -> List[CheckResult]:
     t0 = time.perf_counter()
     try:
         return list(check.run(ctx))
+    except NotInformative:
+        raise
     except Exception as exc:  # noqa: BLE001 - a crashing check or target is an ERROR; the run goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")

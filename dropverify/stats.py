@@ -29,8 +29,14 @@ from scipy import stats as sps
 __all__ = [
     "Interval", "Look", "SequentialPlan", "binomial_look", "mean_look", "correlation_look",
     "binomial_mdd", "mean_mdd", "t_test_power", "correlation_mdd", "binomial_n_for", "mean_n_for",
-    "position_binomial_look", "holm", "z_two_sided",
+    "position_binomial_look", "holm", "z_two_sided", "calls_to_expose", "hidden_fault_fraction",
+    "per_call_binomial_p", "per_step_hypergeom_p", "DESIGN_FACTOR",
 ]
+
+DESIGN_FACTOR = 1.5
+"""Every sample size is planned so that the margin is DESIGN_FACTOR x the deviation the test
+detects with the stated power: the interval then lies inside the margin with high probability
+when the layer is exact. One constant for every check."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Look:
     margin: float
     alpha: float
     equivalent: Optional[bool] = None  # set where equivalence is decided otherwise (maps)
+    constant: bool = False  # every sample equal: the statistic carries no information
 
     @property
     def rejects(self) -> bool:
@@ -209,11 +216,58 @@ def mean_look(samples: Sequence[float], expected: float, alpha: float, margin: f
     sd = float(np.std(x, ddof=1))
     if sd <= exact_tol:
         ok = abs(m - expected) <= exact_tol * max(1.0, abs(expected))
-        return Look(m, expected, 1.0 if ok else 0.0, Interval(m, m, 1 - alpha), n, 0.0, margin, alpha)
+        return Look(m, expected, 1.0 if ok else 0.0, Interval(m, m, 1 - alpha), n, 0.0, margin, alpha,
+                    equivalent=False, constant=True)
     res = sps.ttest_1samp(x, expected)
     ci = res.confidence_interval(confidence_level=1 - alpha)
     return Look(m, expected, float(res.pvalue), Interval(float(ci.low), float(ci.high), 1 - alpha), n,
                 mean_mdd(n, sd, alpha, power), margin, alpha)
+
+
+# --------------------------------------------------------------------------- call-level faults
+
+def hidden_fault_fraction(n_calls: int, alpha: float) -> float:
+    """Largest fraction f of calls a fault can strike and still be absent from all ``n_calls``
+    independent calls with probability > ``alpha``: f = 1 - alpha^(1/n). A fault striking at
+    least this fraction of calls shows up in at least one call with probability >= 1 - alpha."""
+    if n_calls <= 0:
+        return 1.0
+    return float(-math.expm1(math.log(alpha) / n_calls))
+
+
+def calls_to_expose(fault_fraction: float, alpha: float) -> int:
+    """Calls needed so that a fault striking a fraction ``fault_fraction`` of calls appears in
+    at least one of them with probability >= 1 - alpha: ceil(ln(1/alpha) / -ln(1 - f))."""
+    if not 0 < fault_fraction < 1:
+        return 1
+    return int(math.ceil(math.log(1.0 / alpha) / -math.log1p(-fault_fraction)))
+
+
+def per_call_binomial_p(counts: Sequence[int], n: int, q: float) -> float:
+    """Bonferroni p-value of "no call is an outlier": every call's dropped count is
+    Binomial(n, q) (units independent within a call under the contract). Per call, the
+    two-sided doubling p-value (conservative); the result is min(1, C * min_c p_c).
+    Catches faults that strike whole calls (a call at rate 0.8 when p = 0.5)."""
+    k = np.asarray(counts, dtype=np.int64)
+    if k.size == 0 or n <= 0 or not 0 < q < 1:
+        return 1.0
+    p = np.minimum(1.0, 2.0 * np.minimum(sps.binom.cdf(k, n, q), sps.binom.sf(k - 1, n, q)))
+    return float(min(1.0, k.size * float(p.min())))
+
+
+def per_step_hypergeom_p(both: Sequence[int], first: Sequence[int], second: Sequence[int], n: int) -> float:
+    """Bonferroni p-value of "no step shows dependence": per step, the conditional (Fisher)
+    test of the 2x2 table of n pairs with ``both`` co-events, given the margins ``first`` and
+    ``second`` (hypergeometric; two-sided by doubling, conservative); min(1, S * min p)."""
+    a = np.asarray(both, dtype=np.int64)
+    if a.size == 0 or n <= 0:
+        return 1.0
+    r = np.asarray(first, dtype=np.int64)
+    c = np.asarray(second, dtype=np.int64)
+    with np.errstate(all="ignore"):
+        p = np.minimum(1.0, 2.0 * np.minimum(sps.hypergeom.cdf(a, n, r, c), sps.hypergeom.sf(a - 1, n, r, c)))
+    p = np.where(np.isfinite(p), p, 1.0)
+    return float(min(1.0, a.size * float(p.min())))
 
 
 # --------------------------------------------------------------------------- correlation

@@ -22,16 +22,33 @@ from ..targets._base import Target, TargetSpec
 PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
 
 
+MARGIN_FIELDS = {
+    "rate": "rate_rel", "position": "position_rel", "mean": "mean_tol", "variance": "variance_tol",
+    "dependence": "dependence_rr", "correlation": "correlation_tol", "gamma": "gamma_rel",
+}
+"""CLI / Python names of the equivalence margins (``--margin rate=0.02``) -> Settings fields."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Run-wide settings.
 
     alpha: family-wise false-alarm rate of the whole run (Holm across its statistical
     results); power: detection probability that defines each minimum detectable deviation;
-    max_calls / max_units: sampling budget of one statistical check (calls of the target /
-    mask units); tolerances: equivalence margins (``rate_rel`` relative to min(p, 1-p),
-    ``mean`` relative bias, ``variance`` relative, ``correlation`` absolute); call_timeout_s:
-    a single call slower than this is an ERROR (a hung target).
+    max_calls: sampling budget of one statistical check in calls (or independent steps) of
+    the target; max_units: soft cap on mask units per check (never below the calls that
+    ``fault_fraction`` requires); fault_fraction: a PASS needs enough independent calls that a
+    fault striking at least this fraction of calls appears in one of them with probability
+    >= 1 - alpha (a fault in fewer calls could hide; the report states the fraction).
+
+    Equivalence margins (what a PASS certifies; stated, never widened — where the budget
+    cannot certify one the verdict is INCONCLUSIVE with the margin it could certify):
+    ``rate_rel`` x min(p, 1-p) on the drop rate; ``position_rel`` x min(q, 1-q) on every
+    position's rate; ``mean_tol`` relative bias of the output; ``variance_tol`` relative;
+    ``dependence_rr`` on the relative risk P(event | partner event) / P(event) - 1 of binary
+    masks (the event is the rarer outcome, so it is meaningful for p near 0 and near 1);
+    ``correlation_tol`` absolute, continuous noise; ``gamma_rel`` relative, DropBlock gamma.
+    call_timeout_s: a single call slower than this is an ERROR (a hung target).
     """
 
     alpha: float = 1e-3
@@ -40,9 +57,13 @@ class Settings:
     max_units: int = 8_000_000
     min_units_per_sample: int = 2000
     rate_rel: float = 0.05
+    position_rel: float = 0.25
     mean_tol: float = 0.01
     variance_tol: float = 0.05
+    dependence_rr: float = 0.2
     correlation_tol: float = 0.05
+    gamma_rel: float = 0.1
+    fault_fraction: float = 0.05
     call_timeout_s: float = 60.0
     seed: int = 0
 
@@ -54,7 +75,24 @@ class Settings:
             raise out_of_range("power", self.power, "in (0, 1)")
         if self.max_calls < 4:
             raise out_of_range("max_calls", self.max_calls, ">= 4")
+        if not 0 < self.fault_fraction < 1:
+            raise out_of_range("fault_fraction", self.fault_fraction, "in (0, 1)")
+        for name, fld in MARGIN_FIELDS.items():
+            v = getattr(self, fld)
+            if not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise out_of_range(f"margin {name}", v, "a positive number")
         return self
+
+    def with_margins(self, **margins: float) -> "Settings":
+        """A copy with margins set by their short names (rate, position, mean, variance,
+        dependence, correlation, gamma); an unknown name raises InvalidArgument."""
+        from ..errors import InvalidArgument
+        kw = {}
+        for name, value in margins.items():
+            if name not in MARGIN_FIELDS:
+                raise InvalidArgument(f"margin {name!r} unknown; known: {', '.join(MARGIN_FIELDS)}")
+            kw[MARGIN_FIELDS[name]] = float(value)
+        return replace(self, **kw).validate()
 
 
 @dataclass(frozen=True)
@@ -102,6 +140,12 @@ class CheckResult:
 
 class TargetError(Exception):
     """The target raised, hung, or returned an output of the wrong shape or dtype."""
+
+
+class NotInformative(Exception):
+    """The check's statistic carries no information at this configuration (constant by
+    algebra under the contract, e.g. the variance of a two-valued output at p = 0.5): the
+    runner reports the check as not applicable, with this reason, instead of a PASS."""
 
 
 @dataclass
@@ -255,6 +299,7 @@ def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look,
                        details: Optional[Mapping[str, Any]] = None) -> CheckResult:
     """Turn the last look of a sequential test into a result (verdict before Holm)."""
     p_seq = plan.sequential_p(p_values)
+    info = dict(details or {})
     if look.rejects:
         verdict = FAIL
     elif look.certifies:
@@ -262,22 +307,34 @@ def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look,
     else:
         verdict = INCONCLUSIVE
     ci = (look.ci.low, look.ci.high)
-    lvl = f"{100 * look.ci.level:.6g}%"
+    tail = 1 - look.ci.level
+    lvl = f"{100 * look.ci.level:.6g}%" if tail >= 1e-5 else f"1-{tail:.2g}"
     obs = f"{quantity}={fmt(look.estimate)} ({lvl} CI {fmt(ci[0])}..{fmt(ci[1])}, n={look.n} {n_unit})"
     exp = f"{fmt(look.expected)} ± {fmt(look.margin)}"
+    hidden = info.get("hidden_fault_fraction")
+    faults = (f"; a fault striking fewer than 1 call in {1 / hidden:,.0f} could hide"
+              if hidden and hidden > 0 else "")
+    certifiable = max(abs(ci[0] - look.expected), abs(ci[1] - look.expected)) \
+        if all(math.isfinite(v) for v in ci) else math.inf
+    info["certifiable_margin"] = certifiable
     if verdict == FAIL:
-        msg = f"{obs}, but should be {exp}; p={p_seq:.3g} [{ctx.label}]"
+        inside = abs(look.estimate - look.expected) <= look.margin if math.isfinite(look.estimate) else False
+        info["estimate_inside_margin"] = bool(inside)
+        note = (" (a deviation is established, but the estimate lies inside the margin: statistically "
+                "significant, possibly small)") if inside else ""
+        msg = f"{obs}, but should be {exp}; p={p_seq:.3g}{note} [{ctx.label}]"
     elif verdict == PASS:
-        msg = f"{obs}, certified within {exp}; undetectable below {fmt(look.mdd)} [{ctx.label}]"
+        msg = f"{obs}, certified within {exp}; undetectable below {fmt(look.mdd)}{faults} [{ctx.label}]"
     else:
-        msg = (f"{obs}: neither a deviation nor the margin {fmt(look.margin)} certified; "
-               f"a deviation up to {fmt(max(look.mdd, look.margin))} could hide [{ctx.label}]")
+        why = info.get("not_certified_because") or f"could certify only ± {fmt(certifiable)}"
+        msg = (f"{obs}: neither a deviation nor the margin {fmt(look.margin)} certified ({why}); "
+               f"a deviation up to {fmt(max(look.mdd, certifiable))} could hide [{ctx.label}]")
     return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=verdict,
                        message=msg, statistical=True, estimate=look.estimate, ci=ci,
                        ci_level=look.ci.level, expected=look.expected, margin=look.margin, n=look.n,
                        n_unit=n_unit, p_value=p_seq, alpha=plan.alpha, power=plan.power, mdd=look.mdd,
                        looks=looks_used, stopped_early=looks_used < len(plan.looks) and verdict != INCONCLUSIVE,
-                       seconds=seconds, certified=look.certifies, details=dict(details or {}))
+                       seconds=seconds, certified=look.certifies, details=info)
 
 
 def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: SequentialPlan,
@@ -299,6 +356,9 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
     except TargetError as exc:
         return error_result(ctx, check, str(exc), statistical=True)
     assert look is not None
+    if look.constant and not look.rejects:
+        raise NotInformative(f"{quantity} is constant under the contract at this configuration "
+                             f"(value {fmt(look.estimate)} in every one of {look.n} samples): it cannot fail")
     return statistical_result(ctx, check, quantity, look, plan, p_values, n_unit, len(p_values),
                               time.perf_counter() - start, details() if details else None)
 
@@ -338,11 +398,9 @@ def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -
 
 
 def effective_margin(requested: float, mdd_at_cap: float) -> float:
-    """The margin a PASS can certify: the requested one, or — when the budget cannot reach
-    it — 1.25 x the minimum detectable deviation at the budget (stated in the report)."""
-    if not math.isfinite(mdd_at_cap):
-        return requested
-    return max(requested, 1.25 * mdd_at_cap)
+    """The margin a PASS certifies: always the requested one (margins are stated, never
+    widened to what the budget can buy; an unreachable margin gives INCONCLUSIVE)."""
+    return requested
 
 
 class CallCounter:
@@ -364,7 +422,7 @@ PILOT = 20  # samples that size a t-test from their spread
 class TPlan:
     plan: SequentialPlan
     sd: float
-    margin: float
+    margin: float  # the requested margin (never widened)
     n_max: int  # samples at the last look
 
 
@@ -380,10 +438,13 @@ def two_stage_t_plan(ctx: CheckContext, advance: "CallCounter", samples: Sequenc
     sd = max((float(np.std(s, ddof=1)) for s in samples if len(s) > 1), default=1.0) or 1e-12
     for s in samples:
         s.clear()
-    needed = mean_n_for(tol / 1.5, sd, ctx.alpha_each / 4 / lanes, ctx.settings.power)
-    base = plan_for(ctx, max(needed, PILOT) * calls_per_sample, 1)
+    from ..stats import DESIGN_FACTOR, calls_to_expose
+    alpha_look = ctx.alpha_each / 4 / lanes
+    needed = max(mean_n_for(tol / DESIGN_FACTOR, sd, alpha_look, ctx.settings.power),
+                 calls_to_expose(ctx.settings.fault_fraction, ctx.alpha_each / 4))
+    base = SequentialPlan.geometric(ctx.alpha_each, ctx.settings.power,
+                                    min(ctx.settings.max_calls, max(needed, PILOT) * calls_per_sample))
     looks = tuple(sorted({pilot_calls + max(k, PILOT * calls_per_sample) for k in base.looks}))
     plan = SequentialPlan(base.alpha, base.power, looks)
     n_max = (looks[-1] - pilot_calls) // calls_per_sample
-    margin = effective_margin(tol, mean_mdd(n_max, sd, plan.alpha_per_look / lanes, ctx.settings.power))
-    return TPlan(plan, sd, margin, n_max)
+    return TPlan(plan, sd, tol, n_max)

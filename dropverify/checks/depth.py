@@ -5,8 +5,8 @@ from typing import List
 
 import numpy as np
 
-from ..stats import mean_look
-from ._core import CallCounter, CheckContext, CheckResult, TargetError, error_result, run_sequential, two_stage_t_plan
+from ._calls import Lane, run_call_level
+from ._core import CallCounter, CheckContext, CheckResult, TargetError, error_result, two_stage_t_plan
 
 NAME = "expected_depth_matches_by_t_test"
 
@@ -21,7 +21,8 @@ def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     calls at the check's alpha split over its looks; margin 1 % of the depth."""
     expected = float(ctx.contract.extra["network_expected_depth"](ctx.params))
     inputs = ctx.probe(121)
-    depths: List[float] = []
+    lane = Lane("calls")
+    depths = lane.samples
 
     def sink(y: np.ndarray) -> None:
         kept = ~ctx.decode(inputs, y).dropped
@@ -33,7 +34,6 @@ def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     except TargetError as exc:
         return [error_result(ctx, NAME, str(exc), statistical=True)]
     plan, margin = tp.plan, tp.margin
-    return [run_sequential(ctx, NAME, "mean_depth", plan, advance,
-                           lambda a: mean_look(depths, expected, a, margin, ctx.settings.power), "calls",
+    return [run_call_level(ctx, NAME, "mean_depth", plan, advance, [lane], expected, margin, "calls",
                            details=lambda: {"expected_depth": expected, "blocks": ctx.params.get("num_blocks"),
                                             "calls": advance.done})]

@@ -2,17 +2,15 @@
 call, independent across seeds, and reproducible under the same seed."""
 from __future__ import annotations
 
+import math
 import time
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
+from scipy import stats as sps
 
-from typing import Sequence
-
-from ..stats import Look, correlation_look, correlation_mdd, mean_look
-from ._core import (two_stage_t_plan, CallCounter, CheckContext, CheckResult, TargetError, effective_margin,
-                    error_result, exact_result, guarded, mask_values, plan_for, run_sequential,
-                    unit_view)
+from ._core import (CallCounter, CheckContext, CheckResult, TargetError, error_result, exact_result, mask_values,
+                    two_stage_t_plan, unit_view)
 
 CONSTANT = "mask_constant_along_shared_axes"
 FRESH = "masks_fresh_across_calls_by_fisher"
@@ -48,52 +46,104 @@ def randomness_is_observable(ctx: CheckContext) -> bool:
     return 0.0 < p < 1.0
 
 
-def _required_pairs(ctx: CheckContext, lanes: int) -> Tuple[int, float]:
-    from ..stats import z_two_sided
-    from scipy.stats import norm
-    tol = ctx.settings.correlation_tol
-    z = z_two_sided(ctx.alpha_each / 4 / lanes) + float(norm.isf(1 - ctx.settings.power))
-    return int((z / np.arctanh(tol / 1.25)) ** 2) + 4, tol
-
-
-def _combine(looks: List[Look], lanes: Sequence[str], alpha_look: float) -> Look:
-    """Bonferroni over lanes: p = L * min p, certified when every lane is, the worst lane's
-    estimate and interval (each lane was run at alpha / L)."""
-    worst = min(range(len(looks)), key=lambda i: looks[i].p_value)
-    w = looks[worst]
-    return Look(w.estimate, w.expected, min(1.0, len(looks) * w.p_value), w.ci, sum(lk.n for lk in looks),
-                max(lk.mdd for lk in looks), w.margin, alpha_look,
-                equivalent=all(lk.certifies for lk in looks))
+def _minority(ctx: CheckContext) -> Tuple[bool, float]:
+    """(event is "dropped", its rate): the rarer of dropped / kept under the contract, so the
+    relative risk stays meaningful for p near 0 and near 1."""
+    q = float(np.mean(ctx.contract.drop_probability(ctx.params, ctx.shape)))
+    return (q <= 0.5, q if q <= 0.5 else 1 - q)
 
 
 def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], pairs_per_step: int,
                step, n_unit: str) -> CheckResult:
-    """Shared sequential driver over several *lanes* (pairings: offsets along an axis, lags
-    between calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one
-    independent step. Each lane is tested at the look's alpha / L (Bonferroni), so a
-    dependence at any of the lanes' offsets is caught at the check's stated error rate."""
+    """Shared driver over several *lanes* (pairings: offsets along an axis, lags between
+    calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one independent step
+    (one call, or one group of calls).
+
+    Binary masks, per lane and step: the excess co-event rate (c - a b) / q_e^2 with c the
+    fraction of pairs where both show the rarer event e (dropped if p <= 1/2, else kept), a,
+    b the two sides' event fractions and q_e the contract's event rate — exactly mean 0 under
+    independence, and about RR - 1, RR = P(e | partner e) / P(e), otherwise. FAIL: Bonferroni
+    over Fisher's exact test of the pooled 2x2 table, the most extreme step (hypergeometric)
+    and the t-test across steps. PASS: the t interval of the per-step statistic within
+    ± ``dependence_rr`` from enough independent steps. Continuous noise: the same with the
+    per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
     if _nonuniform(ctx):
         return _stratified_pair_test(ctx, name, quantity, lanes, step)
-    needed, tol = _required_pairs(ctx, len(lanes))
-    plan = plan_for(ctx, needed, max(pairs_per_step, 1))
-    margin = effective_margin(tol, correlation_mdd(plan.looks[-1] * pairs_per_step,
-                                                   plan.alpha_per_look / len(lanes), ctx.settings.power))
-    us: List[List[np.ndarray]] = [[] for _ in lanes]
-    vs: List[List[np.ndarray]] = [[] for _ in lanes]
-    kind = {"binary": True}
+    from ..stats import per_step_hypergeom_p
+    from ._calls import Lane, call_plan, run_call_level
+    drop_event, qe = _minority(ctx)
+    binary = ctx.contract.dropped_value is not None
+    n = max(pairs_per_step, 1)
+    if binary:
+        margin = ctx.settings.dependence_rr
+        sd_null = math.sqrt(max(1 - qe * qe, 1e-12) / n) / max(qe, 1e-12)
+        quantity = quantity.replace("correlation", "excess_relative_risk")
+    else:
+        margin = ctx.settings.correlation_tol
+        sd_null = 1 / math.sqrt(n)
+    plan = call_plan(ctx, sd_null, margin, lanes=len(lanes))
+    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True} for _ in lanes]
+    pooled_uv: List[List[List[np.ndarray]]] = [[[], []] for _ in lanes]
+    objs = [Lane(lane) for lane in lanes]
 
     def sink(items) -> None:
         for i, item in enumerate(items):
-            us[i].append(item[0].ravel()); vs[i].append(item[1].ravel()); kind["binary"] = item[2]
+            u, v = np.asarray(item[0]).ravel(), np.asarray(item[1]).ravel()
+            if binary:
+                eu, ev = (u.astype(bool), v.astype(bool)) if drop_event else (~u.astype(bool), ~v.astype(bool))
+                m = eu.size
+                a, r, c = int(np.sum(eu & ev)), int(eu.sum()), int(ev.sum())
+                t = tables[i]
+                t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
+                t["same"] = t["same"] and bool(np.array_equal(eu, ev))
+                objs[i].samples.append((a / m - (r / m) * (c / m)) / (qe * qe))
+            else:
+                u64, v64 = u.astype(np.float64), v.astype(np.float64)
+                ok = np.isfinite(u64) & np.isfinite(v64)
+                u64, v64 = u64[ok], v64[ok]
+                su, sv = float(np.std(u64)), float(np.std(v64))
+                r_ = float(np.mean((u64 - u64.mean()) * (v64 - v64.mean())) / (su * sv)) if su > 0 and sv > 0 else 0.0
+                objs[i].samples.append(r_)
+                tables[i]["same"] = tables[i]["same"] and bool(np.array_equal(u64, v64))
+                pooled_uv[i][0].append(u64); pooled_uv[i][1].append(v64)
+                tables[i]["n"].append(u64.size)
 
-    def evaluate(alpha_look: float) -> Look:
-        looks = [correlation_look(np.concatenate(us[i]), np.concatenate(vs[i]), alpha_look / len(lanes), margin,
-                                  ctx.settings.power, kind["binary"]) for i in range(len(lanes))]
-        return _combine(looks, lanes, alpha_look)
+    def fisher_component(i: int):
+        def comp(alpha: float):
+            t = tables[i]
+            a, r, c, m = (int(np.sum(t[k])) for k in ("a", "r", "c", "n"))
+            tbl = [[a, r - a], [c - a, m - r - c + a]]
+            return float(sps.fisher_exact(tbl).pvalue) if r and c and r < m and c < m else 1.0, math.nan
+        return comp
+
+    def step_component(i: int):
+        def comp(alpha: float):
+            t = tables[i]
+            return per_step_hypergeom_p(t["a"], t["r"], t["c"], t["n"][0] if t["n"] else 0), math.nan
+        return comp
+
+    def pearson_component(i: int):
+        def comp(alpha: float):
+            u = np.concatenate(pooled_uv[i][0]); v = np.concatenate(pooled_uv[i][1])
+            if u.size < 4 or np.all(u == u[0]) or np.all(v == v[0]):
+                return 1.0, math.nan
+            return float(sps.pearsonr(u, v).pvalue), math.nan
+        return comp
+
+    for i, lane in enumerate(objs):
+        if binary:
+            lane.components["pooled"] = fisher_component(i)
+            lane.components["outlier_step"] = step_component(i)
+        else:
+            lane.components["pooled"] = pearson_component(i)
+        lane.identical = (lambda i=i: bool(tables[i]["n"]) and tables[i]["same"])
 
     advance = CallCounter(_Steps(step), sink)
-    return run_sequential(ctx, name, quantity, plan, advance, evaluate, n_unit,
-                          details=lambda: {"steps": advance.done, "requested_margin": tol,
+    scale = "P(event | partner event) / P(event) - 1" if binary else "Pearson correlation"
+    return run_call_level(ctx, name, quantity, plan, advance, objs, 0.0, margin, "independent steps",
+                          details=lambda: {"steps": advance.done, "statistic": scale,
+                                           "event": ("dropped" if drop_event else "kept") if binary else None,
+                                           "event_rate": qe if binary else None, "pairs_per_step": pairs_per_step,
                                            "pairings": ", ".join(lanes)})
 
 
@@ -115,18 +165,20 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     Pooling a 2x2 table over positions with different rates would show a spurious positive
     correlation (Simpson), and positions inside a call are dependent (overlapping blocks).
     So each step (an independent pair of calls or of unit slices) gives, per lane, one
-    statistic: the unbiased covariance of u and v across the independent units at each
-    position, averaged over positions and divided by qbar (1 - qbar) (qbar the contract's
-    mean rate, a constant) — exactly mean 0 under independence whatever the true per-position
-    rates are, about the correlation otherwise. A t-test runs across steps (Bonferroni over
-    lanes). Needs at least two units per position and step.
+    statistic: the sum over positions of the unbiased covariance of u and v across the
+    independent units at that position, divided by the sum over positions of q_e^2 (q_e the
+    contract's rate of the rarer outcome there) — exactly mean 0 under independence whatever
+    the true per-position rates, and the q_e^2-weighted mean of RR - 1 otherwise. A t-test
+    across steps (Bonferroni over lanes) with at least ``calls_to_expose`` steps. Needs at
+    least two units per position and step.
     """
+    from ._calls import Lane, run_call_level
     q = np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64)
     lead = len(ctx.shape) - q.ndim
     pos_axes = tuple(lead + i for i, size in enumerate(q.shape) if size > 1)
-    qbar = float(q.mean())
-    norm = qbar * (1 - qbar) or 1.0
-    stats_: List[List[float]] = [[] for _ in lanes]
+    qe = np.minimum(q, 1 - q).reshape(-1)
+    norm = float(np.sum(qe * qe)) or 1.0
+    objs = [Lane(lane) for lane in lanes]
 
     def rows(arr: np.ndarray) -> np.ndarray:
         moved = np.moveaxis(arr.astype(np.float64), pos_axes, tuple(range(arr.ndim - len(pos_axes), arr.ndim)))
@@ -138,30 +190,30 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
             if u.shape[0] < 2:
                 raise TargetError("fewer than two independent units per position: no within-step covariance")
             cov = np.sum((u - u.mean(0)) * (v - v.mean(0)), axis=0) / (u.shape[0] - 1)
-            stats_[i].append(float(cov.mean() / norm))
+            objs[i].samples.append(float(cov.sum() / norm))
 
     name = name.replace("_by_fisher", "_by_cross_product_t_test")
     advance = CallCounter(_Steps(step), sink)
     try:
-        tp = two_stage_t_plan(ctx, advance, stats_, ctx.settings.correlation_tol, lanes=len(lanes))
+        tp = two_stage_t_plan(ctx, advance, [ln.samples for ln in objs], ctx.settings.dependence_rr,
+                              lanes=len(lanes))
     except TargetError as exc:
         return error_result(ctx, name, str(exc), statistical=True)
-    plan, margin = tp.plan, tp.margin
-
-    def evaluate(alpha_look: float) -> Look:
-        looks = [mean_look(s, 0.0, alpha_look / len(lanes), margin, ctx.settings.power) for s in stats_]
-        return _combine(looks, lanes, alpha_look)
-
-    return run_sequential(ctx, name, quantity, plan, advance, evaluate, "independent steps",
+    return run_call_level(ctx, name, quantity.replace("correlation", "excess_relative_risk"), tp.plan, advance,
+                          objs, 0.0, tp.margin, "independent steps",
                           details=lambda: {"steps": advance.done, "pairings": ", ".join(lanes),
-                                           "statistic": "per-position covariance across units / qbar(1-qbar)"})
+                                           "statistic": "sum over positions of the covariance across units / "
+                                                        "sum of q_e^2 (q_e-weighted RR - 1)"})
 
 
-def axis_offsets(size: int) -> Tuple[int, ...]:
-    """Offsets at which units along an axis are paired: the neighbours (1, 2, 3, 4) where
-    RNG counters or vectorised draws overlap, and half / quarter of the axis where
-    tensor-parallel shards reuse a seed."""
-    return tuple(sorted({d for d in (1, 2, 3, 4, size // 4, size // 2) if 1 <= d < size}))
+def axis_offsets(size: int, rng: np.random.Generator = None) -> Tuple[int, ...]:
+    """Offsets at which units along an axis are paired: the neighbours (1-4) where RNG
+    counters or vectorised draws overlap, powers of two (vector widths, tiles), a quarter and
+    half of the axis where tensor-parallel shards reuse a seed, and two random offsets."""
+    cand = {1, 2, 3, 4, size // 4, size // 2} | {2 ** k for k in range(3, 16) if 2 ** k <= size // 2}
+    if rng is not None and size > 6:
+        cand |= {int(d) for d in rng.integers(5, max(6, size // 2 + 1), size=2)}
+    return tuple(sorted(d for d in cand if 1 <= d < size))
 
 
 def _disjoint_pairs(size: int, d: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -180,7 +232,7 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
     inputs = ctx.probe(4)
     stream = ctx.stream(inputs, ctx.seed + 4)
     out_shape = ctx.output_shape(inputs)
-    offsets = axis_offsets(out_shape[axis])
+    offsets = axis_offsets(out_shape[axis], ctx.rng(4_000 + axis))
     pairs = [_disjoint_pairs(out_shape[axis], d) for d in offsets]
     q = np.broadcast_to(np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64), out_shape)
     q_units = unit_view(ctx, q, keepdims=True)
@@ -199,13 +251,14 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
                       [f"offset {d}" for d in offsets], per, step, "unit pairs")
 
 
-LAGS = (1, 2, 3)
+LAGS = tuple(range(1, 9))
 
 
 def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
-    """Each unit's draw in call t is uncorrelated with its draw in calls t + 1, t + 2 and
-    t + 3 (same seed stream; Bonferroni over lags): catches an RNG that never advances
-    (same mask every call) and a small pool of masks cycled through."""
+    """Each unit's draw in call t is independent of its draw in calls t + 1, ..., t + 8 (same
+    seed stream; one step = 9 calls, the first paired with each of the others, so pairs of a
+    lag are disjoint across steps; Bonferroni over lags): catches an RNG that never advances,
+    a stale mask reused on some calls, a small pool of masks cycled through."""
     inputs = ctx.probe(5)
     stream = ctx.stream(inputs, ctx.seed + 5)
 
@@ -217,6 +270,45 @@ def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     return [_pair_test(ctx, FRESH, "correlation_across_calls", [f"lag {k}" for k in LAGS], per, step,
                        "unit pairs")]
+
+
+FLAT = "masks_independent_at_flat_offsets_by_fisher"
+
+
+def flat_offsets(size: int, rng: np.random.Generator) -> Tuple[int, ...]:
+    """Offsets in the flattened unit array of one call: powers of two from 8 (strides of
+    vectorised or tiled generators) and three random offsets, at most 8 in all."""
+    powers = [2 ** k for k in range(3, 40) if 2 ** k <= size // 2]
+    rand = [int(d) for d in rng.integers(5, max(6, size // 2 + 1), size=3)] if size > 10 else []
+    chosen = sorted(set(powers[-5:] + rand))
+    return tuple(d for d in chosen if 1 <= d < size)
+
+
+def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
+    """Units i and i + d of the flattened (C-order) unit array of one call are independent,
+    for power-of-two and random offsets d (disjoint pairs; Bonferroni over offsets): catches
+    generators whose streams repeat or correlate at a stride that no single axis shows."""
+    inputs = ctx.probe(11)
+    stream = ctx.stream(inputs, ctx.seed + 11)
+    size = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
+    offsets = flat_offsets(size, ctx.rng(11_000))
+    pairs = [_disjoint_pairs(size, d) for d in offsets]
+
+    def step():
+        vals, binary = mask_values(ctx, inputs, next(stream))
+        flat = unit_view(ctx, vals).reshape(-1)
+        return [(flat[a], flat[b], binary) for a, b in pairs]
+
+    per = min(len(a) for a, _ in pairs)
+    return [_pair_test(ctx, FLAT, "correlation_flat", [f"flat offset {d}" for d in offsets], per, step,
+                       "unit pairs")]
+
+
+def applies_flat(ctx: CheckContext) -> bool:
+    if _nonuniform(ctx) or not randomness_is_observable(ctx):
+        return False
+    size = int(unit_view(ctx, np.empty(ctx.output_shape(ctx.probe(0)), bool)).size)
+    return len(flat_offsets(size, ctx.rng(11_000))) > 0 and size >= 32
 
 
 def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:

@@ -13,8 +13,8 @@ from typing import Callable, List, Optional
 import numpy as np
 
 from ..contracts import Inputs
-from ..stats import mean_look
-from ._core import (PILOT, CallCounter, CheckContext, CheckResult, TargetError, error_result, run_sequential,
+from ._calls import Lane, run_call_level
+from ._core import (PILOT, CallCounter, CheckContext, CheckResult, NotInformative, TargetError, error_result,
                     two_stage_t_plan, units_per_call)
 
 MEAN = "expectation_matches_by_t_test"
@@ -31,6 +31,15 @@ def applies_mean(ctx: CheckContext) -> bool:
 def applies_variance(ctx: CheckContext) -> bool:
     p = ctx.params.get("p", 0.5)
     return ctx.contract.output_variance is not None and 0 < p < 1
+
+
+def variance_informative(ctx: CheckContext) -> bool:
+    """The variance adds information only where the output is not two-valued: continuous
+    noise (Gaussian dropout) or contracts that say so (DropConnect's sums, depth networks).
+    For a two-valued output (kept value / dropped value) the variance is a function of the
+    drop rate alone (at p = 0.5 |y - mu| is even constant), so it repeats the rate check."""
+    c = ctx.contract
+    return c.dropped_value is None or bool(c.extra.get("variance_informative", False))
 
 
 def _mean_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray], float]:
@@ -74,7 +83,8 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
     # the pilot must leave room in the budget: at most half of max_calls
     calls_per_sample = min(calls_per_sample, max(1, ctx.settings.max_calls // (2 * PILOT)))
     stream = ctx.stream(inputs, ctx.seed + salt)
-    samples: List[float] = []
+    lane = Lane("calls")
+    samples = lane.samples
     pending: List[float] = []
 
     def sink(y: np.ndarray) -> None:
@@ -88,9 +98,8 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
         tp = two_stage_t_plan(ctx, advance, [samples], tol, calls_per_sample=calls_per_sample)
     except TargetError as exc:
         return [error_result(ctx, name, str(exc), statistical=True)]
-    return [run_sequential(
-        ctx, name, quantity, tp.plan, advance,
-        lambda a: mean_look(samples, 0.0, a, tp.margin, ctx.settings.power),
+    return [run_call_level(
+        ctx, name, quantity, tp.plan, advance, [lane], 0.0, tp.margin,
         f"samples of {calls_per_sample} call(s)",
         details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": tp.sd,
                          "requested_margin": tol, "n_max": tp.n_max})]
@@ -104,11 +113,18 @@ def expectation_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     samples at the check's alpha split over its looks; false pass <= alpha for |bias| >
     margin; ``mdd`` from statsmodels' TTestPower at the stated power.
     """
+    if ctx.contract.mean_scope == "aggregate":
+        raise NotInformative("the mean of y / x over a call is 1 by construction for a layer that renormalises "
+                             "by numel / kept (DropBlock); multiplier_values_exact checks that scale exactly")
     return _t_check(ctx, MEAN, "relative_bias", _mean_statistic, ctx.settings.mean_tol, 2)
 
 
 def variance_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     """Var[y] equals the contract's variance: mean of (y-mu)^2/var - 1 is 0 (t-test across
-    independent samples; error rates as for the expectation check)."""
+    independent samples; error rates as for the expectation check). Not applicable (with the
+    reason) where the output is two-valued: see :func:`variance_informative`."""
+    if not variance_informative(ctx):
+        raise NotInformative("two-valued output (kept or dropped value): its variance is fixed by the drop rate, "
+                             "which drop_rate_matches_by_binomial certifies; at p = 0.5 the statistic is 0 by algebra")
     return _t_check(ctx, VARIANCE, "relative_variance_error", _variance_statistic,
                     ctx.settings.variance_tol, 3)

@@ -1,13 +1,14 @@
-"""Effective drop rate per independent mask unit, by the exact binomial test."""
+"""Effective drop rate: certified from independent calls, rejected by exact binomial tests."""
 from __future__ import annotations
 
+import math
 from typing import List
 
 import numpy as np
 
-from ..stats import binomial_look, binomial_mdd, binomial_n_for
-from ._core import (CallCounter, CheckContext, CheckResult, effective_margin, plan_for,
-                    run_sequential, unit_view, units_per_call)
+from ..stats import binomial_look, per_call_binomial_p
+from ._calls import Lane, call_plan, run_call_level
+from ._core import CallCounter, CheckContext, CheckResult, unit_view, units_per_call
 
 NAME = "drop_rate_matches_by_binomial"
 
@@ -17,36 +18,49 @@ def applies(ctx: CheckContext) -> bool:
     return c.dropped_value is not None and np.ndim(c.drop_probability(ctx.params, ctx.shape)) == 0
 
 
+def rate_margin(ctx: CheckContext, q: float) -> float:
+    """The stated margin on a drop rate: ``rate_rel`` x min(q, 1 - q) (relative for every
+    p, no floor: at p = 0.001 it is 5e-5 by default)."""
+    return ctx.settings.rate_rel * min(q, 1 - q)
+
+
 def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:
     """The fraction of dropped mask units equals the contract's p.
 
-    One representative element per mask unit (index 0 along the shared axes), pooled over
-    calls; the units are independent by contract (checked by the independence checks).
-    Exact two-sided binomial test and Clopper-Pearson interval at the check's alpha split
-    over the sequential looks; false alarm <= alpha, false pass (|rate - p| > margin yet
-    PASS) <= alpha; ``mdd`` from the arcsine approximation at the stated power.
+    Per call: the dropped fraction of its mask units (one representative element per unit).
+    FAIL: Bonferroni over the pooled exact binomial test of all units, a per-call exact test
+    (the most extreme call, Bonferroni over calls: catches a fault striking some calls) and
+    the t-test across calls; false alarm <= alpha. PASS: the t interval of the per-call
+    fraction lies within p ± margin from at least ``calls_to_expose`` independent calls;
+    false pass <= alpha whenever calls are independent, whatever happens inside a call.
+    ``mdd``: of the pooled binomial test (arcsine approximation) at the stated power.
     """
     p0 = float(np.mean(ctx.contract.drop_probability(ctx.params, ctx.shape)))
     upc = units_per_call(ctx)
-    margin_req = ctx.settings.rate_rel * max(min(p0, 1 - p0), 0.01)
-    alpha_look = ctx.alpha_each / 4
-    needed = binomial_n_for(margin_req / 1.25, p0, alpha_look, ctx.settings.power)
-    plan = plan_for(ctx, needed, upc)
-    alpha_look = plan.alpha_per_look
-    margin = effective_margin(margin_req, binomial_mdd(plan.looks[-1] * upc, p0, alpha_look, ctx.settings.power))
+    margin = rate_margin(ctx, p0)
+    plan = call_plan(ctx, math.sqrt(p0 * (1 - p0) / max(upc, 1)), margin)
     inputs = ctx.probe(1)
-    state = {"k": 0, "n": 0}
+    counts: List[int] = []
+    lane = Lane("all units")
+    state = {"n": 0}
 
     def sink(y: np.ndarray) -> None:
-        dropped = ctx.decode(inputs, y).dropped
-        units = unit_view(ctx, dropped)
-        state["k"] += int(units.sum())
-        state["n"] += int(units.size)
+        units = unit_view(ctx, ctx.decode(inputs, y).dropped)
+        k = int(units.sum())
+        counts.append(k)
+        lane.samples.append(k / units.size)
+        state["n"] = int(units.size)
 
+    def pooled(alpha: float):
+        lk = binomial_look(sum(counts), len(counts) * state["n"], p0, alpha, margin, ctx.settings.power)
+        return lk.p_value, lk.mdd
+
+    lane.components["pooled"] = pooled
+    lane.components["outlier_call"] = lambda alpha: (per_call_binomial_p(counts, state["n"], p0), math.nan)
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 1, expect_shape=None), sink)
-    return [run_sequential(
-        ctx, NAME, "drop_rate", plan, advance,
-        lambda a: binomial_look(state["k"], state["n"], p0, a, margin, ctx.settings.power),
-        "mask units",
-        details=lambda: {"nominal_p": p0, "requested_margin": margin_req, "units_per_call": upc,
-                         "calls": advance.done, "n_max": plan.looks[-1] * upc})]
+    return [run_call_level(
+        ctx, NAME, "drop_rate", plan, advance, [lane], p0, margin, "calls",
+        details=lambda: {"nominal_p": p0, "units_per_call": upc, "units": len(counts) * state["n"],
+                         "pooled_rate": sum(counts) / max(len(counts) * state["n"], 1),
+                         "most_extreme_call_rate": (max(counts, key=lambda k: abs(k / state["n"] - p0))
+                                                    / state["n"]) if counts else None})]

@@ -1,0 +1,122 @@
+"""Certification from independent calls.
+
+Real faults strike whole calls (a call dropping at 0.8, a stale mask reused on some calls),
+so mask units pooled *within* a call are independent under the contract but not under the
+alternatives that matter. Every certifying check therefore has two sides:
+
+* FAIL (a deviation is established) from p-values valid under the contract: the pooled exact
+  test over units (most powerful when the layer is close to right), a per-call outlier test
+  (each call on its own, Bonferroni over calls), and the t-test across calls; combined by
+  Bonferroni (p = k x min p_i), so the false-alarm rate stays at the check's alpha.
+* PASS (the margin is certified) only from per-call statistics, which are independent under
+  any alternative that keeps calls independent: the t interval of their mean lies inside the
+  margin, AND at least ``calls_to_expose(fault_fraction, alpha)`` calls were seen, so a fault
+  striking a fraction >= fault_fraction of calls was present in at least one of them with
+  probability >= 1 - alpha. The report states the fraction that could still hide.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from ..stats import (DESIGN_FACTOR, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
+                     mean_n_for)
+from ._core import CallCounter, CheckContext, CheckResult, run_sequential
+
+N_LOOKS = 4
+
+# a FAIL-side component: alpha -> (p-value, minimum detectable deviation or nan)
+Component = Callable[[float], Tuple[float, float]]
+
+
+def call_plan(ctx: CheckContext, sd_null: float, margin: float, lanes: int = 1,
+              steps_cap: Optional[int] = None) -> SequentialPlan:
+    """Looks (in independent steps) for a call-level test: enough steps that the t interval
+    fits the margin when the per-step standard deviation is ``sd_null`` (planned for the
+    margin / DESIGN_FACTOR), never fewer than the steps that expose a fault in
+    ``fault_fraction`` of them, at most ``max_calls`` (or ``steps_cap``)."""
+    alpha_look = ctx.alpha_each / N_LOOKS
+    n_min = calls_to_expose(ctx.settings.fault_fraction, alpha_look)
+    if sd_null > 0 and math.isfinite(sd_null):
+        needed = mean_n_for(margin / DESIGN_FACTOR, sd_null, alpha_look / lanes, ctx.settings.power)
+    else:
+        needed = n_min
+    cap = ctx.settings.max_calls if steps_cap is None else min(steps_cap, ctx.settings.max_calls)
+    return SequentialPlan.geometric(ctx.alpha_each, ctx.settings.power, max(4, min(cap, max(n_min, needed))),
+                                    n_looks=N_LOOKS)
+
+
+@dataclass
+class Lane:
+    """One pairing / one statistic of a call-level check: per-step samples plus the FAIL-side
+    components that read the pooled data (each returns (p, mdd) at a given alpha)."""
+
+    name: str
+    samples: List[float] = field(default_factory=list)
+    components: Dict[str, Component] = field(default_factory=dict)
+    identical: Optional[Callable[[], bool]] = None
+
+
+def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, power: float,
+                    n_min: int, record: Dict[str, Any]) -> Look:
+    """One look of one lane: t-test + interval on the per-step samples, Bonferroni with the
+    lane's pooled components. Certifies only from the interval, with at least ``n_min``
+    steps. Writes the component p-values into ``record``."""
+    k = 1 + len(lane.components)
+    t = mean_look(lane.samples, expected, alpha / k, margin, power)
+    ps = {"t_across_calls": t.p_value}
+    mdd = t.mdd
+    for name, comp in lane.components.items():
+        p, m = comp(alpha / k)
+        ps[name] = p
+        if name == "pooled" and math.isfinite(m):
+            mdd = m
+    p = min(1.0, k * min(ps.values()))
+    n = len(lane.samples)
+    within = t.ci.within(expected, margin) and not t.constant
+    record.update({f"p_{name}": v for name, v in ps.items()})
+    record["p_call_level"] = min(1.0, k * t.p_value)
+    if n < n_min and within:
+        record["not_certified_because"] = f"{n} independent calls, fewer than the {n_min} that expose " \
+                                          f"a fault in 1 call in {1 / record.get('fault_fraction', 1):.0f}"
+    return Look(t.estimate, expected, p, t.ci, n, mdd, margin, alpha, equivalent=within and n >= n_min,
+                constant=t.constant and all(v >= 1.0 for v in ps.values()))
+
+
+def run_call_level(ctx: CheckContext, name: str, quantity: str, plan: SequentialPlan, advance: CallCounter,
+                   lanes: Sequence[Lane], expected: float, margin: float, n_unit: str,
+                   details: Optional[Callable[[], Mapping[str, Any]]] = None) -> CheckResult:
+    """Drive a call-level check over its looks; several lanes are combined by Bonferroni
+    (p = L x min lane p; certified when every lane is; the worst lane is shown)."""
+    n_min = calls_to_expose(ctx.settings.fault_fraction, plan.alpha_per_look)
+    record: Dict[str, Any] = {"fault_fraction": ctx.settings.fault_fraction, "calls_to_expose": n_min}
+
+    def evaluate(alpha_look: float) -> Look:
+        a = alpha_look / len(lanes)
+        lane_records: List[Dict[str, Any]] = [{"fault_fraction": ctx.settings.fault_fraction} for _ in lanes]
+        looks = [call_level_look(ln, expected, a, margin, ctx.settings.power, n_min, rec)
+                 for ln, rec in zip(lanes, lane_records)]
+        worst = min(range(len(looks)), key=lambda i: (looks[i].p_value, -abs(looks[i].estimate - expected)
+                                                      if math.isfinite(looks[i].estimate) else 0))
+        w = looks[worst]
+        record.clear()
+        record.update({"fault_fraction": ctx.settings.fault_fraction, "calls_to_expose": n_min,
+                       "worst_lane": lanes[worst].name, **lane_records[worst]})
+        record["p_call_level"] = min(1.0, len(lanes) * min(r["p_call_level"] for r in lane_records))
+        record["hidden_fault_fraction"] = hidden_fault_fraction(w.n, a)
+        ident = [ln.name for ln in lanes if ln.identical is not None and ln.identical()]
+        if ident:
+            record["identical"] = ident
+        return Look(w.estimate, expected, min(1.0, len(lanes) * w.p_value), w.ci, w.n, max(lk.mdd for lk in looks),
+                    margin, alpha_look, equivalent=all(lk.certifies for lk in looks),
+                    constant=all(lk.constant for lk in looks))
+
+    def all_details() -> Mapping[str, Any]:
+        out = dict(details() if details else {})
+        out.update(record)
+        if len(lanes) > 1:
+            out["lanes"] = ", ".join(ln.name for ln in lanes)
+        return out
+
+    return run_sequential(ctx, name, quantity, plan, advance, evaluate, n_unit, details=all_details)
