@@ -33,6 +33,13 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-calls", type=int, default=20000, help="calls per statistical check. Default: %(default)r")
     p.add_argument("--check", action="append", default=None, metavar="NAME",
                    help="run only this check (repeatable); see `dropverify list`")
+    p.add_argument("--margin", action="append", default=[], metavar="NAME=VALUE",
+                   help="equivalence margin a PASS certifies (repeatable): rate=0.05 (x min(p,1-p)), "
+                        "position=0.25 (x min(q,1-q) per position), mean=0.01 (relative bias), variance=0.05, "
+                        "dependence=0.2 (relative risk - 1), correlation=0.05, gamma=0.1 (relative)")
+    p.add_argument("--fault-fraction", type=float, default=0.05,
+                   help="a PASS sees enough independent calls that a fault striking this fraction of calls "
+                        "appears in one of them (probability >= 1 - alpha). Default: %(default)r")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -79,7 +86,21 @@ def _progress(quiet: bool):
 
 def _settings(args: argparse.Namespace):
     from .checks import Settings
-    return Settings(seed=args.seed, alpha=args.alpha, power=args.power, max_calls=args.max_calls).validate()
+    from .errors import InvalidArgument
+    margins = {}
+    for item in args.margin:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidArgument(f"--margin {item!r}, but should be NAME=VALUE, e.g. rate=0.02")
+        if name.strip() in margins:
+            raise InvalidArgument(f"--margin {name.strip()} given twice")
+        try:
+            margins[name.strip()] = float(value)
+        except ValueError:
+            raise InvalidArgument(f"--margin {name}={value!r}, but should be a positive number") from None
+    base = Settings(seed=args.seed, alpha=args.alpha, power=args.power, max_calls=args.max_calls,
+                    fault_fraction=args.fault_fraction).validate()
+    return base.with_margins(**margins) if margins else base
 
 
 def _finish(run, out: Optional[str], title: str, quiet: bool) -> int:
@@ -92,8 +113,13 @@ def _finish(run, out: Optional[str], title: str, quiet: bool) -> int:
         counts = target.counts()
         print(f"{target.verdict:12s} {target.spec_name}  "
               + " ".join(f"{k}={v}" for k, v in counts.items() if v))
+        for cause in target.root_causes:
+            print(f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]")
+        explained = {c for cause in target.root_causes if cause.kind == "ERROR" for c in cause.evidence}
         for r in target.results:
-            if r.verdict in ("FAIL", "ERROR") or (r.verdict == "INCONCLUSIVE" and not quiet):
+            if r.check in explained:
+                continue  # identical ERRORs are one root-cause line
+            if r.verdict == "FAIL" or (r.verdict == "INCONCLUSIVE" and not quiet):
                 print(f"    {r.verdict}: {r.check}: {r.message}")
     print(f"{'OK' if run.ok else 'NOT OK'}: {len(run.targets)} target(s), "
           f"family-wise false-alarm rate {run.settings.alpha:g}, {run.seconds:.1f} s")

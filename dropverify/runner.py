@@ -14,6 +14,7 @@ import numpy as np
 
 from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, CheckSpec, Settings
 from .checks._core import NotInformative
+from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
 from .stats import holm
 from .targets._base import TargetSpec
@@ -35,6 +36,7 @@ class TargetRun:
     results: Tuple[CheckResult, ...]
     seconds: float
     not_applicable: Tuple[Tuple[str, str], ...] = ()
+    root_causes: Tuple[RootCause, ...] = ()
 
     @property
     def verdict(self) -> str:
@@ -139,6 +141,7 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
             except NotInformative as why:
                 skipped[check.name] = f"not informative here: {why}"
             done += 1
+        results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
                               ctx.spec.description, tuple(results), time.perf_counter() - t0,
@@ -178,4 +181,8 @@ def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
             message = message.split(" [")[0] + f"; rejected by Holm at run level (p_adj={adj:.3g}) [" + \
                 message.split(" [", 1)[-1]
         new[i][j] = r.with_(p_adjusted=float(adj), verdict=verdict, message=message)
-    return [replace(t, results=tuple(res)) for t, res in zip(runs, new)]
+    out = []
+    for t, res in zip(runs, new):
+        _, causes = diagnose(res, t.contract.get("layout", ""))
+        out.append(replace(t, results=tuple(res), root_causes=tuple(causes)))
+    return out

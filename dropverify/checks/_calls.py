@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..stats import (DESIGN_FACTOR, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
+import numpy as np
+
+from ..stats import (DESIGN_FACTOR, Interval, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
                      mean_n_for)
 from ._core import CallCounter, CheckContext, CheckResult, run_sequential
 
@@ -56,6 +58,39 @@ class Lane:
     samples: List[float] = field(default_factory=list)
     components: Dict[str, Component] = field(default_factory=dict)
     identical: Optional[Callable[[], bool]] = None
+    # ratio lanes: per-step (both, first, second) event fractions; the statistic is the
+    # relative risk mean(both) / (mean(first) mean(second)) - 1 (see ratio_look)
+    triples: Optional[List[Tuple[float, float, float]]] = None
+
+
+def ratio_look(triples: Sequence[Tuple[float, float, float]], alpha: float, margin: float, power: float) -> Look:
+    """Relative risk across independent steps: RR = E[c] / (E[a] E[b]) with c the fraction of
+    pairs where both sides show the event and a, b each side's fraction — the ratio of means
+    over steps, so it is valid whatever happens inside a step. Interval: delta method (the
+    influence values psi_t = (c_t - c)/(a b) - RR ((a_t - a)/a + (b_t - b)/b) are i.i.d.
+    across steps), t quantiles; the t-test is of RR = 1. Estimate, interval and margin are on
+    the RR - 1 scale (0 under independence)."""
+    from scipy import stats as sps
+    arr = np.asarray(triples, np.float64).reshape(-1, 3)
+    n = arr.shape[0]
+    if n < 3:
+        return Look(math.nan, 0.0, 1.0, Interval(-math.inf, math.inf, 1 - alpha), n, math.inf, margin, alpha)
+    c, a, b = arr.mean(axis=0)
+    if a <= 0 or b <= 0:
+        return Look(0.0, 0.0, 1.0, Interval(-math.inf, math.inf, 1 - alpha), n, math.inf, margin, alpha,
+                    equivalent=False, constant=True)
+    rr = c / (a * b)
+    psi = (arr[:, 0] - c) / (a * b) - rr * ((arr[:, 1] - a) / a + (arr[:, 2] - b) / b)
+    sd = float(np.std(psi, ddof=1))
+    if sd <= 1e-15:
+        return Look(rr - 1, 0.0, 1.0 if abs(rr - 1) < 1e-12 else 0.0, Interval(rr - 1, rr - 1, 1 - alpha), n, 0.0,
+                    margin, alpha, equivalent=False, constant=True)
+    se = sd / math.sqrt(n)
+    tcrit = float(sps.t.isf(alpha / 2, n - 1))
+    p = float(2 * sps.t.sf(abs(rr - 1) / se, n - 1))
+    from ..stats import mean_mdd
+    return Look(rr - 1, 0.0, p, Interval(rr - 1 - tcrit * se, rr - 1 + tcrit * se, 1 - alpha), n,
+                mean_mdd(n, sd, alpha, power), margin, alpha)
 
 
 def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, power: float,
@@ -64,7 +99,10 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
     lane's pooled components. Certifies only from the interval, with at least ``n_min``
     steps. Writes the component p-values into ``record``."""
     k = 1 + len(lane.components)
-    t = mean_look(lane.samples, expected, alpha / k, margin, power)
+    if lane.triples is not None:
+        t = ratio_look(lane.triples, alpha / k, margin, power)
+    else:
+        t = mean_look(lane.samples, expected, alpha / k, margin, power)
     ps = {"t_across_calls": t.p_value}
     mdd = t.mdd
     for name, comp in lane.components.items():
@@ -73,7 +111,7 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
         if name == "pooled" and math.isfinite(m):
             mdd = m
     p = min(1.0, k * min(ps.values()))
-    n = len(lane.samples)
+    n = t.n
     within = t.ci.within(expected, margin) and not t.constant
     record.update({f"p_{name}": v for name, v in ps.items()})
     record["p_call_level"] = min(1.0, k * t.p_value)

@@ -300,6 +300,7 @@ def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look,
     """Turn the last look of a sequential test into a result (verdict before Holm)."""
     p_seq = plan.sequential_p(p_values)
     info = dict(details or {})
+    info["planned_looks"] = len(plan.looks)
     if look.rejects:
         verdict = FAIL
     elif look.certifies:

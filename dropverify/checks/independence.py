@@ -59,13 +59,14 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one independent step
     (one call, or one group of calls).
 
-    Binary masks, per lane and step: the excess co-event rate (c - a b) / q_e^2 with c the
-    fraction of pairs where both show the rarer event e (dropped if p <= 1/2, else kept), a,
-    b the two sides' event fractions and q_e the contract's event rate — exactly mean 0 under
-    independence, and about RR - 1, RR = P(e | partner e) / P(e), otherwise. FAIL: Bonferroni
-    over Fisher's exact test of the pooled 2x2 table, the most extreme step (hypergeometric)
-    and the t-test across steps. PASS: the t interval of the per-step statistic within
-    ± ``dependence_rr`` from enough independent steps. Continuous noise: the same with the
+    Binary masks, per lane: the relative risk RR = P(e | partner e) / P(e) of the rarer event
+    e (dropped if p <= 1/2, else kept), estimated as a ratio of means over independent steps
+    (c: fraction of pairs where both show e; a, b: each side's fraction), with a delta-method
+    interval across steps (``_calls.ratio_look``) — so a fault that strikes whole calls (a
+    batch-shared mask on some calls) is seen on the PASS side too. FAIL: Bonferroni over
+    Fisher's exact test of the pooled 2x2 table, the most extreme step (hypergeometric) and
+    the t-test of RR = 1 across steps. PASS: the interval of RR - 1 within ± ``dependence_rr``
+    from enough independent steps. Continuous noise: the same with the
     per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
     if _nonuniform(ctx):
         return _stratified_pair_test(ctx, name, quantity, lanes, step)
@@ -96,7 +97,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                 t = tables[i]
                 t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
                 t["same"] = t["same"] and bool(np.array_equal(eu, ev))
-                objs[i].samples.append((a / m - (r / m) * (c / m)) / (qe * qe))
+                objs[i].triples.append((a / m, r / m, c / m))
             else:
                 u64, v64 = u.astype(np.float64), v.astype(np.float64)
                 ok = np.isfinite(u64) & np.isfinite(v64)
@@ -132,6 +133,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
 
     for i, lane in enumerate(objs):
         if binary:
+            lane.triples = []
             lane.components["pooled"] = fisher_component(i)
             lane.components["outlier_step"] = step_component(i)
         else:

@@ -43,6 +43,7 @@ def target_json(run: RunResult, target: TargetRun) -> str:
            "contract": _clean(target.contract), "conventions": list(target.conventions),
            "description": target.description, "run": run_header(run),
            "not_applicable": dict(target.not_applicable),
+           "root_causes": [c.to_dict() for c in target.root_causes],
            "results": [_clean(r) for r in target.results]}
     return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
 

@@ -13,8 +13,17 @@ READING_GUIDE = """\
 ## How to read this report
 - **PASS**: the check's equivalence margin is *certified* — the deviation from the contract is at most the margin,
   with false-pass probability at most the check's alpha — and no deviation was detected at run level.
-- **FAIL**: a deviation from the contract is established: the run-level Holm-adjusted p-value is below the run's
-  family-wise false-alarm rate (exact checks: a deterministic comparison failed, with the evidence quoted).
+- **FAIL**: a deviation from the contract is *established* — the run-level Holm-adjusted p-value is below the run's
+  family-wise false-alarm rate (exact checks: a deterministic comparison failed, with the evidence quoted). It does
+  not say the deviation is large: a FAIL whose estimate lies inside the margin is marked as such.
+- **PASS** rests only on statistics that are independent across calls (per-call rates, per-step relative risks),
+  from at least as many calls as expose a fault striking 1 call in 20 (the row says which fraction could hide);
+  pooled tests over the units of a call serve only to establish deviations.
+- **Root causes** open the report: one line per cause in words. When a structural property fails (one draw for the
+  whole batch, a mask shared by every channel), checks whose pooled statistics assume that structure are *not
+  assessed* (INCONCLUSIVE, grouped under the cause) unless their per-call evidence alone establishes a deviation.
+- **Not applicable**: checks whose statistic cannot fail at this configuration (constant by algebra) are listed
+  with the reason under the contract, never shown as a PASS.
 - **INCONCLUSIVE**: the budget ran out before either; the deviation that could still hide is the larger of the
   margin and the MDD. A check that cannot run on this target (no gradients, say) is INCONCLUSIVE with the reason.
 - **ERROR**: the target raised, hung, or returned the wrong shape or dtype; the reason is quoted.
@@ -49,6 +58,16 @@ def summary_table(target: TargetRun) -> str:
         else:
             lines.append(f"| `{r.check}` | {_ICON[r.verdict]} | exact | | | | | | |")
     return "\n".join(lines)
+
+
+def root_cause_line(cause) -> str:
+    """One bullet: the cause in words, the results that establish it, those it withdrew."""
+    text = cause.summary.replace("|", "/")
+    line = f"- **{text}** — established by " + ", ".join(f"`{c}`" for c in cause.evidence)
+    if cause.withdrawn:
+        line += ("; not assessed from pooled units because of it (their FAILs would blame other properties): "
+                 + ", ".join(f"`{c}`" for c in cause.withdrawn))
+    return line
 
 
 def contract_section(target: TargetRun) -> str:
@@ -117,7 +136,11 @@ def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str]) -
             f"Variant `{target.variant}({args})`, probe shape `{tuple(target.shape)}`."]
     if target.description:
         head += ["", target.description]
-    head += ["", run_line(run), "", "## Summary", "", summary_table(target)]
+    head += ["", run_line(run)]
+    if target.root_causes:
+        head += ["", "## Root causes", ""]
+        head += [root_cause_line(c) for c in target.root_causes]
+    head += ["", "## Summary", "", summary_table(target)]
     if "ci" in images:
         head += ["", f"![confidence intervals]({images['ci']})"]
     env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
@@ -136,6 +159,9 @@ def index_markdown(run: RunResult, links: Dict[str, str], title: str) -> str:
         problem = next((r for r in t.results if r.verdict in ("FAIL", "ERROR")), None) or \
             next((r for r in t.results if r.verdict == "INCONCLUSIVE"), None)
         why = (f"`{problem.check}`: " + problem.message.split(" [")[0].replace("|", "/")) if problem else ""
+        if t.root_causes:
+            why = "; ".join(c.summary for c in t.root_causes[:2]).replace("|", "/") + \
+                (f" (+{len(t.root_causes) - 2} more)" if len(t.root_causes) > 2 else "")
         lines.append(f"| [`{t.spec_name}`]({links[t.spec_name]}) | `{t.variant}` | {_ICON[t.verdict]} | "
                      f"{c['PASS']} | {c['FAIL']} | {c['INCONCLUSIVE']} | {c['ERROR']} | {why} |")
     env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))

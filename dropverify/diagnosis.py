@@ -1,0 +1,171 @@
+"""Diagnosis first: one line per root cause, in words, with the results that support it.
+
+Pooled tests treat the mask units inside a call as independent; that is what the contract
+promises, so their FAILs are valid evidence against the contract. But once a *structural*
+property fails (one draw for the whole batch, a mask shared by every channel, items
+reusing each other's masks), the pooled tests of other properties count copies of one draw
+as independent units and FAIL too, blaming the wrong property. So:
+
+* structural FAILs become root causes, stated in words;
+* a FAIL of a pooled-unit check whose per-call evidence alone (valid whatever happens
+  inside a call) does not reject is withdrawn: INCONCLUSIVE, "not assessed from pooled
+  units", grouped under the root cause;
+* every other FAIL is its own root cause; identical ERRORs collapse to one line.
+
+Runs before Holm, on sequential p-values; withdrawn results keep the call-level p-value.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .checks._core import ERROR, FAIL, INCONCLUSIVE, CheckResult
+
+_AXIS = re.compile(r"^masks_independent_along_axis(\d+)_by_")
+POOLED_UNIT_CHECKS = ("drop_rate_matches_by_binomial", "drop_rate_per_position_by_binomial",
+                      "drop_map_matches_theory_by_binomial", "gamma_matches_by_binomial",
+                      "masks_fresh_across_calls_by_fisher", "masks_independent_across_seeds_by_fisher",
+                      "seed_streams_do_not_overlap_by_fisher", "masks_independent_at_flat_offsets_by_fisher")
+"""Checks whose FAIL side pools mask units within a call (counted as independent)."""
+STRUCTURAL = ("mask_constant_along_shared_axes", "masks_never_repeat_by_hash", "weight_mask_convention")
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """One cause in words, the results that establish it, and those withdrawn because of it."""
+
+    summary: str
+    evidence: Tuple[str, ...]
+    withdrawn: Tuple[str, ...] = ()
+    kind: str = "FAIL"  # FAIL | ERROR
+
+    def to_dict(self) -> Dict[str, object]:
+        return {"summary": self.summary, "evidence": list(self.evidence), "withdrawn": list(self.withdrawn),
+                "kind": self.kind}
+
+
+def _short(message: str) -> str:
+    return message.split(" [")[0]
+
+
+def _axis_words(axis: int, layout: str) -> str:
+    names = [a.strip() for a in re.sub(r"[()]", "", layout.split(" or ")[0]).split(",")] if layout else []
+    if axis == 0:
+        return "the batch axis"
+    if axis < len(names) and names[axis]:
+        label = {"C": "channels", "H": "rows", "W": "columns", "D": "depth", "T": "time steps", "L": "blocks"}
+        return f"axis {axis} ({label.get(names[axis], names[axis])})"
+    return f"axis {axis}"
+
+
+def structural_summary(r: CheckResult, layout: str = "") -> Optional[str]:
+    """The root cause a structural FAIL establishes, in words (None: not structural)."""
+    m = _AXIS.match(r.check)
+    identical = bool(r.details.get("identical")) if r.details else False
+    if m:
+        axis = int(m.group(1))
+        where = _axis_words(axis, layout)
+        if identical and axis == 0:
+            return "one draw per batch instead of one per item: every batch item shares the mask"
+        if identical and axis == 1 and "C" in layout:
+            return "mask shared by all channels instead of one per channel"
+        if identical:
+            return f"one mask shared along {where}: every unit pair identical ({r.details.get('worst_lane')})"
+        return f"masks dependent along {where} ({r.details.get('worst_lane', '')}: {_short(r.message)})"
+    if r.check == "masks_fresh_across_calls_by_fisher":
+        lag = r.details.get("worst_lane", "") if r.details else ""
+        if identical:
+            return f"the same mask on later calls ({lag}): the RNG does not advance"
+        return f"masks of different calls are dependent ({lag}): stale or cached masks"
+    if r.check == "masks_independent_across_seeds_by_fisher":
+        return "the seed is ignored: different seeds give dependent masks"
+    if r.check == "seed_streams_do_not_overlap_by_fisher":
+        return "seeded streams overlap: call 1 under seed s repeats call 0 under seed s + 1"
+    if r.check in STRUCTURAL or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask"):
+        return _short(r.message)
+    return None
+
+
+def _dropblock_summary(r: CheckResult) -> Optional[str]:
+    try:
+        from .checks import dropblock
+    except ImportError:  # pragma: no cover
+        return None
+    fn = getattr(dropblock, "diagnose", None)
+    if fn is None or not r.details:
+        return None
+    try:
+        return fn(r.details)
+    except Exception:  # noqa: BLE001 - a diagnosis must never break a run
+        return None
+
+
+def _within_call(r: CheckResult) -> bool:
+    """Does this structural FAIL make units inside a call dependent (so pooled tests count
+    copies of one draw as independent units)?"""
+    return bool(_AXIS.match(r.check)) or r.check == "mask_constant_along_shared_axes" \
+        or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask")
+
+
+def diagnose(results: Sequence[CheckResult], layout: str = "",
+             alpha_each: float = 1.0) -> Tuple[List[CheckResult], List[RootCause]]:
+    """Root causes of one target's results, and the results with pooled-unit FAILs withdrawn
+    where a within-call structural FAIL explains them (see the module docstring). A
+    withdrawn result keeps the call-level p-value (times its planned looks: the sequential
+    p-value of that component), which still enters Holm."""
+    out = list(results)
+    within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
+                    key=lambda r: (not (r.details or {}).get("identical"), r.check))
+    supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)]
+    causes: List[RootCause] = []
+    withdrawn: List[str] = [r.check for r in out if r.verdict != FAIL and r.details
+                            and r.details.get("withdrawn_because")]
+    root = structural_summary(within[0], layout) if within else None
+    if within:
+        for i, r in enumerate(out):
+            if r.verdict != FAIL or _within_call(r):
+                continue
+            if r.check in ("masks_never_repeat_by_hash", "masks_independent_at_flat_offsets_by_fisher"):
+                supporting.append(r.check)  # repeats / dependence at flat offsets follow from the shared draw
+                continue
+            if r.check not in POOLED_UNIT_CHECKS:
+                continue
+            p_call = r.details.get("p_call_level") if r.details else None
+            if p_call is None:
+                continue
+            p_seq = min(1.0, int(r.details.get("planned_looks", 1)) * float(p_call))
+            if p_seq <= alpha_each:
+                continue  # the per-call evidence alone establishes this deviation too
+            out[i] = r.with_(verdict=INCONCLUSIVE, p_value=p_seq, certified=False,
+                             message=f"not assessed from pooled units (they are not independent: {root}); "
+                                     f"per-call evidence alone p={p_seq:.3g} [" + r.message.split(" [", 1)[-1],
+                             details={**r.details, "withdrawn_because": root, "p_pooled_fail": r.p_value})
+            withdrawn.append(r.check)
+    structural = [r for r in out if r.verdict == FAIL and r.check not in supporting
+                  and structural_summary(r, layout) is not None]
+    seen = set()
+    for r in structural:
+        text = structural_summary(r, layout)
+        if text in seen:
+            continue
+        seen.add(text)
+        first = bool(within) and r is within[0]
+        causes.append(RootCause(text, (r.check,) + (tuple(supporting) if first else ()),
+                                tuple(withdrawn) if first else ()))
+    for r in out:
+        if r.verdict == FAIL and r not in structural and r.check not in supporting:
+            text = _dropblock_summary(r) or f"{r.check}: {_short(r.message)}"
+            merged = next((c for c in causes if c.summary == text), None)
+            if merged is not None:
+                causes[causes.index(merged)] = RootCause(text, merged.evidence + (r.check,), merged.withdrawn)
+            else:
+                causes.append(RootCause(text, (r.check,)))
+    errors: Dict[str, List[str]] = {}
+    for r in out:
+        if r.verdict == ERROR:
+            errors.setdefault(_short(r.message), []).append(r.check)
+    for text, checks in errors.items():
+        causes.append(RootCause(f"ERROR: {text}" + (f" (in {len(checks)} checks)" if len(checks) > 1 else ""),
+                                tuple(checks), kind=ERROR))
+    return out, causes
