@@ -20,20 +20,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
-
-from ..stats import (DESIGN_FACTOR, Interval, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
+from ..stats import (DESIGN_FACTOR, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
                      mean_n_for)
 from ._core import CallCounter, CheckContext, CheckResult, run_sequential
 
 N_LOOKS = 4
+MIN_SAMPLES = 20  # per-step samples a t interval needs at least (beside the fault-exposure count)
 
 # a FAIL-side component: alpha -> (p-value, minimum detectable deviation or nan)
 Component = Callable[[float], Tuple[float, float]]
 
 
 def call_plan(ctx: CheckContext, sd_null: float, margin: float, lanes: int = 1,
-              steps_cap: Optional[int] = None) -> SequentialPlan:
+              steps_cap: Optional[int] = None, steps_per_sample: int = 1) -> SequentialPlan:
     """Looks (in independent steps) for a call-level test: enough steps that the t interval
     fits the margin when the per-step standard deviation is ``sd_null`` (planned for the
     margin / DESIGN_FACTOR), never fewer than the steps that expose a fault in
@@ -42,6 +41,7 @@ def call_plan(ctx: CheckContext, sd_null: float, margin: float, lanes: int = 1,
     n_min = calls_to_expose(ctx.settings.fault_fraction, alpha_look)
     if sd_null > 0 and math.isfinite(sd_null):
         needed = mean_n_for(margin / DESIGN_FACTOR, sd_null, alpha_look / lanes, ctx.settings.power)
+        needed = max(needed, MIN_SAMPLES) * steps_per_sample
     else:
         needed = n_min
     cap = ctx.settings.max_calls if steps_cap is None else min(steps_cap, ctx.settings.max_calls)
@@ -58,39 +58,7 @@ class Lane:
     samples: List[float] = field(default_factory=list)
     components: Dict[str, Component] = field(default_factory=dict)
     identical: Optional[Callable[[], bool]] = None
-    # ratio lanes: per-step (both, first, second) event fractions; the statistic is the
-    # relative risk mean(both) / (mean(first) mean(second)) - 1 (see ratio_look)
-    triples: Optional[List[Tuple[float, float, float]]] = None
-
-
-def ratio_look(triples: Sequence[Tuple[float, float, float]], alpha: float, margin: float, power: float) -> Look:
-    """Relative risk across independent steps: RR = E[c] / (E[a] E[b]) with c the fraction of
-    pairs where both sides show the event and a, b each side's fraction — the ratio of means
-    over steps, so it is valid whatever happens inside a step. Interval: delta method (the
-    influence values psi_t = (c_t - c)/(a b) - RR ((a_t - a)/a + (b_t - b)/b) are i.i.d.
-    across steps), t quantiles; the t-test is of RR = 1. Estimate, interval and margin are on
-    the RR - 1 scale (0 under independence)."""
-    from scipy import stats as sps
-    arr = np.asarray(triples, np.float64).reshape(-1, 3)
-    n = arr.shape[0]
-    if n < 3:
-        return Look(math.nan, 0.0, 1.0, Interval(-math.inf, math.inf, 1 - alpha), n, math.inf, margin, alpha)
-    c, a, b = arr.mean(axis=0)
-    if a <= 0 or b <= 0:
-        return Look(0.0, 0.0, 1.0, Interval(-math.inf, math.inf, 1 - alpha), n, math.inf, margin, alpha,
-                    equivalent=False, constant=True)
-    rr = c / (a * b)
-    psi = (arr[:, 0] - c) / (a * b) - rr * ((arr[:, 1] - a) / a + (arr[:, 2] - b) / b)
-    sd = float(np.std(psi, ddof=1))
-    if sd <= 1e-15:
-        return Look(rr - 1, 0.0, 1.0 if abs(rr - 1) < 1e-12 else 0.0, Interval(rr - 1, rr - 1, 1 - alpha), n, 0.0,
-                    margin, alpha, equivalent=False, constant=True)
-    se = sd / math.sqrt(n)
-    tcrit = float(sps.t.isf(alpha / 2, n - 1))
-    p = float(2 * sps.t.sf(abs(rr - 1) / se, n - 1))
-    from ..stats import mean_mdd
-    return Look(rr - 1, 0.0, p, Interval(rr - 1 - tcrit * se, rr - 1 + tcrit * se, 1 - alpha), n,
-                mean_mdd(n, sd, alpha, power), margin, alpha)
+    steps_per_sample: int = 1  # independent steps pooled into one sample (rare events)
 
 
 def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, power: float,
@@ -99,11 +67,9 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
     lane's pooled components. Certifies only from the interval, with at least ``n_min``
     steps. Writes the component p-values into ``record``."""
     k = 1 + len(lane.components)
-    if lane.triples is not None:
-        t = ratio_look(lane.triples, alpha / k, margin, power)
-    else:
-        t = mean_look(lane.samples, expected, alpha / k, margin, power)
-    ps = {"t_across_calls": t.p_value}
+    t = mean_look(lane.samples, expected, alpha / k, margin, power)
+    # a constant per-call statistic carries no evidence for the t-test (the exact components decide)
+    ps = {"t_across_calls": 1.0 if (t.constant and lane.components) else t.p_value}
     mdd = t.mdd
     for name, comp in lane.components.items():
         p, m = comp(alpha / k)
@@ -111,10 +77,10 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
         if name == "pooled" and math.isfinite(m):
             mdd = m
     p = min(1.0, k * min(ps.values()))
-    n = t.n
-    within = t.ci.within(expected, margin) and not t.constant
+    n = t.n * lane.steps_per_sample
+    within = t.ci.within(expected, margin) and not t.constant and t.n >= 3
     record.update({f"p_{name}": v for name, v in ps.items()})
-    record["p_call_level"] = min(1.0, k * t.p_value)
+    record["p_call_level"] = min(1.0, k * ps["t_across_calls"])
     if n < n_min and within:
         record["not_certified_because"] = f"{n} independent calls, fewer than the {n_min} that expose " \
                                           f"a fault in 1 call in {1 / record.get('fault_fraction', 1):.0f}"
@@ -145,7 +111,9 @@ def run_call_level(ctx: CheckContext, name: str, quantity: str, plan: Sequential
         record["hidden_fault_fraction"] = hidden_fault_fraction(w.n, a)
         ident = [ln.name for ln in lanes if ln.identical is not None and ln.identical()]
         if ident:
-            record["identical"] = ident
+            record["identical"] = ", ".join(ident)
+        if lanes[worst].steps_per_sample > 1:
+            record["steps_per_sample"] = lanes[worst].steps_per_sample
         return Look(w.estimate, expected, min(1.0, len(lanes) * w.p_value), w.ci, w.n, max(lk.mdd for lk in looks),
                     margin, alpha_look, equivalent=all(lk.certifies for lk in looks),
                     constant=all(lk.constant for lk in looks))

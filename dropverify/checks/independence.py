@@ -46,6 +46,10 @@ def randomness_is_observable(ctx: CheckContext) -> bool:
     return 0.0 < p < 1.0
 
 
+MIN_EVENTS = 10
+"""Co-events expected under the contract in one sample of a binary pair test."""
+
+
 def _minority(ctx: CheckContext) -> Tuple[bool, float]:
     """(event is "dropped", its rate): the rarer of dropped / kept under the contract, so the
     relative risk stays meaningful for p near 0 and near 1."""
@@ -59,15 +63,19 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one independent step
     (one call, or one group of calls).
 
-    Binary masks, per lane: the relative risk RR = P(e | partner e) / P(e) of the rarer event
-    e (dropped if p <= 1/2, else kept), estimated as a ratio of means over independent steps
-    (c: fraction of pairs where both show e; a, b: each side's fraction), with a delta-method
-    interval across steps (``_calls.ratio_look``) — so a fault that strikes whole calls (a
-    batch-shared mask on some calls) is seen on the PASS side too. FAIL: Bonferroni over
-    Fisher's exact test of the pooled 2x2 table, the most extreme step (hypergeometric) and
-    the t-test of RR = 1 across steps. PASS: the interval of RR - 1 within ± ``dependence_rr``
-    from enough independent steps. Continuous noise: the same with the
-    per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
+    Binary masks, per lane and step, the *within-step* excess co-event rate
+    (c - a b) / q_e^2: c the fraction of pairs where both show the rarer event e (dropped if
+    p <= 1/2, else kept), a and b each side's fraction, q_e the contract's rate of e. It has
+    mean exactly 0 under independence, about RR - 1 (RR = P(e | partner e) / P(e)) otherwise,
+    and it is conditional on the step: a drop rate that varies from call to call (a fault of
+    the rate, caught by the rate check) does not show up as dependence. FAIL: Bonferroni over
+    the Cochran-Mantel-Haenszel test (steps as strata: conditional independence given each
+    step's margins), the most extreme step (hypergeometric), the "every pair identical" event
+    (probability (q^2 + (1-q)^2)^n per step under the contract; one draw shared by all the
+    units of a step is degenerate for every conditional test) and the t-test across steps.
+    PASS: the t interval of the per-step statistic within ± ``dependence_rr`` from enough
+    independent steps.
+    Continuous noise: the per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
     if _nonuniform(ctx):
         return _stratified_pair_test(ctx, name, quantity, lanes, step)
     from ..stats import per_step_hypergeom_p
@@ -75,17 +83,22 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     drop_event, qe = _minority(ctx)
     binary = ctx.contract.dropped_value is not None
     n = max(pairs_per_step, 1)
+    per_sample = 1
     if binary:
         margin = ctx.settings.dependence_rr
-        sd_null = math.sqrt(max(1 - qe * qe, 1e-12) / n) / max(qe, 1e-12)
+        # rare events: pool consecutive steps into one sample until MIN_EVENTS co-events are
+        # expected under the contract, so the t interval does not rest on a few lone events
+        per_sample = max(1, int(math.ceil(MIN_EVENTS / max(qe * qe * n, 1e-300))))
+        sd_null = math.sqrt(max(1 - qe * qe, 1e-12) / (n * per_sample)) / max(qe, 1e-12)
         quantity = quantity.replace("correlation", "excess_relative_risk")
     else:
         margin = ctx.settings.correlation_tol
         sd_null = 1 / math.sqrt(n)
-    plan = call_plan(ctx, sd_null, margin, lanes=len(lanes))
-    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True} for _ in lanes]
+    plan = call_plan(ctx, sd_null, margin, lanes=len(lanes), steps_per_sample=per_sample)
+    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "o": 0.0, "m": 0}
+              for _ in lanes]
     pooled_uv: List[List[List[np.ndarray]]] = [[[], []] for _ in lanes]
-    objs = [Lane(lane) for lane in lanes]
+    objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
 
     def sink(items) -> None:
         for i, item in enumerate(items):
@@ -96,8 +109,15 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                 a, r, c = int(np.sum(eu & ev)), int(eu.sum()), int(ev.sum())
                 t = tables[i]
                 t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
-                t["same"] = t["same"] and bool(np.array_equal(eu, ev))
-                objs[i].triples.append((a / m, r / m, c / m))
+                equal = bool(np.array_equal(eu, ev))
+                t["same"] = t["same"] and equal
+                t["o"] += a - r * c / m
+                t["m"] += m
+                if len(t["n"]) % per_sample == 0:
+                    objs[i].samples.append(t["o"] / (qe * qe * t["m"]))
+                    t["o"], t["m"] = 0.0, 0
+                if equal and r > 0 and m > 1:
+                    t["identical_steps"] += 1
             else:
                 u64, v64 = u.astype(np.float64), v.astype(np.float64)
                 ok = np.isfinite(u64) & np.isfinite(v64)
@@ -109,12 +129,25 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                 pooled_uv[i][0].append(u64); pooled_uv[i][1].append(v64)
                 tables[i]["n"].append(u64.size)
 
-    def fisher_component(i: int):
+    def cmh_component(i: int):
         def comp(alpha: float):
             t = tables[i]
-            a, r, c, m = (int(np.sum(t[k])) for k in ("a", "r", "c", "n"))
-            tbl = [[a, r - a], [c - a, m - r - c + a]]
-            return float(sps.fisher_exact(tbl).pvalue) if r and c and r < m and c < m else 1.0, math.nan
+            a, r, c, m = (np.asarray(t[k], np.float64) for k in ("a", "r", "c", "n"))
+            var = r * c * (m - r) * (m - c) / np.maximum(m * m * (m - 1), 1.0)
+            if float(var.sum()) <= 0:
+                return 1.0, math.nan
+            z = float(np.sum(a - r * c / m)) / math.sqrt(float(var.sum()))
+            return float(2 * sps.norm.sf(abs(z))), math.nan
+        return comp
+
+    log_match = math.log(qe * qe + (1 - qe) * (1 - qe)) if binary else -math.inf
+
+    def identical_component(i: int):
+        def comp(alpha: float):
+            t = tables[i]
+            if not t["identical_steps"]:
+                return 1.0, math.nan
+            return float(min(1.0, len(t["n"]) * math.exp(min(t["n"]) * log_match))), math.nan
         return comp
 
     def step_component(i: int):
@@ -133,15 +166,17 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
 
     for i, lane in enumerate(objs):
         if binary:
-            lane.triples = []
-            lane.components["pooled"] = fisher_component(i)
+            lane.components["pooled"] = cmh_component(i)
             lane.components["outlier_step"] = step_component(i)
+            lane.components["identical_step"] = identical_component(i)
         else:
             lane.components["pooled"] = pearson_component(i)
-        lane.identical = (lambda i=i: bool(tables[i]["n"]) and tables[i]["same"])
+        lane.identical = (lambda i=i: tables[i]["identical_steps"] > 0
+                          or (bool(tables[i]["n"]) and tables[i]["same"] and sum(tables[i]["r"]) > 0))
 
     advance = CallCounter(_Steps(step), sink)
-    scale = "P(event | partner event) / P(event) - 1" if binary else "Pearson correlation"
+    scale = "within-step (c - a b) / q_e^2, about P(event | partner event) / P(event) - 1" if binary \
+        else "Pearson correlation"
     return run_call_level(ctx, name, quantity, plan, advance, objs, 0.0, margin, "independent steps",
                           details=lambda: {"steps": advance.done, "statistic": scale,
                                            "event": ("dropped" if drop_event else "kept") if binary else None,

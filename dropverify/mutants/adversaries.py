@@ -1,0 +1,69 @@
+"""Adversaries of the certifying checks: layers that deviate by MORE than a check's margin,
+but only on some calls — the faults that pooled within-call statistics cannot see. A PASS
+against one of them is a false pass; its rate must stay at or below the check's alpha
+(measured in tests/meta/test_false_pass.py and ``make quality``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple, Type
+
+from ..variants.dropout import Dropout
+
+
+class IntermittentRate(Dropout):
+    """Drops at ``bad_rate`` on a fraction ``strike`` of calls (its own draw per call), at p
+    otherwise: mean rate p + strike (bad_rate - p)."""
+
+    strike = 0.1
+    bad_rate = 0.8
+
+    def draw_keep(self, shape):
+        t = self.bad_rate if self.rng.random() < self.strike else self.p
+        return self.rng.random(self.mask_shape(shape)) >= t
+
+
+class RareTotalDrop(IntermittentRate):
+    """Drops everything on 6 % of calls: mean rate 0.53 at p = 0.5."""
+
+    strike = 0.06
+    bad_rate = 1.0
+
+
+class StaleMask(Dropout):
+    """Reuses the previous call's mask on a fraction ``strike`` of calls: at p = 0.5 the
+    relative risk of a drop given a drop at lag 1 is 1 + strike."""
+
+    strike = 0.25
+
+    def draw_keep(self, shape):
+        last = getattr(self, "_last", None)
+        if last is not None and last.shape == tuple(shape) and self.rng.random() < self.strike:
+            return last
+        self._last = self.rng.random(self.mask_shape(shape)) >= self.p
+        return self._last
+
+
+@dataclass(frozen=True)
+class Adversary:
+    """A call-level fault, the check that must not PASS it, and its true deviation (on the
+    check's scale), which exceeds the default margin."""
+
+    layer: Type[Dropout]
+    check: str
+    deviation: float
+    params: Tuple[Tuple[str, Any], ...] = (("p", 0.5),)
+
+    @property
+    def name(self) -> str:
+        return self.layer.__name__
+
+    def factory(self, prm: Dict[str, Any]) -> Dropout:
+        return self.layer(**prm)
+
+
+ADVERSARIES: Tuple[Adversary, ...] = (
+    Adversary(IntermittentRate, "drop_rate_matches_by_binomial", 0.1 * 0.3),
+    Adversary(RareTotalDrop, "drop_rate_matches_by_binomial", 0.06 * 0.5),
+    Adversary(StaleMask, "masks_fresh_across_calls_by_fisher", 0.25),
+)
+"""At p = 0.5 the default margins are 0.025 (rate) and 0.2 (relative risk)."""
