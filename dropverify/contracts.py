@@ -20,6 +20,7 @@ mask unit
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
@@ -106,12 +107,17 @@ class Decoded:
     ``dropped``: bool array, True where the unit took the dropped value (None if the
     variant has no dropped state, e.g. Gaussian dropout). ``valid``: bool array, True where
     the value equals the contract's dropped or kept value within float tolerance.
-    ``multiplier``: y / x for multiplicative variants (None otherwise).
+    ``multiplier``: y / x for multiplicative variants (None otherwise), NaN where x == 0.
+    ``ambiguous``: bool array (or None: no element is), True where the contract's dropped
+    and kept values coincide (x == 0 for multiplicative variants): there ``dropped`` says
+    only that y took that common value, the element is valid iff it did, and mask
+    statistics must leave it out (its multiplier is NaN).
     """
 
     dropped: Optional[np.ndarray]
     valid: Optional[np.ndarray]
     multiplier: Optional[np.ndarray] = None
+    ambiguous: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)
@@ -177,11 +183,25 @@ class Contract:
                 f"{self.name} input rank={len(shape)} (shape {tuple(shape)}), but should be "
                 f"{' or '.join(str(r) for r in self.ranks)}: layout {self.layout}")
 
-    def probe_inputs(self, shape: Shape, rng: np.random.Generator, dtype: Any = np.float64) -> Inputs:
-        """Inputs whose every element is nonzero and distinguishable from the dropped value."""
+    def probe_inputs(self, shape: Shape, rng: np.random.Generator, dtype: Any = np.float64,
+                     zeros: bool = False) -> Inputs:
+        """Probe inputs of ``dtype``: by default :func:`signed_probe` (random signs, magnitudes
+        log-uniform over :func:`probe_magnitudes`), every element nonzero and distinguishable
+        from the dropped value; a contract's ``make_inputs`` replaces it.
+
+        ``zeros=True`` (for exact value checks only): the same law with exact zeros planted
+        (:func:`signed_probe_with_zeros`), where the dropped and kept values may coincide. A
+        ``make_inputs`` takes part only if it accepts a ``zeros`` keyword; otherwise its
+        ordinary, zero-free probe is returned.
+        """
+        shape = tuple(shape)
         if self.make_inputs is not None:
-            return self.make_inputs(tuple(shape), rng, dtype)
-        return (positive_probe(shape, rng, dtype),)
+            if zeros and _accepts_zeros(self.make_inputs):
+                return self.make_inputs(shape, rng, dtype, zeros=True)
+            return self.make_inputs(shape, rng, dtype)
+        if zeros:
+            return (signed_probe_with_zeros(shape, rng, dtype),)
+        return (signed_probe(shape, rng, dtype),)
 
     def decode_output(self, inputs: Inputs, y: np.ndarray, params: Params) -> Decoded:
         """Read the mask back from an output (see :class:`Decoded`)."""
@@ -205,8 +225,110 @@ class Contract:
 # shared helpers used by many contracts
 
 def positive_probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64) -> np.ndarray:
-    """Values in [0.5, 1.5): nonzero, sign-stable, distinct from 0 by a wide margin."""
+    """Values in [0.5, 1.5): nonzero, sign-stable, distinct from 0 by a wide margin.
+
+    Kept for callers that need positive inputs; the checks use :func:`signed_probe`."""
     return (0.5 + rng.random(shape)).astype(dtype)
+
+
+PROBE_P_MAX = 0.999
+"""Largest drop rate at which a probe's kept value x / (1 - p) must stay finite and normal."""
+
+_PROBE_DECADES = 6          # at most 1e-6 .. 1e6, whatever the dtype allows
+_PROBE_HEADROOM = 4.0       # x / (1 - PROBE_P_MAX) stays this far below the dtype's max
+_PROBE_ATOL_MARGIN = 100.0  # the smallest magnitude is this many times value_tolerance's atol
+
+
+def _finfo(dtype: Any) -> Any:
+    """np.finfo, or ml_dtypes.finfo for the dtypes numpy lacks (bfloat16)."""
+    try:
+        return np.finfo(dtype)
+    except (TypeError, ValueError):
+        import ml_dtypes  # noqa: PLC0415 - only for bfloat16 and friends
+        return ml_dtypes.finfo(dtype)
+
+
+def probe_magnitudes(dtype: Any = np.float64) -> Tuple[float, float]:
+    """``(lo, hi)``: powers of ten bounding ``|x|`` of :func:`signed_probe` in ``dtype``.
+
+    ``hi`` is the largest power of ten <= 1e6 with ``hi / (1 - 0.999) * 4 <= finfo.max`` (kept
+    values x / (1 - p) stay finite, with headroom, for every p <= 0.999); ``lo`` is the smallest
+    power of ten >= 1e-6, >= 100 * the dtype's comparison atol (:func:`value_tolerance`, so a
+    kept value is never within tolerance of 0) and the range is symmetric about 1 (lo = 1 / hi);
+    ``lo`` is far above ``finfo.tiny`` (normal numbers). Values:
+
+    ========  ==========  =========
+    dtype     lo          hi
+    ========  ==========  =========
+    float64   1e-6        1e6
+    float32   1e-4        1e4
+    float16   0.1         10
+    bfloat16  0.1         10
+    ========  ==========  =========
+    """
+    fi = _finfo(dtype)
+    _, atol = value_tolerance(dtype)
+    cap = float(fi.max) * (1.0 - PROBE_P_MAX) / _PROBE_HEADROOM
+    hi_exp = min(_PROBE_DECADES, math.floor(math.log10(cap)))
+    lo_exp = max(-_PROBE_DECADES, math.ceil(math.log10(_PROBE_ATOL_MARGIN * atol)), -hi_exp,
+                 math.ceil(math.log10(float(fi.tiny))) + 3)
+    hi_exp = min(hi_exp, -lo_exp)
+    if lo_exp > hi_exp:  # pragma: no cover - no IEEE-like float type is this narrow
+        raise InvalidArgument(f"dtype={np.dtype(dtype).name} is too narrow for a signed probe")
+    return 10.0 ** lo_exp, 10.0 ** hi_exp
+
+
+def signed_magnitudes(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64,
+                      low: Optional[float] = None, high: Optional[float] = None) -> np.ndarray:
+    """float64 magnitudes, log-uniform over [low, high) (default :func:`probe_magnitudes`)."""
+    lo, hi = probe_magnitudes(dtype)
+    lo = lo if low is None else low
+    hi = hi if high is None else high
+    return np.exp(rng.uniform(math.log(lo), math.log(hi), size=shape))
+
+
+def signed_probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64) -> np.ndarray:
+    """Signed, wide-range, nonzero probe values of ``dtype``.
+
+    Each element is +-m with a fair random sign and m log-uniform over
+    :func:`probe_magnitudes` (float64 1e-6 .. 1e6, float32 1e-4 .. 1e4, float16 and bfloat16
+    0.1 .. 10), up to one rounding to ``dtype``: never 0, never within 100 atol of 0, and
+    x / (1 - p) finite and normal in ``dtype`` for every p <= 0.999. A layer that loses the
+    sign (|x|), clips, or depends on the magnitude shows up on these inputs.
+    """
+    sign = np.where(rng.random(shape) < 0.5, -1.0, 1.0)
+    return (sign * signed_magnitudes(shape, rng, dtype)).astype(dtype)
+
+
+ZERO_FRACTION = 0.125
+"""Share of the elements that :func:`signed_probe_with_zeros` sets to exactly 0."""
+
+
+def plant_zeros(a: np.ndarray, rng: np.random.Generator, fraction: float = ZERO_FRACTION) -> np.ndarray:
+    """A copy of ``a`` with round(fraction * size) elements (at least one when ``a`` is not
+    empty) set to exactly 0, at uniformly random distinct positions."""
+    out = np.array(a, copy=True)
+    if out.size:
+        k = max(1, int(round(fraction * out.size)))
+        out.reshape(-1)[rng.choice(out.size, size=min(k, out.size), replace=False)] = 0
+    return out
+
+
+def signed_probe_with_zeros(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64,
+                            fraction: float = ZERO_FRACTION) -> np.ndarray:
+    """:func:`signed_probe` with ``fraction`` of the elements (at least one) exactly 0.
+
+    For exact value checks only: where x == 0 a multiplicative variant's dropped and kept
+    values are both 0, so the element tests "0 maps to 0" but says nothing about the mask.
+    """
+    return plant_zeros(signed_probe(shape, rng, dtype), rng, fraction)
+
+
+def _accepts_zeros(fn: Callable[..., Any]) -> bool:
+    try:
+        return "zeros" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
 
 
 def value_tolerance(dtype: Any) -> Tuple[float, float]:
@@ -214,6 +336,8 @@ def value_tolerance(dtype: Any) -> Tuple[float, float]:
     dt = np.dtype(dtype)
     if dt == np.float16:
         return 2e-3, 1e-3
+    if dt.name == "bfloat16":   # ml_dtypes: 8 significant bits
+        return 1.6e-2, 1e-3
     if dt == np.float32:
         return 2e-6, 1e-6
     return 1e-12, 1e-12
@@ -226,25 +350,36 @@ def inverted_scale(p: float) -> float:
 
 def decode_by_values(contract: Contract, inputs: Inputs, y: np.ndarray, params: Params) -> Decoded:
     """Generic decoder: dropped where y equals the dropped value, valid where y equals
-    the dropped value or the kept value (float tolerance of y's dtype)."""
+    the dropped value or the kept value (float tolerance of y's dtype).
+
+    Where the dropped and kept values coincide (x == 0 for multiplicative variants) the
+    element is ``ambiguous``: valid iff y equals that value (so 0 must map to 0), ``dropped``
+    True iff it does, and the multiplier NaN, so mask statistics skip it."""
     y64 = np.asarray(y, dtype=np.float64)
     x = np.asarray(inputs[0], dtype=np.float64)
     rtol, atol = value_tolerance(np.asarray(y).dtype)
     multiplier = None
     if contract.dropped_value is None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            multiplier = y64 / x
+            multiplier = np.where(x != 0, y64 / x, np.nan)
         return Decoded(dropped=None, valid=np.isfinite(y64) | ~np.isfinite(x), multiplier=multiplier)
     dropped_v = np.broadcast_to(np.asarray(contract.dropped_value(inputs, params), np.float64), y64.shape)
     dropped = np.isclose(y64, dropped_v, rtol=rtol, atol=atol)
     valid = dropped.copy()
+    ambiguous = None
     if contract.kept_value is not None:
         kept_v = np.broadcast_to(np.asarray(contract.kept_value(inputs, params, dropped), np.float64), y64.shape)
         valid |= np.isclose(y64, kept_v, rtol=rtol, atol=atol)
+        if not contract.multiplicative:
+            ambiguous = kept_v == dropped_v   # e.g. zoneout where h_prev == h_new
     if contract.multiplicative:
         with np.errstate(divide="ignore", invalid="ignore"):
             multiplier = np.where(x != 0, y64 / x, np.nan)
-    return Decoded(dropped=dropped, valid=valid, multiplier=multiplier)
+        if x.shape == y64.shape:
+            ambiguous = x == 0                # dropped 0 and kept 0 * scale coincide
+    if ambiguous is not None and not ambiguous.any():
+        ambiguous = None
+    return Decoded(dropped=dropped, valid=valid, multiplier=multiplier, ambiguous=ambiguous)
 
 
 def multiplier_gradients(inputs: Inputs, y: np.ndarray, grad_out: np.ndarray, params: Params) -> Tuple[np.ndarray, ...]:

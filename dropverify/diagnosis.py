@@ -108,6 +108,35 @@ def _within_call(r: CheckResult) -> bool:
         or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask")
 
 
+def _calls_repeat(r: CheckResult) -> bool:
+    """Hash check: at least half of the calls of the stream repeat an earlier call's mask
+    (an RNG that does not advance, or a small pool): calls are then not independent."""
+    if r.check != "masks_never_repeat_by_hash" or r.verdict != FAIL or not r.details:
+        return False
+    calls = (r.details.get("classes") or {}).get("calls") or {}
+    return int(calls.get("repeats", 0)) * 2 >= int(calls.get("masks", 1) or 1)
+
+
+def _withdraw_all(out: List[CheckResult], root: CheckResult) -> Tuple[List[CheckResult], List[RootCause]]:
+    """Calls are not independent: every statistical FAIL rests on that assumption."""
+    calls = root.details["classes"]["calls"]
+    text = (f"the same mask on most calls ({calls['repeats']} of {calls['masks']} calls repeat an earlier one): "
+            "the RNG does not advance or masks come from a small pool")
+    withdrawn = []
+    for i, r in enumerate(out):
+        if r.verdict == FAIL and r.statistical and r.check != "masks_fresh_across_calls_by_fisher":
+            out[i] = r.with_(verdict=INCONCLUSIVE, certified=False,
+                             message=f"not assessed (calls are not independent: {text}) [" +
+                                     r.message.split(" [", 1)[-1],
+                             details={**r.details, "withdrawn_because": text, "p_pooled_fail": r.p_value})
+            withdrawn.append(r.check)
+    withdrawn += [r.check for r in out if r.verdict != FAIL and r.details and r.details.get("withdrawn_because")
+                  and r.check not in withdrawn]
+    causes = [RootCause(text, (root.check,) + tuple(r.check for r in out if r.verdict == FAIL and r.check != root.check
+                                                      and r.check.startswith("masks_")), tuple(withdrawn))]
+    return out, causes
+
+
 def diagnose(results: Sequence[CheckResult], layout: str = "",
              alpha_each: float = 1.0) -> Tuple[List[CheckResult], List[RootCause]]:
     """Root causes of one target's results, and the results with pooled-unit FAILs withdrawn
@@ -115,6 +144,10 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     withdrawn result keeps the call-level p-value (times its planned looks: the sequential
     p-value of that component), which still enters Holm."""
     out = list(results)
+    stuck = next((r for r in out if _calls_repeat(r)), None)
+    if stuck is not None:
+        out, causes = _withdraw_all(out, stuck)
+        return out, causes + _other_causes(out, {c for cause in causes for c in cause.evidence}, layout)
     within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
                     key=lambda r: (not (r.details or {}).get("identical"), r.check))
     supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)]
@@ -153,8 +186,15 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         first = bool(within) and r is within[0]
         causes.append(RootCause(text, (r.check,) + (tuple(supporting) if first else ()),
                                 tuple(withdrawn) if first else ()))
+    return out, causes + _other_causes(out, {r.check for r in structural} | set(supporting), layout)
+
+
+def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> List[RootCause]:
+    """Every FAIL not explained by a structural cause is its own cause (DropBlock in words);
+    identical ERRORs collapse to one line."""
+    causes: List[RootCause] = []
     for r in out:
-        if r.verdict == FAIL and r not in structural and r.check not in supporting:
+        if r.verdict == FAIL and r.check not in explained:
             text = _dropblock_summary(r) or f"{r.check}: {_short(r.message)}"
             merged = next((c for c in causes if c.summary == text), None)
             if merged is not None:
@@ -168,4 +208,5 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     for text, checks in errors.items():
         causes.append(RootCause(f"ERROR: {text}" + (f" (in {len(checks)} checks)" if len(checks) > 1 else ""),
                                 tuple(checks), kind=ERROR))
-    return out, causes
+    return causes
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Tuple
 
-from . import depth, edges, gradients, independence, moments, rates, values
+from . import depth, edges, gradients, independence, moments, positions, rates, repeats, values
 from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
                     TargetError)
 
@@ -40,10 +40,12 @@ def _random(ctx: CheckContext) -> bool:
 
 
 def _registry() -> Tuple[CheckSpec, ...]:
-    from . import dropblock
+    from . import dropblock, dropconnect, lookup
     specs = [
         CheckSpec(rates.NAME, "effective drop rate", rates.drop_rate_matches_by_binomial,
                   lambda c: rates.applies(c) and _random(c), _one),
+        CheckSpec(positions.PER_POSITION, "per-position drop rate", positions.drop_rate_per_position_by_binomial,
+                  positions.applies_per_position, _one),
         CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,
                   lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one),
         CheckSpec(moments.VARIANCE, "variance", moments.variance_matches_by_t_test, moments.applies_variance, _one),
@@ -53,6 +55,8 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   _zero),
         CheckSpec("masks_independent_along_axes_by_fisher", "mask independence", independence.independence_checks,
                   _random, lambda c: len(independence.independent_axes(c))),
+        CheckSpec(independence.FLAT, "mask independence", independence.masks_independent_at_flat_offsets,
+                  independence.applies_flat, _one),
         CheckSpec(independence.FRESH, "fresh mask every call", independence.masks_fresh_across_calls,
                   _random, _one),
         CheckSpec(independence.SEEDS, "independent seeded streams", independence.masks_independent_across_seeds,
@@ -60,12 +64,16 @@ def _registry() -> Tuple[CheckSpec, ...]:
         CheckSpec(independence.OVERLAP, "independent seeded streams", independence.seed_streams_do_not_overlap,
                   _random, _one),
         CheckSpec(independence.REPRO, "same seed reproduces", independence.same_seed_reproduces, _always, _zero),
+        CheckSpec(repeats.NAME, "mask structure", repeats.masks_never_repeat_by_hash, _random, _zero),
         *dropblock._specs(),
         CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one),
         CheckSpec(gradients.FORWARD_MASK, "gradient consistency", gradients.gradient_uses_forward_mask,
                   gradients.applies, _zero),
         CheckSpec(gradients.FINITE_DIFF, "gradient consistency", gradients.gradient_matches_finite_differences,
                   gradients.applies, _zero),
+        CheckSpec(dropconnect.NAME, "mask structure", dropconnect.weight_mask_convention_exact, dropconnect.applies,
+                  _zero),
+        CheckSpec(lookup.NAME, "mask structure", lookup.lookup_reuses_forward_mask_exact, lookup.applies, _zero),
         CheckSpec(edges.EVAL, "eval mode", edges.eval_mode_deterministic_and_exact,
                   lambda c: c.contract.eval_output is not None, _zero),
         CheckSpec(edges.P_ZERO, "edge cases", edges.p_zero_is_exact_identity, _always, _zero),

@@ -311,6 +311,8 @@ def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look,
     tail = 1 - look.ci.level
     lvl = f"{100 * look.ci.level:.6g}%" if tail >= 1e-5 else f"1-{tail:.2g}"
     obs = f"{quantity}={fmt(look.estimate)} ({lvl} CI {fmt(ci[0])}..{fmt(ci[1])}, n={look.n} {n_unit})"
+    if info.get("identical"):
+        obs = f"identical masks ({info['identical']}); " + obs
     exp = f"{fmt(look.expected)} ± {fmt(look.margin)}"
     hidden = info.get("hidden_fault_fraction")
     faults = (f"; a fault striking fewer than 1 call in {1 / hidden:,.0f} could hide"

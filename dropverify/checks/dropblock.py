@@ -1,5 +1,6 @@
-"""DropBlock: per-position drop map vs the exact theory, gamma, mean rate, contiguity, and the
-seed scheme read off the measured map.
+"""DropBlock: per-position drop map vs the exact theory, gamma, mean rate, contiguity, channel
+sharing, and the layer's seed scheme, gamma and gamma rule identified by maximum likelihood
+(:mod:`._dropblock_fit`).
 
 Theory (contract ``extra``): a position covered by K admissible seeds is dropped with
 probability exactly 1 - (1 - gamma)^K; positions are dependent inside a call (overlapping
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import math
 import time
-from typing import List, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..stats import (Interval, Look, binomial_look, binomial_n_for, mean_look,
                      position_binomial_look)
+from . import _dropblock_fit as fit_mod
 from ._core import (two_stage_t_plan, CallCounter, CheckContext, CheckResult, TargetError, effective_margin, error_result,
                     exact_result, plan_for, run_sequential, unit_view)
 
@@ -24,6 +26,7 @@ MAP = "drop_map_matches_theory_by_binomial"
 GAMMA = "gamma_matches_by_binomial"
 RATE = "block_rate_matches_by_t_test"
 CONTIGUOUS = "dropped_set_is_union_of_blocks"
+CHANNELS = "block_mask_shared_across_channels"
 
 
 def applies(ctx: CheckContext) -> bool:
@@ -60,24 +63,96 @@ def _by_position(ctx: CheckContext, arr: np.ndarray) -> np.ndarray:
     return moved.reshape((-1,) + _positions_shape(ctx))
 
 
-def _pooled_counts(ctx: CheckContext, salt: int):
-    """Sink accumulating per-position dropped counts over independent units."""
+class _FitData:
+    """Per-position dropped counts of the layer AS IT BEHAVES, for the maximum-likelihood fit.
+
+    Two unit sets are accumulated: every (n, c) map ("all") and channel 0 of each batch item
+    ("first"), each with the first ``fit_mod.SANDWICH_UNITS`` unit maps (the sample for the
+    sandwich interval). Whether the channels were identical in every call so far is tracked
+    exactly; when they were, the rows of one batch item are copies, not independent units, so
+    the fit uses "first", else "all"."""
+
+    def __init__(self, dims: Tuple[int, ...]) -> None:
+        self.dims = tuple(int(d) for d in dims)
+        size = int(np.prod(self.dims, dtype=np.int64))
+        self.counts = {k: np.zeros(size, np.int64) for k in ("all", "first")}
+        self.n = {"all": 0, "first": 0}
+        self.rows: Dict[str, List[np.ndarray]] = {"all": [], "first": []}
+        self.shared: Optional[bool] = None
+
+    def add(self, dropped: np.ndarray) -> None:
+        """Add one call's dropped indicator, shape (N, C, *dims)."""
+        d = np.asarray(dropped, bool)
+        size = self.counts["all"].size
+        per = d.reshape(d.shape[0], -1, size)
+        for key, rows in (("all", per.reshape(-1, size)), ("first", per[:, 0])):
+            self.counts[key] += rows.sum(axis=0)
+            self.n[key] += rows.shape[0]
+            kept = sum(len(r) for r in self.rows[key])
+            if kept < fit_mod.SANDWICH_UNITS:
+                self.rows[key].append(rows[:fit_mod.SANDWICH_UNITS - kept].copy())
+        now = fit_mod.channels_shared(d)
+        if now is not None:
+            self.shared = now if self.shared is None else (self.shared and now)
+
+    def channels_shared(self) -> Optional[bool]:
+        """Measured: True when channels were identical in every call (None: C < 2 or nothing dropped)."""
+        return self.shared if self.counts["all"].any() else None
+
+    def identify(self, ctx: CheckContext, level: float) -> Optional[fit_mod.Identification]:
+        shared = self.channels_shared()
+        key = "first" if shared else "all"
+        if self.n[key] == 0:
+            return None
+        return fit_mod.identify(self.counts[key].reshape(self.dims), self.n[key], float(ctx.params["p"]),
+                                int(ctx.params["block_size"]), self.dims, level, np.concatenate(self.rows[key]),
+                                declared_scheme=ctx.params.get("seed_region"), channels_shared=shared)
+
+
+def _is_dropblock(ctx: CheckContext) -> bool:
+    return ctx.contract.structure == "block" and "coverage" in ctx.contract.extra
+
+
+def _fit_details(ctx: CheckContext, ident: Optional[fit_mod.Identification]) -> Dict[str, Any]:
+    """The identification plus what the contract declares (what :func:`diagnose` reads)."""
+    if ident is None:
+        return {}
+    out = ident.as_details()
+    out.update(declared_scheme=ctx.params.get("seed_region"), declared_gamma_rule=ctx.params.get("gamma_rule"),
+               declared_share_channels=ctx.params.get("share_channels"), rank=len(ctx.shape) - 2,
+               contract_gamma=float(ctx.contract.extra["gamma"](ctx.params, ctx.shape)))
+    return out
+
+
+def diagnose(details: Mapping[str, Any]) -> Optional[str]:
+    """The root cause in words from a DropBlock map / gamma result's details, e.g. "seeds over
+    the whole map; gamma 0.0020 = p/bs^2 (uncorrected)"; None when the fitted layer agrees with
+    its contract or the result carries no fit."""
+    return fit_mod.describe(details)
+
+
+def _with_diagnosis(result: CheckResult) -> CheckResult:
+    """Prefix a non-PASS result's message with its root cause in words (when there is one)."""
+    words = diagnose(result.details) if result.verdict != "PASS" else None
+    return result.with_(message=f"{words}: {result.message}") if words else result
+
+
+def _pooled_counts(ctx: CheckContext, salt: int, fit: Optional[_FitData] = None):
+    """Sink accumulating per-position dropped counts over the contract's independent units
+    (and, when ``fit`` is given, the layer-as-it-behaves counts for the fit)."""
     inputs = ctx.probe(salt)
     state = {"counts": np.zeros(_positions_shape(ctx), np.int64), "n": 0, "fractions": []}
 
     def sink(y: np.ndarray) -> None:
         dropped = ctx.decode(inputs, y).dropped
+        if fit is not None:
+            fit.add(dropped)
         flat = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
         state["counts"] += flat.sum(axis=0)
         state["n"] += flat.shape[0]
         state["fractions"].append(float(dropped.mean()))
 
     return inputs, state, sink
-
-
-def _loglik(counts: np.ndarray, n: int, q: np.ndarray) -> float:
-    q = np.clip(q, 1e-300, 1 - 1e-16)
-    return float(np.sum(counts * np.log(q) + (n - counts) * np.log1p(-q)))
 
 
 def drop_map_matches_theory(ctx: CheckContext) -> List[CheckResult]:
@@ -87,11 +162,13 @@ def drop_map_matches_theory(ctx: CheckContext) -> List[CheckResult]:
     false alarm <= alpha; a PASS certifies every position within the margin (false pass
     <= alpha). Catches gamma from the wrong dimension, seeds outside the valid region,
     transposed geometry for H != W, off-by-one even blocks. The details name the seed
-    scheme (valid / anywhere) whose theory fits the measured map best (log-likelihood).
+    scheme (valid / anywhere), the fitted gamma and its gamma rule (maximum likelihood under
+    each scheme, :mod:`._dropblock_fit`), and a non-PASS message opens with the cause in words.
     """
     q = _map(ctx)
     positions = q.size
-    inputs, state, sink = _pooled_counts(ctx, 101)
+    fit = _FitData(tuple(ctx.shape[2:])) if _is_dropblock(ctx) else None
+    inputs, state, sink = _pooled_counts(ctx, 101, fit)
     upc = int(unit_view(ctx, np.empty(ctx.shape, bool), keepdims=True).size // positions)
     q_mean = float(q.mean())
     margin_req = 4 * ctx.settings.rate_rel * max(min(q_mean, 1 - q_mean), 0.01)
@@ -116,28 +193,27 @@ def drop_map_matches_theory(ctx: CheckContext) -> List[CheckResult]:
 
     def details():
         counts, n = state["counts"], state["n"]
-        measured = counts / max(n, 1)
-        fits = {}
-        for region in ("valid", "anywhere"):
-            try:
-                fits[region] = _loglik(counts, n, _map(ctx, seed_region=region))
-            except Exception:  # noqa: BLE001 - a contract without that scheme
-                continue
-        best = max(fits, key=fits.get) if fits else None
-        return {"measured_map": measured.tolist(), "theory_map": q.tolist(), "units": n,
-                "loglik_by_scheme": fits, "identified_scheme": best,
-                "declared_scheme": ctx.params.get("seed_region"),
-                "log_likelihood_ratio": (fits.get("valid", 0) - fits.get("anywhere", 0)) if len(fits) == 2 else None,
-                "requested_margin": margin_req, "calls": advance.done}
+        out = {"measured_map": (counts / max(n, 1)).tolist(), "theory_map": q.tolist(), "units": n,
+               "requested_margin": margin_req, "calls": advance.done}
+        if fit is not None:
+            out.update(_fit_details(ctx, fit.identify(ctx, 1 - plan.alpha_per_look)))
+        return out
 
-    return [run_sequential(ctx, MAP, "worst_position_drop_rate", plan, advance, evaluate,
-                           "units per position", details=details)]
+    return [_with_diagnosis(run_sequential(ctx, MAP, "worst_position_drop_rate", plan, advance, evaluate,
+                                           "units per position", details=details))]
 
 
 def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
-    """The seed rate gamma, read off the position covered by the fewest seeds (K_min; a
-    corner, K=1, under the valid scheme): its drop rate q = 1 - (1-gamma)^K_min is tested
-    exactly (binomial) and reported on the gamma scale gamma = 1 - (1-q)^(1/K_min)."""
+    """The seed rate gamma.
+
+    FAIL side (valid under the contract, false alarm <= alpha): the exact binomial test of the
+    drop rate q0 = 1 - (1-gamma)^K_min at the position the contract's scheme covers with the
+    fewest seeds (a corner, K=1, under the valid scheme). Estimate and interval: gamma fitted by
+    maximum likelihood over the whole map under the IDENTIFIED seed scheme and the layer's
+    measured channel sharing (sandwich likelihood-ratio interval at the look's level), so a layer
+    seeding anywhere with p/bs^2 reads gamma ~ p/bs^2, not a corner rate on the wrong scheme.
+    A PASS needs the binomial's certificate and the fitted interval inside the gamma margin.
+    The details name the scheme, the gamma rule matched and the measured channel sharing."""
     coverage = np.asarray(ctx.contract.extra["coverage"](ctx.params, ctx.shape)).reshape(_positions_shape(ctx))
     gamma = float(ctx.contract.extra["gamma"](ctx.params, ctx.shape))
     pos = np.unravel_index(int(np.argmin(coverage)), coverage.shape)
@@ -145,9 +221,13 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     q0 = 1 - (1 - gamma) ** k_min
     inputs, state, _ = _pooled_counts(ctx, 102)
     hits = {"k": 0, "n": 0}
+    fit = _FitData(tuple(ctx.shape[2:]))
+    last: Dict[str, Any] = {}
 
     def sink(y: np.ndarray) -> None:
-        units = _by_position(ctx, unit_view(ctx, ctx.decode(inputs, y).dropped, keepdims=True))
+        dropped = ctx.decode(inputs, y).dropped
+        fit.add(dropped)
+        units = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
         hits["k"] += int(units[(slice(None),) + pos].sum())
         hits["n"] += units.shape[0]
 
@@ -163,16 +243,27 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
 
     def evaluate(alpha_look: float) -> Look:
         lk = binomial_look(hits["k"], hits["n"], q0, alpha_look, margin_q, ctx.settings.power)
-        # the same test re-expressed on the gamma scale (a monotone map of q)
-        return Look(to_gamma(lk.estimate) if lk.n else math.nan, gamma, lk.p_value,
-                    Interval(to_gamma(lk.ci.low), to_gamma(lk.ci.high), lk.ci.level), lk.n,
+        ident = fit.identify(ctx, 1 - alpha_look)
+        last["ident"] = ident
+        if ident is None:
+            est, ci = math.nan, (0.0, 1.0)
+        else:
+            est, ci = ident.fit.gamma, ident.fit.ci
+        band = (to_gamma(q0 - lk.margin), to_gamma(q0 + lk.margin))
+        return Look(est, gamma, lk.p_value, Interval(ci[0], ci[1], 1 - alpha_look), lk.n,
                     (to_gamma(q0 + lk.mdd) - gamma) if math.isfinite(lk.mdd) else math.inf,
-                    to_gamma(q0 + lk.margin) - gamma, alpha_look, equivalent=lk.certifies)
+                    to_gamma(q0 + lk.margin) - gamma, alpha_look,
+                    equivalent=lk.certifies and band[0] <= ci[0] and ci[1] <= band[1])
 
-    return [run_sequential(ctx, GAMMA, "gamma", plan, advance, evaluate, "units at the position",
-                           details=lambda: {"position": tuple(int(i) for i in pos), "covering_seeds": k_min,
-                                            "position_drop_rate": hits["k"] / max(hits["n"], 1),
-                                            "expected_position_rate": q0, "calls": advance.done})]
+    def details() -> Dict[str, Any]:
+        out = {"position": tuple(int(i) for i in pos), "covering_seeds": k_min,
+               "position_drop_rate": hits["k"] / max(hits["n"], 1), "expected_position_rate": q0,
+               "fail_side": "exact binomial at the contract's least-covered position", "calls": advance.done}
+        out.update(_fit_details(ctx, last.get("ident")))
+        return out
+
+    return [_with_diagnosis(run_sequential(ctx, GAMMA, "gamma", plan, advance, evaluate,
+                                           "units at the position", details=details))]
 
 
 def block_rate_matches(ctx: CheckContext) -> List[CheckResult]:
@@ -265,6 +356,24 @@ def dropped_set_is_union_of_blocks(ctx: CheckContext, calls: int = 6) -> List[Ch
                          {"uncovered": bad, "dropped": total, "extents": extents}, time.perf_counter() - start)]
 
 
+def applies_shared_channels(ctx: CheckContext) -> bool:
+    """DropBlock contracts that share one mask across two or more channels."""
+    return (ctx.contract.structure == "block" and bool(ctx.params.get("share_channels"))
+            and len(ctx.shape) > 2 and ctx.shape[1] >= 2 and 0 < ctx.params.get("p", 0.5) < 1)
+
+
+def block_mask_shared_across_channels(ctx: CheckContext, calls: int = 6) -> List[CheckResult]:
+    """Exact: with share_channels=True, every channel's decoded dropped map equals channel 0's
+    in every batch item of every call (catches per-channel masks under a shared contract; the
+    converse, a shared mask under a per-channel contract, is the axis-1 pair test)."""
+    from .independence import mask_constant_along_shared_axes
+    out = []
+    for r in mask_constant_along_shared_axes(ctx, calls):
+        words = "one mask per channel (contract: one shared by all channels)" if r.verdict == "FAIL" else None
+        out.append(r.with_(check=CHANNELS, message=f"{words}: {r.message}" if words else r.message))
+    return out
+
+
 def _one(ctx: CheckContext) -> int:
     return 1
 
@@ -280,4 +389,5 @@ def _specs():
         CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one),
         CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one),
         CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero),
+        CheckSpec(CHANNELS, "mask structure", block_mask_shared_across_channels, applies_shared_channels, _zero),
     )

@@ -1,5 +1,5 @@
-"""DropBlock mutants: wrong gamma, wrong seed region, wrong geometry, wrong mask values,
-channels coupled, a cached mask.
+"""DropBlock mutants: wrong gamma (incl. the uncorrected p/bs^2), wrong seed region, wrong
+geometry, wrong mask values, channel sharing mismatched in both directions, a cached mask.
 
 Every mutant draws through :func:`draw_blocks`, a second, independent implementation of the
 sampling: seeds are Bernoulli(gamma) on the map where ``allowed`` is True, and a seed at
@@ -198,6 +198,35 @@ class ChannelsCoupled(_Blocks, DropBlock2d):
                            self.block_extents(dims), share_channels=True)
 
 
+class ChannelsDecoupled(_Blocks, DropBlock2d):
+    """One block mask per (n, c) while claiming share_channels=True (one mask per sample
+    broadcast over channels): timm's couple_channels=False under a coupled contract."""
+
+    def dropped_mask(self, shape: Tuple[int, ...]) -> np.ndarray:
+        dims = tuple(shape[2:])
+        return draw_blocks(self, shape, self.block_gamma(shape), self.block_allowed(dims),
+                           self.block_extents(dims), share_channels=False)
+
+
+class GammaUncorrected(_Blocks, DropBlock2d):
+    """gamma = p / block_size^2, without the paper's feature-map factor
+    H W / ((H - bs + 1)(W - bs + 1)), while claiming gamma_rule='paper'."""
+
+    def block_gamma(self, shape: Tuple[int, ...]) -> float:
+        return theory.uncorrected_gamma(self.p, self.params["block_size"], 2)
+
+
+class AnywhereUncorrected(GammaUncorrected):
+    """Seeds anywhere (blocks centred on the seed, clipped at the border) with gamma = p / bs^2,
+    as several public DropBlock packages do, while claiming the paper's valid region and gamma."""
+
+    def block_allowed(self, dims: Tuple[int, ...]) -> Optional[np.ndarray]:
+        return None
+
+    def block_extents(self, dims: Tuple[int, ...]) -> Extents:
+        return tuple(theory.block_extent(k, "anywhere") for k in self.block_sizes(dims))
+
+
 class CachedBlockMask(_Blocks, DropBlock2d):
     """Draws the block mask on the first call for a shape and reuses it on every later call."""
 
@@ -221,6 +250,7 @@ _MAP = "drop_map_matches_theory_by_binomial"
 _UNION = "dropped_set_is_union_of_blocks"
 _GAMMA = "gamma_matches_by_binomial"
 _RATE = "block_rate_matches_by_t_test"
+_CHANNELS = "block_mask_shared_across_channels"
 _GEOM = "DropBlock gamma or geometry wrong"
 NON_SQUARE = (16, 8, 16, 6)   # H != W by a wide margin: gamma from one side is far off
 
@@ -246,6 +276,15 @@ MUTANTS: Tuple[Mutant, ...] = (
     mutant("dropblock_channels_coupled", "dropblock_2d", ChannelsCoupled, params={"p": 0.2},
            kills=("masks_independent_along_axis1_by_cross_product_t_test",), bug_class="mask shared along the wrong axis",
            source="timm drop_block_2d couple_channels=True default vs a per-channel contract"),
+    mutant("dropblock_channels_decoupled", "dropblock_2d", ChannelsDecoupled,
+           params={"p": 0.2, "share_channels": True}, kills=(_CHANNELS,), bug_class="mask shared along the wrong axis",
+           source="timm drop_block_2d couple_channels=False vs a channel-shared contract"),
+    mutant("dropblock_gamma_uncorrected", "dropblock_2d", GammaUncorrected, params={"p": 0.2},
+           kills=(_GAMMA, _MAP), bug_class=_GEOM,
+           source="gamma = drop_prob / block_size**2 without the feature-map factor (e.g. miguelvr/dropblock)"),
+    mutant("dropblock_anywhere_uncorrected_claims_paper", "dropblock_2d", AnywhereUncorrected,
+           params={"p": 0.1, "block_size": 7}, kills=(_GAMMA, _MAP, _UNION), bug_class=_GEOM,
+           source="seeds anywhere with gamma = p / bs^2 (several public DropBlock packages) vs the paper's scheme"),
     mutant("dropblock_mask_cached", "dropblock_2d", CachedBlockMask, params={"p": 0.2},
            kills=("masks_fresh_across_calls_by_cross_product_t_test",),
            bug_class="same mask every call (RNG never advances)",

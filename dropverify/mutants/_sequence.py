@@ -186,27 +186,22 @@ class _DropConnectForward(DropConnectLinear):
     __call__ = forward
 
 
-class DropConnectPerSampleMask(_DropConnectForward):
-    """One weight mask per sample (N, out, in) instead of one per call shared by the batch."""
+class DropConnectPerSampleMask(DropConnectLinear):
+    """One weight mask per sample (N, out, in), as Wan et al. 2013 describe, under a contract
+    that declares one mask per call shared by the batch (mask_per='batch'); its gradients
+    are right for the masks it draws."""
 
-    def _train_forward(self, x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray]) -> np.ndarray:
-        dt = np.result_type(x, w)
-        keep = self.rng.random((x.shape[0],) + w.shape) >= self.p
-        w_eff = np.where(keep, w * dt.type(inverted_scale(self.p)), dt.type(0))    # (N, out, in)
-        y = np.einsum("noi,ni->no", w_eff, x)
-        if b is not None:
-            y = y + b
-        self._saved = ("per_sample", x, w_eff, keep, (x.dtype, w.dtype, None if b is None else b.dtype))
-        return y.astype(x.dtype, copy=False)
+    def __init__(self, *args: Any, mask_per: str = "batch", **kw: Any) -> None:
+        super().__init__(*args, mask_per="sample", **kw)
 
-    def _backward(self, grad_out: np.ndarray) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
-        if self._saved[0] != "per_sample":
-            return super()._backward(grad_out)
-        _, x, w_eff, keep, (x_dt, w_dt, b_dt) = self._saved
-        dx = np.einsum("no,noi->ni", grad_out, w_eff)
-        dw = np.einsum("no,ni,noi->oi", grad_out, x, keep * inverted_scale(self.p))
-        db = None if b_dt is None else grad_out.sum(axis=0).astype(b_dt, copy=False)
-        return dx.astype(x_dt, copy=False), dw.astype(w_dt, copy=False), db
+
+class DropConnectPerBatchMask(DropConnectLinear):
+    """One weight mask per call shared by the whole batch (the usual library layer) under a
+    contract that declares one mask per sample (mask_per='sample'); its gradients are right
+    for the mask it draws."""
+
+    def __init__(self, *args: Any, mask_per: str = "sample", **kw: Any) -> None:
+        super().__init__(*args, mask_per="batch", **kw)
 
 
 class DropConnectDropsInputs(_DropConnectForward):
@@ -255,6 +250,8 @@ _EVAL = "eval_mode_deterministic_and_exact"
 _FWD = "gradient_uses_forward_mask"
 _GRAD = (_FWD, "gradient_matches_finite_differences")
 _WRONG_AXIS = "mask shared along the wrong axis"
+_CONV = "weight_mask_convention_exact"
+_LOOKUP = "lookup_reuses_forward_mask_exact"
 
 MUTANTS: Tuple[Mutant, ...] = (
     mutant("attention_dropout_not_rescaled", "attention_dropout", AttentionNotRescaled, params={"p": 0.3},
@@ -274,11 +271,8 @@ MUTANTS: Tuple[Mutant, ...] = (
            params={"p": 0.3}, kills=(_CONST,), bug_class=_WRONG_AXIS,
            source="Gal & Ghahramani 2016 sec. 4 vs dropout(embedding(ids)); AWD-LSTM embedded_dropout"),
     mutant("word_embedding_dropout_redrawn_at_lookup", "word_embedding_dropout", WordDropoutRedrawnAtLookup,
-           params={"p": 0.3}, kills=(_CONST,), bug_class=_WRONG_AXIS,
-           source="Gal & Ghahramani 2016 sec. 4 (one mask per word type) vs a per-occurrence mask at lookup",
-           known_gap=("the harness probes forward(W) only and never calls lookup(ids), so a mask redrawn per "
-                      "occurrence at lookup is invisible (the contract's note promises identical masks for "
-                      "repeated ids, but no check reads lookup)")),
+           params={"p": 0.3}, kills=(_LOOKUP,), bug_class=_WRONG_AXIS,
+           source="Gal & Ghahramani 2016 sec. 4 (one mask per word type) vs a per-occurrence mask at lookup"),
     mutant("variational_dropout_redrawn_per_step", "variational_dropout", VariationalRedrawnPerStep,
            params={"p": 0.3}, kills=(_CONST,), bug_class=_WRONG_AXIS,
            source="tensorflow 29391 / Gal & Ghahramani 2016 (naive per-step dropout)"),
@@ -301,10 +295,15 @@ MUTANTS: Tuple[Mutant, ...] = (
            kills=("drop_rate_matches_by_binomial", _MEAN), bug_class="obvious slip",
            source="obvious slip (zoneout rate read as the update rate)"),
     mutant("dropconnect_mask_per_sample", "dropconnect", DropConnectPerSampleMask, params={"p": 0.5},
-           kills=(_FWD,), bug_class="obvious slip",
-           source="Wan et al. 2013 (one mask per call) vs a per-example mask"),
+           kills=(_CONV,), bug_class=_WRONG_AXIS,
+           source="Wan et al. 2013 (one mask per sample) checked against a one-mask-per-call contract"),
+    mutant("dropconnect_mask_per_batch", "dropconnect", DropConnectPerBatchMask,
+           params={"p": 0.5, "mask_per": "sample"}, kills=(_CONV,),
+           bug_class="same mask on every device / replica / batch element",
+           source="WeightDrop / fastai WeightDropout (one masked weight per call) sold as Wan et al.'s "
+                  "per-sample DropConnect"),
     mutant("dropconnect_drops_inputs", "dropconnect", DropConnectDropsInputs, params={"p": 0.5},
-           kills=("masks_independent_along_axis1_by_fisher", _FWD), bug_class=_WRONG_AXIS,
+           kills=("masks_independent_along_axis1_by_fisher", _CONV), bug_class=_WRONG_AXIS,
            source="DropConnect confused with dropout on the layer input"),
     mutant("dropconnect_eval_drops", "dropconnect", DropConnectEvalDrops, params={"p": 0.5}, kills=(_EVAL,),
            bug_class="still dropping in eval mode", source="awd-lstm-lm 72 (WeightDrop hard-codes training=True)"),

@@ -7,17 +7,19 @@ module                 family
 ``_structured``        spatial (channel-wise) dropout, stochastic depth, DropPath
 ``_dropblock``         DropBlock 2-D / 3-D (plus zero-slip CONTROLS of its own sampler)
 ``_sequence``          attention, token / word-type embedding, variational, zoneout, DropConnect
+``_calllevel``         call-level faults of dropout: mask pools, stale masks, batch items reusing
+                       masks, intermittent rates, position-skewed rates, value-dependent output
 =====================  =======================================================================
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from . import _dropblock, _elementwise, _sequence, _structured
+from . import _calllevel, _dropblock, _elementwise, _sequence, _structured
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
-                               + _sequence.MUTANTS)
+                               + _sequence.MUTANTS + _calllevel.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS

@@ -2,7 +2,8 @@
 
 A numpy layer has ``forward(*inputs)``, ``backward(grad_out)``, a ``training`` flag
 (or ``train(mode)``), and draws its randomness from an attribute ``rng`` holding a
-``numpy.random.Generator``; ``seed`` replaces that generator.
+``numpy.random.Generator``; ``seed`` replaces that generator. A layer with ``lookup(ids)``
+(word-type embedding dropout) exposes it as ``NumpyTarget.lookup``.
 """
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ class NumpyTarget:
     def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
         self._mode(training)
         return np.asarray(self.layer.forward(*(relayout(a, layout) for a in inputs)))
+
+    @property
+    def has_lookup(self) -> bool:
+        """Whether the layer has ``lookup(ids)`` (word-type embedding dropout)."""
+        return callable(getattr(self.layer, "lookup", None))
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """The layer's ``lookup(ids)``: rows of its last forward output (an extension of the
+        Target protocol that only numpy targets offer; checks test ``has_lookup`` first)."""
+        return np.asarray(self.layer.lookup(ids))
 
     def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         self._mode(True)

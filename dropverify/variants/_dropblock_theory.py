@@ -15,6 +15,18 @@ is drawn from one *seed* on a seed grid; per axis (everything is a product over 
 
 Seeds are i.i.d. Bernoulli(gamma). If ``K`` admissible seeds cover a position, its drop
 probability is exactly ``1 - (1 - gamma)^K``; ``K`` is the product of per-axis counts.
+
+Gamma rules
+-----------
+``"paper"``
+    ``p / prod(k) * prod(dim) / prod(dim - k + 1)`` (Ghiasi et al., each axis its own size and
+    clipped block size; torchvision, timm).
+``"uncorrected"``
+    ``p / block_size^rank`` (2-D: ``p / bs^2``; 3-D: ``p / bs^3``), the paper's rule without the
+    feature-map factor ``prod(dim / (dim - k + 1))``, as several public packages compute it
+    (e.g. miguelvr/dropblock). ``block_size`` is NOT clipped here, as those packages do not clip it.
+``"exact"``
+    the gamma whose exact mean drop rate is ``p`` for the seed region (:func:`solve_gamma`).
 """
 from __future__ import annotations
 
@@ -27,7 +39,7 @@ from scipy.optimize import brentq
 from ..errors import InvalidArgument
 
 SEED_REGIONS = ("valid", "anywhere")
-GAMMA_RULES = ("paper", "exact")
+GAMMA_RULES = ("paper", "exact", "uncorrected")
 
 
 def _dims(dims: Sequence[int]) -> Tuple[int, ...]:
@@ -108,6 +120,14 @@ def paper_gamma(p: float, block_size: int, dims: Sequence[int]) -> float:
         np.prod(ks, dtype=np.float64) * np.prod([d - k + 1 for d, k in zip(dims, ks)], dtype=np.float64))
 
 
+def uncorrected_gamma(p: float, block_size: int, rank: int) -> float:
+    """``p / block_size^rank``: the paper's gamma without the feature-map correction
+    ``prod(dim) / prod(dim - k + 1)`` (block_size unclipped, as the packages using it do)."""
+    if int(block_size) < 1:
+        raise InvalidArgument(f"block_size={block_size!r}, but should be an integer >= 1")
+    return float(p) / float(int(block_size)) ** int(rank)
+
+
 def drop_probability_map(gamma: float, block_size: int, dims: Sequence[int],
                          seed_region: str = "valid") -> np.ndarray:
     """Exact per-position drop probability ``1 - (1 - gamma)^K`` (shape ``dims``, float64)."""
@@ -154,15 +174,19 @@ def effective_gamma(p: float, block_size: int, dims: Sequence[int], seed_region:
                     gamma_rule: str = "paper") -> float:
     """The seed rate a layer actually uses, in [0, 1].
 
-    ``"paper"``: :func:`paper_gamma` (clipped to [0, 1] defensively); ``"exact"``: :func:`solve_gamma`.
-    Under both rules p = 1 gives gamma = 1 (every position dropped), p = 0 gives 0.
+    ``"paper"``: :func:`paper_gamma` (clipped to [0, 1] defensively); ``"exact"``: :func:`solve_gamma`;
+    ``"uncorrected"``: :func:`uncorrected_gamma` (``p / bs^rank``). Under every rule p = 1 gives
+    gamma = 1 (every position dropped), p = 0 gives 0.
     """
     if gamma_rule not in GAMMA_RULES:
-        raise InvalidArgument(f"gamma_rule={gamma_rule!r}, but should be one of 'paper', 'exact'")
+        raise InvalidArgument(f"gamma_rule={gamma_rule!r}, but should be one of 'paper', 'exact', 'uncorrected'")
     p = float(p)
     if p >= 1.0:
         return 1.0
     if gamma_rule == "exact":
         return solve_gamma(p, block_size, dims, seed_region)
     _region(seed_region)
+    if gamma_rule == "uncorrected":
+        clipped_sizes(block_size, dims)
+        return min(1.0, max(0.0, uncorrected_gamma(p, block_size, len(_dims(dims)))))
     return min(1.0, max(0.0, paper_gamma(p, block_size, dims)))

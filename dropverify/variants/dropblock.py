@@ -3,8 +3,9 @@
 ``dropblock_2d`` takes (N, C, H, W), ``dropblock_3d`` takes (N, C, D, H, W). Seeds are
 Bernoulli(gamma) on a seed grid (``seed_region``), each seed drops one block of side
 ``min(block_size, dim)`` per axis, and kept values are scaled by ``numel / kept`` over the
-whole tensor. The exact per-position drop map, the coverage counts and both gamma rules
-live in :mod:`._dropblock_theory`; the contracts hand them to the harness.
+whole tensor. The exact per-position drop map, the coverage counts and the gamma rules
+("paper", "exact", "uncorrected" = p / bs^rank) live in :mod:`._dropblock_theory`; the
+contracts hand them to the harness.
 """
 from __future__ import annotations
 
@@ -33,7 +34,9 @@ def _param_specs() -> Tuple[ParamSpec, ...]:
                   doc="'valid': blocks fit inside the map (paper, torchvision); "
                       "'anywhere': seeds everywhere, blocks clipped (timm)"),
         ParamSpec("gamma_rule", str, "paper", choices=theory.GAMMA_RULES,
-                  doc="'paper': the paper's first-order gamma; 'exact': gamma whose exact mean rate is p"),
+                  doc="'paper': the paper's first-order gamma p / bs^r * prod(dim / (dim - bs + 1)); "
+                      "'exact': gamma whose exact mean rate is p; 'uncorrected': p / bs^r "
+                      "(no feature-map correction, as several public packages)"),
     )
 
 
@@ -150,7 +153,10 @@ def _make_contract(rank: int, name: str, layout: str, default_shape: Shape) -> C
             "'anywhere': seeds at every position, block at offsets -(bs//2) .. bs-1-bs//2 around the seed, "
             "clipped to the map (timm >= 1.0.23: max-pool, padding bs//2, even kernels cropped at the "
             "start): bs=3 -> -1..1, bs=4 -> -2..1.",
-            "p = 1 uses gamma = 1 under both gamma rules: every position is dropped, output all zeros, "
+            "gamma_rule='uncorrected' is p / block_size^rank (2-D: p / bs^2, 3-D: p / bs^3) without the "
+            "paper's feature-map factor prod(dim / (dim - bs + 1)), as several public DropBlock packages "
+            "compute it (block_size unclipped there); its mean rate is further below p than the paper's.",
+            "p = 1 uses gamma = 1 under every gamma rule: every position is dropped, output all zeros, "
             "gradients zero. (The paper gamma never exceeds p: dim <= bs (dim - bs + 1) per axis.)",
         ),
         extra={

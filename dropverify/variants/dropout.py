@@ -7,7 +7,7 @@ from typing import Any, Tuple
 import numpy as np
 
 from ..contracts import (inverted_kept, zero_value, P_SPEC, Contract, Inputs, Params, Shape, identity_eval, all_axes_independent,
-                         multiplier_gradients, register, value_tolerance)
+                         multiplier_gradients, plant_zeros, register, signed_probe, value_tolerance)
 from ..errors import InvalidArgument
 from ._base import BernoulliMaskVariant, Variant
 
@@ -188,15 +188,19 @@ def _alpha_gradients(inputs: Inputs, y: np.ndarray, grad_out: np.ndarray,
 
 
 def alpha_probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64,
-                margin: float = 0.05) -> Inputs:
-    """Standard-normal draws (in ``dtype``) resampled until every |x - alpha'| > margin, so a
-    kept element a*x + b never coincides with the dropped value a*alpha' + b."""
-    x = rng.standard_normal(shape).astype(dtype)
-    bad = np.abs(x.astype(np.float64) - ALPHA_PRIME) <= margin
+                margin: float = 0.05, zeros: bool = False) -> Inputs:
+    """Signed, wide-range inputs (:func:`~dropverify.contracts.signed_probe`: random signs,
+    magnitudes log-uniform over ``probe_magnitudes(dtype)``, e.g. 1e-6 .. 1e6 in float64,
+    0.1 .. 10 in float16), with every element whose |x - alpha'| <= margin * |alpha'| redrawn,
+    so a kept element a*x + b never coincides with the dropped value a*alpha' + b.
+    ``zeros=True`` also plants exact zeros (x = 0 is kept as b, distinct from the dropped value)."""
+    x = signed_probe(shape, rng, dtype)
+    width = margin * abs(ALPHA_PRIME)
+    bad = np.abs(x.astype(np.float64) - ALPHA_PRIME) <= width
     while bad.any():  # each round redraws only the few offending elements, all at once
-        x[bad] = rng.standard_normal(int(bad.sum())).astype(dtype)
-        bad = np.abs(x.astype(np.float64) - ALPHA_PRIME) <= margin
-    return (x,)
+        x[bad] = signed_probe((int(bad.sum()),), rng, dtype)
+        bad = np.abs(x.astype(np.float64) - ALPHA_PRIME) <= width
+    return (plant_zeros(x, rng) if zeros else x,)
 
 
 def _feature_axes(params: Params, shape: Shape) -> Tuple[int, ...]:

@@ -7,8 +7,9 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..contracts import (inverted_kept, zero_value, P_SPEC, Contract, ParamSpec, Shape, all_axes_independent, identity_eval,
-                         inverted_scale, multiplier_gradients, register, value_tolerance)
+from ..contracts import (inverted_kept, zero_value, P_SPEC, ZERO_FRACTION, Contract, ParamSpec, Shape, all_axes_independent,
+                         identity_eval, inverted_scale, multiplier_gradients, plant_zeros, register, signed_probe,
+                         value_tolerance)
 from ..errors import InvalidArgument
 from ._base import BernoulliMaskVariant, Variant
 from .dropout import inverted_mean, inverted_variance
@@ -29,7 +30,9 @@ def _inverted_fields() -> dict:
 
 def _softmax_probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64) -> Tuple[np.ndarray]:
     """Softmax over the last axis of logits in [0, 1): every weight > 0, rows sum to 1,
-    and weights within a factor e of each other (no weight close to 0)."""
+    and weights within a factor e of each other (no weight close to 0). Positive by contract
+    (attention weights are a probability row), so unlike the default probe it is not signed;
+    no ``zeros`` option (the torch plumbing takes log(x))."""
     logits = rng.random(shape)
     w = np.exp(logits - logits.max(axis=-1, keepdims=True)) if logits.size else logits
     w = w / w.sum(axis=-1, keepdims=True) if w.size else w
@@ -191,6 +194,7 @@ WORD_EMBEDDING_DROPOUT = register(Contract(
     gradient_rule="dW = grad_out * m, m in {0, 1/(1-p)} one per matrix row",
     notes=("forward(W) returns the dropped matrix; lookup(ids) gathers rows of the last output, "
            "so repeated ids get identical vectors and masks.",),
+    extra={"lookup": "lookup(ids) returns rows of the last forward output"},
     **_inverted_fields(),
 ))
 
@@ -274,9 +278,24 @@ class VariationalDropout(BernoulliMaskVariant):
 # ------------------------------------------------------------------------------
 # zoneout
 
-def _zoneout_probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64) -> Tuple[np.ndarray, np.ndarray]:
-    """h_prev in [0.5, 1.5), h_new in [-1.5, -0.5): never equal, opposite signs."""
-    return ((0.5 + rng.random(shape)).astype(dtype), (-1.5 + rng.random(shape)).astype(dtype))
+def _zoneout_probe(shape: Shape, rng: np.random.Generator, dtype: Any = np.float64,
+                   zeros: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """(h_prev, h_new): independent signed, wide-range draws (``signed_probe``: magnitudes
+    log-uniform over ``probe_magnitudes(dtype)``), with h_new negated wherever
+    |h_prev - h_new| < max(|h_prev|, |h_new|) / 2, so the two differ everywhere by at least
+    half the larger magnitude (a wide relative margin in every dtype). ``zeros=True`` sets
+    about 1/8 of the positions to 0 in h_prev and as many others to 0 in h_new (never both)."""
+    h_prev = signed_probe(shape, rng, dtype)
+    h_new = signed_probe(shape, rng, dtype)
+    a, b = h_prev.astype(np.float64), h_new.astype(np.float64)
+    close = np.abs(a - b) < 0.5 * np.maximum(np.abs(a), np.abs(b))
+    h_new = np.where(close, -h_new, h_new).astype(dtype)
+    if zeros and h_prev.size:
+        spots = plant_zeros(np.ones(h_prev.shape), rng, 2 * ZERO_FRACTION) == 0
+        to_prev = spots & (rng.random(h_prev.shape) < 0.5)
+        h_prev = np.where(to_prev, 0, h_prev).astype(dtype)
+        h_new = np.where(spots & ~to_prev, 0, h_new).astype(dtype)
+    return h_prev, h_new
 
 
 def _zoneout_mean(inputs, params):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from dropverify.contracts import get_contract, value_tolerance
+from dropverify.contracts import get_contract, probe_magnitudes, value_tolerance
 from dropverify.errors import InvalidArgument
 from dropverify.variants import variant_class
-from dropverify.variants.dropconnect import DropConnectLinear
+from dropverify.variants.dropconnect import (MASK_CONVENTIONS, PACK_BITS, DropConnectLinear, decode_sample_masks,
+                                             packed_probe, windows)
 
 C = get_contract("dropconnect")
 DTYPES = [np.float16, np.float32, np.float64]
@@ -38,7 +39,7 @@ def test_registered_class_and_owned_parameters():
     same = DropConnectLinear(5, 3, p=0.2, seed=0)
     assert np.array_equal(layer.weight, same.weight) and np.array_equal(layer.bias, same.bias)
     assert DropConnectLinear(5, 3, bias=False, seed=0).bias is None
-    assert C.validate_params() == {"p": 0.5, "in_features": 32, "out_features": 32}
+    assert C.validate_params() == {"p": 0.5, "in_features": 32, "out_features": 32, "mask_per": "batch"}
     assert C.default_shape == (32, 32)
 
 
@@ -46,7 +47,10 @@ def test_registered_class_and_owned_parameters():
 def test_probe_output_decodes_to_the_layer_weight_mask(n, dtype, p, seed):
     inputs = C.probe_inputs((n, n), np.random.default_rng(seed), dtype)
     x, w, b = inputs
-    assert np.array_equal(x, np.eye(n)) and np.all(np.abs(w) >= 0.5) and np.all(np.abs(b) >= 0.5)
+    lo, hi = probe_magnitudes(dtype)
+    aw, ab = np.abs(w.astype(np.float64)), np.abs(b.astype(np.float64))
+    assert np.array_equal(x, np.eye(n)) and np.all((aw >= 0.99 * lo) & (aw <= hi))
+    assert np.all((ab >= 0.99 * lo) & (ab <= 10.01 * lo))  # small bias: never lost in W/(1-p) + b
     layer = DropConnectLinear(n, n, p=p, seed=seed)
     y = layer.forward(*inputs)
     assert y.shape == (n, n) and y.dtype == dtype
@@ -210,3 +214,88 @@ def test_infer_gaussian_matches_closed_form_moments():
                                np.broadcast_to(layer.bias, (3, 4)))
     with pytest.raises(InvalidArgument):
         layer.infer_gaussian(x, 0)
+
+
+# ------------------------------------------------------------------------------ mask_per: batch or sample
+
+def sample_keep(layer: DropConnectLinear, n: int) -> np.ndarray:
+    """The (N, out, in) keep masks of the layer's last forward, either convention."""
+    keep = weight_keep(layer)
+    return np.broadcast_to(keep, (n,) + keep.shape[-2:]) if keep.ndim == 2 else keep
+
+
+def test_mask_per_is_validated():
+    assert DropConnectLinear(3, 2, mask_per="sample", seed=0).params["mask_per"] == "sample"
+    with pytest.raises(InvalidArgument, match="mask_per"):
+        DropConnectLinear(3, 2, mask_per="token")
+
+
+@given(n_in=widths, n_out=widths, batch=st.integers(0, 6), p=st.floats(0.0, 0.9), seed=seeds)
+def test_per_sample_forward_and_backward_use_one_mask_per_sample(n_in, n_out, batch, p, seed):
+    rng = np.random.default_rng(seed)
+    x, g = rng.normal(size=(batch, n_in)), rng.normal(size=(batch, n_out))
+    layer = DropConnectLinear(n_in, n_out, p=p, mask_per="sample", seed=seed)
+    y = layer.forward(x)
+    m = sample_keep(layer, batch) / (1 - p)
+    np.testing.assert_allclose(y, np.einsum("noi,ni->no", layer.weight * m, x) + layer.bias, rtol=1e-12, atol=1e-12)
+    dx, dw, db = layer.backward(g)
+    np.testing.assert_allclose(dx, np.einsum("no,noi->ni", g, layer.weight * m), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, np.einsum("no,ni,noi->oi", g, x, m), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, g.sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
+def test_per_sample_masks_differ_between_identical_rows():
+    x = np.ones((2, 16))
+    y = DropConnectLinear(16, 16, p=0.5, mask_per="sample", seed=0).forward(x)
+    assert not np.array_equal(y[0], y[1])
+    y = DropConnectLinear(16, 16, p=0.5, mask_per="batch", seed=0).forward(x)
+    assert np.array_equal(y[0], y[1])
+
+
+@given(n_in=st.integers(1, 100), batch=st.integers(1, 8), p=st.floats(0.0, 1.0),
+       mask_per=st.sampled_from(MASK_CONVENTIONS), seed=seeds)
+def test_packed_probe_reads_every_sample_mask_and_the_rule_matches_backward(n_in, batch, p, mask_per, seed):
+    inputs = packed_probe((batch, n_in), np.random.default_rng(seed))
+    x = inputs[0]
+    wins = windows(n_in)
+    assert all(np.count_nonzero(row) == len(wins[i % len(wins)]) for i, row in enumerate(x))
+    layer = DropConnectLinear(n_in, n_in, p=p, mask_per=mask_per, seed=seed)
+    y = layer.forward(*inputs)
+    prm = {**params(p, n_in), "mask_per": mask_per}
+    masks = decode_sample_masks(inputs, y, prm)
+    assert masks.valid.all()
+    known = masks.known if 0 < p < 1 else np.broadcast_to((x != 0)[:, None, :], masks.known.shape)
+    np.testing.assert_array_equal(masks.keep[known], sample_keep(layer, batch)[known])
+    g = np.random.default_rng(seed + 1).normal(size=y.shape)
+    for got, exp in zip(layer.backward(g), C.input_gradients(inputs, y, g, prm)):
+        det = ~np.isnan(exp)
+        np.testing.assert_allclose(got[det], exp[det], rtol=1e-9, atol=1e-9)
+    if n_in <= PACK_BITS:  # one window: every bit shows, nothing is left undetermined
+        assert not any(np.isnan(e).any() for e in C.input_gradients(inputs, y, g, prm))
+
+
+@pytest.mark.parametrize("p", [0.3, 0.8])
+def test_per_sample_rule_on_the_identity_probe_leaves_unseen_dx_undetermined(p):
+    n = 6
+    inputs = C.probe_inputs((n, n), np.random.default_rng(4))
+    layer = DropConnectLinear(n, n, p=p, mask_per="sample", seed=4)
+    y = layer.forward(*inputs)
+    g = np.random.default_rng(5).normal(size=(n, n))
+    dx, dw, db = C.input_gradients(inputs, y, g, {**params(p, n), "mask_per": "sample"})
+    np.testing.assert_array_equal(np.isnan(dx), ~np.eye(n, dtype=bool))  # sample i shows column i only
+    got = layer.backward(g)
+    np.testing.assert_allclose(np.diag(got[0]), np.diag(dx), rtol=1e-9)
+    np.testing.assert_allclose(got[1], dw, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got[2], db, rtol=1e-12)
+
+
+def test_batch_rule_fills_unseen_bits_only_when_the_call_shows_one_mask():
+    """Per batch, an unseen bit comes from another sample -- unless this call's samples
+    disagree on some weight (then the rule reads each sample's own bits only)."""
+    inputs = packed_probe((6, 90), np.random.default_rng(0))  # three windows, two samples each
+    prm = {**params(0.5, 90), "mask_per": "batch"}
+    for mask_per, undetermined in (("batch", False), ("sample", True)):
+        layer = DropConnectLinear(90, 90, p=0.5, mask_per=mask_per, seed=1)
+        y = layer.forward(*inputs)
+        dx = C.input_gradients(inputs, y, np.ones(y.shape), prm)[0]
+        assert np.isnan(dx).any() == undetermined
