@@ -366,13 +366,6 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
                               time.perf_counter() - start, details() if details else None)
 
 
-def plan_for(ctx: CheckContext, needed_units: int, units_per_call: int) -> SequentialPlan:
-    """Geometric looks up to the calls needed for the margin, capped by the budget."""
-    calls_needed = int(math.ceil(needed_units / max(units_per_call, 1)))
-    cap = min(ctx.settings.max_calls, max(4, ctx.settings.max_units // max(units_per_call, 1)))
-    return SequentialPlan.geometric(ctx.alpha_each, ctx.settings.power, max(4, min(calls_needed, cap)))
-
-
 # --------------------------------------------------------------------------- helpers
 
 def unit_view(ctx: CheckContext, arr: np.ndarray, leading: int = 0, keepdims: bool = False) -> np.ndarray:
@@ -398,12 +391,6 @@ def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -
     shape = shape or ctx.shape
     shared = set(ctx.contract.shared_axes(ctx.params, shape))
     return int(np.prod([s for i, s in enumerate(shape) if i not in shared], dtype=np.int64))
-
-
-def effective_margin(requested: float, mdd_at_cap: float) -> float:
-    """The margin a PASS certifies: always the requested one (margins are stated, never
-    widened to what the budget can buy; an unreachable margin gives INCONCLUSIVE)."""
-    return requested
 
 
 class CallCounter:
@@ -435,7 +422,7 @@ def two_stage_t_plan(ctx: CheckContext, advance: "CallCounter", samples: Sequenc
     spread, then is DISCARDED, so the test sees only fresh samples whose number does not
     depend on them (the t-test's level is exact given n). Raises TargetError from the pilot.
     ``samples`` are the lists the sink appends to (one per lane); they are cleared."""
-    from ..stats import mean_mdd, mean_n_for
+    from ..stats import mean_n_for
     pilot_calls = PILOT * calls_per_sample
     advance(pilot_calls)
     sd = max((float(np.std(s, ddof=1)) for s in samples if len(s) > 1), default=1.0) or 1e-12

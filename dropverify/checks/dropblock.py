@@ -16,11 +16,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..stats import (Interval, Look, binomial_look, binomial_n_for, mean_look,
-                     position_binomial_look)
+from ..stats import Interval, Look, binomial_look
 from . import _dropblock_fit as fit_mod
-from ._core import (two_stage_t_plan, CallCounter, CheckContext, CheckResult, TargetError, effective_margin, error_result,
-                    exact_result, plan_for, run_sequential, unit_view)
+from ._core import (CallCounter, CheckContext, CheckResult, TargetError, error_result, exact_result, run_sequential,
+                    two_stage_t_plan, unit_view)
 
 MAP = "drop_map_matches_theory_by_binomial"
 GAMMA = "gamma_matches_by_binomial"
@@ -158,128 +157,131 @@ def _pooled_counts(ctx: CheckContext, salt: int, fit: Optional[_FitData] = None)
 def drop_map_matches_theory(ctx: CheckContext) -> List[CheckResult]:
     """Every position's drop rate equals the exact theory 1 - (1 - gamma)^K.
 
-    Per-position exact binomial tests, Bonferroni over the P positions and the looks:
-    false alarm <= alpha; a PASS certifies every position within the margin (false pass
-    <= alpha). Catches gamma from the wrong dimension, seeds outside the valid region,
-    transposed geometry for H != W, off-by-one even blocks. The details name the seed
-    scheme (valid / anywhere), the fitted gamma and its gamma rule (maximum likelihood under
-    each scheme, :mod:`._dropblock_fit`), and a non-PASS message opens with the cause in words.
+    :func:`.positions.position_rate_test` with the theory map: per-position exact binomial
+    tests (Bonferroni over positions) and per-call t-tests reject; a PASS certifies every
+    position within ± position_rel x min(mean rate, 1 - mean rate) from per-call rates of at
+    least ``calls_to_expose`` independent calls. Catches gamma from the wrong dimension, seeds
+    outside the valid region, transposed geometry for H != W, off-by-one even blocks. The
+    details name the seed scheme (valid / anywhere), the fitted gamma and its gamma rule
+    (maximum likelihood under each scheme, :mod:`._dropblock_fit`); a non-PASS message opens
+    with the cause in words.
     """
+    from .positions import position_rate_test
     q = _map(ctx)
     positions = q.size
     fit = _FitData(tuple(ctx.shape[2:])) if _is_dropblock(ctx) else None
-    inputs, state, sink = _pooled_counts(ctx, 101, fit)
     upc = int(unit_view(ctx, np.empty(ctx.shape, bool), keepdims=True).size // positions)
     q_mean = float(q.mean())
-    margin_req = 4 * ctx.settings.rate_rel * max(min(q_mean, 1 - q_mean), 0.01)
-    alpha_pos = ctx.alpha_each / 4 / positions
-    needed = binomial_n_for(margin_req / 1.25, float(q.max()), alpha_pos, ctx.settings.power)
-    plan = plan_for(ctx, needed, upc)
-    n_cap = plan.looks[-1] * upc
-    mdd_cap = float(position_binomial_look(np.zeros_like(q, dtype=np.int64) + int(n_cap * q_mean), n_cap, q,
-                                           plan.alpha_per_look / positions, ctx.settings.power)[3].max())
-    margin = effective_margin(margin_req, mdd_cap)
-    advance = CallCounter(ctx.stream(inputs, ctx.seed + 101), sink)
+    margin = ctx.settings.position_rel * min(q_mean, 1 - q_mean)
 
-    def evaluate(alpha_look: float) -> Look:
-        counts, n = state["counts"], state["n"]
-        pvals, lo, hi, mdd = position_binomial_look(counts, n, q, alpha_look / positions, ctx.settings.power)
-        worst = np.unravel_index(int(np.argmin(pvals)), q.shape)
-        within = bool(np.all((lo >= q - margin) & (hi <= q + margin)))
-        p_map = float(min(1.0, positions * pvals.min()))
-        est = float(counts[worst] / n)
-        ci = Interval(float(lo[worst]), float(hi[worst]), 1 - alpha_look / positions)
-        return Look(est, float(q[worst]), p_map, ci, n, float(mdd.max()), margin, alpha_look, equivalent=within)
+    def rows(dropped: np.ndarray) -> np.ndarray:
+        return _by_position(ctx, unit_view(ctx, dropped, keepdims=True)).reshape(-1, positions)
 
-    def details():
-        counts, n = state["counts"], state["n"]
-        out = {"measured_map": (counts / max(n, 1)).tolist(), "theory_map": q.tolist(), "units": n,
-               "requested_margin": margin_req, "calls": advance.done}
+    def details(acc: Mapping[str, Any]) -> Dict[str, Any]:
+        counts, n = acc["counts"], acc["n"]
+        out: Dict[str, Any] = {"measured_map": (counts / max(n, 1)).reshape(q.shape).tolist(),
+                               "theory_map": q.tolist(), "units": n}
         if fit is not None:
-            out.update(_fit_details(ctx, fit.identify(ctx, 1 - plan.alpha_per_look)))
+            out.update(_fit_details(ctx, fit.identify(ctx, 1 - acc["alpha_look"])))
         return out
 
-    return [_with_diagnosis(run_sequential(ctx, MAP, "worst_position_drop_rate", plan, advance, evaluate,
-                                           "units per position", details=details))]
+    return [_with_diagnosis(position_rate_test(ctx, MAP, q.reshape(-1), margin, rows, 101, upc, details=details,
+                                               observe=fit.add if fit is not None else None))]
 
 
 def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     """The seed rate gamma.
 
-    FAIL side (valid under the contract, false alarm <= alpha): the exact binomial test of the
-    drop rate q0 = 1 - (1-gamma)^K_min at the position the contract's scheme covers with the
-    fewest seeds (a corner, K=1, under the valid scheme). Estimate and interval: gamma fitted by
-    maximum likelihood over the whole map under the IDENTIFIED seed scheme and the layer's
-    measured channel sharing (sandwich likelihood-ratio interval at the look's level), so a layer
+    FAIL side (valid under the contract, false alarm <= alpha): Bonferroni over the exact
+    binomial test of the drop rate q0 = 1 - (1-gamma)^K_min at the position the contract's
+    scheme covers with the fewest seeds (a corner, K=1, under the valid scheme), pooled over
+    units, and the t-test of that position's per-call rate. Estimate and interval shown:
+    gamma fitted by maximum likelihood over the whole map under the IDENTIFIED seed scheme and
+    the layer's measured channel sharing (sandwich likelihood-ratio interval), so a layer
     seeding anywhere with p/bs^2 reads gamma ~ p/bs^2, not a corner rate on the wrong scheme.
-    A PASS needs the binomial's certificate and the fitted interval inside the gamma margin.
-    The details name the scheme, the gamma rule matched and the measured channel sharing."""
+    PASS: the per-call t interval of the corner rate, mapped to the gamma scale, lies within
+    gamma ± gamma_rel x gamma from at least ``calls_to_expose`` calls, and so does the fitted
+    interval. The details name the scheme, the gamma rule matched and the channel sharing."""
+    from ._calls import Lane, call_level_look, call_plan
+    from ..stats import calls_to_expose, hidden_fault_fraction
     coverage = np.asarray(ctx.contract.extra["coverage"](ctx.params, ctx.shape)).reshape(_positions_shape(ctx))
     gamma = float(ctx.contract.extra["gamma"](ctx.params, ctx.shape))
     pos = np.unravel_index(int(np.argmin(coverage)), coverage.shape)
     k_min = int(coverage[pos])
     q0 = 1 - (1 - gamma) ** k_min
-    inputs, state, _ = _pooled_counts(ctx, 102)
+    to_gamma = lambda q: 1 - (1 - min(max(q, 0.0), 1.0)) ** (1.0 / k_min)  # noqa: E731
+    to_q = lambda g: 1 - (1 - min(max(g, 0.0), 1.0)) ** k_min  # noqa: E731
+    margin_g = ctx.settings.gamma_rel * gamma
+    band_q = (to_q(gamma - margin_g), to_q(gamma + margin_g))
+    margin_q = min(q0 - band_q[0], band_q[1] - q0)  # the gamma band, on the q scale (inside it)
+    inputs = ctx.probe(102)
     hits = {"k": 0, "n": 0}
     fit = _FitData(tuple(ctx.shape[2:]))
     last: Dict[str, Any] = {}
+    lane = Lane("corner")
 
     def sink(y: np.ndarray) -> None:
         dropped = ctx.decode(inputs, y).dropped
         fit.add(dropped)
         units = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
-        hits["k"] += int(units[(slice(None),) + pos].sum())
+        k = int(units[(slice(None),) + pos].sum())
+        hits["k"] += k
         hits["n"] += units.shape[0]
+        lane.samples.append(k / units.shape[0])
 
+    def pooled(alpha: float):
+        lk = binomial_look(hits["k"], hits["n"], q0, alpha, margin_q, ctx.settings.power)
+        return lk.p_value, lk.mdd
+
+    lane.components["pooled"] = pooled
     upc = int(unit_view(ctx, np.empty(ctx.shape, bool), keepdims=True).size // coverage.size)
-    margin_q = ctx.settings.rate_rel * 2 * max(min(q0, 1 - q0), 0.01)
-    needed = binomial_n_for(margin_q / 1.25, q0, ctx.alpha_each / 4, ctx.settings.power)
-    plan = plan_for(ctx, needed, upc)
-    from ..stats import binomial_mdd
-    margin_q = effective_margin(margin_q, binomial_mdd(plan.looks[-1] * upc, q0, plan.alpha_per_look,
-                                                       ctx.settings.power))
-    to_gamma = lambda q: 1 - (1 - min(max(q, 0.0), 1.0)) ** (1.0 / k_min)  # noqa: E731
+    plan = call_plan(ctx, math.sqrt(q0 * (1 - q0) / max(upc, 1)), margin_q)
+    n_min = calls_to_expose(ctx.settings.fault_fraction, plan.alpha_per_look)
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 102), sink)
 
     def evaluate(alpha_look: float) -> Look:
-        lk = binomial_look(hits["k"], hits["n"], q0, alpha_look, margin_q, ctx.settings.power)
+        record: Dict[str, Any] = {"fault_fraction": ctx.settings.fault_fraction}
+        lk = call_level_look(lane, q0, alpha_look, margin_q, ctx.settings.power, n_min, record)
         ident = fit.identify(ctx, 1 - alpha_look)
-        last["ident"] = ident
+        last.update(ident=ident, record=record, hidden=hidden_fault_fraction(lk.n, alpha_look))
         if ident is None:
             est, ci = math.nan, (0.0, 1.0)
         else:
             est, ci = ident.fit.gamma, ident.fit.ci
-        band = (to_gamma(q0 - lk.margin), to_gamma(q0 + lk.margin))
+        fitted_inside = gamma - margin_g <= ci[0] and ci[1] <= gamma + margin_g
         return Look(est, gamma, lk.p_value, Interval(ci[0], ci[1], 1 - alpha_look), lk.n,
                     (to_gamma(q0 + lk.mdd) - gamma) if math.isfinite(lk.mdd) else math.inf,
-                    to_gamma(q0 + lk.margin) - gamma, alpha_look,
-                    equivalent=lk.certifies and band[0] <= ci[0] and ci[1] <= band[1])
+                    margin_g, alpha_look, equivalent=lk.certifies and fitted_inside)
 
     def details() -> Dict[str, Any]:
         out = {"position": tuple(int(i) for i in pos), "covering_seeds": k_min,
                "position_drop_rate": hits["k"] / max(hits["n"], 1), "expected_position_rate": q0,
-               "fail_side": "exact binomial at the contract's least-covered position", "calls": advance.done}
+               "fail_side": "exact binomial and per-call t-test at the contract's least-covered position",
+               "calls": advance.done, "calls_to_expose": n_min,
+               "hidden_fault_fraction": last.get("hidden"), **last.get("record", {})}
         out.update(_fit_details(ctx, last.get("ident")))
         return out
 
-    return [_with_diagnosis(run_sequential(ctx, GAMMA, "gamma", plan, advance, evaluate,
-                                           "units at the position", details=details))]
+    return [_with_diagnosis(run_sequential(ctx, GAMMA, "gamma", plan, advance, evaluate, "calls",
+                                           details=details))]
 
 
 def block_rate_matches(ctx: CheckContext) -> List[CheckResult]:
     """The mean dropped fraction per call equals the exact theory mean of the map (t-test
-    across calls, which are independent; nothing assumed inside a call). The details give
-    the gap to the nominal p, which the paper's gamma misses by design (blocks overlap)."""
+    across independent calls, nothing assumed inside a call; PASS within ± rate_rel x
+    min(rate, 1 - rate) from at least ``calls_to_expose`` calls). The details give the gap to
+    the nominal p, which the paper's gamma misses by design (blocks overlap)."""
+    from ._calls import Lane, run_call_level
     expected = float(_map(ctx).mean())
     nominal = float(ctx.contract.extra["nominal_rate"](ctx.params))
     inputs, state, sink = _pooled_counts(ctx, 103)
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 103), sink)
-    tol = ctx.settings.rate_rel * max(min(expected, 1 - expected), 0.01)
+    tol = ctx.settings.rate_rel * min(expected, 1 - expected)
+    lane = Lane("calls", samples=state["fractions"])
     try:
         tp = two_stage_t_plan(ctx, advance, [state["fractions"]], tol)
     except TargetError as exc:
         return [error_result(ctx, RATE, str(exc), statistical=True)]
-    plan, margin = tp.plan, tp.margin
 
     def details():
         f = np.asarray(state["fractions"])
@@ -287,9 +289,8 @@ def block_rate_matches(ctx: CheckContext) -> List[CheckResult]:
                 "relative_gap_to_nominal": float(f.mean() / nominal - 1) if nominal else None,
                 "calls": advance.done}
 
-    return [run_sequential(ctx, RATE, "mean_drop_rate", plan, advance,
-                           lambda a: mean_look(state["fractions"], expected, a, margin, ctx.settings.power),
-                           "calls", details=details)]
+    return [run_call_level(ctx, RATE, "mean_drop_rate", tp.plan, advance, [lane], expected, tp.margin, "calls",
+                           details=details)]
 
 
 def _window_sum(arr: np.ndarray, axis: int, k: int) -> np.ndarray:

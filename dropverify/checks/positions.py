@@ -54,7 +54,9 @@ def per_position_rows(ctx: CheckContext, dropped: np.ndarray) -> np.ndarray:
 
 def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.ndarray,
                        rows: Callable[[np.ndarray], np.ndarray], salt: int, units_per_call: int,
-                       details: Optional[Callable[[Dict[str, Any]], Mapping[str, Any]]] = None) -> CheckResult:
+                       details: Optional[Callable[[Dict[str, Any]], Mapping[str, Any]]] = None,
+                       observe: Optional[Callable[[np.ndarray], None]] = None,
+                       quantity: str = "worst_position_drop_rate") -> CheckResult:
     """Every position's drop rate equals ``q`` (array over positions) within ``margin``.
 
     ``rows(dropped)`` maps one output's decoded mask to (independent units, positions). FAIL:
@@ -74,7 +76,10 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
            "calls": 0}
 
     def sink(y: np.ndarray) -> None:
-        r = rows(ctx.decode(inputs, y).dropped)
+        dropped = ctx.decode(inputs, y).dropped
+        if observe is not None:
+            observe(dropped)
+        r = rows(dropped)
         k = r.sum(axis=0)
         frac = k / r.shape[0]
         acc["counts"] += k
@@ -121,11 +126,11 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
                                "lowest_rate": float(counts.min() / max(n, 1)),
                                "highest_rate": float(counts.max() / max(n, 1)), **record}
         if details is not None:
-            out.update(details({"counts": counts, "n": n}))
+            out.update(details({"counts": counts, "n": n, "alpha_look": plan.alpha_per_look}))
         return out
 
     advance = CallCounter(ctx.stream(inputs, ctx.seed + salt), sink)
-    return run_sequential(ctx, name, "worst_position_drop_rate", plan, advance, evaluate, "calls",
+    return run_sequential(ctx, name, quantity, plan, advance, evaluate, "calls",
                           details=all_details)
 
 
