@@ -41,6 +41,10 @@ class Family:
 
 FAMILIES: Tuple[Family, ...] = (
     Family("drop_rate_matches_by_binomial", "dropout", {"p": 0.3}, (16, 8, 4, 4)),
+    Family("drop_rate_matches_by_binomial", "dropout", {"p": 0.001}, (64, 32, 8, 8)),
+    Family("drop_rate_per_position_by_binomial", "dropout", {"p": 0.3}, (16, 8, 4, 4)),
+    Family("masks_independent_at_flat_offsets_by_fisher", "dropout", {"p": 0.3}, (16, 8, 4, 4)),
+    Family("masks_independent_along_axes_by_fisher", "dropout", {"p": 0.02}, (64, 256)),
     Family("expectation_matches_by_t_test", "dropout", {"p": 0.3}, (16, 8, 4, 4)),
     Family("expectation_matches_by_t_test", "alpha_dropout", {"p": 0.2}, (16, 8, 4, 4)),
     Family("variance_matches_by_t_test", "gaussian_dropout", {"p": 0.3}, (16, 8, 4, 4)),
@@ -81,6 +85,32 @@ def calibrate(family: Family, seeds: int, base_seed: int) -> Dict[str, Any]:
         rates[level] = {"count": k, "rate": k / p.size, "ci": (ci.low, ci.high), "p_excess": above}
     return {"family": family, "runs": seeds, "results": int(p.size), "fails_at_default": fails,
             "p_values": p, "rates": rates, "seconds": time.perf_counter() - start}
+
+
+# ------------------------------------------------------------------------------ false passes
+
+def false_passes(seeds: int, base_seed: int, alphas: Sequence[float] = (0.05, 1e-3)) -> List[Dict[str, Any]]:
+    """Each adversary of :mod:`dropverify.mutants.adversaries` (a fault on some calls whose
+    mean effect exceeds the margin) against the check it must not PASS, alone, under
+    ``seeds`` seeds at each alpha: the measured false-pass rate with its exact 95 % CI."""
+    from .mutants.adversaries import ADVERSARIES
+    rows = []
+    for adv in ADVERSARIES:
+        spec = numpy_spec(f"adversary:{adv.name}", "dropout", adv.factory, dict(adv.params), shape=(16, 64))
+        for alpha in alphas:
+            verdicts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0}
+            margin = None
+            for i in range(seeds):
+                run = verify([spec], Settings(seed=base_seed + i, alpha=alpha), checks=[adv.check])
+                r = next(x for x in run.all_results() if x.statistical)
+                verdicts[r.verdict] += 1
+                margin = r.margin
+            ci = sps.binomtest(verdicts["PASS"], seeds, alpha).proportion_ci(0.95, method="exact")
+            rows.append({"adversary": adv.name, "check": adv.check, "deviation": adv.deviation, "margin": margin,
+                         "alpha": alpha, "seeds": seeds, "verdicts": verdicts,
+                         "rate": verdicts["PASS"] / seeds, "ci": (ci.low, ci.high),
+                         "p_excess": sps.binomtest(verdicts["PASS"], seeds, alpha, alternative="greater").pvalue})
+    return rows
 
 
 # ------------------------------------------------------------------------------ power
@@ -173,7 +203,8 @@ def _plots(out: Path, calib: Sequence[Dict[str, Any]], powers: Sequence[Dict[str
 
 
 def quality_markdown(kills: Sequence[Dict[str, Any]], calib: Sequence[Dict[str, Any]],
-                     powers: Sequence[Dict[str, Any]], images: Dict[str, str], seed: int) -> str:
+                     powers: Sequence[Dict[str, Any]], images: Dict[str, str], seed: int,
+                     fpass: Sequence[Dict[str, Any]] = ()) -> str:
     killed = sum(1 for k in kills if k["killed"])
     lines = ["# dropverify quality: what the harness catches, and how rarely it cries wolf", "",
              f"Produced by `make quality` (seed {seed}) from real runs at the default settings "
@@ -212,7 +243,19 @@ def quality_markdown(kills: Sequence[Dict[str, Any]], calib: Sequence[Dict[str, 
                      + " | ".join(cells) + f" | {worst:.3g} |")
     if "calibration" in images:
         lines += ["", f"![p-value histograms]({images['calibration']})"]
-    lines += ["", "## 3. Power", ""]
+    lines += ["", "## 3. False passes against faults that strike whole calls", "",
+              "A PASS certifies that the deviation is within the margin, with false-pass probability at most the "
+              "check's alpha. Each adversary deviates by more than the margin, but only on some calls (its own coin "
+              "per call), which statistics pooled over the units of a call cannot see. Run alone, so the check's "
+              "alpha is the run's.", "",
+              "| adversary | check | true deviation | margin | alpha | seeds | PASS | FAIL | INCONCLUSIVE | "
+              "false-pass rate (95% CI) | p(rate > alpha) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in fpass:
+        v = row["verdicts"]
+        lines.append(f"| `{row['adversary']}` | `{row['check']}` | {row['deviation']:.4f} | {row['margin']:.4f} | "
+                     f"{row['alpha']:g} | {row['seeds']} | {v['PASS']} | {v['FAIL']} | {v['INCONCLUSIVE']} | "
+                     f"{row['rate']:.4f} ({row['ci'][0]:.4f}..{row['ci'][1]:.4f}) | {row['p_excess']:.3g} |")
+    lines += ["", "## 4. Power", ""]
     for pw in powers:
         lines += [f"### `{pw['check']}` on dropout(p={POWER_P}), probe {POWER_SHAPE}, {pw['seeds']} seeds per point",
                   "", f"| {pw['label']} | measured P(FAIL) | optimal fixed-sample test | final n |", "|---|---|---|---|"]
@@ -233,6 +276,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="reports")
     parser.add_argument("--seeds", type=int, default=500, help="seeds per calibration family. Default: %(default)r")
     parser.add_argument("--power-seeds", type=int, default=100, help="seeds per power point. Default: %(default)r")
+    parser.add_argument("--false-pass-seeds", type=int, default=500,
+                        help="seeds per adversary and alpha. Default: %(default)r")
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
@@ -244,9 +289,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for i, family in enumerate(FAMILIES):
         calib.append(calibrate(family, args.seeds, args.seed + 100_000 * (i + 1)))
         print(f"calibrated {family.check} on {family.variant}: {calib[-1]['rates'][0.05]['rate']:.4f} at 0.05")
+    fpass = false_passes(args.false_pass_seeds, args.seed + 9_000_000)
+    print("false passes: " + ", ".join(f"{r['adversary']}@{r['alpha']:g}={r['verdicts']['PASS']}" for r in fpass))
     powers = [power_curve(check, args.power_seeds, args.seed + 7_000_000) for check in POWER_STUDIES]
     images = _plots(out, calib, powers)
-    write_atomic(out / "quality.md", quality_markdown(kills, calib, powers, images, args.seed))
+    write_atomic(out / "quality.md", quality_markdown(kills, calib, powers, images, args.seed, fpass))
     print(f"wrote {out / 'quality.md'}")
     return 0
 

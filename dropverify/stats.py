@@ -255,19 +255,29 @@ def per_call_binomial_p(counts: Sequence[int], n: int, q: float) -> float:
     return float(min(1.0, k.size * float(p.min())))
 
 
-def per_step_hypergeom_p(both: Sequence[int], first: Sequence[int], second: Sequence[int], n: int) -> float:
+def per_step_hypergeom_p(both: Sequence[int], first: Sequence[int], second: Sequence[int], n: int,
+                         exact_top: int = 8) -> float:
     """Bonferroni p-value of "no step shows dependence": per step, the conditional (Fisher)
     test of the 2x2 table of n pairs with ``both`` co-events, given the margins ``first`` and
-    ``second`` (hypergeometric; two-sided by doubling, conservative); min(1, S * min p)."""
+    ``second`` (hypergeometric; two-sided by doubling, conservative); min(1, S * min p).
+    The exact tail is computed for the ``exact_top`` steps with the largest standardised
+    deviation only: the minimum over a subset is >= the minimum over all, so the result can
+    only be larger (conservative), and the most extreme step is always among them."""
     a = np.asarray(both, dtype=np.int64)
     if a.size == 0 or n <= 0:
         return 1.0
     r = np.asarray(first, dtype=np.int64)
     c = np.asarray(second, dtype=np.int64)
+    mean = r * c / n
+    var = r * c * (n - r) * (n - c) / max(n * n * (n - 1), 1)
+    with np.errstate(all="ignore"):
+        z = np.where(var > 0, np.abs(a - mean) / np.sqrt(var), 0.0)
+    top = np.argsort(-z)[:exact_top]
+    a, r, c = a[top], r[top], c[top]
     with np.errstate(all="ignore"):
         p = np.minimum(1.0, 2.0 * np.minimum(sps.hypergeom.cdf(a, n, r, c), sps.hypergeom.sf(a - 1, n, r, c)))
     p = np.where(np.isfinite(p), p, 1.0)
-    return float(min(1.0, a.size * float(p.min())))
+    return float(min(1.0, len(both) * float(p.min())))
 
 
 # --------------------------------------------------------------------------- correlation

@@ -108,7 +108,7 @@ def run_call_level(ctx: CheckContext, name: str, quantity: str, plan: Sequential
         record.update({"fault_fraction": ctx.settings.fault_fraction, "calls_to_expose": n_min,
                        "worst_lane": lanes[worst].name, **lane_records[worst]})
         record["p_call_level"] = min(1.0, len(lanes) * min(r["p_call_level"] for r in lane_records))
-        record["hidden_fault_fraction"] = hidden_fault_fraction(w.n, a)
+        record["hidden_fault_fraction"] = hidden_fault_fraction(w.n, alpha_look)
         ident = [ln.name for ln in lanes if ln.identical is not None and ln.identical()]
         if ident:
             record["identical"] = ", ".join(ident)

@@ -45,9 +45,11 @@ def variance_informative(ctx: CheckContext) -> bool:
 def _mean_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray], float]:
     """Per-call statistic whose expectation is 0 under the contract.
 
-    Multiplicative contracts: the mean relative error (y - E[y]) / |E[y]| (a 2 % scale bug
-    shifts it by 0.02). Others: the mean standardised error (y - E[y]) / sd[y]. Aggregate
-    contracts (DropBlock): mean of y / x - 1 over the call.
+    Multiplicative contracts: the mean signed relative error (y - E[y]) / E[y] (a 2 % scale
+    bug shifts it by 0.02 whatever the input signs; dividing by |E[y]| would let positive and
+    negative inputs cancel it). Others: the mean standardised error sign(E[y]) (y - E[y]) / sd[y]
+    (a scale error shifts it one way on signed inputs). Aggregate contracts (DropBlock): mean
+    of y / x - 1 over the call.
     """
     c = ctx.contract
     x = np.asarray(inputs[0], np.float64)
@@ -55,11 +57,11 @@ def _mean_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray],
         return lambda y: float(np.mean(np.asarray(y, np.float64) / x - 1.0))
     mu = np.asarray(c.output_mean(inputs, ctx.params), np.float64)
     if c.multiplicative:
-        scale = np.abs(mu)
+        scale = mu
     else:
         var = c.output_variance(inputs, ctx.params) if c.output_variance is not None else None
-        scale = np.sqrt(np.asarray(var, np.float64)) if var is not None else np.abs(mu)
-    ok = scale > 0
+        scale = np.sqrt(np.asarray(var, np.float64)) * np.sign(mu) if var is not None else mu
+    ok = scale != 0
     mu, scale = np.broadcast_to(mu, x.shape if mu.ndim == 0 else mu.shape), np.where(ok, scale, 1.0)
     return lambda y: float(np.mean(((np.asarray(y, np.float64) - mu) / scale)[np.broadcast_to(ok, mu.shape)]))
 

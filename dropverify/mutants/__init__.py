@@ -67,6 +67,27 @@ def reference_spec_for(m: Mutant) -> TargetSpec:
     return numpy_spec(f"reference:{m.name}", m.variant, m.reference, m.params, **kw)
 
 
+def _stem(name: str) -> str:
+    """A check or result name without its layout suffix and its "_by_<test>" tail."""
+    name = name.split("[")[0]
+    if name.startswith("masks_independent_along_axis"):
+        return "masks_independent_along_axes"
+    return name.split("_by_")[0]
+
+
+def checks_for(kills: Sequence[str]) -> List[str]:
+    """The registry checks whose results the kill prefixes name (a result name like
+    ``masks_independent_along_axis1_by_fisher`` comes from ``masks_independent_along_axes_by_fisher``;
+    ``multiplier_values_exact[strided]`` from ``multiplier_values_exact``)."""
+    from ..checks import CHECKS
+    stems = {_stem(k) for k in kills}
+    chosen = [c.name for c in CHECKS if _stem(c.name) in stems]
+    missing = stems - {_stem(c) for c in chosen}
+    if missing:
+        raise KeyError(f"kill prefixes name no registered check: {sorted(missing)}")
+    return chosen
+
+
 def matching(results: Sequence[CheckResult], prefix: str) -> List[CheckResult]:
     """Results whose check name starts with ``prefix``."""
     return [r for r in results if r.check.startswith(prefix)]
@@ -134,13 +155,13 @@ def evaluate(m: Mutant, settings: Optional[Settings] = None,
 
 
 def kill_table(settings: Optional[Settings] = None, mutants: Optional[Sequence[Mutant]] = None,
-               checks: Optional[Sequence[str]] = None) -> List[Dict[str, Any]]:
+               checks: Optional[Sequence[str]] = None, named_only: bool = False) -> List[Dict[str, Any]]:
     """Run the harness on every mutant (default: :func:`all_mutants`, every check, each
-    mutant alone so its Holm family is its own run) and return one :func:`evaluate` row per
-    mutant, in corpus order."""
+    mutant alone so its Holm family is its own run; ``named_only``: only the checks each
+    mutant names) and return one :func:`evaluate` row per mutant, in corpus order."""
     settings = settings or default_settings()
     chosen = all_mutants() if mutants is None else tuple(mutants)
-    return [evaluate(m, settings, checks) for m in chosen]
+    return [evaluate(m, settings, checks_for(m.kills) if named_only else checks) for m in chosen]
 
 
 def kill_rate(rows: Sequence[Dict[str, Any]]) -> float:
@@ -148,6 +169,6 @@ def kill_rate(rows: Sequence[Dict[str, Any]]) -> float:
     return sum(bool(r["killed"]) for r in rows) / len(rows) if rows else float("nan")
 
 
-__all__ = ["BUG_CLASSES", "CONTROLS", "DEFAULT_SEED", "FAMILIES", "MUTANTS", "Mutant", "all_mutants",
+__all__ = ["BUG_CLASSES", "checks_for", "CONTROLS", "DEFAULT_SEED", "FAMILIES", "MUTANTS", "Mutant", "all_mutants",
            "default_settings", "evaluate", "family_of", "kill_rate", "kill_table", "killed_by", "matching",
            "mutant_spec", "reference_spec_for", "run_one", "torch_corpus"]

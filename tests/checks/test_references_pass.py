@@ -37,3 +37,25 @@ def test_results_state_error_rates_and_detectable_deviation(run):
             assert r.power == 0.99 and r.mdd is not None and r.margin is not None and r.n
             assert r.p_adjusted is not None and r.p_adjusted >= r.p_value
             assert r.ci[0] <= r.estimate <= r.ci[1]
+
+
+def test_no_pass_rests_on_a_statistic_that_cannot_fail(run):
+    """A PASS never carries MDD 0 or a zero-width interval; checks constant by algebra are
+    listed as not applicable, with the reason."""
+    for r in run.all_results():
+        if r.statistical and r.verdict == "PASS":
+            assert r.mdd > 0 and r.ci[1] > r.ci[0], f"{r.target}: {r.check}: {r.message}"
+    reasons = {name: why for t in run.targets for name, why in t.not_applicable}
+    assert "variance_matches_by_t_test" in reasons and "two-valued" in reasons["variance_matches_by_t_test"]
+    by_target = {t.spec_name: dict(t.not_applicable) for t in run.targets}
+    assert "expectation_matches_by_t_test" in by_target["numpy:dropblock_2d"]
+    assert "variance_matches_by_t_test" not in by_target["numpy:gaussian_dropout"]
+
+
+def test_every_pass_is_certified_from_enough_independent_calls(run):
+    """Call-level certification: every statistical PASS saw at least the calls that expose a
+    fault striking 1 call in 20 and says which fraction could still hide."""
+    for r in run.all_results():
+        if r.statistical and r.verdict == "PASS":
+            assert r.details.get("hidden_fault_fraction") is not None, (r.target, r.check)
+            assert r.details["hidden_fault_fraction"] <= 0.05 + 1e-12, (r.target, r.check)

@@ -1,7 +1,7 @@
 """The quality report machinery runs end to end on a tiny budget (the real run is `make quality`)."""
 from __future__ import annotations
 
-from dropverify.quality import FAMILIES, _plots, calibrate, power_curve, quality_markdown
+from dropverify.quality import FAMILIES, _plots, calibrate, false_passes, power_curve, quality_markdown
 
 
 def test_quality_pipeline_on_a_tiny_budget(tmp_path):
@@ -14,6 +14,10 @@ def test_quality_pipeline_on_a_tiny_budget(tmp_path):
     images = _plots(tmp_path, calib, power)
     kills = [{"name": "m", "variant": "dropout", "bug_class": "c", "source": "s", "expected": ["x"],
               "verdicts": {"x": "FAIL"}, "killed": True}]
-    md = quality_markdown(kills, calib, power, images, seed=1)
+    fpass = false_passes(seeds=2, base_seed=5, alphas=(0.05,))
+    assert len(fpass) >= 3 and all(r["seeds"] == 2 and sum(r["verdicts"].values()) == 2 for r in fpass)
+    assert all(r["deviation"] > r["margin"] for r in fpass)
+    md = quality_markdown(kills, calib, power, images, seed=1, fpass=fpass)
     assert "Kill rate: **1 / 1**" in md and "drop_rate_matches_by_binomial" in md
+    assert "False passes against faults that strike whole calls" in md and "StaleMask" in md
     assert (tmp_path / images["calibration"]).exists() and (tmp_path / images["power"]).exists()
