@@ -45,11 +45,12 @@ def variance_informative(ctx: CheckContext) -> bool:
 def _mean_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray], float]:
     """Per-call statistic whose expectation is 0 under the contract.
 
-    Multiplicative contracts: the mean signed relative error (y - E[y]) / E[y] (a 2 % scale
-    bug shifts it by 0.02 whatever the input signs; dividing by |E[y]| would let positive and
-    negative inputs cancel it). Others: the mean standardised error sign(E[y]) (y - E[y]) / sd[y]
-    (a scale error shifts it one way on signed inputs). Aggregate contracts (DropBlock): mean
-    of y / x - 1 over the call.
+    Signed, so that a bias moves it the same way whatever the sign of the input (the probe is
+    signed): multiplicative contracts use the relative error (y - E[y]) / E[y] (a 2 % scale
+    bug shifts it by 0.02 on inputs of either sign; with |E[y]| it would cancel). Others: the
+    standardised error (y - E[y]) / (sd[y] * sign(E[y] - dropped value)) (a rate bias of
+    zoneout moves every element towards its dropped value). Aggregate contracts (DropBlock):
+    mean of y / x - 1 over the call.
     """
     c = ctx.contract
     x = np.asarray(inputs[0], np.float64)
@@ -60,7 +61,10 @@ def _mean_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarray],
         scale = mu
     else:
         var = c.output_variance(inputs, ctx.params) if c.output_variance is not None else None
-        scale = np.sqrt(np.asarray(var, np.float64)) * np.sign(mu) if var is not None else mu
+        scale = np.sqrt(np.asarray(var, np.float64)) if var is not None else mu
+        if var is not None and c.dropped_value is not None:
+            side = np.sign(mu - np.asarray(c.dropped_value(inputs, ctx.params), np.float64))
+            scale = scale * np.where(side < 0, -1.0, 1.0)
     ok = scale != 0
     mu, scale = np.broadcast_to(mu, x.shape if mu.ndim == 0 else mu.shape), np.where(ok, scale, 1.0)
     return lambda y: float(np.mean(((np.asarray(y, np.float64) - mu) / scale)[np.broadcast_to(ok, mu.shape)]))
