@@ -348,6 +348,13 @@ def inverted_scale(p: float) -> float:
     return 0.0 if p >= 1.0 else 1.0 / (1.0 - p)
 
 
+def _close(y: np.ndarray, v: np.ndarray, rtol: float, atol: float) -> np.ndarray:
+    """``np.isclose(y, v, rtol, atol)`` for finite ``v`` without its generality (about twice as
+    fast on the hot path of every statistical check); equal infinities count as close."""
+    with np.errstate(invalid="ignore"):
+        return (np.abs(y - v) <= atol + rtol * np.abs(v)) | (y == v)
+
+
 def decode_by_values(contract: Contract, inputs: Inputs, y: np.ndarray, params: Params) -> Decoded:
     """Generic decoder: dropped where y equals the dropped value, valid where y equals
     the dropped value or the kept value (float tolerance of y's dtype).
@@ -364,12 +371,12 @@ def decode_by_values(contract: Contract, inputs: Inputs, y: np.ndarray, params: 
             multiplier = np.where(x != 0, y64 / x, np.nan)
         return Decoded(dropped=None, valid=np.isfinite(y64) | ~np.isfinite(x), multiplier=multiplier)
     dropped_v = np.broadcast_to(np.asarray(contract.dropped_value(inputs, params), np.float64), y64.shape)
-    dropped = np.isclose(y64, dropped_v, rtol=rtol, atol=atol)
+    dropped = _close(y64, dropped_v, rtol, atol)
     valid = dropped.copy()
     ambiguous = None
     if contract.kept_value is not None:
         kept_v = np.broadcast_to(np.asarray(contract.kept_value(inputs, params, dropped), np.float64), y64.shape)
-        valid |= np.isclose(y64, kept_v, rtol=rtol, atol=atol)
+        valid |= _close(y64, kept_v, rtol, atol)
         if not contract.multiplicative:
             ambiguous = kept_v == dropped_v   # e.g. zoneout where h_prev == h_new
     if contract.multiplicative:

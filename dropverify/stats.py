@@ -168,11 +168,16 @@ def t_test_power(n: int, effect: float, alpha: float) -> float:
 
 def mean_mdd(n: int, sd: float, alpha: float, power: float) -> float:
     """Smallest |mean shift| a two-sided one-sample t-test detects with probability
-    ``power`` from ``n`` samples, in the units of ``sd`` (solved on the noncentral t)."""
+    ``power`` from ``n`` samples, in the units of ``sd`` (solved on the noncentral t; from
+    ``n`` >= 100 the t-quantile approximation (t_{alpha/2, n-1} + t_{power, n-1}) sd / sqrt(n)
+    times (1 + 2/n), which is far cheaper and errs on the safe side: for alpha in [1e-8, 1e-2]
+    it overstates the exact value by 0 to 2.1 % — tests/test_stats.py)."""
     if n < 3 or not np.isfinite(sd):
         return math.inf
     if sd == 0:
         return 0.0
+    if n >= 100:
+        return float((sps.t.isf(alpha / 2, n - 1) + sps.t.isf(1 - power, n - 1)) * sd / math.sqrt(n) * (1 + 2 / n))
     from scipy.optimize import brentq
     hi = 2.0 * (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n - 2) + 1.0
     while t_test_power(n, hi, alpha) < power:

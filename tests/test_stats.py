@@ -84,3 +84,16 @@ def test_holm_matches_statsmodels_and_controls_order():
     assert list(reject) == [True, False, False, False]
     assert adj[0] == pytest.approx(0.04)
     assert math.isclose(adj[1], 0.09) and math.isclose(adj[2], 0.09)
+
+
+def test_mean_mdd_fast_path_errs_on_the_safe_side():
+    """From n = 100 mean_mdd uses t quantiles; it must never understate the exact MDD solved on
+    the noncentral t, and stay within 2.5 %."""
+    from scipy.optimize import brentq
+
+    from dropverify.stats import mean_mdd, t_test_power
+    for n in (100, 150, 300, 1000, 5000):
+        for alpha in (1e-2, 1e-4, 1e-6, 1e-8):
+            exact = brentq(lambda d: t_test_power(n, d, alpha) - 0.99, 0.0, 5.0, xtol=1e-12)
+            ratio = mean_mdd(n, 1.0, alpha, 0.99) / exact
+            assert 1.0 <= ratio <= 1.025, (n, alpha, ratio)

@@ -17,7 +17,7 @@ from dropverify.runner import verify  # noqa: E402
 from dropverify.targets import get_target, target_names  # noqa: E402
 from dropverify.targets.keras_layers import TARGETS, KerasTarget, keras_spec  # noqa: E402
 
-SETTINGS = Settings(max_calls=200, max_units=400_000, seed=20261126)
+SETTINGS = Settings(max_calls=400, max_units=400_000, seed=20261126, fault_fraction=0.1)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -23,10 +23,10 @@ from dropverify.targets import get_target, target_names  # noqa: E402
 from dropverify.targets import torchvision_ops as tv  # noqa: E402
 
 SEED = 20261126
-SMALL = Settings(seed=SEED, max_calls=300)
+SMALL = Settings(seed=SEED, max_calls=400, fault_fraction=0.1)
 # batch-mode stochastic depth has ONE mask unit per call: the moment checks' samples of
 # min_units_per_sample units (20 pilot samples, not capped by max_calls) would take 40000 calls
-SETTINGS = {"torchvision:StochasticDepth[batch]": Settings(seed=SEED, max_calls=300, min_units_per_sample=50)}
+SETTINGS = {"torchvision:StochasticDepth[batch]": Settings(seed=SEED, max_calls=400, min_units_per_sample=50, fault_fraction=0.1)}
 
 CONTIGUITY = "dropped_set_is_union_of_blocks"
 VALUES = ("multiplier_values_exact[contiguous]", "multiplier_values_exact[transposed]",
@@ -229,7 +229,11 @@ def test_timm_declared_valid_scheme_is_refuted():
     assert d["declared_scheme"] == "valid" and d["identified_scheme"] == "anywhere"
     rate = result(run, "block_rate_matches_by_t_test").details
     assert rate["measured_mean_rate"] > 1.15 * rate["theory_mean_rate"]
-    assert result(run, "gamma_matches_by_binomial").estimate > 3 * result(run, "gamma_matches_by_binomial").expected
+    gamma = result(run, "gamma_matches_by_binomial")
+    # the fit reads timm's real gamma (the paper's, valid-region corrected) under the scheme it really uses,
+    # instead of a corner rate misread under the declared scheme
+    assert gamma.details["identified_scheme"] == "anywhere" and "paper" in gamma.details["matched_gamma_rules"]
+    assert gamma.estimate == pytest.approx(gamma.expected, rel=0.1)
 
 
 @pytest.mark.parametrize("name", ["timm:DropBlock2d[couple_channels=False]", "timm:DropBlock2d[block_size=4]"])
