@@ -36,7 +36,7 @@ verify-thirdparty: install-thirdparty
 	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --out reports/thirdparty; test $$? -le 1
 
 test: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile
 
 quality: install-dev
 	KERAS_BACKEND=torch $(PY) -m dropverify.quality --seed $(SEED) --out reports

@@ -125,7 +125,7 @@ def _withdraw_all(out: List[CheckResult], root: CheckResult) -> Tuple[List[Check
     withdrawn = []
     for i, r in enumerate(out):
         if r.verdict == FAIL and r.statistical and r.check != "masks_fresh_across_calls_by_fisher":
-            out[i] = r.with_(verdict=INCONCLUSIVE, certified=False,
+            out[i] = r.with_(verdict=INCONCLUSIVE, certified=False, p_value=1.0,
                              message=f"not assessed (calls are not independent: {text}) [" +
                                      r.message.split(" [", 1)[-1],
                              details={**r.details, "withdrawn_because": text, "p_pooled_fail": r.p_value})

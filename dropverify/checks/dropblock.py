@@ -195,13 +195,16 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     FAIL side (valid under the contract, false alarm <= alpha): Bonferroni over the exact
     binomial test of the drop rate q0 = 1 - (1-gamma)^K_min at the position the contract's
     scheme covers with the fewest seeds (a corner, K=1, under the valid scheme), pooled over
-    units, and the t-test of that position's per-call rate. Estimate and interval shown:
-    gamma fitted by maximum likelihood over the whole map under the IDENTIFIED seed scheme and
-    the layer's measured channel sharing (sandwich likelihood-ratio interval), so a layer
-    seeding anywhere with p/bs^2 reads gamma ~ p/bs^2, not a corner rate on the wrong scheme.
-    PASS: the per-call t interval of the corner rate, mapped to the gamma scale, lies within
+    units, and the t-test of the per-call mean drop rate against its theory
+    g(gamma) = mean_i 1 - (1-gamma)^K_i. Estimate and interval shown: gamma fitted by maximum
+    likelihood over the whole map under the IDENTIFIED seed scheme and the layer's measured
+    channel sharing (sandwich likelihood-ratio interval), so a layer seeding anywhere with
+    p/bs^2 reads gamma ~ p/bs^2, not a corner rate on the wrong scheme. PASS: the t interval
+    of the per-call mean rate (independent calls), mapped through g^-1, lies within
     gamma ± gamma_rel x gamma from at least ``calls_to_expose`` calls, and so does the fitted
     interval. The details name the scheme, the gamma rule matched and the channel sharing."""
+    from scipy.optimize import brentq
+
     from ._calls import Lane, call_level_look, call_plan
     from ..stats import calls_to_expose, hidden_fault_fraction
     coverage = np.asarray(ctx.contract.extra["coverage"](ctx.params, ctx.shape)).reshape(_positions_shape(ctx))
@@ -209,54 +212,65 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     pos = np.unravel_index(int(np.argmin(coverage)), coverage.shape)
     k_min = int(coverage[pos])
     q0 = 1 - (1 - gamma) ** k_min
-    to_gamma = lambda q: 1 - (1 - min(max(q, 0.0), 1.0)) ** (1.0 / k_min)  # noqa: E731
-    to_q = lambda g: 1 - (1 - min(max(g, 0.0), 1.0)) ** k_min  # noqa: E731
+    ks = coverage.reshape(-1).astype(np.float64)
+    g = lambda x: float(np.mean(1 - (1 - min(max(x, 0.0), 1.0)) ** ks))  # noqa: E731  mean rate at gamma x
     margin_g = ctx.settings.gamma_rel * gamma
-    band_q = (to_q(gamma - margin_g), to_q(gamma + margin_g))
-    margin_q = min(q0 - band_q[0], band_q[1] - q0)  # the gamma band, on the q scale (inside it)
+    r0 = g(gamma)
+    margin_r = min(r0 - g(gamma - margin_g), g(gamma + margin_g) - r0)  # the gamma band on the rate scale
+
+    def g_inv(r: float) -> float:
+        if not math.isfinite(r) or r <= 0:
+            return 0.0
+        if r >= g(1.0):
+            return 1.0
+        return float(brentq(lambda x: g(x) - r, 0.0, 1.0, xtol=1e-12))
+
     inputs = ctx.probe(102)
     hits = {"k": 0, "n": 0}
     fit = _FitData(tuple(ctx.shape[2:]))
     last: Dict[str, Any] = {}
-    lane = Lane("corner")
+    lane = Lane("mean rate")
 
     def sink(y: np.ndarray) -> None:
         dropped = ctx.decode(inputs, y).dropped
         fit.add(dropped)
         units = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
-        k = int(units[(slice(None),) + pos].sum())
-        hits["k"] += k
+        hits["k"] += int(units[(slice(None),) + pos].sum())
         hits["n"] += units.shape[0]
-        lane.samples.append(k / units.shape[0])
+        lane.samples.append(float(units.mean()))
 
-    def pooled(alpha: float):
-        lk = binomial_look(hits["k"], hits["n"], q0, alpha, margin_q, ctx.settings.power)
-        return lk.p_value, lk.mdd
+    def corner(alpha: float):
+        lk = binomial_look(hits["k"], hits["n"], q0, alpha, 1.0, ctx.settings.power)
+        return lk.p_value, math.nan
 
-    lane.components["pooled"] = pooled
-    upc = int(unit_view(ctx, np.empty(ctx.shape, bool), keepdims=True).size // coverage.size)
-    plan = call_plan(ctx, math.sqrt(q0 * (1 - q0) / max(upc, 1)), margin_q)
+    lane.components["corner"] = corner
+    upc = int(unit_view(ctx, np.empty(ctx.shape, bool), keepdims=True).size)
+    plan = call_plan(ctx, math.sqrt(r0 * (1 - r0) / max(upc, 1)), margin_r)
     n_min = calls_to_expose(ctx.settings.fault_fraction, plan.alpha_per_look)
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 102), sink)
 
     def evaluate(alpha_look: float) -> Look:
         record: Dict[str, Any] = {"fault_fraction": ctx.settings.fault_fraction}
-        lk = call_level_look(lane, q0, alpha_look, margin_q, ctx.settings.power, n_min, record)
+        lk = call_level_look(lane, r0, alpha_look, margin_r, ctx.settings.power, n_min, record)
         ident = fit.identify(ctx, 1 - alpha_look)
-        last.update(ident=ident, record=record, hidden=hidden_fault_fraction(lk.n, alpha_look))
+        band = (g_inv(lk.ci.low), g_inv(lk.ci.high))
+        last.update(ident=ident, record=record, hidden=hidden_fault_fraction(lk.n, alpha_look),
+                    per_call_gamma_interval=band)
         if ident is None:
             est, ci = math.nan, (0.0, 1.0)
         else:
             est, ci = ident.fit.gamma, ident.fit.ci
-        fitted_inside = gamma - margin_g <= ci[0] and ci[1] <= gamma + margin_g
-        return Look(est, gamma, lk.p_value, Interval(ci[0], ci[1], 1 - alpha_look), lk.n,
-                    (to_gamma(q0 + lk.mdd) - gamma) if math.isfinite(lk.mdd) else math.inf,
-                    margin_g, alpha_look, equivalent=lk.certifies and fitted_inside)
+        inside = lambda lo, hi: gamma - margin_g <= lo and hi <= gamma + margin_g  # noqa: E731
+        mdd = (g_inv(r0 + lk.mdd) - gamma) if math.isfinite(lk.mdd) else math.inf
+        return Look(est, gamma, lk.p_value, Interval(ci[0], ci[1], 1 - alpha_look), lk.n, mdd, margin_g,
+                    alpha_look, equivalent=lk.certifies and inside(*band) and inside(*ci))
 
     def details() -> Dict[str, Any]:
         out = {"position": tuple(int(i) for i in pos), "covering_seeds": k_min,
                "position_drop_rate": hits["k"] / max(hits["n"], 1), "expected_position_rate": q0,
-               "fail_side": "exact binomial and per-call t-test at the contract's least-covered position",
+               "fail_side": "exact binomial at the contract's least-covered position; t-test of the per-call "
+                            "mean rate against g(gamma)",
+               "per_call_gamma_interval": last.get("per_call_gamma_interval"),
                "calls": advance.done, "calls_to_expose": n_min,
                "hidden_fault_fraction": last.get("hidden"), **last.get("record", {})}
         out.update(_fit_details(ctx, last.get("ident")))

@@ -221,6 +221,8 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
         moved = np.moveaxis(arr.astype(np.float64), pos_axes, tuple(range(arr.ndim - len(pos_axes), arr.ndim)))
         return moved.reshape((-1, int(np.prod([arr.shape[a] for a in pos_axes], dtype=np.int64))))
 
+    same = [{"all": True, "events": 0} for _ in lanes]
+
     def sink(items) -> None:
         for i, item in enumerate(items):
             u, v = rows(item[0]), rows(item[1])
@@ -228,6 +230,11 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
                 raise TargetError("fewer than two independent units per position: no within-step covariance")
             cov = np.sum((u - u.mean(0)) * (v - v.mean(0)), axis=0) / (u.shape[0] - 1)
             objs[i].samples.append(float(cov.sum() / norm))
+            same[i]["all"] = same[i]["all"] and bool(np.array_equal(u, v))
+            same[i]["events"] += int(u.sum())
+
+    for i, lane in enumerate(objs):
+        lane.identical = (lambda i=i: same[i]["all"] and same[i]["events"] > 0)
 
     name = name.replace("_by_fisher", "_by_cross_product_t_test")
     advance = CallCounter(_Steps(step), sink)

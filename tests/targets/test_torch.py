@@ -17,7 +17,7 @@ from dropverify.runner import verify  # noqa: E402
 from dropverify.targets import get_target  # noqa: E402
 from dropverify.targets.torch_nn import TARGETS, TorchTarget, to_tensor, torch_spec  # noqa: E402
 
-SMALL = Settings(seed=20261126, max_calls=400, max_units=400_000, fault_fraction=0.1)
+SMALL = Settings(seed=20261126, max_calls=1500, max_units=400_000, fault_fraction=0.1)
 
 # checks that must not PASS, per target; every other check must PASS
 _ATTENTION = {"invalid_p_rejected": "FAIL"}  # p < 0 silently means "no dropout"
