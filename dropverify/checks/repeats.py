@@ -26,8 +26,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._core import (CheckContext, CheckResult, TargetError, error_result, exact_result, mask_values,
-                    skipped_result, unit_view)
+from ._core import (CheckContext, CheckResult, NotInformative, TargetError, error_result, exact_result,
+                    mask_values, unit_view)
+
 
 NAME = "masks_never_repeat_by_hash"
 
@@ -326,7 +327,7 @@ def masks_never_repeat_by_hash(ctx: CheckContext) -> List[CheckResult]:
         classes = plan_classes(ctx, first, binary)
         if not any(c.active for c in classes.values()):
             reasons = "; ".join(f"{k}: {c.skip_reason}" for k, c in classes.items())
-            return [skipped_result(ctx, NAME, f"masks too short for exact repeat detection ({reasons})")]
+            raise NotInformative(f"masks too short for exact repeat detection ({reasons})")
         call_units = [np.asarray(unit_view(ctx, first))] + [draw(stream) for _ in range(CALLS - 1)]
         seed_units: List[Tuple[int, int, np.ndarray]] = []
         if classes["seeds"].active:

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 
-from dropverify.checks import ERROR, FAIL, PASS, Settings  # noqa: E402
+from dropverify.checks import ERROR, FAIL, INCONCLUSIVE, PASS, Settings  # noqa: E402
 from dropverify.contracts import get_contract  # noqa: E402
 from dropverify.runner import TargetRun, verify  # noqa: E402
 from dropverify.targets import get_target, target_names  # noqa: E402
@@ -179,7 +179,8 @@ def test_torchvision_even_block_size_is_rejected_in_forward():
 @pytest.mark.parametrize("name", ["torchvision:StochasticDepth[row]", "torchvision:StochasticDepth[batch]"])
 def test_torchvision_stochastic_depth_passes(name):
     run = run_of(name)
-    assert_only(run, {})
+    # batch mode is one draw per call: certifying the mean to 1 % takes ~10^5 calls, beyond this test's budget
+    assert_only(run, {"expectation_matches_by_t_test": INCONCLUSIVE} if name.endswith("[batch]") else {})
     if name.endswith("[row]"):
         assert "mask_constant_along_shared_axes" in verdicts(run)
 
