@@ -143,11 +143,15 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     log_match = math.log(qe * qe + (1 - qe) * (1 - qe)) if binary else -math.inf
 
     def identical_component(i: int):
+        """Steps whose pairs are ALL equal (with at least one event): under the contract each
+        step is so with probability at most pi = (q^2 + (1-q)^2)^n, independently, so their
+        count K is stochastically below Binomial(S, pi): p = P(Bin(S, pi) >= K)."""
         def comp(alpha: float):
             t = tables[i]
             if not t["identical_steps"]:
                 return 1.0, math.nan
-            return float(min(1.0, len(t["n"]) * math.exp(min(t["n"]) * log_match))), math.nan
+            pi = math.exp(min(t["n"]) * log_match)
+            return float(sps.binom.sf(t["identical_steps"] - 1, len(t["n"]), pi)), math.nan
         return comp
 
     def step_component(i: int):
