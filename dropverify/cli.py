@@ -116,9 +116,11 @@ def _finish(run, out: Optional[str], title: str, quiet: bool) -> int:
         for cause in target.root_causes:
             print(f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]")
         explained = {c for cause in target.root_causes if cause.kind == "ERROR" for c in cause.evidence}
+        explained |= {cause.evidence[0] for cause in target.root_causes
+                      if cause.summary.startswith(f"{cause.evidence[0]}:")}
         for r in target.results:
             if r.check in explained:
-                continue  # identical ERRORs are one root-cause line
+                continue  # already said in full by its root-cause line
             if r.verdict == "FAIL" or (r.verdict == "INCONCLUSIVE" and not quiet):
                 print(f"    {r.verdict}: {r.check}: {r.message}")
     print(f"{'OK' if run.ok else 'NOT OK'}: {len(run.targets)} target(s), "

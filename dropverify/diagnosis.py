@@ -46,7 +46,7 @@ class RootCause:
 
 
 def _short(message: str) -> str:
-    return message.split(" [")[0]
+    return message.rsplit(" [", 1)[0] if message.endswith("]") else message
 
 
 def _axis_words(axis: int, layout: str) -> str:
@@ -127,7 +127,7 @@ def _withdraw_all(out: List[CheckResult], root: CheckResult) -> Tuple[List[Check
         if r.verdict == FAIL and r.statistical and r.check != "masks_fresh_across_calls_by_fisher":
             out[i] = r.with_(verdict=INCONCLUSIVE, certified=False, p_value=1.0,
                              message=f"not assessed (calls are not independent: {text}) [" +
-                                     r.message.split(" [", 1)[-1],
+                                     r.message.rsplit(" [", 1)[-1],
                              details={**r.details, "withdrawn_because": text, "p_pooled_fail": r.p_value})
             withdrawn.append(r.check)
     withdrawn += [r.check for r in out if r.verdict != FAIL and r.details and r.details.get("withdrawn_because")
@@ -172,7 +172,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
                 continue  # the per-call evidence alone establishes this deviation too
             out[i] = r.with_(verdict=INCONCLUSIVE, p_value=p_seq, certified=False,
                              message=f"not assessed from pooled units (they are not independent: {root}); "
-                                     f"per-call evidence alone p={p_seq:.3g} [" + r.message.split(" [", 1)[-1],
+                                     f"per-call evidence alone p={p_seq:.3g} [" + r.message.rsplit(" [", 1)[-1],
                              details={**r.details, "withdrawn_because": root, "p_pooled_fail": r.p_value})
             withdrawn.append(r.check)
     structural = [r for r in out if r.verdict == FAIL and r.check not in supporting

@@ -178,8 +178,8 @@ def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
         verdict = FAIL if rej else (PASS if r.certified else INCONCLUSIVE)
         message = r.message
         if verdict == FAIL and r.verdict != FAIL:
-            message = message.split(" [")[0] + f"; rejected by Holm at run level (p_adj={adj:.3g}) [" + \
-                message.split(" [", 1)[-1]
+            message = message.rsplit(" [", 1)[0] + f"; rejected by Holm at run level (p_adj={adj:.3g}) [" + \
+                message.rsplit(" [", 1)[-1]
         new[i][j] = r.with_(p_adjusted=float(adj), verdict=verdict, message=message)
     out = []
     for t, res in zip(runs, new):

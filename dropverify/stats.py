@@ -240,12 +240,13 @@ def hidden_fault_fraction(n_calls: int, alpha: float) -> float:
     return float(-math.expm1(math.log(alpha) / n_calls))
 
 
-def calls_to_expose(fault_fraction: float, alpha: float) -> int:
-    """Calls needed so that a fault striking a fraction ``fault_fraction`` of calls appears in
-    at least one of them with probability >= 1 - alpha: ceil(ln(1/alpha) / -ln(1 - f))."""
+def calls_to_expose(fault_fraction: float, alpha: float, calls_per_step: int = 1) -> int:
+    """Independent steps (of ``calls_per_step`` calls each) needed so that a fault striking a
+    fraction ``fault_fraction`` of calls appears in at least one of the calls seen with
+    probability >= 1 - alpha: ceil(ln(1/alpha) / (-calls_per_step ln(1 - f)))."""
     if not 0 < fault_fraction < 1:
         return 1
-    return int(math.ceil(math.log(1.0 / alpha) / -math.log1p(-fault_fraction)))
+    return int(math.ceil(math.log(1.0 / alpha) / (-max(calls_per_step, 1) * math.log1p(-fault_fraction))))
 
 
 def per_call_binomial_p(counts: Sequence[int], n: int, q: float) -> float:

@@ -31,14 +31,22 @@ MIN_SAMPLES = 20  # per-step samples a t interval needs at least (beside the fau
 Component = Callable[[float], Tuple[float, float]]
 
 
+def steps_to_expose(ctx: CheckContext, alpha: float, calls_per_step: int = 1) -> int:
+    """Independent steps a PASS needs: enough that a fault striking ``fault_fraction`` of calls
+    was present in one of the calls seen (probability >= 1 - alpha), and MIN_SAMPLES at least
+    (the t interval needs a few samples even when each step holds many calls)."""
+    return max(MIN_SAMPLES, calls_to_expose(ctx.settings.fault_fraction, alpha, calls_per_step))
+
+
 def call_plan(ctx: CheckContext, sd_null: float, margin: float, lanes: int = 1,
-              steps_cap: Optional[int] = None, steps_per_sample: int = 1) -> SequentialPlan:
+              steps_cap: Optional[int] = None, steps_per_sample: int = 1,
+              calls_per_step: int = 1) -> SequentialPlan:
     """Looks (in independent steps) for a call-level test: enough steps that the t interval
     fits the margin when the per-step standard deviation is ``sd_null`` (planned for the
     margin / DESIGN_FACTOR), never fewer than the steps that expose a fault in
     ``fault_fraction`` of them, at most ``max_calls`` (or ``steps_cap``)."""
     alpha_look = ctx.alpha_each / N_LOOKS
-    n_min = calls_to_expose(ctx.settings.fault_fraction, alpha_look)
+    n_min = steps_to_expose(ctx, alpha_look, calls_per_step)
     if sd_null > 0 and math.isfinite(sd_null):
         needed = mean_n_for(margin / DESIGN_FACTOR, sd_null, alpha_look / lanes, ctx.settings.power)
         needed = max(needed, MIN_SAMPLES) * steps_per_sample
@@ -90,10 +98,10 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
 
 def run_call_level(ctx: CheckContext, name: str, quantity: str, plan: SequentialPlan, advance: CallCounter,
                    lanes: Sequence[Lane], expected: float, margin: float, n_unit: str,
-                   details: Optional[Callable[[], Mapping[str, Any]]] = None) -> CheckResult:
+                   details: Optional[Callable[[], Mapping[str, Any]]] = None, calls_per_step: int = 1) -> CheckResult:
     """Drive a call-level check over its looks; several lanes are combined by Bonferroni
     (p = L x min lane p; certified when every lane is; the worst lane is shown)."""
-    n_min = calls_to_expose(ctx.settings.fault_fraction, plan.alpha_per_look)
+    n_min = steps_to_expose(ctx, plan.alpha_per_look, calls_per_step)
     record: Dict[str, Any] = {"fault_fraction": ctx.settings.fault_fraction, "calls_to_expose": n_min}
 
     def evaluate(alpha_look: float) -> Look:
@@ -105,10 +113,11 @@ def run_call_level(ctx: CheckContext, name: str, quantity: str, plan: Sequential
                                                       if math.isfinite(looks[i].estimate) else 0))
         w = looks[worst]
         record.clear()
-        record.update({"fault_fraction": ctx.settings.fault_fraction, "calls_to_expose": n_min,
+        record.update({"fault_fraction": ctx.settings.fault_fraction, "steps_to_expose": n_min,
+                       "calls_per_step": calls_per_step,
                        "worst_lane": lanes[worst].name, **lane_records[worst]})
         record["p_call_level"] = min(1.0, len(lanes) * min(r["p_call_level"] for r in lane_records))
-        record["hidden_fault_fraction"] = hidden_fault_fraction(w.n, alpha_look)
+        record["hidden_fault_fraction"] = hidden_fault_fraction(w.n * calls_per_step, alpha_look)
         ident = [ln.name for ln in lanes if ln.identical is not None and ln.identical()]
         if ident:
             record["identical"] = ", ".join(ident)

@@ -417,7 +417,7 @@ class TPlan:
 
 
 def two_stage_t_plan(ctx: CheckContext, advance: "CallCounter", samples: Sequence[List[float]], tol: float,
-                     lanes: int = 1, calls_per_sample: int = 1) -> TPlan:
+                     lanes: int = 1, calls_per_sample: int = 1, calls_per_step: int = 1) -> TPlan:
     """Two-stage design for the t-tests: a pilot of PILOT samples sizes the test from its
     spread, then is DISCARDED, so the test sees only fresh samples whose number does not
     depend on them (the t-test's level is exact given n). Raises TargetError from the pilot.
@@ -431,7 +431,8 @@ def two_stage_t_plan(ctx: CheckContext, advance: "CallCounter", samples: Sequenc
     from ..stats import DESIGN_FACTOR, calls_to_expose
     alpha_look = ctx.alpha_each / 4 / lanes
     needed = max(mean_n_for(tol / DESIGN_FACTOR, sd, alpha_look, ctx.settings.power),
-                 calls_to_expose(ctx.settings.fault_fraction, ctx.alpha_each / 4))
+                 calls_to_expose(ctx.settings.fault_fraction, ctx.alpha_each / 4, calls_per_sample * calls_per_step),
+                 20)
     base = SequentialPlan.geometric(ctx.alpha_each, ctx.settings.power,
                                     min(ctx.settings.max_calls, max(needed, PILOT) * calls_per_sample))
     looks = tuple(sorted({pilot_calls + max(k, PILOT * calls_per_sample) for k in base.looks}))

@@ -58,7 +58,7 @@ def _minority(ctx: CheckContext) -> Tuple[bool, float]:
 
 
 def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], pairs_per_step: int,
-               step, n_unit: str) -> CheckResult:
+               step, n_unit: str, calls_per_step: int = 1) -> CheckResult:
     """Shared driver over several *lanes* (pairings: offsets along an axis, lags between
     calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one independent step
     (one call, or one group of calls).
@@ -77,7 +77,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     independent steps.
     Continuous noise: the per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
     if _nonuniform(ctx):
-        return _stratified_pair_test(ctx, name, quantity, lanes, step)
+        return _stratified_pair_test(ctx, name, quantity, lanes, step, calls_per_step)
     from ..stats import per_step_hypergeom_p
     from ._calls import Lane, call_plan, run_call_level
     drop_event, qe = _minority(ctx)
@@ -94,7 +94,8 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     else:
         margin = ctx.settings.correlation_tol
         sd_null = 1 / math.sqrt(n)
-    plan = call_plan(ctx, sd_null, margin, lanes=len(lanes), steps_per_sample=per_sample)
+    plan = call_plan(ctx, sd_null, margin, lanes=len(lanes), steps_per_sample=per_sample,
+                     calls_per_step=calls_per_step)
     tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "o": 0.0, "m": 0}
               for _ in lanes]
     pooled_uv: List[List[List[np.ndarray]]] = [[[], []] for _ in lanes]
@@ -182,6 +183,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     scale = "within-step (c - a b) / q_e^2, about P(event | partner event) / P(event) - 1" if binary \
         else "Pearson correlation"
     return run_call_level(ctx, name, quantity, plan, advance, objs, 0.0, margin, "independent steps",
+                          calls_per_step=calls_per_step,
                           details=lambda: {"steps": advance.done, "statistic": scale,
                                            "event": ("dropped" if drop_event else "kept") if binary else None,
                                            "event_rate": qe if binary else None, "pairs_per_step": pairs_per_step,
@@ -199,7 +201,8 @@ class _Steps:
         return self.step()
 
 
-def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], step) -> CheckResult:
+def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], step,
+                          calls_per_step: int = 1) -> CheckResult:
     """Pair test for masks whose drop probability varies by position (DropBlock, depth
     schedules).
 
@@ -244,11 +247,11 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     advance = CallCounter(_Steps(step), sink)
     try:
         tp = two_stage_t_plan(ctx, advance, [ln.samples for ln in objs], ctx.settings.dependence_rr,
-                              lanes=len(lanes))
+                              lanes=len(lanes), calls_per_step=calls_per_step)
     except TargetError as exc:
         return error_result(ctx, name, str(exc), statistical=True)
     return run_call_level(ctx, name, quantity.replace("correlation", "excess_relative_risk"), tp.plan, advance,
-                          objs, 0.0, tp.margin, "independent steps",
+                          objs, 0.0, tp.margin, "independent steps", calls_per_step=calls_per_step,
                           details=lambda: {"steps": advance.done, "pairings": ", ".join(lanes),
                                            "statistic": "sum over positions of the covariance across units / "
                                                         "sum of q_e^2 (q_e-weighted RR - 1)"})
@@ -317,7 +320,7 @@ def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     return [_pair_test(ctx, FRESH, "correlation_across_calls", [f"lag {k}" for k in LAGS], per, step,
-                       "unit pairs")]
+                       "unit pairs", calls_per_step=max(LAGS) + 1)]
 
 
 FLAT = "masks_independent_at_flat_offsets_by_fisher"
@@ -375,7 +378,8 @@ def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:
         return [(unit_view(ctx, a, keepdims=True), unit_view(ctx, b, keepdims=True), binary)]
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
-    return [_pair_test(ctx, SEEDS, "correlation_seeds", ["seed s vs s+1"], per, step, "unit pairs")]
+    return [_pair_test(ctx, SEEDS, "correlation_seeds", ["seed s vs s+1"], per, step, "unit pairs",
+                       calls_per_step=2)]
 
 
 def seed_streams_do_not_overlap(ctx: CheckContext) -> List[CheckResult]:
@@ -396,7 +400,7 @@ def seed_streams_do_not_overlap(ctx: CheckContext) -> List[CheckResult]:
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     return [_pair_test(ctx, OVERLAP, "correlation_adjacent_seed_streams", ["call 1 of s vs call 0 of s+1"], per,
-                       step, "unit pairs")]
+                       step, "unit pairs", calls_per_step=3)]
 
 
 def independence_checks(ctx: CheckContext) -> List[CheckResult]:

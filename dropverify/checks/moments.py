@@ -106,7 +106,7 @@ def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callabl
         return [error_result(ctx, name, str(exc), statistical=True)]
     return [run_call_level(
         ctx, name, quantity, tp.plan, advance, [lane], 0.0, tp.margin,
-        f"samples of {calls_per_sample} call(s)",
+        f"samples of {calls_per_sample} call(s)", calls_per_step=calls_per_sample,
         details=lambda: {"calls": advance.done, "calls_per_sample": calls_per_sample, "pilot_sd": tp.sd,
                          "requested_margin": tol, "n_max": tp.n_max})]
 
