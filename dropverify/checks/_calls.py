@@ -10,9 +10,10 @@ alternatives that matter. Every certifying check therefore has two sides:
   Bonferroni (p = k x min p_i), so the false-alarm rate stays at the check's alpha.
 * PASS (the margin is certified) only from per-call statistics, which are independent under
   any alternative that keeps calls independent: the t interval of their mean lies inside the
-  margin, AND at least ``calls_to_expose(fault_fraction, alpha)`` calls were seen, so a fault
-  striking a fraction >= fault_fraction of calls was present in at least one of them with
-  probability >= 1 - alpha. The report states the fraction that could still hide.
+  margin, AND enough independent steps were seen (``steps_to_expose``: a step of c calls
+  counts c times) that a fault striking a fraction >= fault_fraction of calls was present in
+  at least one of the calls with probability >= 1 - alpha, and at least MIN_SAMPLES steps.
+  The report states the fraction that could still hide.
 """
 from __future__ import annotations
 
