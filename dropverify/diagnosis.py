@@ -186,21 +186,83 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         first = bool(within) and r is within[0]
         causes.append(RootCause(text, (r.check,) + (tuple(supporting) if first else ()),
                                 tuple(withdrawn) if first else ()))
-    return out, causes + _other_causes(out, {r.check for r in structural} | set(supporting), layout)
+    return out, _merge_repeats(causes + _other_causes(out, {r.check for r in structural} | set(supporting), layout),
+                               out)
+
+
+_REPEAT_PARTNERS = {"seeds": ("seed_streams_do_not_overlap_by_fisher", "masks_independent_across_seeds_by_fisher"),
+                    "calls": ("masks_fresh_across_calls_by_fisher",)}
+
+
+def _merge_repeats(causes: List[RootCause], out: Sequence[CheckResult]) -> List[RootCause]:
+    """Exact repeats found only across seeds (or only across calls) are the same cause as the
+    seed (freshness) check that FAILed: one line, both results as its evidence."""
+    rep = next((r for r in out if r.check == "masks_never_repeat_by_hash" and r.verdict == FAIL), None)
+    if rep is None:
+        return causes
+    found = _hash_classes(rep)
+    own = next((c for c in causes if c.evidence == ("masks_never_repeat_by_hash",)), None)
+    if own is None or len(found) != 1:
+        return causes
+    partners = _REPEAT_PARTNERS.get(next(iter(found)), ())
+    host = next((c for c in causes if c is not own and any(p in c.evidence for p in partners)), None)
+    if host is None:
+        return causes
+    merged = RootCause(host.summary, host.evidence + own.evidence, host.withdrawn, host.kind)
+    return [merged if c is host else c for c in causes if c is not own]
+
+
+def _hash_classes(r: CheckResult) -> set:
+    """The classes (calls / items / seeds) in which the repeat check found exact repeats."""
+    classes = (r.details or {}).get("classes") or {}
+    return {name for name, c in classes.items() if int((c or {}).get("repeats", 0))}
+
+
+_DROPBLOCK_CONSEQUENCES = ("block_rate_matches_by_t_test", "dropped_set_is_union_of_blocks")
 
 
 def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> List[RootCause]:
-    """Every FAIL not explained by a structural cause is its own cause (DropBlock in words);
-    identical ERRORs collapse to one line."""
+    """Every FAIL not explained by a structural cause is a cause of its own, merged where one
+    cause shows in several results: the same exact check on several memory layouts, the
+    DropBlock results that read one seed scheme (with the mean rate and the block shape it
+    implies), exact repeats across seeds / calls beside the seed / freshness check that saw
+    them. Identical ERRORs collapse to one line."""
     causes: List[RootCause] = []
-    for r in out:
-        if r.verdict == FAIL and r.check not in explained:
-            text = _dropblock_summary(r) or f"{r.check}: {_short(r.message)}"
-            merged = next((c for c in causes if c.summary == text), None)
-            if merged is not None:
-                causes[causes.index(merged)] = RootCause(text, merged.evidence + (r.check,), merged.withdrawn)
-            else:
-                causes.append(RootCause(text, (r.check,)))
+    keys: Dict[str, int] = {}
+    fails = [r for r in out if r.verdict == FAIL and r.check not in explained]
+
+    def add(key: str, text: str, check: str) -> None:
+        if key in keys:
+            c = causes[keys[key]]
+            causes[keys[key]] = RootCause(c.summary, c.evidence + (check,), c.withdrawn)
+        else:
+            keys[key] = len(causes)
+            causes.append(RootCause(text, (check,)))
+
+    scheme = None
+    for r in fails:
+        words = _dropblock_summary(r)
+        if words:
+            scheme = scheme or words.split(";")[0]
+            add("dropblock:" + words.split(";")[0], words, r.check)
+    for r in fails:
+        if _dropblock_summary(r):
+            continue
+        if scheme and r.check in _DROPBLOCK_CONSEQUENCES:
+            add("dropblock:" + scheme, scheme, r.check)
+            continue
+        stem, _, lay = r.check.partition("[")
+        message = _short(r.message)
+        if lay:
+            message = message.replace(f" ({lay.rstrip(']')})", "")
+        text = structural_summary(r, layout) or f"{stem}: {message}"
+        add(stem + ":" + message, text, r.check)
+    for i, c in enumerate(causes):  # name the layouts when one exact check failed on several
+        lays = [e.partition("[")[2].rstrip("]") for e in c.evidence if "[" in e]
+        if len(lays) > 1 and c.summary.startswith(c.evidence[0].partition("[")[0] + ":"):
+            stem = c.evidence[0].partition("[")[0]
+            causes[i] = RootCause(f"{stem} on {', '.join(lays)}:" + c.summary[len(stem) + 1:], c.evidence,
+                                  c.withdrawn)
     errors: Dict[str, List[str]] = {}
     for r in out:
         if r.verdict == ERROR:
