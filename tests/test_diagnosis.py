@@ -97,3 +97,19 @@ def test_identical_errors_collapse_to_one_line():
     lines = [c for c in target.root_causes if c.kind == ERROR]
     assert len(lines) <= 2 and any("block size should be odd" in c.summary and f"in {len(c.evidence)} checks"
                                    in c.summary for c in lines)
+
+
+class StuckBatchCoin(StochasticDepth):
+    """Batch mode (one draw per call) whose generator never advances: the same coin every call."""
+
+    def draw_keep(self, shape):
+        return np.random.default_rng(1).random(self.mask_shape(shape)) >= self.p
+
+
+def test_one_draw_per_call_layers_still_get_freshness_tested():
+    """A single pair per step carries no within-step spread; steps are pooled into blocks so the
+    freshness of a one-draw-per-call layer is still tested (and a stuck coin FAILs)."""
+    spec = numpy_spec("test:StuckBatchCoin", "stochastic_depth", lambda prm: StuckBatchCoin(**prm),
+                      {"p": 0.5, "mode": "batch"}, shape=(8, 4))
+    run = verify([spec], SETTINGS, checks=["masks_fresh_across_calls_by_fisher"]).targets[0]
+    assert [r.verdict for r in run.results] == [FAIL], (run.results, run.not_applicable)

@@ -67,7 +67,8 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     (c - a b) / q_e^2: c the fraction of pairs where both show the rarer event e (dropped if
     p <= 1/2, else kept), a and b each side's fraction, q_e the contract's rate of e. It has
     mean exactly 0 under independence, about RR - 1 (RR = P(e | partner e) / P(e)) otherwise,
-    and it is conditional on the step: a drop rate that varies from call to call (a fault of
+    and it is conditional on the step (on a block of consecutive steps where one step holds
+    too few pairs, e.g. the single pair of a one-draw-per-call layer): a drop rate that varies from call to call (a fault of
     the rate, caught by the rate check) does not show up as dependence. FAIL: Bonferroni over
     the Cochran-Mantel-Haenszel test (steps as strata: conditional independence given each
     step's margins), the most extreme step (hypergeometric), the "every pair identical" event
@@ -86,8 +87,9 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     per_sample = 1
     if binary:
         margin = ctx.settings.dependence_rr
-        # rare events: pool consecutive steps into one sample until MIN_EVENTS co-events are
-        # expected under the contract, so the t interval does not rest on a few lone events
+        # rare events or few pairs per step (one draw per call): pool consecutive steps into one
+        # sample until MIN_EVENTS co-events are expected under the contract, so the t interval does
+        # not rest on a few lone events and a one-pair step (no within-step spread) still counts
         per_sample = max(1, int(math.ceil(MIN_EVENTS / max(qe * qe * n, 1e-300))))
         sd_null = math.sqrt(max(1 - qe * qe, 1e-12) / (n * per_sample)) / max(qe, 1e-12)
         quantity = quantity.replace("correlation", "excess_relative_risk")
@@ -96,7 +98,8 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
         sd_null = 1 / math.sqrt(n)
     plan = call_plan(ctx, sd_null, margin, lanes=len(lanes), steps_per_sample=per_sample,
                      calls_per_step=calls_per_step)
-    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "o": 0.0, "m": 0}
+    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "equal_steps": 0,
+               "block": [0, 0, 0, 0]}
               for _ in lanes]
     pooled_uv: List[List[List[np.ndarray]]] = [[[], []] for _ in lanes]
     objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
@@ -112,12 +115,15 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                 t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
                 equal = bool(np.array_equal(eu, ev))
                 t["same"] = t["same"] and equal
-                t["o"] += a - r * c / m
-                t["m"] += m
-                if len(t["n"]) % per_sample == 0:
-                    objs[i].samples.append(t["o"] / (qe * qe * t["m"]))
-                    t["o"], t["m"] = 0.0, 0
-                if equal and r > 0 and m > 1:
+                block = t["block"]
+                block[0] += a; block[1] += r; block[2] += c; block[3] += m
+                if len(t["n"]) % per_sample == 0:  # the block's pairs are independent of each other
+                    A, R, C, M = block
+                    objs[i].samples.append((A / M - (R / M) * (C / M)) / (qe * qe))
+                    t["block"] = [0, 0, 0, 0]
+                if equal:  # tested against (q^2 + (1-q)^2)^m, the chance of equal pairs under the contract
+                    t["equal_steps"] += 1
+                if equal and r > 0 and m > 1:  # worth saying "identical masks" in words
                     t["identical_steps"] += 1
             else:
                 u64, v64 = u.astype(np.float64), v.astype(np.float64)
@@ -144,15 +150,15 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     log_match = math.log(qe * qe + (1 - qe) * (1 - qe)) if binary else -math.inf
 
     def identical_component(i: int):
-        """Steps whose pairs are ALL equal (with at least one event): under the contract each
-        step is so with probability at most pi = (q^2 + (1-q)^2)^n, independently, so their
-        count K is stochastically below Binomial(S, pi): p = P(Bin(S, pi) >= K)."""
+        """Steps whose pairs are ALL equal: under the contract each step is so with probability
+        at most pi = (q^2 + (1-q)^2)^n (n its pairs), independently, so their count K is
+        stochastically below Binomial(S, pi): p = P(Bin(S, pi) >= K)."""
         def comp(alpha: float):
             t = tables[i]
-            if not t["identical_steps"]:
+            if not t["equal_steps"]:
                 return 1.0, math.nan
             pi = math.exp(min(t["n"]) * log_match)
-            return float(sps.binom.sf(t["identical_steps"] - 1, len(t["n"]), pi)), math.nan
+            return float(sps.binom.sf(t["equal_steps"] - 1, len(t["n"]), pi)), math.nan
         return comp
 
     def step_component(i: int):
