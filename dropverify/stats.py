@@ -27,8 +27,8 @@ import numpy as np
 from scipy import stats as sps
 
 __all__ = [
-    "Interval", "Look", "SequentialPlan", "binomial_look", "mean_look", "correlation_look",
-    "binomial_mdd", "mean_mdd", "t_test_power", "correlation_mdd", "binomial_n_for", "mean_n_for",
+    "Interval", "Look", "SequentialPlan", "binomial_look", "mean_look",
+    "binomial_mdd", "mean_mdd", "t_test_power", "binomial_n_for", "mean_n_for",
     "position_binomial_look", "holm", "z_two_sided", "calls_to_expose", "hidden_fault_fraction",
     "per_call_binomial_p", "per_step_hypergeom_p", "DESIGN_FACTOR",
 ]
@@ -284,48 +284,6 @@ def per_step_hypergeom_p(both: Sequence[int], first: Sequence[int], second: Sequ
         p = np.minimum(1.0, 2.0 * np.minimum(sps.hypergeom.cdf(a, n, r, c), sps.hypergeom.sf(a - 1, n, r, c)))
     p = np.where(np.isfinite(p), p, 1.0)
     return float(min(1.0, len(both) * float(p.min())))
-
-
-# --------------------------------------------------------------------------- correlation
-
-def correlation_mdd(n: int, alpha: float, power: float) -> float:
-    """Smallest |correlation| detected with probability ``power`` from ``n`` pairs
-    (Fisher z approximation)."""
-    if n <= 3:
-        return math.inf
-    z = (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n - 3)
-    return float(math.tanh(z))
-
-
-def correlation_look(u: np.ndarray, v: np.ndarray, alpha: float, margin: float, power: float,
-                     binary: bool) -> Look:
-    """Test that paired draws are uncorrelated.
-
-    ``binary``: Fisher's exact test on the 2x2 table (valid at any n) and the phi
-    coefficient; otherwise Pearson's r (``scipy.stats.pearsonr``). The interval is the
-    Fisher-z interval of the correlation at ``1 - alpha``. Constant data (p = 0 or 1) carry
-    no information: p-value 1 and an interval of [-1, 1].
-    """
-    u = np.asarray(u).ravel()
-    v = np.asarray(v).ravel()
-    n = int(u.size)
-    mdd = correlation_mdd(n, alpha, power)
-    if n < 4 or np.all(u == u[0]) or np.all(v == v[0]):
-        return Look(0.0, 0.0, 1.0, Interval(-1.0, 1.0, 1 - alpha), n, mdd, margin, alpha)
-    if binary:
-        u = u.astype(bool)
-        v = v.astype(bool)
-        a = int(np.sum(u & v)); b = int(np.sum(u & ~v)); c = int(np.sum(~u & v)); d = n - a - b - c
-        pval = float(sps.fisher_exact([[a, b], [c, d]]).pvalue)
-        denom = math.sqrt(float(a + b) * (c + d) * (a + c) * (b + d))
-        r = (a * d - b * c) / denom if denom > 0 else 0.0
-    else:
-        res = sps.pearsonr(u.astype(np.float64), v.astype(np.float64))
-        r, pval = float(res.statistic), float(res.pvalue)
-    zr = math.atanh(max(min(r, 1 - 1e-15), -1 + 1e-15))
-    half = z_two_sided(alpha) / math.sqrt(n - 3)
-    ci = Interval(math.tanh(zr - half), math.tanh(zr + half), 1 - alpha)
-    return Look(float(r), 0.0, pval, ci, n, mdd, margin, alpha)
 
 
 # --------------------------------------------------------------------------- planning

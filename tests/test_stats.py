@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from dropverify.stats import (SequentialPlan, binomial_look, binomial_mdd, binomial_n_for, correlation_look,
+from dropverify.stats import (SequentialPlan, binomial_look, binomial_mdd, binomial_n_for,
                               holm, mean_look, mean_mdd, mean_n_for, position_binomial_look, t_test_power)
 
 
@@ -51,14 +51,6 @@ def test_t_test_power_matches_simulation_and_mdd_inverts_it():
 def test_mean_look_decides_constant_samples_exactly():
     assert mean_look([1.0] * 10, 1.0, 1e-3, 0.1, 0.99).p_value == 1.0
     assert mean_look([1.0] * 10, 1.2, 1e-3, 0.1, 0.99).p_value == 0.0
-
-
-def test_correlation_look_detects_copies_and_not_independent_draws():
-    rng = np.random.default_rng(2)
-    u = rng.random(5000) < 0.3
-    assert correlation_look(u, u, 1e-6, 0.05, 0.99, binary=True).rejects
-    v = rng.random(5000) < 0.3
-    assert not correlation_look(u, v, 1e-6, 0.05, 0.99, binary=True).rejects
 
 
 def test_position_tests_match_scipy_per_position():
