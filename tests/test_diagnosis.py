@@ -55,6 +55,8 @@ def test_one_coin_per_batch_is_one_cause_in_words(one_coin):
     cause = fails[0]
     assert cause.summary == "one draw per batch instead of one per item: every batch item shares the mask"
     assert cause.evidence[0] == "masks_independent_along_axis0_by_fisher"
+    # the flat-offset check sees the same dependence (pairs of items in the flattened unit array)
+    assert "masks_independent_at_flat_offsets_by_fisher" in cause.evidence
     verdicts = {r.check: r.verdict for r in target.results}
     # the pooled tests that counted 64 copies of one draw as 64 units no longer blame other properties
     for check in ("drop_rate_matches_by_binomial", "masks_fresh_across_calls_by_fisher",
