@@ -114,17 +114,44 @@ def _calls_repeat(r: CheckResult) -> bool:
     if r.check != "masks_never_repeat_by_hash" or r.verdict != FAIL or not r.details:
         return False
     calls = (r.details.get("classes") or {}).get("calls") or {}
-    return int(calls.get("repeats", 0)) * 2 >= int(calls.get("masks", 1) or 1)
+    masks = int(calls.get("masks", 1) or 1)
+    if int(r.details.get("constant_calls", 0)) * 2 >= masks:
+        return False  # one constant mask (nothing or everything dropped, or undecodable output): no random stream
+    return int(calls.get("repeats", 0)) * 2 >= masks
 
 
-def _withdraw_all(out: List[CheckResult], root: CheckResult) -> Tuple[List[CheckResult], List[RootCause]]:
-    """Calls are not independent: every statistical FAIL rests on that assumption."""
+def _single_call_p(r: CheckResult) -> float:
+    """The sequential p-value of the components that read one call (step) at a time: valid
+    evidence whatever the dependence between calls."""
+    d = r.details or {}
+    return min(1.0, int(d.get("planned_looks", 1)) * float(d.get("p_single_call", 1.0)))
+
+
+def _inert_cause(out: Sequence[CheckResult]) -> Optional[RootCause]:
+    """A layer that drops nothing (or everything) in every call: the rate check says so from
+    every call, and the mask-structure FAILs (equal pairs, repeated masks) follow from it."""
+    rate = next((r for r in out if r.check == "drop_rate_matches_by_binomial" and r.verdict == FAIL), None)
+    pooled = (rate.details or {}).get("pooled_rate") if rate is not None else None
+    if pooled not in (0.0, 1.0):
+        return None
+    text = ("no unit is dropped in any call: the layer has no effect in training mode" if pooled == 0.0 else
+            "every unit is dropped in every call")
+    follow = tuple(r.check for r in out if r.verdict == FAIL and r.check != rate.check
+                   and r.check.startswith(("masks_", "seed_", "drop_rate_", "drop_map_")))
+    return RootCause(text, (rate.check,) + follow)
+
+
+def _withdraw_all(out: List[CheckResult], root: CheckResult,
+                  alpha_each: float) -> Tuple[List[CheckResult], List[RootCause]]:
+    """Calls are not independent: every statistical FAIL that rests on that assumption is
+    withdrawn; one that a single call (step) establishes on its own stays."""
     calls = root.details["classes"]["calls"]
     text = (f"the same mask on most calls ({calls['repeats']} of {calls['masks']} calls repeat an earlier one): "
             "the RNG does not advance or masks come from a small pool")
     withdrawn = []
     for i, r in enumerate(out):
-        if r.verdict == FAIL and r.statistical and r.check != "masks_fresh_across_calls_by_fisher":
+        if r.verdict == FAIL and r.statistical and not r.check.startswith("masks_fresh_across_calls") \
+                and _single_call_p(r) > alpha_each:
             out[i] = r.with_(verdict=INCONCLUSIVE, certified=False, p_value=1.0,
                              message=f"not assessed (calls are not independent: {text}) [" +
                                      r.message.rsplit(" [", 1)[-1],
@@ -133,7 +160,8 @@ def _withdraw_all(out: List[CheckResult], root: CheckResult) -> Tuple[List[Check
     withdrawn += [r.check for r in out if r.verdict != FAIL and r.details and r.details.get("withdrawn_because")
                   and r.check not in withdrawn]
     causes = [RootCause(text, (root.check,) + tuple(r.check for r in out if r.verdict == FAIL and r.check != root.check
-                                                      and r.check.startswith("masks_")), tuple(withdrawn))]
+                                                      and r.check.startswith(("masks_", "seed_"))),
+                        tuple(withdrawn))]
     return out, causes
 
 
@@ -144,9 +172,12 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     withdrawn result keeps the call-level p-value (times its planned looks: the sequential
     p-value of that component), which still enters Holm."""
     out = list(results)
+    inert = _inert_cause(out)
+    if inert is not None:
+        return out, [inert] + _other_causes(out, set(inert.evidence), layout)
     stuck = next((r for r in out if _calls_repeat(r)), None)
     if stuck is not None:
-        out, causes = _withdraw_all(out, stuck)
+        out, causes = _withdraw_all(out, stuck, alpha_each)
         return out, causes + _other_causes(out, {c for cause in causes for c in cause.evidence}, layout)
     within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
                     key=lambda r: (not (r.details or {}).get("identical"), r.check))

@@ -115,3 +115,17 @@ def test_one_draw_per_call_layers_still_get_freshness_tested():
                       {"p": 0.5, "mode": "batch"}, shape=(8, 4))
     run = verify([spec], SETTINGS, checks=["masks_fresh_across_calls_by_fisher"]).targets[0]
     assert [r.verdict for r in run.results] == [FAIL], (run.results, run.not_applicable)
+
+
+@pytest.mark.parametrize("name", ["dropout_silently_no_effect", "dropout_reseeded_every_call",
+                                  "alpha_dropout_wrong_b", "dropblock_mask_cached"])
+def test_diagnosis_keeps_fails_that_single_calls_establish(name):
+    """Mutants the whole-suite kill table once missed because a root cause withdrew the FAIL
+    they must produce: a layer that drops nothing (its masks repeat because they are constant),
+    a seed ignored on every step (one step's identical pair is evidence on its own), output
+    that cannot be decoded into masks (constant decoded masks are no stale RNG), a cached
+    DropBlock mask (identical steps are improbable under the contract)."""
+    from dropverify.mutants import all_mutants, evaluate
+    (m,) = [m for m in all_mutants() if m.name == name]
+    row = evaluate(m)
+    assert row["killed"], row["verdicts"]

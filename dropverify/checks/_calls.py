@@ -90,6 +90,10 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
     within = t.ci.within(expected, margin) and not t.constant and t.n >= 3
     record.update({f"p_{name}": v for name, v in ps.items()})
     record["p_call_level"] = min(1.0, k * ps["t_across_calls"])
+    # components that read one call (or one step) at a time, Bonferroni over them: valid
+    # even when calls are not independent of each other (a stale or cached RNG)
+    single = [v for name, v in ps.items() if name.startswith("outlier_")]
+    record["p_single_call"] = min(1.0, k * min(single)) if single else 1.0
     if n < n_min and within:
         record["not_certified_because"] = f"{n} independent calls, fewer than the {n_min} that expose " \
                                           f"a fault in 1 call in {1 / record.get('fault_fraction', 1):.0f}"
@@ -118,6 +122,7 @@ def run_call_level(ctx: CheckContext, name: str, quantity: str, plan: Sequential
                        "calls_per_step": calls_per_step,
                        "worst_lane": lanes[worst].name, **lane_records[worst]})
         record["p_call_level"] = min(1.0, len(lanes) * min(r["p_call_level"] for r in lane_records))
+        record["p_single_call"] = min(1.0, len(lanes) * min(r["p_single_call"] for r in lane_records))
         record["hidden_fault_fraction"] = hidden_fault_fraction(w.n * calls_per_step, alpha_look)
         ident = [ln.name for ln in lanes if ln.identical is not None and ln.identical()]
         if ident:

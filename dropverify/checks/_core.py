@@ -360,8 +360,10 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
         return error_result(ctx, check, str(exc), statistical=True)
     assert look is not None
     if look.constant and not look.rejects:
-        raise NotInformative(f"{quantity} is constant under the contract at this configuration "
-                             f"(value {fmt(look.estimate)} in every one of {look.n} samples): it cannot fail")
+        raise NotInformative(f"{quantity} took one value in every one of {look.n} samples "
+                             f"({fmt(look.estimate)}): a statistic that never varies gives no evidence either way "
+                             "(by algebra at this configuration, or because the masks never change; see "
+                             "masks_never_repeat_by_hash)")
     return statistical_result(ctx, check, quantity, look, plan, p_values, n_unit, len(p_values),
                               time.perf_counter() - start, details() if details else None)
 

@@ -234,7 +234,8 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
         moved = np.moveaxis(arr.astype(np.float64), pos_axes, tuple(range(arr.ndim - len(pos_axes), arr.ndim)))
         return moved.reshape((-1, int(np.prod([arr.shape[a] for a in pos_axes], dtype=np.int64))))
 
-    same = [{"all": True, "events": 0} for _ in lanes]
+    same = [{"all": True, "events": 0, "equal_steps": 0, "steps": 0, "log_match": -math.inf} for _ in lanes]
+    log_row = _log_match_per_row(ctx, q)
 
     def sink(items) -> None:
         for i, item in enumerate(items):
@@ -243,11 +244,38 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
                 raise TargetError("fewer than two independent units per position: no within-step covariance")
             cov = np.sum((u - u.mean(0)) * (v - v.mean(0)), axis=0) / (u.shape[0] - 1)
             objs[i].samples.append(float(cov.sum() / norm))
-            same[i]["all"] = same[i]["all"] and bool(np.array_equal(u, v))
+            equal = bool(np.array_equal(u, v))
+            same[i]["all"] = same[i]["all"] and equal
             same[i]["events"] += int(u.sum())
+            same[i]["equal_steps"] += int(equal)
+            same[i]["steps"] += 1
+            same[i]["log_match"] = max(same[i]["log_match"], u.shape[0] * log_row)  # the loosest step bound
+
+    def identical_component(i: int):
+        """Steps whose two masks are equal at every unit: under the contract each step is so
+        with probability at most pi (the match bound of :func:`_log_match_per_row` over its
+        independent rows), independently, so P(Bin(S, pi) >= K) is a valid p-value."""
+        def comp(alpha: float):
+            t = same[i]
+            if not t["equal_steps"]:
+                return 1.0, math.nan
+            return float(sps.binom.sf(t["equal_steps"] - 1, t["steps"], math.exp(t["log_match"]))), math.nan
+        return comp
+
+    def one_step_component(i: int):
+        """Any single step with equal masks: P <= pi per step, Bonferroni over the S steps
+        (valid whatever the dependence between steps)."""
+        def comp(alpha: float):
+            t = same[i]
+            if not t["equal_steps"]:
+                return 1.0, math.nan
+            return min(1.0, t["steps"] * math.exp(t["log_match"])), math.nan
+        return comp
 
     for i, lane in enumerate(objs):
         lane.identical = (lambda i=i: same[i]["all"] and same[i]["events"] > 0)
+        lane.components["identical_step"] = identical_component(i)
+        lane.components["outlier_step"] = one_step_component(i)
 
     name = name.replace("_by_fisher", "_by_cross_product_t_test")
     advance = CallCounter(_Steps(step), sink)
@@ -261,6 +289,16 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
                           details=lambda: {"steps": advance.done, "pairings": ", ".join(lanes),
                                            "statistic": "sum over positions of the covariance across units / "
                                                         "sum of q_e^2 (q_e-weighted RR - 1)"})
+
+
+def _log_match_per_row(ctx: CheckContext, q: np.ndarray) -> float:
+    """log of an upper bound on P(two independent masks agree on one row of positions) under
+    the contract: the match probability of the row's jointly independent positions (for
+    DropBlock a grid of pitch block_size, see :func:`.repeats._independent_units`)."""
+    from .repeats import _independent_units, match_log_probability
+    rank = len(ctx.shape) - 2
+    grid = q if q.ndim >= rank else q.reshape((1,) * (rank - q.ndim) + q.shape)
+    return match_log_probability(np.asarray(_independent_units(ctx, grid)).reshape(1, -1))
 
 
 def axis_offsets(size: int, rng: np.random.Generator = None) -> Tuple[int, ...]:

@@ -287,7 +287,8 @@ def _describe(cls: RepeatClass) -> str:
     return f"{text} [{cls.count} repeated {_WORDS[cls.name]}]"
 
 
-def _result(ctx: CheckContext, classes: Dict[str, RepeatClass], binary: bool, seconds: float) -> CheckResult:
+def _result(ctx: CheckContext, classes: Dict[str, RepeatClass], binary: bool, seconds: float,
+            constant_calls: int = 0) -> CheckResult:
     active = [c for c in classes.values() if c.active]
     failing = [c for c in active if c.count]
     checked = ", ".join(f"{c.masks} {_WORDS[c.name]}" for c in active)
@@ -296,7 +297,10 @@ def _result(ctx: CheckContext, classes: Dict[str, RepeatClass], binary: bool, se
     details = {"threshold": COLLISION_THRESHOLD, "binary": binary,
                "collision_probability": "0 (continuous multipliers)" if not binary else
                "prod_i (q_i^2 + (1-q_i)^2) per pair, union bound M(M-1)/2 per class",
-               "classes": {k: c.summary() for k, c in classes.items()}}
+               "classes": {k: c.summary() for k, c in classes.items()},
+               # calls whose whole mask is one value (nothing dropped, or everything): their
+               # repeats show a layer without visible randomness, not a stale random stream
+               "constant_calls": constant_calls}
     expected = (f"no exact repeat among {checked} (a chance repeat has probability <= {format_probability(log_total)} "
                 f"under the contract; classes above {COLLISION_THRESHOLD:g} skipped: "
                 f"{', '.join(skipped) or 'none'})")
@@ -340,4 +344,5 @@ def masks_never_repeat_by_hash(ctx: CheckContext) -> List[CheckResult]:
     _scan_calls(classes["calls"], call_hashes)
     _scan_items(classes["items"], call_units, call_hashes, binary, _item_axis_name(ctx))
     _scan_seeds(classes["seeds"], call_hashes, seed_units, binary)
-    return [_result(ctx, classes, binary, time.perf_counter() - start)]
+    constant = sum(1 for u in call_units if u.size and bool(np.all(u == u.flat[0])))
+    return [_result(ctx, classes, binary, time.perf_counter() - start, constant)]
