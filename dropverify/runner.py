@@ -17,7 +17,7 @@ from .checks._core import NotInformative
 from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
 from .stats import holm
-from .targets._base import TargetSpec
+from .targets._base import TargetSpec, numpy_dtype
 
 Progress = Callable[[str, int, int], None]
 
@@ -80,7 +80,8 @@ def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Se
         shape = spec.probe_shape()
         contract.check_shape(shape)
         ctx = CheckContext(spec=spec, contract=contract, params=params, shape=shape, settings=settings,
-                           alpha_each=settings.alpha, seed=settings.seed * 1_000 + i * 7_919 + 1)
+                           alpha_each=settings.alpha, seed=settings.seed * 1_000 + i * 7_919 + 1,
+                           dtype=numpy_dtype(spec.dtype), layout=spec.layout)
         skipped = {**dict(contract.extra.get("not_applicable", {})), **dict(spec.not_applicable)}
         checks = [c for c in CHECKS if (only is None or c.name in only) and c.name not in skipped
                   and _applies(c, ctx)]

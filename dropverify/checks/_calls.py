@@ -21,6 +21,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..stats import (DESIGN_FACTOR, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
                      mean_n_for)
 from ._core import CallCounter, CheckContext, CheckResult, run_sequential
@@ -68,6 +70,9 @@ class Lane:
     components: Dict[str, Component] = field(default_factory=dict)
     identical: Optional[Callable[[], bool]] = None
     steps_per_sample: int = 1  # independent steps pooled into one sample (rare events)
+    # half-width of the null around ``expected`` that rounding in the configuration's dtype
+    # allows (FAIL only beyond it: H0 |mean - expected| <= null_halfwidth); 0 in float64
+    null_halfwidth: float = 0.0
 
 
 def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, power: float,
@@ -76,7 +81,13 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
     lane's pooled components. Certifies only from the interval, with at least ``n_min``
     steps. Writes the component p-values into ``record``."""
     k = 1 + len(lane.components)
-    t = mean_look(lane.samples, expected, alpha / k, margin, power)
+    centre = expected
+    if lane.null_halfwidth > 0 and lane.samples:
+        # test the nearest point of [expected - hw, expected + hw]: |mean - mu| >= |mean| - hw
+        # for every mu in it, so the false-alarm rate stays <= alpha on the whole null interval
+        d = float(np.mean(lane.samples)) - expected
+        centre = expected + math.copysign(min(abs(d), lane.null_halfwidth), d)
+    t = mean_look(lane.samples, centre, alpha / k, margin, power)
     # a constant per-call statistic carries no evidence for the t-test (the exact components decide)
     ps = {"t_across_calls": 1.0 if (t.constant and lane.components) else t.p_value}
     mdd = t.mdd

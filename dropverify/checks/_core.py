@@ -161,6 +161,8 @@ class CheckContext:
     alpha_each: float
     seed: int
     _target: Optional[Target] = None
+    dtype: Any = np.float64       # probe dtype of the configuration (statistical and exact checks)
+    layout: str = "contiguous"    # input memory layout of the configuration's calls
 
     @property
     def label(self) -> str:
@@ -181,12 +183,16 @@ class CheckContext:
     def rng(self, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, salt])
 
-    def probe(self, salt: int = 0, dtype: Any = np.float64, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
-        return self.contract.probe_inputs(shape or self.shape, self.rng(10_000 + salt), dtype)
+    def probe(self, salt: int = 0, dtype: Any = None, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
+        """Probe inputs (default: the configuration's dtype)."""
+        return self.contract.probe_inputs(shape or self.shape, self.rng(10_000 + salt),
+                                          self.dtype if dtype is None else dtype)
 
-    def call(self, target: Target, inputs: Inputs, training: bool = True, layout: str = "contiguous",
+    def call(self, target: Target, inputs: Inputs, training: bool = True, layout: Optional[str] = None,
              expect_shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
-        """One guarded forward: exceptions, hangs and wrong shapes become TargetError."""
+        """One guarded forward (default layout: the configuration's): exceptions, hangs and
+        wrong shapes become TargetError."""
+        layout = self.layout if layout is None else layout
         y = guarded(lambda: target.forward(inputs, training=training, layout=layout),
                     self.settings.call_timeout_s, "forward")
         y = np.asarray(y)

@@ -142,7 +142,7 @@ def nonfinite_inputs_leave_others_untouched(ctx: CheckContext) -> List[CheckResu
     element-wise or unit-wise variant; what the poisoned elements become is reported."""
     start = time.perf_counter()
     inputs = ctx.probe(81)
-    x = np.array(inputs[0], dtype=np.float64)
+    x = np.array(inputs[0])  # the configuration's dtype: the poisoned call must differ only where planted
     flat = x.reshape(-1)
     idx = ctx.rng(81).choice(flat.size, size=min(8, flat.size), replace=False)
     poison = x.copy().reshape(-1)

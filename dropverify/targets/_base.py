@@ -54,6 +54,10 @@ class TargetSpec:
     # checks that say nothing about this implementation, with the reason (e.g. input
     # plumbing that spreads NaN before the dropout is reached); reported as not applicable
     not_applicable: Mapping[str, str] = field(default_factory=dict)
+    # the configuration the statistical checks run in: probe dtype (numpy name, "bfloat16"
+    # through ml_dtypes) and memory layout of the inputs (one of the target's layouts)
+    dtype: str = "float64"
+    layout: str = "contiguous"
 
     def resolved_contract(self) -> Contract:
         return self.contract if self.contract is not None else get_contract(self.variant)
@@ -65,6 +69,22 @@ class TargetSpec:
 
     def probe_shape(self) -> Tuple[int, ...]:
         return tuple(self.shape) if self.shape is not None else self.resolved_contract().default_shape
+
+
+DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
+
+
+def numpy_dtype(name: Any) -> Any:
+    """The numpy scalar type for a dtype name (``bfloat16`` from ml_dtypes); InvalidArgument
+    naming the choices otherwise."""
+    from ..errors import InvalidArgument
+    text = getattr(name, "__name__", None) or str(np.dtype(name) if not isinstance(name, str) else name)
+    if text == "bfloat16":
+        import ml_dtypes
+        return ml_dtypes.bfloat16
+    if text not in DTYPE_NAMES:
+        raise InvalidArgument(f"dtype={name!r}, but should be one of {', '.join(DTYPE_NAMES)}")
+    return np.dtype(text).type
 
 
 def relayout(x: np.ndarray, layout: str) -> np.ndarray:

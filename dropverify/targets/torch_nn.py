@@ -22,6 +22,7 @@ from ._base import TargetSpec
 
 CallHook = Callable[[nn.Module, Tuple[torch.Tensor, ...]], torch.Tensor]
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)  # all three run every layer below on CPU (torch 2.13)
+SWEEP_DTYPES = ("float16", "bfloat16", "float32", "float64")  # what a sweep may ask of a torch layer
 _MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
@@ -39,6 +40,9 @@ def to_tensor(a: np.ndarray, layout: str = "contiguous", device: str = "cpu",
     format (4-D) or channels-last-3d (5-D). The logical values are the same for every layout.
     """
     a = np.asarray(a)
+    if a.dtype.name == "bfloat16":  # numpy has no bfloat16: via float32 (exact both ways)
+        t = to_tensor(a.astype(np.float32), layout, device).to(torch.bfloat16)
+        return t.requires_grad_(True) if requires_grad else t
     if layout == "contiguous":
         t = torch.from_numpy(np.array(a, copy=True, order="C")).to(device)
     elif layout == "transposed" and a.ndim >= 2:
@@ -60,10 +64,11 @@ def to_tensor(a: np.ndarray, layout: str = "contiguous", device: str = "cpu",
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """The tensor's values as numpy, in its own dtype (bfloat16, which numpy lacks, as float32)."""
+    """The tensor's values as numpy, in its own dtype (bfloat16 as ml_dtypes.bfloat16)."""
     t = t.detach().to("cpu")
     if t.dtype == torch.bfloat16:
-        t = t.float()
+        import ml_dtypes
+        return t.float().numpy().astype(ml_dtypes.bfloat16)
     return t.numpy()
 
 
