@@ -1,0 +1,104 @@
+"""One way to name a target everywhere (CLI ``run`` / ``verify``, Python ``verify()``, the
+project config, sweep workers): a built-in name (``numpy:dropout``, ``torch:Dropout2d``,
+``timm:DropBlock2d``), or a user factory ``MODULE:FACTORY`` (``path/to/file.py:FACTORY``),
+with canonical parameters, a probe shape, a dtype, a memory layout and a device.
+
+A resolved target is rebuilt from this description alone (:class:`TargetRef`, picklable),
+which is what lets worker processes and Dask workers run configurations.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from ..errors import InvalidArgument
+from ._base import TargetSpec, numpy_dtype
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """A picklable description of one target configuration (see the module docstring)."""
+
+    target: str
+    variant: Optional[str] = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    shape: Optional[Tuple[int, ...]] = None
+    dtype: str = "float64"
+    layout: str = "contiguous"
+    device: str = "cpu"
+
+    def specs(self) -> List[TargetSpec]:
+        return resolve_target(self.target, self.variant, self.params, self.shape, self.dtype, self.layout,
+                              self.device)
+
+
+def is_builtin(target: str) -> bool:
+    """True for ``FRAMEWORK:LAYER`` names of a known framework (numpy, torch, timm ...)."""
+    from . import ADAPTERS
+    framework, sep, _ = target.partition(":")
+    return bool(sep) and (framework == "numpy" or framework in ADAPTERS)
+
+
+def resolve_target(target: str, variant: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
+                   shape: Optional[Tuple[int, ...]] = None, dtype: str = "float64", layout: str = "contiguous",
+                   device: str = "cpu") -> List[TargetSpec]:
+    """The spec(s) of ``target`` configured as asked; InvalidArgument (one line) for any mistake.
+
+    Built-in names take canonical parameters (``p``, ``block_size`` ...; each adapter maps
+    them to its library's own: ``rate``, ``drop_prob``) on top of the built-in's own; a
+    ``variant`` other than the built-in's is refused. User factories need ``variant``.
+    """
+    params = dict(params or {})
+    numpy_dtype(dtype)  # validates the name
+    if is_builtin(target):
+        from . import get_target
+        specs = get_target(target)
+        out = []
+        for spec in specs:
+            if variant is not None and variant != spec.variant:
+                raise InvalidArgument(f"variant={variant!r}, but {target} implements {spec.variant!r}")
+            if device != "cpu" and not _has_device(spec):
+                raise InvalidArgument(f"device={device!r}, but {target} runs on the cpu only here")
+            merged = {**dict(spec.params), **params}
+            spec.resolved_contract().validate_params(merged)
+            out.append(dataclasses.replace(spec, params=merged, shape=tuple(shape) if shape else spec.shape,
+                                           dtype=dtype, layout=layout))
+        if shape:
+            for spec in out:
+                spec.resolved_contract().check_shape(tuple(shape))
+        return out
+    if variant is None:
+        raise InvalidArgument(f"target={target!r} is a user factory: give its variant (the contract it claims)")
+    from .user import user_spec
+    spec = user_spec(target, variant, params, shape=tuple(shape) if shape else None, device=device)
+    return [dataclasses.replace(spec, dtype=dtype, layout=layout)]
+
+
+def _has_device(spec: TargetSpec) -> bool:
+    return False  # built-in specs are built for the cpu; cuda sweeps use user factories or device-aware specs
+
+
+def parse_params(items: List[str]) -> Dict[str, Any]:
+    """``KEY=VALUE`` strings (CLI ``--param``) -> dict; a repeated key is an error."""
+    import ast
+    out: Dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidArgument(f"--param {item!r}, but should be KEY=VALUE, e.g. p=0.1")
+        if key in out:
+            raise InvalidArgument(f"--param {key} given twice")
+        text = value.strip()
+        if text in ("true", "false"):
+            out[key] = text == "true"
+            continue
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+__all__ = ["TargetRef", "is_builtin", "parse_params", "resolve_target"]
