@@ -22,7 +22,7 @@ install: $(PY)
 # The adapters' tests run for real: torch + torchvision + timm ([vision] pins torch 2.14.1 with
 # torchvision 0.29.1, whose wheels lie on disk here) and Keras 3 on the torch backend.
 install-dev: $(PY)
-	$(PIP) install --quiet -e ".[dev,vision,keras]"
+	$(PIP) install --quiet -e ".[dev,vision,keras,jax]"
 
 install-thirdparty: $(PY)
 	$(PIP) install --quiet -e ".[vision,keras]"
