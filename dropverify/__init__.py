@@ -1,12 +1,42 @@
-"""dropverify: certify dropout-family layers against their contracts, with stated error rates."""
+"""dropverify: certify dropout-family layers against their contracts, with stated error rates.
+
+The Python way in::
+
+    import dropverify
+    report = dropverify.verify("torch:Dropout", p=0.2)   # or a factory / layer object + variant
+    report.assert_ok()                                   # AssertionError listing every FAIL, seed, reproduction
+
+``verify``, ``Report``, ``Settings`` and ``DEFAULT_SEED`` are imported on first use, so
+``import dropverify`` (and the pytest plugin) stay light.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 from .contracts import Contract, ParamSpec, all_contracts, get_contract
 from .errors import CheckFailed, DropverifyError, InvalidArgument, TargetUnavailable
 
 __version__ = "0.1.0"
 
+_LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("checks._core", "DEFAULT_SEED"),
+         "Settings": ("checks._core", "Settings")}
+
 __all__ = [
-    "CheckFailed", "Contract", "DropverifyError", "InvalidArgument", "ParamSpec",
-    "TargetUnavailable", "all_contracts", "get_contract", "__version__",
+    "CheckFailed", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec", "Report",
+    "Settings", "TargetUnavailable", "all_contracts", "get_contract", "verify", "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy attributes of the public API (PEP 562)."""
+    if name in _LAZY:
+        import importlib
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(f".{module}", __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dropverify' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_LAZY))

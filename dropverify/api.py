@@ -1,0 +1,494 @@
+"""The Python way in: ``dropverify.verify(target, variant, **params) -> Report``.
+
+    >>> import dropverify
+    >>> report = dropverify.verify("numpy:dropout", p=0.2)      # doctest: +SKIP
+    >>> report.ok, report.failures                               # doctest: +SKIP
+    (True, [])
+    >>> report.assert_ok()                                       # doctest: +SKIP
+
+One seed everywhere: ``seed=None`` means :data:`DEFAULT_SEED` (20261126), the seed of the
+CLI and of the pytest plugin, so the same layer gives the same numbers in all three.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from . import _session
+from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
+from .checks._core import DEFAULT_SEED, fmt
+from .errors import CheckFailed, InvalidArgument
+from .runner import RunResult, TargetRun
+
+_P_NAMES = ("p", "rate", "drop_prob", "drop_rate", "dropout", "dropout_p")
+"""Attribute / constructor names under which libraries keep the drop probability."""
+
+
+# --------------------------------------------------------------------------- Report
+
+
+def _params_text(params: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items())
+
+
+def failure_row(r: CheckResult) -> str:
+    """One line per FAIL / ERROR / INCONCLUSIVE result: check, target, and for statistical
+    results estimate, interval, expected ± margin and the (Holm-adjusted) p-value."""
+    msg = r.message.rsplit(" [", 1)[0] if r.message.endswith("]") else r.message
+    head = f"{r.verdict} {r.check} [{r.target}]"
+    if r.statistical and r.estimate is not None:
+        ci = f"{fmt(r.ci[0])} .. {fmt(r.ci[1])}" if r.ci is not None else "n/a"
+        p = r.p_adjusted if r.p_adjusted is not None else r.p_value
+        nums = (f"estimate {fmt(r.estimate)}, CI {ci}, expected {fmt(r.expected)} ± {fmt(r.margin)}, "
+                + (f"p={p:.3g}" if p is not None else "p=n/a"))
+        if r.n is not None:
+            nums += f", n={r.n} {r.n_unit}".rstrip()
+        return f"{head}: {nums} — {msg}"
+    return f"{head}: {msg}"
+
+
+@dataclass(frozen=True, repr=False)
+class Report:
+    """The outcome of one :func:`verify` call (small and frozen, like scipy's result objects).
+
+    ``run`` is the full :class:`~dropverify.runner.RunResult` (every check's numbers);
+    ``reproduce`` the command (or Python call) that repeats the run bit for bit; ``sweep``
+    the sweep result when ``verify(..., sweep=True)`` (then ``run`` is None).
+    """
+
+    run: Optional[RunResult]
+    reproduce: str
+    sweep: Any = None
+
+    # -- verdicts -----------------------------------------------------------------------
+    @property
+    def results(self) -> List[CheckResult]:
+        """Every check result of every target of the run."""
+        return self.run.all_results() if self.run is not None else list(getattr(self.sweep, "results", []))
+
+    @property
+    def ok(self) -> bool:
+        """True when no check FAILed or ERRORed (INCONCLUSIVE is ok; see ``assert_ok(strict=True)``)."""
+        if self.run is None:
+            return bool(getattr(self.sweep, "ok", not self.failures))
+        return self.run.ok
+
+    @property
+    def failures(self) -> List[CheckResult]:
+        """The FAIL and ERROR results, in report order."""
+        if self.run is None and hasattr(self.sweep, "failures"):
+            return list(self.sweep.failures)
+        return [r for r in self.results if r.verdict in (FAIL, ERROR)]
+
+    @property
+    def inconclusive(self) -> List[CheckResult]:
+        """The INCONCLUSIVE results (budget ran out before certifying or rejecting)."""
+        return [r for r in self.results if r.verdict == INCONCLUSIVE]
+
+    @property
+    def seed(self) -> Optional[int]:
+        return self.run.settings.seed if self.run is not None else getattr(self.sweep, "seed", None)
+
+    @property
+    def verdict(self) -> str:
+        """The worst verdict: ERROR > FAIL > INCONCLUSIVE > PASS."""
+        found = {r.verdict for r in self.results}
+        if self.run is None and not found:
+            return PASS if self.ok else FAIL
+        return next((v for v in (ERROR, FAIL, INCONCLUSIVE) if v in found), PASS)
+
+    def counts(self) -> Dict[str, int]:
+        out = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0, ERROR: 0}
+        for r in self.results:
+            out[r.verdict] += 1
+        return out
+
+    @property
+    def targets(self) -> Tuple[TargetRun, ...]:
+        return self.run.targets if self.run is not None else ()
+
+    # -- text ---------------------------------------------------------------------------
+    def _label(self) -> str:
+        if not self.targets:
+            return "sweep"
+        t = self.targets[0]
+        more = f" (+{len(self.targets) - 1} more)" if len(self.targets) > 1 else ""
+        return f"{t.spec_name} {t.variant}({_params_text(t.params)}){more}"
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        text = (f"Report({self.verdict}: {self._label()}; " + ", ".join(f"{v} {k}" for k, v in c.items() if v)
+                + f"; seed {self.seed})")
+        return text if len(text) < 200 else text[:195] + "...)"
+
+    def summary(self) -> str:
+        """A few lines: the verdict of each target with its counts, one line per root cause,
+        the seed and family-wise false-alarm rate, and the reproduction command."""
+        if self.run is None:
+            text = getattr(self.sweep, "summary", None)
+            body = text() if callable(text) else repr(self.sweep)
+            return f"{body}\nreproduce: {self.reproduce}"
+        lines = []
+        for t in self.targets:
+            c = t.counts()
+            lines.append(f"{t.verdict:<12} {t.spec_name} {t.variant}({_params_text(t.params)}) shape "
+                         f"{tuple(t.shape)}: " + " ".join(f"{k}={v}" for k, v in c.items() if v))
+            for cause in t.root_causes:
+                lines.append(f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]")
+            if not t.root_causes:
+                for r in t.results:
+                    if r.verdict in (FAIL, ERROR):
+                        lines.append(f"  {failure_row(r)}")
+        s = self.run.settings
+        lines.append(f"{'OK' if self.ok else 'NOT OK'}: seed {s.seed}, family-wise false-alarm rate {s.alpha:g} "
+                     f"over {self.run.m_statistical} statistical results")
+        if not self.ok:
+            lines.append(f"reproduce: {self.reproduce}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready: the report module's JSON (run header, and each target's full document
+        with every result) plus ``ok``, ``seed`` and ``reproduce``."""
+        if self.run is None:
+            doc = dict(self.sweep.to_dict())
+            doc.setdefault("reproduce", self.reproduce)
+            return doc
+        from .report import jsonout
+        doc = json.loads(jsonout.index_json(self.run))
+        doc["targets"] = [json.loads(jsonout.target_json(self.run, t)) for t in self.run.targets]
+        doc.update(ok=self.ok, seed=self.seed, reproduce=self.reproduce)
+        return doc
+
+    def to_markdown(self) -> str:
+        """The report module's Markdown of each target (no figures), one after the other."""
+        if self.run is None:
+            fn = getattr(self.sweep, "to_markdown", None)
+            return fn() if callable(fn) else "```\n" + self.summary() + "\n```\n"
+        from .report import markdown
+        return "\n---\n\n".join(markdown.target_markdown(self.run, t, {}) for t in self.run.targets)
+
+    def write(self, directory: Union[str, Path], with_plots: bool = True) -> List[Path]:
+        """Write the reports (Markdown + JSON per target, ``index.md`` / ``index.json``,
+        PNG figures unless ``with_plots=False``) into ``directory``; returns the paths."""
+        if self.run is None:
+            raise InvalidArgument("write() of a sweep report: use the sweep result's own writer")
+        from .report import write_reports
+        return write_reports(self.run, directory, with_plots=with_plots)
+
+    def failure_message(self, strict: bool = False) -> str:
+        """What :meth:`assert_ok` raises with ('' when it would not raise)."""
+        bad = {FAIL, ERROR} | ({INCONCLUSIVE} if strict else set())
+        rows = [r for r in self.results if r.verdict in bad]
+        if self.run is None and not rows and not self.ok:
+            rows = self.failures
+        if not rows:
+            return ""
+        counts = ", ".join(f"{sum(r.verdict == v for r in rows)} {v}" for v in (FAIL, ERROR, INCONCLUSIVE)
+                           if any(r.verdict == v for r in rows))
+        lines = [f"{self._label()}: {counts}"]
+        for t in self.targets:
+            for cause in t.root_causes:
+                lines.append(f"cause: {cause.summary}  [{', '.join(cause.evidence)}]")
+        lines += [failure_row(r) for r in rows]
+        if self.run is not None:
+            lines.append(f"seed {self.seed} (family-wise false-alarm rate {self.run.settings.alpha:g})")
+        lines.append(f"reproduce: {self.reproduce}")
+        return "\n".join(lines)
+
+    def assert_ok(self, strict: bool = False) -> "Report":
+        """Raise :class:`~dropverify.CheckFailed` (an AssertionError) listing every FAIL and
+        ERROR row (and INCONCLUSIVE with ``strict=True``), the seed and the reproduction
+        command; return the report otherwise."""
+        __tracebackhide__ = True
+        message = self.failure_message(strict)
+        if message:
+            raise CheckFailed(message)
+        return self
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def _p_attr(obj: Any) -> Optional[str]:
+    for name in _P_NAMES:
+        v = getattr(obj, name, None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return name
+    params = getattr(obj, "params", None)
+    if isinstance(params, Mapping) and "p" in params:
+        return "params"
+    return None
+
+
+def _current_params(obj: Any) -> Dict[str, Any]:
+    """What the layer object says about its own parameters (canonical ``p`` included)."""
+    params = getattr(obj, "params", None)
+    if isinstance(params, Mapping):
+        return dict(params)
+    name = _p_attr(obj)
+    return {} if name is None else {"p": float(getattr(obj, name))}
+
+
+def _rebuilder(obj: Any) -> Optional[Callable[[Mapping[str, Any]], Any]]:
+    """A function params -> a new layer like ``obj`` with those canonical parameters, or
+    None where the class cannot be rebuilt from what the object exposes."""
+    cls = type(obj)
+    if callable(getattr(obj, "get_config", None)) and callable(getattr(cls, "from_config", None)):  # Keras
+        def keras(prm: Mapping[str, Any]) -> Any:
+            cfg = dict(obj.get_config())
+            for k, v in prm.items():
+                key = k if k in cfg else next((n for n in _P_NAMES if n in cfg), None) if k == "p" else None
+                if key is not None:
+                    cfg[key] = v
+            return cls.from_config(cfg)
+        return keras
+    params = getattr(obj, "params", None)
+    if isinstance(params, Mapping):  # dropverify's numpy references: cls(**params)
+        return lambda prm: cls(**{**dict(params), **dict(prm)})
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return None
+    names = [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    p_name = next((n for n in _P_NAMES if n in names), None)
+    if p_name is None:
+        return None
+    own = {n: getattr(obj, n) for n in names if hasattr(obj, n)}
+
+    def construct(prm: Mapping[str, Any]) -> Any:
+        kw = dict(own)
+        for k, v in prm.items():
+            if k == "p":
+                kw[p_name] = v
+            elif k in names:
+                kw[k] = v
+        return cls(**kw)
+    return construct
+
+
+def layer_factory(layer: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
+    """A factory for a layer *object*: ``factory(**canonical_params)``.
+
+    With the object's own parameters it returns a deep copy of the object (the object
+    itself where it cannot be copied); given another ``p`` than the object's, it rebuilds. For other parameters (the edge-case checks ask for
+    p = 0, p = 1 and invalid p) it rebuilds the layer: Keras layers through
+    ``get_config()`` / ``from_config()``, dropverify's numpy references through their
+    ``params``, other classes by calling the class with the constructor arguments the
+    object exposes as attributes (the drop probability under ``p``, ``rate``,
+    ``drop_prob``, ...). Where that is impossible, asking for other parameters raises
+    ``InvalidArgument`` and those checks report ERROR: pass a factory instead.
+    """
+    rebuild = _rebuilder(layer)
+    if rebuild is not None:
+        try:
+            if _current_params(rebuild(params)).get("p") != params.get("p"):
+                rebuild = None
+        except Exception:  # noqa: BLE001 - the class cannot be rebuilt this way
+            rebuild = None
+    own = dict(params)
+    as_is = _current_params(layer).get("p") == own.get("p")
+    if not as_is and rebuild is None:
+        raise InvalidArgument(f"the {type(layer).__name__} object has p={_current_params(layer).get('p')!r}, "
+                              f"not {own.get('p')!r}, and cannot be rebuilt: pass a factory instead")
+
+    def factory(**prm: Any) -> Any:
+        if as_is and all(own.get(k) == v for k, v in prm.items() if k in own):
+            try:
+                return copy.deepcopy(layer)
+            except Exception:  # noqa: BLE001 - some layers cannot be copied: hand out the object
+                return layer
+        if rebuild is None:
+            raise InvalidArgument(f"cannot rebuild the {type(layer).__name__} object with {prm}: "
+                                  "pass a factory (a callable taking p=...) instead of a layer object")
+        return rebuild(prm)
+
+    factory.__qualname__ = factory.__name__ = f"{type(layer).__name__}"
+    return factory
+
+
+def _is_layer_object(target: Any) -> bool:
+    from .targets.user import _kind
+    return not isinstance(target, type) and _kind(target) != "unknown"
+
+
+def _importable(fn: Any) -> Optional[str]:
+    """``module:qualname`` when ``fn`` can be imported back by that name (CLI reproduction)."""
+    module, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qual or not qual:
+        return None
+    import importlib
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except Exception:  # noqa: BLE001
+        return None
+    return f"{module}:{qual}" if obj is fn else None
+
+
+# --------------------------------------------------------------------------- reproduction
+
+
+def _settings_flags(settings: Settings) -> List[str]:
+    from .checks._core import MARGIN_FIELDS
+    base = Settings()
+    out = [f"--seed {settings.seed}"]
+    for name, flag in (("alpha", "--alpha"), ("power", "--power"), ("max_calls", "--max-calls"),
+                       ("fault_fraction", "--fault-fraction")):
+        if getattr(settings, name) != getattr(base, name):
+            out.append(f"{flag} {getattr(settings, name)!r}")
+    for short, fld in MARGIN_FIELDS.items():
+        if getattr(settings, fld) != getattr(base, fld):
+            out.append(f"--margin {short}={getattr(settings, fld)!r}")
+    return out
+
+
+def _settings_kwargs(settings: Settings) -> List[str]:
+    base = Settings()
+    return [f"{f.name}={getattr(settings, f.name)!r}" for f in dataclasses.fields(Settings)
+            if f.name not in ("seed", "alpha") and getattr(settings, f.name) != getattr(base, f.name)]
+
+
+def reproduce_command(target: str, variant: str, params: Mapping[str, Any], shape: Optional[Sequence[int]],
+                      settings: Settings, dtype: str = "float64", layout: str = "contiguous",
+                      device: str = "cpu", checks: Optional[Sequence[str]] = None) -> str:
+    """The ``dropverify run`` command line that repeats a run of a named target."""
+    parts = ["dropverify run", target, f"--variant {variant}"]
+    parts += [f"--param {k}={v!r}" if isinstance(v, str) else f"--param {k}={v}" for k, v in params.items()]
+    if shape:
+        parts.append("--shape " + ",".join(str(int(s)) for s in shape))
+    if dtype != "float64":
+        parts.append(f"--dtype {dtype}")
+    if layout != "contiguous":
+        parts.append(f"--layout {layout}")
+    if device != "cpu":
+        parts.append(f"--device {device}")
+    parts += _settings_flags(settings)
+    parts += [f"--check {c}" for c in checks or ()]
+    return " ".join(parts)
+
+
+def reproduce_python(name: str, variant: str, params: Mapping[str, Any], shape: Optional[Sequence[int]],
+                     settings: Settings, dtype: str = "float64", layout: str = "contiguous",
+                     device: str = "cpu", checks: Optional[Sequence[str]] = None) -> str:
+    """The ``dropverify.verify(...)`` call that repeats a run of a callable or layer object."""
+    args = [name, repr(variant)]
+    if shape:
+        args.append(f"shape={tuple(int(s) for s in shape)!r}")
+    args.append(f"seed={settings.seed}")
+    if settings.alpha != Settings().alpha:
+        args.append(f"alpha={settings.alpha!r}")
+    for k, v in (("dtype", dtype), ("layout", layout), ("device", device)):
+        if v != {"dtype": "float64", "layout": "contiguous", "device": "cpu"}[k]:
+            args.append(f"{k}={v!r}")
+    if checks:
+        args.append(f"checks={list(checks)!r}")
+    extra = _settings_kwargs(settings)
+    if extra:
+        args.append(f"settings=dropverify.Settings({', '.join(extra)})")
+    args += [f"{k}={v!r}" for k, v in params.items()]
+    return f"dropverify.verify({', '.join(args)}).assert_ok()"
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float]) -> Settings:
+    s = settings or Settings()
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InvalidArgument(f"seed={seed!r}, but should be an integer >= 0")
+        s = dataclasses.replace(s, seed=seed)
+    if alpha is not None:
+        s = dataclasses.replace(s, alpha=alpha)
+    return s.validate()
+
+
+def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequence[int]] = None,
+           seed: Optional[int] = None, alpha: Optional[float] = None, sweep: bool = False,
+           dtype: str = "float64", layout: str = "contiguous", device: str = "cpu",
+           checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
+           **params: Any) -> Report:
+    """Verify ``target`` against ``variant``'s contract; returns a :class:`Report`.
+
+    ``target`` is one of:
+
+    - a target name: a built-in (``"torch:Dropout2d"``, ``"timm:DropBlock2d"``,
+      ``"numpy:dropout"``; ``variant`` optional) or a user factory
+      ``"mypkg.layers:make_dropout"`` / ``"path/to/file.py:make"`` (``variant`` required);
+    - a factory: any callable (a class such as ``torch.nn.Dropout`` too) taking the
+      variant's canonical parameters as keywords (``p``, ``block_size`` ...) and returning a
+      torch ``nn.Module``, a Keras layer or a numpy layer;
+    - a layer object (torch / Keras / numpy): wrapped by :func:`layer_factory`, which
+      rebuilds it for the parameters the edge-case checks need where its class allows and
+      reports ERROR for those checks where not (pass a factory then). ``p`` is read from
+      the object when not given.
+
+    ``params`` are the variant's canonical parameters. ``seed`` defaults to
+    :data:`DEFAULT_SEED`, ``alpha`` (family-wise false-alarm rate of the run) to
+    ``settings.alpha`` (1e-3); ``settings`` sets the rest (budget, power, margins).
+    ``sweep=True`` explores the configuration space (``dropverify.sweep.run_sweep``), the
+    given parameters fixing their axes. Bad arguments raise ``InvalidArgument`` (a
+    ValueError) before any sampling.
+    """
+    from .runner import verify as run_checks
+    from .targets.resolve import TargetRef, resolve_target
+    from .targets.user import factory_spec
+
+    settings = _settings_for(settings, seed, alpha)
+    if checks is not None:
+        checks = [checks] if isinstance(checks, str) else list(checks)
+    shape_t = tuple(int(s) for s in shape) if shape is not None else None
+    if isinstance(target, str):
+        specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
+        variant = specs[0].variant
+        reproduce = reproduce_command(target, variant, params, shape_t, settings, dtype, layout, device, checks)
+        ref: Any = TargetRef(target, variant, dict(params), shape_t, dtype, layout, device)
+    elif callable(target) or _is_layer_object(target):
+        if variant is None:
+            raise InvalidArgument("variant=None, but a factory or layer object needs the variant it claims, "
+                                  "e.g. verify(make, 'dropout', p=0.2)")
+        if _is_layer_object(target):
+            params = {**_current_params(target), **params}
+            if "p" not in params:
+                raise InvalidArgument(f"cannot read p from the {type(target).__name__} object: give p=...")
+            from .contracts import get_contract
+            known = {ps.name for ps in get_contract(variant).params}
+            own = {k: v for k, v in params.items() if k in known}
+            factory = layer_factory(target, own)
+            name = f"object:{type(target).__module__}.{type(target).__qualname__}"
+            reproduce = reproduce_python(f"<your {type(target).__name__} layer>", variant, own, shape_t,
+                                         settings, dtype, layout, device, checks)
+            params = own
+        else:
+            factory = target
+            where = _importable(target)
+            name = f"user:{where}" if where else None
+            reproduce = (reproduce_command(where, variant, params, shape_t, settings, dtype, layout, device, checks)
+                         if where else
+                         reproduce_python(f"<your factory {getattr(target, '__qualname__', 'factory')}>", variant,
+                                          params, shape_t, settings, dtype, layout, device, checks))
+        spec = factory_spec(factory, variant, params, shape=shape_t, device=device, name=name)
+        specs = [dataclasses.replace(spec, dtype=dtype, layout=layout)]
+        ref = specs
+    else:
+        raise InvalidArgument(f"target={target!r}, but should be a target name ('torch:Dropout', "
+                              "'mymodule:make'), a factory or a layer object")
+    if sweep:
+        from .sweep import run_sweep  # the lead's sweep engine (issue 9)
+        result = run_sweep(ref, settings, fixed=dict(params))
+        report = Report(run=None, reproduce=reproduce + " --sweep" if isinstance(target, str) else reproduce,
+                        sweep=result)
+    else:
+        report = Report(run=run_checks(specs, settings, checks=checks), reproduce=reproduce)
+    _session.notify(report)
+    return report
+
+
+__all__ = ["DEFAULT_SEED", "Report", "failure_row", "layer_factory", "reproduce_command", "verify"]
