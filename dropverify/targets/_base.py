@@ -58,6 +58,9 @@ class TargetSpec:
     # through ml_dtypes) and memory layout of the inputs (one of the target's layouts)
     dtype: str = "float64"
     layout: str = "contiguous"
+    # environment variables the target needs in its process (e.g. KERAS_BACKEND=jax); a runner
+    # executes a spec whose env differs from its own process in a worker started with it
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def resolved_contract(self) -> Contract:
         return self.contract if self.contract is not None else get_contract(self.variant)
