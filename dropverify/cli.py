@@ -1,114 +1,399 @@
 """The ``dropverify`` command line.
 
-Exit codes: 0 every check PASS or INCONCLUSIVE; 1 any FAIL or ERROR; 2 usage error (one
-line on stderr naming the problem, never a traceback).
+Exit codes: 0 every check PASS or INCONCLUSIVE (``--strict``: every check PASS); 1 any FAIL
+or ERROR (``--strict``: or INCONCLUSIVE), or an internal error; 2 usage error. Every usage
+error is one line on stderr (``dropverify: error: ...``) printed before any sampling; no
+traceback reaches the user (``DROPVERIFY_DEBUG=1`` shows one for an internal error).
+
+Every command builds a list of target specs first, validates every argument and output
+path, then makes ONE ``runner.verify`` call: several targets share one family-wise
+false-alarm rate.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import shlex
 import sys
+import tempfile
+import time
+from collections import defaultdict
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import DropverifyError
+from .errors import DropverifyError, InvalidArgument
 
 THIRDPARTY = ("torch", "torchvision", "timm", "keras")
+DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
+DEFAULT_OUT = "reports"
 
 
 class UsageError(DropverifyError):
-    pass
+    """A command-line mistake: one line on stderr, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise UsageError(f"{self.prog}: {message}")
+    def error(self, message: str) -> None:  # one line, exit 2, no "dropverify run:" prefix doubled
+        raise UsageError(message)
 
 
+def _version() -> str:
+    from .report.jsonout import tool_version
+    return tool_version()
+
+
+def _default_seed() -> int:
+    from .checks._core import DEFAULT_SEED
+    return DEFAULT_SEED
+
+
+# ----------------------------------------------------------------------------- arguments
 def _settings_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=20261126, help="master seed. Default: %(default)r")
-    p.add_argument("--alpha", type=float, default=1e-3,
-                   help="family-wise false-alarm rate of the whole run (Holm). Default: %(default)r")
-    p.add_argument("--power", type=float, default=0.99,
-                   help="power that defines each minimum detectable deviation. Default: %(default)r")
-    p.add_argument("--max-calls", type=int, default=20000, help="calls per statistical check. Default: %(default)r")
+    p.add_argument("--seed", type=int, default=None, help=f"master seed (>= 0). Default: {_default_seed()}")
+    p.add_argument("--alpha", type=float, default=None,
+                   help="family-wise false-alarm rate of the whole run (Holm). Default: 0.001")
+    p.add_argument("--power", type=float, default=None,
+                   help="power that defines each minimum detectable deviation. Default: 0.99")
+    p.add_argument("--max-calls", type=int, default=None, help="calls per statistical check. Default: 20000")
     p.add_argument("--check", action="append", default=None, metavar="NAME",
-                   help="run only this check (repeatable); see `dropverify list`")
+                   help="run only this check (repeatable); a per-axis / per-layout result name such as "
+                        "multiplier_values_exact[transposed] runs the check that reports it (all its "
+                        "axes / layouts); see `dropverify list`")
     p.add_argument("--margin", action="append", default=[], metavar="NAME=VALUE",
                    help="equivalence margin a PASS certifies (repeatable): rate=0.05 (x min(p,1-p)), "
                         "position=0.25 (x min(q,1-q) per position), mean=0.01 (relative bias), variance=0.05, "
                         "dependence=0.2 (relative risk - 1), correlation=0.05, gamma=0.1 (relative)")
-    p.add_argument("--fault-fraction", type=float, default=0.05,
+    p.add_argument("--fault-fraction", type=float, default=None,
                    help="a PASS sees enough independent calls that a fault striking this fraction of calls "
-                        "appears in one of them (probability >= 1 - alpha). Default: %(default)r")
+                        "appears in one of them (probability >= 1 - alpha). Default: 0.05")
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="INCONCLUSIVE fails too (exit 1): for CI gates")
+    p.add_argument("--junit-xml", default=None, metavar="PATH",
+                   help="also write JUnit XML (one test case per target x check x configuration)")
+    p.add_argument("--summary", default=None, metavar="PATH",
+                   help="append a Markdown job summary; $GITHUB_STEP_SUMMARY is used when set")
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
+def _config_args(p: argparse.ArgumentParser, factory_help: str, many: bool = False) -> None:
+    p.add_argument("--variant", default=None, action="append" if many else "store", help=factory_help)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a variant parameter by its canonical name, e.g. p=0.1, block_size=7 (repeatable; "
+                        "each key once); `dropverify list --params` shows them")
+    p.add_argument("--shape", default=None, help="probe input shape, e.g. 64,32,8,8. Default: the contract's")
+    p.add_argument("--dtype", default="float64", choices=DTYPE_CHOICES,
+                   help="dtype the statistical checks run in. Default: %(default)s")
+    p.add_argument("--layout", default="contiguous",
+                   help="memory layout of the probe inputs (contiguous, transposed, strided, channels_last "
+                        "where the target supports it). Default: %(default)s")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device. Default: %(default)s")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand (usage errors raise :class:`UsageError`)."""
     parser = _Parser(prog="dropverify", description="Certify dropout-family layers against their contracts.")
+    parser.add_argument("--version", action="version", version=f"dropverify {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    v = sub.add_parser("verify", help="verify the reference variants (or --target NAME built-in targets)")
-    v.add_argument("--variant", action="append", default=None, help="only this reference variant (repeatable)")
-    v.add_argument("--target", action="append", default=None,
-                   help="built-in target instead, e.g. torch:Dropout2d (repeatable)")
-    v.add_argument("--out", default="reports", help="report folder. Default: %(default)r")
+    v = sub.add_parser("verify", help="verify the layers of this project's [tool.dropverify] config, "
+                                      "built-in targets (--target), or the reference variants",
+                       description="Without --target / --variant: the layers listed in [tool.dropverify] of the "
+                                   "nearest pyproject.toml (or dropverify.toml), else every reference variant.")
+    v.add_argument("--target", action="append", default=None, metavar="NAME",
+                   help="a built-in target (torch:Dropout2d, timm:DropBlock2d, numpy:dropout) or "
+                        "user:MODULE:FACTORY (repeatable)")
+    v.add_argument("--config", default=None, metavar="PATH",
+                   help="a pyproject.toml with [tool.dropverify] or a dropverify.toml")
+    v.add_argument("--out", default=None, help=f"report folder. Default: the config's `out`, else {DEFAULT_OUT!r}")
+    _config_args(v, "without --target: only this reference variant (repeatable: --variant a --variant b); "
+                    "with --target: the variant user factories claim", many=True)
     _settings_args(v)
     t = sub.add_parser("verify-thirdparty", help="verify every built-in PyTorch / torchvision / timm / Keras target")
     t.add_argument("--framework", action="append", choices=THIRDPARTY, default=None,
                    help="only this framework (repeatable)")
     t.add_argument("--out", default="reports/thirdparty", help="report folder. Default: %(default)r")
     _settings_args(t)
-    r = sub.add_parser("run", help="verify your own layer: dropverify run MODULE:FACTORY --variant NAME")
-    r.add_argument("factory", metavar="MODULE:FACTORY",
-                   help="importable module (or path/to/file.py) and a callable taking the variant's parameters "
-                        "as keyword arguments and returning a torch nn.Module, a Keras layer or a numpy layer")
-    r.add_argument("--variant", required=True, help="the contract the layer claims, e.g. dropout, dropblock_2d")
-    r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a variant parameter, e.g. p=0.1 (repeatable)")
-    r.add_argument("--shape", default=None, help="probe input shape, e.g. 64,32,8,8. Default: the contract's")
-    r.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device. Default: %(default)r")
-    r.add_argument("--report", default=None, metavar="PATH.md", help="write a Markdown report (JSON beside it)")
+    r = sub.add_parser("run", help="verify layers: dropverify run TARGET [TARGET ...] [--variant NAME] [--param K=V]",
+                       description="TARGET is a built-in name (numpy:dropout, torch:Dropout2d, timm:DropBlock2d; "
+                                   "see `dropverify list`) or MODULE:FACTORY (or path/to/file.py:FACTORY): a callable "
+                                   "taking the variant's parameters as keyword arguments and returning a torch "
+                                   "nn.Module, a Keras layer or a numpy layer. All targets share one family-wise "
+                                   "false-alarm rate; --param/--shape/--dtype/--layout/--device apply to each.")
+    r.add_argument("targets", nargs="+", metavar="TARGET", help="built-in name or MODULE:FACTORY")
+    _config_args(r, "the contract a factory claims, e.g. dropout, dropblock_2d (required for factories; "
+                    "built-ins know theirs)")
+    r.add_argument("--report", default=None, metavar="PATH.md",
+                   help="write a Markdown report of one target (JSON beside it)")
+    r.add_argument("--out", default=None, metavar="DIR", help="write reports of every target into DIR")
     _settings_args(r)
-    sub.add_parser("list", help="list variants, checks and targets")
+    lst = sub.add_parser("list", help="list variants, checks and targets")
+    lst.add_argument("--params", action="store_true",
+                     help="per variant: parameters, ranges, defaults, conventions and probe shape")
     return parser
 
 
-def _progress(quiet: bool):
-    if quiet or not sys.stderr.isatty():
-        return None
-
-    def show(label: str, done: int, total: int) -> None:
-        end = "\n" if label == "done" else ""
-        sys.stderr.write(f"\r\x1b[2K[{done}/{total}] {label[:100]}{end}")
-        sys.stderr.flush()
-
-    return show
-
-
-def _settings(args: argparse.Namespace):
+# ----------------------------------------------------------------------------- validation
+def _settings(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None,
+              margins: Optional[Mapping[str, float]] = None):
+    """Settings from the config's values (``base``), overridden by every option given."""
     from .checks import Settings
-    from .errors import InvalidArgument
-    margins = {}
+    values: Dict[str, Any] = dict(base or {})
+    for key in ("seed", "alpha", "power", "max_calls", "fault_fraction"):
+        given = getattr(args, key, None)
+        if given is not None:
+            values[key] = given
+    seed = values.get("seed", _default_seed())
+    if seed < 0:
+        raise UsageError(f"--seed {seed}, but should be a non-negative integer")
+    merged = dict(margins or {})
+    given_margins: Dict[str, float] = {}
     for item in args.margin:
         name, sep, value = item.partition("=")
-        if not sep:
-            raise InvalidArgument(f"--margin {item!r}, but should be NAME=VALUE, e.g. rate=0.02")
-        if name.strip() in margins:
-            raise InvalidArgument(f"--margin {name.strip()} given twice")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--margin {item!r}, but should be NAME=VALUE, e.g. rate=0.02")
+        if name in given_margins:
+            raise UsageError(f"--margin {name} given twice")
         try:
-            margins[name.strip()] = float(value)
+            given_margins[name] = float(value)
         except ValueError:
-            raise InvalidArgument(f"--margin {name}={value!r}, but should be a positive number") from None
-    base = Settings(seed=args.seed, alpha=args.alpha, power=args.power, max_calls=args.max_calls,
-                    fault_fraction=args.fault_fraction).validate()
-    return base.with_margins(**margins) if margins else base
+            raise UsageError(f"--margin {name}={value!r}, but should be a positive number") from None
+    merged.update(given_margins)
+    settings = Settings(**values).validate()
+    return settings.with_margins(**merged) if merged else settings
 
 
-def _finish(run, out: Optional[str], title: str, quiet: bool) -> int:
-    from .report import write_reports
-    if out is not None:
-        paths = write_reports(run, out, title)
-        index = [p for p in paths if p.name == "index.md"]
-        print(f"reports written to {out}/ ({len(paths)} files){'; see ' + str(index[0]) if index else ''}")
+def _checks(args: argparse.Namespace, config_checks: Optional[Sequence[str]] = None) -> Optional[List[str]]:
+    from .checknames import producing_checks
+    names = args.check if args.check else config_checks
+    return producing_checks(names) if names else None
+
+
+def _parse_shape(text: Optional[str]) -> Optional[Tuple[int, ...]]:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"--shape {text!r}, but should be comma-separated integers, e.g. 64,32,8,8") from None
+    if not shape or any(s < 1 for s in shape):
+        raise UsageError(f"--shape {text!r}, but every size should be at least 1")
+    return shape
+
+
+def _nearest_existing(path: Path) -> Path:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return folder
+    return Path(".")
+
+
+def _check_writable(option: str, value: str, folder: bool) -> None:
+    """Raise UsageError now (before sampling) if ``value`` cannot be written."""
+    path = Path(value)
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {value!r}, but it is a file, not a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{option} {value!r}, but it is a folder, not a file")
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {value!r}, but the file is not writable")
+    anchor = _nearest_existing(path if folder else path.parent)
+    if not anchor.is_dir():
+        raise UsageError(f"{option} {value!r}, but {str(anchor)!r} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dropverify-write-test.", dir=anchor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{option} {value!r}, but {str(anchor)!r} is not writable ({exc.strerror or exc})") \
+            from None
+
+
+def _user_ref(target: str) -> str:
+    return target[len("user:"):] if target.startswith("user:") else target
+
+
+def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], shape: Optional[Tuple[int, ...]],
+             dtype: str, layout: str, device: str, variant_for_builtins: bool = True) -> list:
+    """Specs of one target configuration (built-in or factory); InvalidArgument for any mistake.
+    ``variant`` is checked against a built-in's own unless ``variant_for_builtins`` is False."""
+    from .targets._base import relayout
+    from .targets.resolve import is_builtin, resolve_target
+    ref = _user_ref(target)
+    if ":" not in ref.strip(":"):
+        raise UsageError(f"target {target!r}, but should look like FRAMEWORK:LAYER (a built-in, e.g. torch:Dropout2d) "
+                         "or MODULE:FACTORY (your own)")
+    builtin = is_builtin(ref)
+    try:
+        relayout(__import__("numpy").zeros((2, 2, 2)), layout)
+    except ValueError:
+        if layout != "channels_last":
+            raise UsageError(f"--layout {layout!r}, but should be one of contiguous, transposed, strided, "
+                             "channels_last") from None
+    if not builtin and ":" in ref and variant is None:
+        raise UsageError(f"{target} is a factory: give the variant it claims with --variant "
+                         "(see `dropverify list`)")
+    return resolve_target(ref, None if (builtin and not variant_for_builtins) else variant,
+                          params, shape, dtype, layout, device)
+
+
+def _name_configurations(specs: list) -> list:
+    """Give every spec a unique name: dtype / layout other than the defaults are appended
+    (``numpy:dropout[float32]``), and same-named specs are told apart by shape and params."""
+    out = []
+    for s in specs:
+        tags = [t for t, default in ((s.dtype, "float64"), (s.layout, "contiguous")) if t != default]
+        out.append(dataclasses.replace(s, name=s.name + (f"[{','.join(tags)}]" if tags else "")))
+    groups: Dict[str, List[int]] = defaultdict(list)
+    for i, s in enumerate(out):
+        groups[s.name].append(i)
+    for name, idx in groups.items():
+        if len(idx) < 2:
+            continue
+        shapes = [out[i].probe_shape() for i in idx]
+        params = [out[i].resolved_params() for i in idx]
+        differ = [k for k in params[0] if len({repr(p.get(k)) for p in params}) > 1]
+        for i, shp, prm in zip(idx, shapes, params):
+            tags = (["x".join(map(str, shp))] if len(set(shapes)) > 1 else []) + [f"{k}={prm[k]!r}" for k in differ]
+            if tags:
+                out[i] = dataclasses.replace(out[i], name=f"{name}[{','.join(tags)}]")
+    seen: Dict[str, int] = {}
+    for s in out:
+        if s.name in seen:
+            raise UsageError(f"{s.name} is listed twice with the same configuration")
+        seen[s.name] = 1
+    return out
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return shlex.join(["dropverify", *argv])
+
+
+# ----------------------------------------------------------------------------- running
+Progress = Callable[[str, int, int], None]
+
+
+def _progress(quiet: bool, n_targets: int) -> Optional[Progress]:
+    """TTY: one updating status line; otherwise (CI logs) one line per target as it starts."""
+    if quiet:
+        return None
+    start = time.perf_counter()
+    if sys.stderr.isatty():
+        def show(label: str, done: int, total: int) -> None:
+            end = "\n" if label == "done" else ""
+            sys.stderr.write(f"\r\x1b[2K[{done}/{total}] {label[:100]}{end}")
+            sys.stderr.flush()
+        return show
+    state = {"target": None, "index": 0}
+
+    def log(label: str, done: int, total: int) -> None:
+        if label == "done":
+            sys.stderr.write(f"dropverify: {total}/{total} checks done in {time.perf_counter() - start:.1f} s\n")
+            sys.stderr.flush()
+            return
+        target = label.rsplit(": ", 1)[0]
+        if target != state["target"]:
+            state["target"] = target
+            state["index"] += 1
+            sys.stderr.write(f"dropverify: [{state['index']}/{n_targets}] {target} (checks {done}/{total} done, "
+                             f"{time.perf_counter() - start:.1f} s)\n")
+            sys.stderr.flush()
+    return log
+
+
+@dataclasses.dataclass
+class Plan:
+    """Everything a run needs, validated before any sampling."""
+
+    specs: list
+    settings: Any
+    checks: Optional[List[str]]
+    out: Optional[str] = None
+    report: Optional[str] = None
+    title: str = "dropverify"
+    strict: bool = False
+    junit: Optional[str] = None
+    summary: Optional[str] = None
+    waive_results: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+def _outputs(args: argparse.Namespace, plan: Plan) -> Plan:
+    """Fill the output options into ``plan`` and check every path is writable."""
+    plan.junit = args.junit_xml
+    plan.summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY") or None
+    plan.strict = bool(args.strict) or plan.strict
+    if plan.report is not None:
+        if not plan.report.endswith(".md"):
+            raise UsageError(f"--report {plan.report!r}, but should end in .md (the JSON lands beside it)")
+        if len(plan.specs) != 1:
+            raise UsageError(f"--report takes one target configuration, but {len(plan.specs)} were given "
+                             f"({', '.join(s.name for s in plan.specs[:3])}{' ...' if len(plan.specs) > 3 else ''}); "
+                             "use --out DIR")
+        _check_writable("--report", plan.report, folder=False)
+    if plan.out is not None:
+        _check_writable("--out", plan.out, folder=True)
+    if plan.junit is not None:
+        _check_writable("--junit-xml", plan.junit, folder=False)
+    if plan.summary is not None:
+        _check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", plan.summary, folder=False)
+    return plan
+
+
+def _waive(run, waivers: List[Dict[str, str]]):
+    """Move results named in ``waivers`` (one dict per target, result name -> reason) out of the
+    verdicts, into not_applicable with the reason and the verdict they had."""
+    if not any(waivers):
+        return run
+    targets = []
+    for t, waive in zip(run.targets, waivers):
+        if not waive:
+            targets.append(t)
+            continue
+        kept = tuple(r for r in t.results if r.check not in waive)
+        gone = [(r.check, f"waived: {waive[r.check]} (it was {r.verdict})") for r in t.results if r.check in waive]
+        causes = tuple(c for c in t.root_causes if set(c.evidence) - set(waive))
+        targets.append(dataclasses.replace(t, results=kept, root_causes=causes,
+                                           not_applicable=tuple(sorted((*t.not_applicable, *gone)))))
+    return dataclasses.replace(run, targets=tuple(targets))
+
+
+def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
+    """The one ``runner.verify`` call, then reports, CI outputs and the console summary."""
+    from .runner import verify
+    quiet = bool(getattr(args, "quiet", False))
+    run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet, len(plan.specs)))
+    run = _waive(run, plan.waive_results)
+    problems = _write_outputs(run, plan, command)
+    code = _finish(run, quiet, plan.strict)
+    if problems:
+        for line in problems:
+            print(f"dropverify: error: {line}", file=sys.stderr)
+        return 2
+    return code
+
+
+def _write_outputs(run, plan: Plan, command: str) -> List[str]:
+    from .report import write_junit, write_reports, write_single_report, write_summary
+    problems: List[str] = []
+    jobs: List[Tuple[str, Callable[[], Any]]] = []
+    if plan.report is not None:
+        jobs.append((f"report {plan.report}", lambda: write_single_report(run, plan.report, command=command)))
+    if plan.out is not None:
+        jobs.append((f"reports in {plan.out}/", lambda: write_reports(run, plan.out, plan.title, command=command)))
+    if plan.junit is not None:
+        jobs.append((f"JUnit XML {plan.junit}", lambda: write_junit(run, plan.junit, plan.strict, command)))
+    if plan.summary is not None:
+        jobs.append((f"job summary {plan.summary}", lambda: write_summary(run, plan.summary, plan.strict, command)))
+    for what, job in jobs:
+        try:
+            job()
+            print(f"{what} written")
+        except OSError as exc:
+            problems.append(f"writing {what} failed: {exc.strerror or exc}")
+    return problems
+
+
+def _finish(run, quiet: bool, strict: bool) -> int:
     for target in run.targets:
         counts = target.counts()
         print(f"{target.verdict:12s} {target.spec_name}  "
@@ -121,75 +406,115 @@ def _finish(run, out: Optional[str], title: str, quiet: bool) -> int:
         for r in target.results:
             if r.check in explained:
                 continue  # already said in full by its root-cause line
-            if r.verdict == "FAIL" or (r.verdict == "INCONCLUSIVE" and not quiet):
+            if r.verdict in ("FAIL", "ERROR") or (r.verdict == "INCONCLUSIVE" and (strict or not quiet)):
                 print(f"    {r.verdict}: {r.check}: {r.message}")
-    print(f"{'OK' if run.ok else 'NOT OK'}: {len(run.targets)} target(s), "
+    inconclusive = any(r.verdict == "INCONCLUSIVE" for t in run.targets for r in t.results)
+    ok = run.ok and not (strict and inconclusive)
+    why = " (--strict: INCONCLUSIVE fails)" if run.ok and not ok else ""
+    print(f"{'OK' if ok else 'NOT OK'}{why}: {len(run.targets)} target(s), "
           f"family-wise false-alarm rate {run.settings.alpha:g}, {run.seconds:.1f} s")
-    return 0 if run.ok else 1
+    return 0 if ok else 1
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from .runner import verify
-    from .targets import get_target, reference_spec, reference_targets
+# ----------------------------------------------------------------------------- commands
+def _target_specs(args: argparse.Namespace, targets: Sequence[str], variant: Optional[str],
+                  variant_for_builtins: bool = True) -> list:
+    from .targets.resolve import parse_params
+    params = parse_params(args.param)
+    shape = _parse_shape(args.shape)
+    specs = []
+    for target in targets:
+        specs.extend(_resolve(target, variant, params, shape, args.dtype, args.layout, args.device,
+                              variant_for_builtins))
+    return _name_configurations(specs)
+
+
+def cmd_run(args: argparse.Namespace, command: str) -> int:
+    """``dropverify run TARGET [TARGET ...]``: one family over every target given."""
+    if args.report is not None and args.out is not None:
+        raise UsageError("--report and --out: give one (--report for one target, --out for a folder)")
+    specs = _target_specs(args, args.targets, args.variant)
+    plan = Plan(specs, _settings(args), _checks(args), out=args.out, report=args.report)
+    return _execute(_outputs(args, plan), args, command)
+
+
+def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
+    from .config import load_config, project_imports
+    if args.param or args.shape or args.variant:
+        raise UsageError("--param / --shape / --variant apply to --target; the config lists each layer's own")
+    cfg = load_config(path)
+    if any(layer.sweep for layer in cfg.layers):
+        name = next(layer.target for layer in cfg.layers if layer.sweep)
+        raise UsageError(f"{path.name}: {name} has sweep = true, but `dropverify verify` does not sweep yet; "
+                         f"run `dropverify run {name} --sweep` or set sweep = false")
+    margin_sets = {tuple(sorted(layer.margins.items())) for layer in cfg.layers}
+    if len(margin_sets) > 1:
+        raise UsageError(f"{path.name}: layers ask for different margins, but one run uses one set of margins "
+                         "(for now): put them under [tool.dropverify] margins, or verify such layers separately")
+    layer_margins = dict(next(iter(margin_sets)))
+    specs, waivers = [], []
+    from .checknames import check_names
+    registry = set(check_names())
+    with project_imports(cfg.root):
+        for layer in cfg.layers:
+            for shape, dtype, layout in layer.configurations():
+                made = _resolve(layer.target, layer.variant, layer.params, shape, dtype, layout, layer.device)
+                whole = {c: f"waived in {path.name}: {why}" for c, why in layer.waive.items() if c in registry}
+                partial = {c: why for c, why in layer.waive.items() if c not in registry}
+                for spec in made:
+                    if layer.name:
+                        spec = dataclasses.replace(spec, name=layer.name)
+                    specs.append(dataclasses.replace(spec, not_applicable={**dict(spec.not_applicable), **whole}))
+                    waivers.append(partial)
+    named = _name_configurations(specs)
+    out = args.out if args.out is not None else (str(cfg.out_dir()) if cfg.out else DEFAULT_OUT)
+    settings = _settings(args, cfg.settings, {**cfg.margins, **layer_margins})
+    plan = Plan(named, settings, _checks(args, cfg.checks), out=out, strict=cfg.strict,
+                title=f"dropverify: {cfg.root.resolve().name} ({path.name})", waive_results=waivers)
+    print(f"dropverify: {len(cfg.layers)} layer(s), {len(named)} configuration(s) from {path}", file=sys.stderr)
+    return plan
+
+
+def cmd_verify(args: argparse.Namespace, command: str) -> int:
+    """``dropverify verify``: --target names, else the project config, else the reference variants."""
+    from .config import find_config
     if args.target:
-        specs = [s for name in args.target for s in get_target(name)]
-    elif args.variant:
-        specs = [reference_spec(v) for v in args.variant]
+        if args.config:
+            raise UsageError("--target and --config: give one")
+        if args.variant and len(args.variant) > 1:
+            raise UsageError("--variant with --target names the variant user factories claim: give it once")
+        specs = _target_specs(args, args.target, args.variant[0] if args.variant else None,
+                              variant_for_builtins=False)
+        plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT)
     else:
-        specs = reference_targets()
-    run = verify(specs, _settings(args), checks=args.check, progress=_progress(args.quiet))
-    return _finish(run, args.out, "dropverify: reference variants" if not args.target else "dropverify", args.quiet)
+        config = Path(args.config) if args.config else (None if args.variant else find_config())
+        if config is not None:
+            if args.config and not config.is_file():
+                raise UsageError(f"--config {args.config!r}, but no such file")
+            plan = _config_plan(args, config)
+        else:
+            targets = [f"numpy:{v}" for v in args.variant] if args.variant else None
+            if targets is None:
+                from .variants import variant_names
+                targets = [f"numpy:{v}" for v in variant_names()]
+            specs = _target_specs(args, targets, None)
+            plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
+                        title="dropverify: reference variants")
+    return _execute(_outputs(args, plan), args, command)
 
 
-def cmd_thirdparty(args: argparse.Namespace) -> int:
-    from .runner import verify
+def cmd_thirdparty(args: argparse.Namespace, command: str) -> int:
     from .targets import get_target, target_names
     specs = []
     for fw in args.framework or THIRDPARTY:
         for name in target_names(fw):
             specs.extend(get_target(name))
-    run = verify(specs, _settings(args), checks=args.check, progress=_progress(args.quiet))
-    return _finish(run, args.out, "dropverify: third-party implementations", args.quiet)
+    plan = Plan(specs, _settings(args), _checks(args), out=args.out, title="dropverify: third-party implementations")
+    return _execute(_outputs(args, plan), args, command)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from .report import write_target_report
-    from .runner import verify
-    from .targets.user import user_spec
-    params = {}
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--param {item!r}, but should be KEY=VALUE, e.g. p=0.1")
-        params[key.strip()] = _literal(value.strip())
-    shape = None
-    if args.shape:
-        try:
-            shape = tuple(int(s) for s in args.shape.split(",") if s.strip())
-        except ValueError:
-            raise UsageError(f"--shape {args.shape!r}, but should be comma-separated integers, e.g. 64,32,8,8") from None
-    spec = user_spec(args.factory, args.variant, params, shape=shape, device=args.device)
-    run = verify([spec], _settings(args), checks=args.check, progress=_progress(args.quiet))
-    if args.report:
-        path = Path(args.report)
-        if path.suffix != ".md":
-            raise UsageError(f"--report {args.report!r}, but should end in .md (the JSON lands beside it)")
-        write_target_report(run, run.targets[0], path)
-        print(f"report written to {path} (+ {path.with_suffix('.json').name})")
-    return _finish(run, None, "", args.quiet)
-
-
-def _literal(text: str):
-    import ast
-    if text in ("true", "false"):
-        return text == "true"
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, command: str) -> int:
+    from .checknames import result_names
     from .checks import CHECKS
     from .contracts import all_contracts
     from .errors import TargetUnavailable
@@ -197,10 +522,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("variants:")
     for c in all_contracts():
         print(f"  {c.name:24s} {c.summary}")
-    print("checks:")
+        if args.params:
+            for p in c.params:
+                doc = f"  {p.doc}" if p.doc else ""
+                print(f"      {p.name:16s} default {p.default!r:10s} {p.range_text()}{doc}")
+            print(f"      probe shape {tuple(c.default_shape)}; layout {c.layout}; ranks "
+                  f"{', '.join(map(str, c.ranks))}; mask {c.structure}")
+    print("checks (--check NAME; results named as listed after '->'):")
     for c in CHECKS:
-        print(f"  {c.name:48s} {c.property}")
-    print("targets:")
+        shown = [n for n in result_names(c.name) if n != c.name]
+        print(f"  {c.name:48s} {c.property}" + (f"  -> {', '.join(shown)}" if shown else ""))
+    print("targets (dropverify run TARGET; MODULE:FACTORY for your own):")
     print("  numpy:<variant>          our reference implementations")
     for fw in ADAPTERS:
         try:
@@ -208,23 +540,41 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("  " + "  ".join(names))
         except TargetUnavailable as exc:
             print(f"  {fw}: unavailable — {exc}")
+    if not args.params:
+        print("(`dropverify list --params` shows each variant's parameters, ranges, defaults and probe shape)")
     return 0
 
 
 COMMANDS = {"verify": cmd_verify, "verify-thirdparty": cmd_thirdparty, "run": cmd_run, "list": cmd_list}
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    argv = list(argv) if argv is not None else sys.argv[1:]
     parser = build_parser()
     try:
-        args = parser.parse_args(list(argv) if argv is not None else None)
-        return COMMANDS[args.command](args)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help / --version
+            return int(exc.code or 0)
+        return COMMANDS[args.command](args, _command_line(argv))
     except DropverifyError as exc:
-        print(f"dropverify: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"dropverify: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dropverify: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - no traceback reaches a user
+        if os.environ.get("DROPVERIFY_DEBUG"):
+            raise
+        print(f"dropverify: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(set DROPVERIFY_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,14 +1,34 @@
-"""The JSON twin of a report: the same results, for machines."""
+"""The JSON twin of a report: the same results, for machines.
+
+The report JSON (``kind`` "target" or "index") is a function of the run's seed, settings,
+targets and command line only: the same seed gives the same bytes, so committed reports
+change only when results do. Wall-clock facts (timestamp, seconds per check) go to a
+separate ``timings.json`` (``kind`` "timings") that is meant to stay out of version control.
+Every document carries ``schema_version`` and follows ``dropverify/report/schema.json``.
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-from typing import Any, Dict
+from datetime import datetime, timezone
+from typing import Any, Dict, Optional
 
 import numpy as np
 
 from ..runner import RunResult, TargetRun
+
+SCHEMA_VERSION = "1.0"
+_VOLATILE = ("seconds",)  # result fields that depend on the clock, kept out of the tracked JSON
+
+
+def tool_version() -> str:
+    """The installed dropverify version ("unknown" when not installed as a distribution)."""
+    try:
+        from importlib.metadata import version
+        return version("dropverify")
+    except Exception:  # noqa: BLE001 - running from a bare source tree
+        return "unknown"
 
 
 def _clean(obj: Any) -> Any:
@@ -32,24 +52,66 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def run_header(run: RunResult) -> Dict[str, Any]:
+def _result(r: Any) -> Dict[str, Any]:
+    doc = _clean(r)
+    for key in _VOLATILE:
+        doc.pop(key, None)
+    return doc
+
+
+def run_header(run: RunResult, command: Optional[str] = None) -> Dict[str, Any]:
+    """Settings, Holm family size, environment, tool version and command line of the run."""
     return {"settings": _clean(run.settings), "statistical_results": run.m_statistical,
-            "alpha_per_result": run.alpha_each, "environment": run.environment}
+            "alpha_per_result": run.alpha_each, "environment": dict(run.environment),
+            "tool": {"name": "dropverify", "version": tool_version()}, "command": command}
 
 
-def target_json(run: RunResult, target: TargetRun) -> str:
-    doc = {"target": target.spec_name, "variant": target.variant, "verdict": target.verdict,
-           "counts": target.counts(), "params": _clean(target.params), "probe_shape": list(target.shape),
-           "contract": _clean(target.contract), "conventions": list(target.conventions),
-           "description": target.description, "run": run_header(run),
-           "not_applicable": dict(target.not_applicable),
-           "root_causes": [c.to_dict() for c in target.root_causes],
-           "results": [_clean(r) for r in target.results]}
+def _dump(doc: Dict[str, Any]) -> str:
     return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
-def index_json(run: RunResult) -> str:
-    doc = {"run": run_header(run), "ok": run.ok,
-           "targets": [{"target": t.spec_name, "variant": t.variant, "verdict": t.verdict, "counts": t.counts()}
-                       for t in run.targets]}
-    return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+def target_dict(run: RunResult, target: TargetRun, command: Optional[str] = None) -> Dict[str, Any]:
+    """The JSON document of one target (deterministic: no clock values)."""
+    return {"schema_version": SCHEMA_VERSION, "kind": "target",
+            "target": target.spec_name, "variant": target.variant, "verdict": target.verdict,
+            "counts": target.counts(), "params": _clean(target.params), "probe_shape": list(target.shape),
+            "contract": _clean(target.contract), "conventions": list(target.conventions),
+            "description": target.description, "run": run_header(run, command),
+            "not_applicable": dict(target.not_applicable),
+            "root_causes": [c.to_dict() for c in target.root_causes],
+            "results": [_result(r) for r in target.results]}
+
+
+def target_json(run: RunResult, target: TargetRun, command: Optional[str] = None) -> str:
+    return _dump(target_dict(run, target, command))
+
+
+def index_dict(run: RunResult, command: Optional[str] = None) -> Dict[str, Any]:
+    """The JSON document of a whole run: one line per target (deterministic: no clock values)."""
+    return {"schema_version": SCHEMA_VERSION, "kind": "index", "run": run_header(run, command), "ok": run.ok,
+            "targets": [{"target": t.spec_name, "variant": t.variant, "verdict": t.verdict, "counts": t.counts(),
+                         "params": _clean(t.params), "probe_shape": list(t.shape)}
+                        for t in run.targets]}
+
+
+def index_json(run: RunResult, command: Optional[str] = None) -> str:
+    return _dump(index_dict(run, command))
+
+
+def timings_dict(run: RunResult, command: Optional[str] = None,
+                 timestamp: Optional[str] = None) -> Dict[str, Any]:
+    """Wall-clock facts of a run: when it finished and how long each target and check took."""
+    stamp = timestamp or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return {"schema_version": SCHEMA_VERSION, "kind": "timings", "timestamp": stamp, "command": command,
+            "tool": {"name": "dropverify", "version": tool_version()}, "seconds": round(run.seconds, 3),
+            "targets": [{"target": t.spec_name, "seconds": round(t.seconds, 3),
+                         "checks": [{"check": r.check, "seconds": round(float(r.seconds), 3)} for r in t.results]}
+                        for t in run.targets]}
+
+
+def timings_json(run: RunResult, command: Optional[str] = None, timestamp: Optional[str] = None) -> str:
+    return _dump(timings_dict(run, command, timestamp))
+
+
+__all__ = ["SCHEMA_VERSION", "index_dict", "index_json", "run_header", "target_dict", "target_json",
+           "timings_dict", "timings_json", "tool_version"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..checks._core import fmt
 from ..runner import RunResult, TargetRun
@@ -46,10 +46,13 @@ def _p(v: Optional[float]) -> str:
     return "" if v is None else f"{v:.3g}"
 
 
-def summary_table(target: TargetRun) -> str:
+def summary_table(target: TargetRun, only: Optional[Sequence[str]] = None) -> str:
+    """The results table of one target (only the rows whose verdict is in ``only``, if given)."""
     lines = ["| check | verdict | estimate | CI | expected ± margin | n | p (seq) | p (Holm) | MDD |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in target.results:
+        if only is not None and r.verdict not in only:
+            continue
         if r.statistical and r.estimate is not None:
             exp = f"{fmt(r.expected)} ± {fmt(r.margin)}"
             n = f"{r.n} {r.n_unit}"

@@ -1,0 +1,7 @@
+"""``python -m dropverify``: the same command line as ``dropverify``."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
