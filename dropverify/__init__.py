@@ -18,6 +18,8 @@ from .errors import CheckFailed, DropverifyError, InvalidArgument, TargetUnavail
 
 __version__ = "0.1.0"
 
+CheckFailed.__module__ = __name__  # reported as dropverify.CheckFailed (its public name) in pytest summaries
+
 _LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("checks._core", "DEFAULT_SEED"),
          "Settings": ("checks._core", "Settings")}
 

@@ -82,8 +82,8 @@ class Report:
     @property
     def failures(self) -> List[CheckResult]:
         """The FAIL and ERROR results, in report order."""
-        if self.run is None and hasattr(self.sweep, "failures"):
-            return list(self.sweep.failures)
+        if self.run is None:  # a sweep: its minimal failing configurations (dicts, JSON-ready)
+            return list(self.sweep.to_dict().get("minimal_failing", []))
         return [r for r in self.results if r.verdict in (FAIL, ERROR)]
 
     @property
@@ -93,7 +93,9 @@ class Report:
 
     @property
     def seed(self) -> Optional[int]:
-        return self.run.settings.seed if self.run is not None else getattr(self.sweep, "seed", None)
+        if self.run is not None:
+            return self.run.settings.seed
+        return getattr(getattr(self.sweep, "settings", None), "seed", None)
 
     @property
     def verdict(self) -> str:
@@ -184,14 +186,24 @@ class Report:
     def failure_message(self, strict: bool = False) -> str:
         """What :meth:`assert_ok` raises with ('' when it would not raise)."""
         bad = {FAIL, ERROR} | ({INCONCLUSIVE} if strict else set())
+        if self.run is None:
+            if self.ok and not (strict and self.verdict == INCONCLUSIVE):
+                return ""
+            doc = self.sweep.to_dict()
+            lines = [f"sweep of {doc.get('target')} ({doc.get('variant')}): {self.verdict}"]
+            for m in doc.get("minimal_failing", []):
+                lines.append(f"minimal failing configuration {m['label']}: {', '.join(m['failing_checks'])}")
+                lines += [f"  cause: {c}" for c in m.get("causes", [])]
+                lines.append(f"  reproduce: {m['reproduce']}")
+            lines.append(f"master seed {self.seed} (family-wise false-alarm rate {doc.get('family_wise_alpha')})")
+            lines.append(f"reproduce the sweep: {self.reproduce}")
+            return "\n".join(lines)
         rows = [r for r in self.results if r.verdict in bad]
-        if self.run is None and not rows and not self.ok:
-            rows = self.failures
         if not rows:
             return ""
         counts = ", ".join(f"{sum(r.verdict == v for r in rows)} {v}" for v in (FAIL, ERROR, INCONCLUSIVE)
                            if any(r.verdict == v for r in rows))
-        lines = [f"{self._label()}: {counts}"]
+        lines = [f"{self._label()}: {counts}; seed {self.seed}"]
         for t in self.targets:
             for cause in t.root_causes:
                 lines.append(f"cause: {cause.summary}  [{', '.join(cause.evidence)}]")
@@ -410,9 +422,37 @@ def _settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Opti
     return s.validate()
 
 
+def _sweep(target: Any, variant: str, specs: List[Any], settings: Settings, params: Mapping[str, Any],
+           shape: Optional[Tuple[int, ...]], fixed_axes: Mapping[str, str], device: str, reproduce: str) -> Report:
+    """``verify(..., sweep=True)``: the sweep engine on a named target, or in-process on a
+    factory (``target`` callable; its spec rebuilt for each configuration)."""
+    from .sweep import run_sweep
+    fixed: Dict[str, Any] = {**dict(params), **dict(fixed_axes)}
+    if shape is not None:
+        fixed["shape"] = tuple(shape)
+    if device != "cpu":
+        fixed["device"] = device
+    if isinstance(target, str):
+        result = run_sweep(target, variant, settings, fixed=fixed)
+        return Report(run=None, reproduce=reproduce + " --sweep", sweep=result)
+    spec0 = specs[0]
+
+    def spec_factory(cfg: Any) -> List[Any]:
+        if cfg is None:
+            return [spec0]
+        from .targets.user import factory_spec
+        spec = factory_spec(target, variant, cfg.all_params(), shape=tuple(cfg.shape),
+                            device=cfg.device, name=spec0.name)
+        return [dataclasses.replace(spec, dtype=cfg.dtype, layout=cfg.layout)]
+
+    result = run_sweep(spec0.name, variant, settings, fixed=fixed, spec_factory=spec_factory)
+    return Report(run=None, reproduce=reproduce.replace(".assert_ok()", "", 1).rstrip(")") + ", sweep=True)"
+                  if reproduce.startswith("dropverify.verify(") else reproduce + " --sweep", sweep=result)
+
+
 def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequence[int]] = None,
            seed: Optional[int] = None, alpha: Optional[float] = None, sweep: bool = False,
-           dtype: str = "float64", layout: str = "contiguous", device: str = "cpu",
+           dtype: Optional[str] = None, layout: Optional[str] = None, device: str = "cpu",
            checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
            **params: Any) -> Report:
     """Verify ``target`` against ``variant``'s contract; returns a :class:`Report`.
@@ -433,15 +473,19 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     ``params`` are the variant's canonical parameters. ``seed`` defaults to
     :data:`DEFAULT_SEED`, ``alpha`` (family-wise false-alarm rate of the run) to
     ``settings.alpha`` (1e-3); ``settings`` sets the rest (budget, power, margins).
-    ``sweep=True`` explores the configuration space (``dropverify.sweep.run_sweep``), the
-    given parameters fixing their axes. Bad arguments raise ``InvalidArgument`` (a
+    ``dtype`` / ``layout`` (None: float64, contiguous) are the configuration the statistical
+    checks run in. ``sweep=True`` explores the configuration space
+    (``dropverify.sweep.run_sweep``): the parameters, ``shape``, ``dtype`` and ``layout`` given
+    fix their axes, the others are swept; the report's ``sweep`` holds the SweepResult. Bad arguments raise ``InvalidArgument`` (a
     ValueError) before any sampling.
     """
     from .runner import verify as run_checks
-    from .targets.resolve import TargetRef, resolve_target
+    from .targets.resolve import resolve_target
     from .targets.user import factory_spec
 
     settings = _settings_for(settings, seed, alpha)
+    fixed_axes = {k: v for k, v in (("dtype", dtype), ("layout", layout)) if v is not None}
+    dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
         checks = [checks] if isinstance(checks, str) else list(checks)
     shape_t = tuple(int(s) for s in shape) if shape is not None else None
@@ -449,7 +493,6 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
         specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
         variant = specs[0].variant
         reproduce = reproduce_command(target, variant, params, shape_t, settings, dtype, layout, device, checks)
-        ref: Any = TargetRef(target, variant, dict(params), shape_t, dtype, layout, device)
     elif callable(target) or _is_layer_object(target):
         if variant is None:
             raise InvalidArgument("variant=None, but a factory or layer object needs the variant it claims, "
@@ -476,15 +519,12 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
                                           params, shape_t, settings, dtype, layout, device, checks))
         spec = factory_spec(factory, variant, params, shape=shape_t, device=device, name=name)
         specs = [dataclasses.replace(spec, dtype=dtype, layout=layout)]
-        ref = specs
     else:
         raise InvalidArgument(f"target={target!r}, but should be a target name ('torch:Dropout', "
                               "'mymodule:make'), a factory or a layer object")
     if sweep:
-        from .sweep import run_sweep  # the lead's sweep engine (issue 9)
-        result = run_sweep(ref, settings, fixed=dict(params))
-        report = Report(run=None, reproduce=reproduce + " --sweep" if isinstance(target, str) else reproduce,
-                        sweep=result)
+        report = _sweep(target if isinstance(target, str) else factory, variant, specs, settings, params, shape_t,
+                        fixed_axes, device, reproduce)
     else:
         report = Report(run=run_checks(specs, settings, checks=checks), reproduce=reproduce)
     _session.notify(report)

@@ -1,69 +1,226 @@
-"""pytest plugin (entry point ``pytest11``): a ``dropverify`` fixture, a marker, options.
+"""pytest plugin (entry point ``pytest11``): the ``dropverify`` fixture, a marker, options,
+settings profiles, a session summary that counts every verification, report folders.
 
-Import-light: nothing heavy is imported until the fixture is used.
+    import pytest
+    from mylayers import make
 
     @pytest.mark.dropverify(alpha=1e-4, seed=3)
     def test_my_dropout(dropverify):
-        dropverify(lambda p: MyDropout(p), "dropout", {"p": 0.2})   # raises CheckFailed on FAIL/ERROR
+        dropverify(make, "dropout", p=0.2)      # raises CheckFailed (an AssertionError) on FAIL/ERROR
+
+Options (command line, or ``dropverify_profile`` in the ini file):
+
+- ``--dropverify-profile quick|default|thorough`` — budget presets, like hypothesis'
+  settings profiles (see :data:`PROFILES`); ``--dropverify-seed``, ``--dropverify-alpha``,
+  ``--dropverify-max-calls`` override the profile, the marker overrides both.
+- ``--dropverify-report DIR`` — write each verification's reports (Markdown, JSON, figures)
+  into ``DIR/<test id>/``.
+
+Every verification in the session — the fixture, ``dropverify.verify()`` and
+``dropverify.testing.assert_honours_contract`` — is counted in the terminal summary, also
+under pytest-xdist (the counts travel with each test's report to the controller).
+
+Import-light: nothing heavy (numpy, scipy) is imported until a verification runs.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List
+import json
+import re
+from typing import Any, Dict, List, Optional
 
 import pytest
 
-_ALLOWED = {"alpha", "power", "seed", "max_calls", "strict"}
-_RUNS: List[Any] = []
+PROFILES: Dict[str, Dict[str, Any]] = {
+    "quick": {"max_calls": 1000, "power": 0.9, "alpha": 1e-3},
+    "default": {"max_calls": 20000, "power": 0.99, "alpha": 1e-3},
+    "thorough": {"max_calls": 100000, "power": 0.999, "alpha": 1e-4},
+}
+"""Settings presets: ``quick`` for every commit (statistical checks that cannot certify within
+1000 calls are INCONCLUSIVE, which does not fail a test unless ``strict``), ``default`` the
+CLI's settings, ``thorough`` for nightly runs (5x the budget, a 10x smaller false-alarm rate)."""
+
+_ALLOWED = {"alpha", "power", "seed", "max_calls", "strict", "fault_fraction"}
+_PROPERTY = "dropverify"
+
+
+class _State:
+    """Per-process state: the current test, verifications not yet attached to a test report,
+    and (on the controller / a plain run) the aggregated records."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.nodeid: Optional[str] = None
+        self.pending: List[Dict[str, Any]] = []
+        self.records: List[Dict[str, Any]] = []
+        self.written: Dict[str, int] = {}
+        self.report_dir: Optional[str] = config.getoption("--dropverify-report")
+
+    def observe(self, report: Any) -> None:
+        """Observer of every finished verification in this process."""
+        record = {"nodeid": self.nodeid or "(outside a test)", "label": report._label(),
+                  "verdict": report.verdict, "counts": report.counts(), "seed": report.seed}
+        if not report.ok:
+            record["reproduce"] = report.reproduce
+        if self.report_dir and report.run is not None:
+            key = _slug(self.nodeid or "session")
+            self.written[key] = self.written.get(key, 0) + 1
+            n = self.written[key]
+            folder = f"{self.report_dir}/{key}" + (f"-{n}" if n > 1 else "")
+            report.write(folder)
+            record["report"] = folder
+        self.pending.append(record)
+
+    def take(self) -> List[Dict[str, Any]]:
+        out, self.pending = self.pending, []
+        return out
+
+    # hooks of the registered state object (controller or plain run; xdist workers only send)
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when != "teardown" or hasattr(self.config, "workerinput"):
+            return
+        for name, value in getattr(report, "user_properties", ()):
+            if name == _PROPERTY:
+                self.records.append(json.loads(value))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", text)).strip("_")[:120] or "test"
 
 
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("dropverify", "dropverify: statistical checks of dropout layers")
-    group.addoption("--dropverify-seed", type=int, default=20261126,
-                    help="master seed of dropverify runs. Default: %(default)r")
-    group.addoption("--dropverify-alpha", type=float, default=1e-3,
-                    help="family-wise false-alarm rate of each dropverify run. Default: %(default)r")
-    group.addoption("--dropverify-max-calls", type=int, default=20000,
-                    help="calls per statistical check. Default: %(default)r")
+    group.addoption("--dropverify-profile", choices=sorted(PROFILES), default=None,
+                    help="budget preset of dropverify runs: quick (1000 calls per check, power 0.9), default "
+                         "(20000, 0.99), thorough (100000, 0.999, alpha 1e-4). Default: the ini value "
+                         "dropverify_profile, else 'default'")
+    group.addoption("--dropverify-seed", type=int, default=None,
+                    help="master seed of dropverify runs. Default: dropverify.DEFAULT_SEED (20261126), as the CLI")
+    group.addoption("--dropverify-alpha", type=float, default=None,
+                    help="family-wise false-alarm rate of each dropverify run. Default: the profile's")
+    group.addoption("--dropverify-max-calls", type=int, default=None,
+                    help="calls per statistical check. Default: the profile's")
+    group.addoption("--dropverify-report", default=None, metavar="DIR",
+                    help="write each verification's report (Markdown, JSON, figures) into DIR/<test id>/")
+    parser.addini("dropverify_profile", "dropverify budget preset: quick, default or thorough", default="default")
+
+
+def _profile(config: Any) -> str:
+    name = config.getoption("--dropverify-profile") or config.getini("dropverify_profile") or "default"
+    if name not in PROFILES:
+        raise pytest.UsageError(f"dropverify_profile={name!r}, but should be one of {sorted(PROFILES)}")
+    return name
 
 
 def pytest_configure(config: Any) -> None:
-    config.addinivalue_line("markers", "dropverify(alpha=, power=, seed=, max_calls=, strict=): settings of the "
-                                       "dropverify fixture for this test")
+    config.addinivalue_line("markers", "dropverify(alpha=, power=, seed=, max_calls=, fault_fraction=, strict=): "
+                                       "settings of the dropverify fixture for this test")
+    _profile(config)
+    from . import _session
+    state = _State(config)
+    config._dropverify_state = state
+    config.pluginmanager.register(state, "dropverify-state")
+    _session.observers.append(state.observe)
 
 
-@pytest.fixture
-def dropverify(request: Any):
-    """Callable ``(factory, variant, params=None, **kw) -> RunResult`` that fails the test
-    (CheckFailed) when any check FAILs or ERRORs."""
-    from .checks import Settings
-    from .testing import assert_run_ok, verify_layer
+def pytest_unconfigure(config: Any) -> None:
+    state = getattr(config, "_dropverify_state", None)
+    if state is not None:
+        from . import _session
+        if state.observe in _session.observers:
+            _session.observers.remove(state.observe)
 
-    opts: Dict[str, Any] = {"seed": request.config.getoption("--dropverify-seed"),
-                            "alpha": request.config.getoption("--dropverify-alpha"),
-                            "max_calls": request.config.getoption("--dropverify-max-calls")}
-    strict = False
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: Any, nextitem: Any):
+    state = getattr(item.config, "_dropverify_state", None)
+    if state is not None:
+        state.nodeid = item.nodeid
+    yield
+    if state is not None:
+        state.nodeid = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: Any, call: Any):
+    """Attach this test's verifications to its teardown report (which xdist sends to the
+    controller), as a ``user_properties`` entry."""
+    state = getattr(item.config, "_dropverify_state", None)
+    if state is not None and call.when == "teardown":
+        for record in state.take():
+            item.user_properties.append((_PROPERTY, json.dumps(record, sort_keys=True)))
+    yield
+
+
+def _settings_opts(request: Any) -> Dict[str, Any]:
+    """Profile, then command-line options, then the marker (highest)."""
+    config = request.config
+    opts: Dict[str, Any] = dict(PROFILES[_profile(config)])
+    for key, flag in (("seed", "--dropverify-seed"), ("alpha", "--dropverify-alpha"),
+                      ("max_calls", "--dropverify-max-calls")):
+        value = config.getoption(flag)
+        if value is not None:
+            opts[key] = value
     marker = request.node.get_closest_marker("dropverify")
     if marker is not None:
         unknown = set(marker.kwargs) - _ALLOWED
         if unknown:
-            raise pytest.UsageError(f"dropverify marker: unknown option(s) {sorted(unknown)}; allowed {sorted(_ALLOWED)}")
-        strict = bool(marker.kwargs.get("strict", False))
-        opts.update({k: v for k, v in marker.kwargs.items() if k != "strict"})
+            pytest.fail(f"dropverify marker: unknown option(s) {sorted(unknown)}; allowed {sorted(_ALLOWED)}",
+                        pytrace=False)
+        opts.update(marker.kwargs)
+    return opts
 
-    def check(factory: Any, variant: str, params: Any = None, **kwargs: Any):
-        run = verify_layer(factory, variant, params, settings=Settings(**opts), **kwargs)
-        _RUNS.append(run)
-        return assert_run_ok(run, strict=strict)
+
+@pytest.fixture
+def dropverify(request: Any):
+    """Callable ``(target, variant=None, params=None, **kw) -> Report`` (arguments as
+    :func:`dropverify.verify`; ``params`` a dict or keywords) that fails the test with
+    :class:`~dropverify.CheckFailed` — failing rows, seed, reproduction command — when any
+    check FAILs or ERRORs (INCONCLUSIVE too with ``strict=True`` on the marker)."""
+    opts = _settings_opts(request)
+    strict = bool(opts.pop("strict", False))
+
+    def check(target: Any, variant: Optional[str] = None, params: Optional[Dict[str, Any]] = None,
+              **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        from .api import verify
+        from .checks import Settings
+        settings = Settings(**opts)
+        report = verify(target, variant, settings=settings, **{**dict(params or {}), **kwargs})
+        report.assert_ok(strict=strict)
+        return report
 
     return check
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _RUNS:
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: Any, config: Any) -> None:
+    state = getattr(config, "_dropverify_state", None)
+    if state is None or hasattr(config, "workerinput"):
         return
-    counts: Dict[str, int] = {}
-    for run in _RUNS:
-        for r in run.all_results():
-            counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    terminalreporter.write_sep("-", "dropverify")
-    terminalreporter.write_line(f"{len(_RUNS)} run(s): " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    state.records.extend(state.take())  # verifications outside any test
+    records = state.records
+    if not records:
+        return
+    by_verdict: Dict[str, int] = {}
+    checks: Dict[str, int] = {}
+    for rec in records:
+        by_verdict[rec["verdict"]] = by_verdict.get(rec["verdict"], 0) + 1
+        for k, v in rec["counts"].items():
+            checks[k] = checks.get(k, 0) + v
+    seeds = sorted({rec["seed"] for rec in records if rec.get("seed") is not None})
+    tests = len({rec["nodeid"] for rec in records})
+    order = ("PASS", "INCONCLUSIVE", "FAIL", "ERROR")
+    tr = terminalreporter
+    tr.write_sep("-", "dropverify")
+    tr.write_line(f"{len(records)} verification(s) in {tests} test(s), profile {_profile(config)}, seed "
+                  f"{', '.join(map(str, seeds))}: " +
+                  ", ".join(f"{by_verdict[v]} {v}" for v in order if by_verdict.get(v)))
+    tr.write_line("check results: " + ", ".join(f"{checks[v]} {v}" for v in order if checks.get(v)))
+    for rec in records:
+        if rec["verdict"] != "PASS":
+            counts = " ".join(f"{k}={rec['counts'][k]}" for k in order if rec["counts"].get(k))
+            tr.write_line(f"  {rec['verdict']:<12} {rec['nodeid']}  {rec['label']}: {counts}")
+            if rec.get("reproduce"):
+                tr.write_line(f"    reproduce: {rec['reproduce']}")
+    written = [rec["report"] for rec in records if rec.get("report")]
+    if written:
+        tr.write_line(f"reports written under {state.report_dir} ({len(written)} folder(s))")

@@ -12,31 +12,41 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 from .checks import Settings
 from .errors import CheckFailed
-from .runner import RunResult, verify
+from .runner import RunResult
 
 
 def verify_layer(factory: Callable[..., Any], variant: str, params: Optional[Mapping[str, Any]] = None, *,
                  shape: Optional[Tuple[int, ...]] = None, device: str = "cpu",
                  settings: Optional[Settings] = None, checks: Optional[Sequence[str]] = None) -> RunResult:
-    """Verify the layer ``factory(**params)`` against ``variant``'s contract; returns the run."""
-    from .targets.user import factory_spec
-    spec = factory_spec(factory, variant, params, shape=shape, device=device)
-    return verify([spec], settings or Settings(), checks=checks)
+    """Verify the layer ``factory(**params)`` against ``variant``'s contract; returns the run
+    (``dropverify.verify`` returns the same run inside a :class:`~dropverify.Report`)."""
+    from .api import verify as api_verify
+    return api_verify(factory, variant, shape=shape, device=device, settings=settings, checks=checks,
+                      **dict(params or {})).run
 
 
 def assert_run_ok(run: RunResult, strict: bool = False) -> RunResult:
-    """Raise CheckFailed with one line per FAIL/ERROR (and INCONCLUSIVE when ``strict``)."""
+    """Raise CheckFailed with one line per FAIL/ERROR (and INCONCLUSIVE when ``strict``) and the seed."""
+    __tracebackhide__ = True
     bad = {"FAIL", "ERROR"} | ({"INCONCLUSIVE"} if strict else set())
     lines = [f"{r.verdict} {r.check}: {r.message}" for r in run.all_results() if r.verdict in bad]
     if lines:
-        raise CheckFailed(f"{len(lines)} check(s) did not pass:\n" + "\n".join(lines))
+        raise CheckFailed(f"{len(lines)} check(s) did not pass:\n" + "\n".join(lines) +
+                          f"\nseed {run.settings.seed} (family-wise false-alarm rate {run.settings.alpha:g})")
     return run
 
 
 def assert_honours_contract(factory: Callable[..., Any], variant: str, params: Optional[Mapping[str, Any]] = None,
-                            *, strict: bool = False, **kwargs: Any) -> RunResult:
-    """verify_layer + assert_run_ok: the one-liner for a test suite."""
-    return assert_run_ok(verify_layer(factory, variant, params, **kwargs), strict=strict)
+                            *, strict: bool = False, shape: Optional[Tuple[int, ...]] = None, device: str = "cpu",
+                            settings: Optional[Settings] = None, checks: Optional[Sequence[str]] = None) -> RunResult:
+    """The one-liner for a test suite: verify, then raise CheckFailed (an AssertionError)
+    listing every FAIL/ERROR row, the seed and the reproduction command."""
+    __tracebackhide__ = True
+    from .api import verify as api_verify
+    report = api_verify(factory, variant, shape=shape, device=device, settings=settings, checks=checks,
+                        **dict(params or {}))
+    report.assert_ok(strict=strict)
+    return report.run
 
 
 __all__ = ["verify_layer", "assert_run_ok", "assert_honours_contract"]
