@@ -326,7 +326,8 @@ def layer_factory(layer: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
 
 def _is_layer_object(target: Any) -> bool:
     from .targets.user import _kind
-    return not isinstance(target, type) and _kind(target) != "unknown"
+    # a plain JAX function f(x, key, ...) is a layer only inside a factory: it has no p to read
+    return not isinstance(target, type) and _kind(target) not in ("unknown", "jax")
 
 
 def _importable(fn: Any) -> Optional[str]:
