@@ -1,45 +1,173 @@
-"""The command line: exit codes, one-line usage errors, reports, user factories."""
+"""The command line: exit codes, one-line usage errors before any sampling, built-in targets
+with parameters, several targets in one family, check names, reports, user factories."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from dropverify.cli import main
 
+FAST = ["--max-calls", "300", "--check", "drop_rate_matches_by_binomial"]
 
-def run_cli(*args, cwd=None):
-    proc = subprocess.run([sys.executable, "-m", "dropverify.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
+
+def run_cli(*args, cwd=None, env=None):
+    full_env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "dropverify", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600, env=full_env)
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("args,needle", [
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+    """Usage-error tests must fail before any sampling: the runner raises if reached."""
+    import dropverify.runner as runner
+
+    def boom(*a, **k):
+        raise AssertionError("sampling started before the usage error was reported")
+    monkeypatch.setattr(runner, "verify", boom)
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    f = tmp_path / "a_file.txt"
+    f.write_text("x")
+    return f
+
+
+USAGE_ERRORS = [
     (["verify", "--variant", "nope"], "variant='nope', but should be one of"),
     (["verify", "--alpha", "2"], "alpha=2.0, but should be in (0, 1)"),
     (["verify", "--check", "bogus"], "check='bogus', but should be one of"),
     (["verify", "--target", "torch"], "should look like FRAMEWORK:LAYER"),
+    (["verify", "--target", "numpy:nope"], "variant='nope', but should be one of"),
+    (["run", "numpy:dropout", "--seed", "-5"], "--seed -5, but should be a non-negative integer"),
+    (["run", "numpy:dropout", "--seed", "x"], "argument --seed: invalid int value: 'x'"),
+    (["run", "numpy:dropout", "--shape", "0,0"], "--shape '0,0', but every size should be at least 1"),
+    (["run", "numpy:dropout", "--shape", "4,x"], "should be comma-separated integers"),
+    (["run", "numpy:spatial_dropout_2d", "--shape", "8,4"], "input rank=2 (shape (8, 4)), but should be"),
+    (["run", "numpy:dropout", "--shape", "2,2,2,2,2,2"], "input rank=6"),
+    (["run", "numpy:dropout", "--report", "out/report.txt"], "--report 'out/report.txt', but should end in .md"),
+    (["run", "numpy:dropout", "--report", "{file}/r.md"], "is a file, not a folder"),
+    (["run", "numpy:dropout", "--out", "{file}"], "is a file, not a folder"),
+    (["run", "numpy:dropout", "--out", "/proc/dropverify-test"], "is not writable"),
+    (["run", "numpy:dropout", "--junit-xml", "{file}/j.xml"], "is a file, not a folder"),
+    (["run", "numpy:dropout", "--junit-xml", "{tmp}"], "is a folder, not a file"),
+    (["run", "numpy:dropout", "--summary", "/proc/dropverify-summary.md"], "is not writable"),
+    (["run", "numpy:dropout", "numpy:zoneout", "--report", "{tmp}/r.md"], "--report takes one target configuration"),
+    (["run", "numpy:dropout", "--check", "bogus"], "check='bogus', but should be one of"),
+    (["run", "numpy:dropout", "--check", "masks_independent_along_axisX_by_fisher"], "check="),
+    (["run", "numpy:dropout", "--param", "p"], "should be KEY=VALUE"),
+    (["run", "numpy:dropout", "--param", "p=3"], "p=3, but should be a number in [0, 1]"),
+    (["run", "numpy:dropout", "--param", "p=0.1", "--param", "p=0.2"], "--param p given twice"),
+    (["run", "numpy:dropout", "--param", "block_size=3"], "unknown parameter 'block_size' for dropout"),
+    (["run", "numpy:dropout", "--variant", "dropblock_2d"], "numpy:dropout implements 'dropout'"),
+    (["run", "numpy:dropout", "--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
+    (["run", "numpy:dropout", "--layout", "diagonal"], "--layout 'diagonal', but should be one of"),
+    (["run", "numpy:dropout", "--margin", "rate"], "should be NAME=VALUE"),
+    (["run", "numpy:dropout", "--margin", "speed=1"], "margin 'speed' unknown"),
+    (["run", "torch:Nope"], "target='torch:Nope', but should be one of"),
     (["run", "nomodule_xyz:make", "--variant", "dropout"], "cannot import module 'nomodule_xyz'"),
+    (["run", "nomodule_xyz:make"], "is a factory: give the variant it claims with --variant"),
     (["run", "math:sqrt", "--variant", "dropout"], "must accept the drop probability"),
     (["run", "json:nothing", "--variant", "dropout"], "has no attribute 'nothing'"),
-    (["run", "x", "--variant", "dropout"], "should be MODULE:FACTORY"),
-    (["run", "json:dumps", "--variant", "dropout", "--param", "p"], "should be KEY=VALUE"),
+    (["run", "x", "--variant", "dropout"], "should look like FRAMEWORK:LAYER"),
     (["run", "json:dumps", "--variant", "dropout", "--param", "p=3"], "p=3, but should be a number in [0, 1]"),
+    (["run"], "the following arguments are required: TARGET"),
     (["frobnicate"], "invalid choice"),
-])
-def test_usage_errors_are_one_line_exit_2(args, needle, capsys):
+    (["verify", "--config", "{tmp}/missing.toml"], "no such file"),
+]
+
+
+@pytest.mark.parametrize("args,needle", USAGE_ERRORS, ids=[" ".join(a)[:60] for a, _ in USAGE_ERRORS])
+def test_usage_errors_are_one_line_exit_2_before_sampling(args, needle, capsys, tmp_path, a_file, no_sampling):
+    args = [a.replace("{file}", str(a_file)).replace("{tmp}", str(tmp_path)) for a in args]
     assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert needle in err and "\n" not in err and "Traceback" not in err
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert needle in err, err
+    assert err.startswith("dropverify: error: ")
+    assert not err[len("dropverify: error: "):].startswith(("dropverify", "error"))  # no doubled prefix
+    assert "\n" not in err and "Traceback" not in err
+    assert not list(tmp_path.glob("**/*.md")) and not list(tmp_path.glob("**/*.json"))
 
 
-def test_list_names_variants_checks_and_targets(capsys):
+def test_version_and_python_dash_m(capsys):
+    assert main(["--version"]) == 0
+    from importlib.metadata import version
+    assert capsys.readouterr().out.strip() == f"dropverify {version('dropverify')}"
+    code, out, err = run_cli("--version")
+    assert code == 0 and out.strip() == f"dropverify {version('dropverify')}"
+
+
+def test_list_names_variants_checks_targets_and_result_names(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "dropblock_2d" in out and "drop_map_matches_theory_by_binomial" in out and "numpy:<variant>" in out
+    assert "masks_independent_along_axisK_by_fisher" in out and "multiplier_values_exact[transposed]" in out
+
+
+def test_list_params_shows_ranges_defaults_conventions_and_probe_shape(capsys):
+    assert main(["list", "--params"]) == 0
+    out = capsys.readouterr().out
+    block = out[out.index("  dropblock_2d"):out.index("  dropblock_3d")]
+    for needle in ("block_size", "share_channels", "seed_region", "gamma_rule", "'valid'", "'paper'",
+                   "a number in [0, 1]", "probe shape ("):
+        assert needle in block, needle
+    depth = out[out.index("  stochastic_depth "):out.index("  stochastic_depth_network")]
+    assert "mode" in depth and "'row', 'batch'" in depth and "scaling" in depth
+
+
+@pytest.mark.parametrize("name,check", [
+    ("masks_independent_along_axis1_by_fisher", "masks_independent_along_axes_by_fisher"),
+    ("masks_independent_along_axis0_by_cross_product_t_test", "masks_independent_along_axes_by_fisher"),
+    ("multiplier_values_exact[transposed]", "multiplier_values_exact"),
+    ("masks_fresh_across_calls_by_cross_product_t_test", "masks_fresh_across_calls_by_fisher"),
+    ("drop_rate_matches_by_binomial", "drop_rate_matches_by_binomial"),
+])
+def test_report_result_names_map_to_the_check_that_produces_them(name, check):
+    from dropverify.checknames import producing_check
+    assert producing_check(name) == check
+
+
+def test_every_result_name_in_the_committed_reports_is_accepted_by_check():
+    from dropverify.checknames import producing_check
+    root = Path(__file__).resolve().parents[1] / "reports"
+    names = {r["check"] for f in root.glob("**/*.json") if f.name not in ("index.json", "timings.json")
+             for r in json.loads(f.read_text()).get("results", [])}
+    assert len(names) > 30
+    for name in names:
+        producing_check(name)
+
+
+def test_builtin_with_params_dtype_and_several_targets_share_one_family(tmp_path):
+    out = tmp_path / "rep"
+    code, stdout, err = run_cli("run", "numpy:dropout", "numpy:spatial_dropout_2d", "--param", "p=0.2",
+                                "--shape", "16,8,4,4", "--dtype", "float32", "--out", str(out), *FAST,
+                                "--check", "multiplier_values_exact[transposed]")
+    assert code == 0, stdout + err
+    index = json.loads((out / "index.json").read_text())
+    assert [t["target"] for t in index["targets"]] == ["numpy:dropout[float32]", "numpy:spatial_dropout_2d[float32]"]
+    assert all(t["params"]["p"] == 0.2 and t["probe_shape"] == [16, 8, 4, 4] for t in index["targets"])
+    # one family: two statistical results (one rate check per target), each designed at alpha / 2
+    assert index["run"]["statistical_results"] == 2 and index["run"]["alpha_per_result"] == pytest.approx(5e-4)
+    doc = json.loads((out / "numpy_dropout_float32.json").read_text())
+    assert {r["check"] for r in doc["results"]} >= {"drop_rate_matches_by_binomial",
+                                                    "multiplier_values_exact[transposed]"}
+    # not a TTY: one progress line per target on stderr
+    progress = [ln for ln in err.splitlines() if ln.startswith("dropverify: [")]
+    assert len(progress) == 2 and "[2/2] numpy:spatial_dropout_2d[float32]" in progress[1]
 
 
 USER_LAYERS = textwrap.dedent('''
@@ -52,49 +180,80 @@ USER_LAYERS = textwrap.dedent('''
         def scale(self):
             return 0.5 / (1 - self.p)
 
+    class Crashes(Dropout):
+        def forward(self, x):
+            raise RuntimeError("kernel exploded")
+
     def good(p):
         return Dropout(p=p)
 
     def bad(p):
         return Halved(p=p)
 
+    def crashes(p):
+        return Crashes(p=p)
+
     def wrong_type(p):
         return "not a layer"
 ''')
 
 
-def test_run_user_factory_pass_fail_and_report(tmp_path):
+def test_run_user_factory_pass_fail_error_and_report(tmp_path):
     (tmp_path / "mylayers.py").write_text(USER_LAYERS)
     report = tmp_path / "out" / "good.md"
     code, out, err = run_cli("run", "mylayers:good", "--variant", "dropout", "--param", "p=0.2",
-                             "--shape", "16,8,4,4", "--report", str(report), cwd=tmp_path)
+                             "--shape", "16,8,4,4", "--report", str(report), *FAST, cwd=tmp_path)
     assert code == 0, out + err
     assert report.exists() and report.with_suffix(".json").exists()
+    assert (tmp_path / "out" / "good.timings.json").exists()
     doc = json.loads(report.with_suffix(".json").read_text())
     assert doc["verdict"] == "PASS" and doc["params"] == {"p": 0.2}
-    code, out, err = run_cli("run", "mylayers:bad", "--variant", "dropout", "--shape", "16,8,4,4", cwd=tmp_path)
+    assert doc["run"]["command"].startswith("dropverify run mylayers:good --variant dropout")
+    code, out, err = run_cli("run", "mylayers:bad", "--variant", "dropout", "--shape", "16,8,4,4",
+                             "--check", "multiplier_values_exact", cwd=tmp_path)
     assert code == 1 and "FAIL: multiplier_values_exact" in out
+    # a crash inside the target is an ERROR verdict, never a traceback
+    code, out, err = run_cli("run", "mylayers:crashes", "--variant", "dropout", "--shape", "16,8", *FAST, cwd=tmp_path)
+    assert code == 1 and "ERROR" in out and "kernel exploded" in out and "Traceback" not in out + err
     code, out, err = run_cli("run", "mylayers:wrong_type", "--variant", "dropout", cwd=tmp_path)
     assert code == 2 and "should return a torch nn.Module" in err and "Traceback" not in err
+    # verify --target user:MODULE:FACTORY together with a built-in, one family
+    code, out, err = run_cli("verify", "--target", "user:mylayers:good", "--target", "numpy:zoneout",
+                             "--variant", "dropout", "--out", str(tmp_path / "both"), *FAST, cwd=tmp_path)
+    assert code == 0, out + err
+    assert "PASS         user:mylayers:good" in out and "PASS         numpy:zoneout" in out
 
 
-def test_verify_writes_reports_and_same_seed_gives_same_report(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
+def test_internal_error_is_one_line_exit_1(monkeypatch, capsys):
+    import dropverify.cli as cli
+
+    def broken(args, command):
+        raise KeyError("unexpected")
+    monkeypatch.setitem(cli.COMMANDS, "list", broken)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dropverify: internal error: KeyError") and "\n" not in err
+
+
+def test_verify_writes_reports_and_same_seed_gives_same_bytes(tmp_path):
+    a, b = tmp_path / "a" / "rep", tmp_path / "b" / "rep"
     for out in (a, b):
+        out.parent.mkdir()
         code, stdout, err = run_cli("verify", "--variant", "dropout", "--variant", "spatial_dropout_1d",
-                                    "--out", str(out), "--seed", "5")
+                                    "--out", "rep", "--seed", "5", "--max-calls", "300",
+                                    "--check", "drop_rate_matches_by_binomial", "--check", "multiplier_values_exact",
+                                    cwd=out.parent)
         assert code == 0, stdout + err
     assert (a / "index.md").exists() and (a / "numpy_dropout.md").exists() and (a / "img").is_dir()
-
-    def strip(doc):
-        for r in doc["results"]:
-            r.pop("seconds")
-        return doc
-
-    for name in ("numpy_dropout.json", "numpy_spatial_dropout_1d.json"):
-        da = strip(json.loads((a / name).read_text()))
-        db = strip(json.loads((b / name).read_text()))
-        assert da["results"] == db["results"]
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert Path("timings.json") in files
+    for rel in files:  # every tracked file byte-identical; wall-clock facts only in timings.json
+        if rel.name != "timings.json":
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    timings = json.loads((a / "timings.json").read_text())
+    assert timings["kind"] == "timings" and timings["timestamp"][:2] == "20"
+    assert "seconds" not in (a / "numpy_dropout.json").read_text()
     md = (a / "numpy_dropout.md").read_text()
     assert "| check | verdict | estimate | CI | expected ± margin | n | p (seq) | p (Holm) | MDD |" in md
     assert not list(a.glob("**/*.tmp"))
