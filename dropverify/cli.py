@@ -439,7 +439,7 @@ def cmd_run(args: argparse.Namespace, command: str) -> int:
 
 
 def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
-    from .config import load_config, project_imports
+    from .config import load_config, project_imports, with_margins
     if args.param or args.shape or args.variant:
         raise UsageError("--param / --shape / --variant apply to --target; the config lists each layer's own")
     cfg = load_config(path)
@@ -447,11 +447,6 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
         name = next(layer.target for layer in cfg.layers if layer.sweep)
         raise UsageError(f"{path.name}: {name} has sweep = true, but `dropverify verify` does not sweep yet; "
                          f"run `dropverify run {name} --sweep` or set sweep = false")
-    margin_sets = {tuple(sorted(layer.margins.items())) for layer in cfg.layers}
-    if len(margin_sets) > 1:
-        raise UsageError(f"{path.name}: layers ask for different margins, but one run uses one set of margins "
-                         "(for now): put them under [tool.dropverify] margins, or verify such layers separately")
-    layer_margins = dict(next(iter(margin_sets)))
     specs, waivers = [], []
     from .checknames import check_names
     registry = set(check_names())
@@ -464,11 +459,12 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
                 for spec in made:
                     if layer.name:
                         spec = dataclasses.replace(spec, name=layer.name)
-                    specs.append(dataclasses.replace(spec, not_applicable={**dict(spec.not_applicable), **whole}))
+                    spec = dataclasses.replace(spec, not_applicable={**dict(spec.not_applicable), **whole})
+                    specs.append(with_margins(spec, layer.margins))
                     waivers.append(partial)
     named = _name_configurations(specs)
     out = args.out if args.out is not None else (str(cfg.out_dir()) if cfg.out else DEFAULT_OUT)
-    settings = _settings(args, cfg.settings, {**cfg.margins, **layer_margins})
+    settings = _settings(args, cfg.settings, cfg.margins)
     plan = Plan(named, settings, _checks(args, cfg.checks), out=out, strict=cfg.strict,
                 title=f"dropverify: {cfg.root.resolve().name} ({path.name})", waive_results=waivers)
     print(f"dropverify: {len(cfg.layers)} layer(s), {len(named)} configuration(s) from {path}", file=sys.stderr)

@@ -25,6 +25,7 @@ file and the key.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import InvalidArgument
+from .targets._base import TargetSpec
 
 CONFIG_FILES = ("dropverify.toml", "pyproject.toml")
 SETTING_KEYS = {"seed": int, "alpha": float, "power": float, "max_calls": int, "fault_fraction": float}
@@ -53,6 +55,22 @@ def _load_toml(path: Path) -> Dict[str, Any]:
         raise InvalidArgument(f"cannot read {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"{path} is not valid TOML: {exc}") from None
+
+
+@dataclass(frozen=True)
+class MarginSpec(TargetSpec):
+    """A target spec with its own equivalence margins (short names: rate, position, mean ...),
+    which the runner applies to this target's checks on top of the run's."""
+
+    margins: Mapping[str, float] = field(default_factory=dict)
+
+
+def with_margins(spec: TargetSpec, margins: Mapping[str, float]) -> TargetSpec:
+    """``spec`` carrying ``margins`` (unchanged when there are none)."""
+    if not margins:
+        return spec
+    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(TargetSpec)}
+    return MarginSpec(**fields, margins=dict(margins))
 
 
 @dataclass(frozen=True)
@@ -281,5 +299,5 @@ def project_imports(root: Path) -> Iterator[None]:
         os.chdir(old_cwd)
 
 
-__all__ = ["CONFIG_FILES", "LayerConfig", "ProjectConfig", "find_config", "load_config", "parse_config",
+__all__ = ["CONFIG_FILES", "LayerConfig", "MarginSpec", "with_margins", "ProjectConfig", "find_config", "load_config", "parse_config",
            "project_imports"]

@@ -79,7 +79,8 @@ def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Se
             contract = contract.extra["contract_for"](params)
         shape = spec.probe_shape()
         contract.check_shape(shape)
-        ctx = CheckContext(spec=spec, contract=contract, params=params, shape=shape, settings=settings,
+        ctx = CheckContext(spec=spec, contract=contract, params=params, shape=shape,
+                           settings=_target_settings(settings, spec),
                            alpha_each=settings.alpha, seed=settings.seed * 1_000 + i * 7_919 + 1,
                            dtype=numpy_dtype(spec.dtype), layout=spec.layout)
         skipped = {**dict(contract.extra.get("not_applicable", {})), **dict(spec.not_applicable)}
@@ -87,6 +88,13 @@ def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Se
                   and _applies(c, ctx)]
         plans.append((ctx, checks, skipped))
     return plans
+
+
+def _target_settings(settings: Settings, spec: TargetSpec) -> Settings:
+    """The run's settings with the spec's own margins, where it carries some (a project
+    config's per-layer ``margins``: ``dropverify.config.MarginSpec``)."""
+    margins = dict(getattr(spec, "margins", None) or {})
+    return settings.with_margins(**margins) if margins else settings
 
 
 def _applies(check: CheckSpec, ctx: CheckContext) -> bool:

@@ -78,8 +78,6 @@ def test_config_mistakes_are_one_line_naming_file_and_key(tmp_path, body, needle
      '[[tool.dropverify.layers]]\ntarget = "numpy:dropout"\n', "numpy:dropout is listed twice"),
     ('[tool.dropverify]\n[[tool.dropverify.layers]]\ntarget = "numpy:dropout"\nsweep = true\n',
      "does not sweep yet"),
-    ('[tool.dropverify]\n[[tool.dropverify.layers]]\ntarget = "numpy:dropout"\nmargins = { rate = 0.1 }\n'
-     '[[tool.dropverify.layers]]\ntarget = "numpy:zoneout"\n', "layers ask for different margins"),
 ])
 def test_config_target_mistakes_exit_2_before_sampling(tmp_path, body, needle, capsys, monkeypatch):
     import dropverify.runner as runner
@@ -165,3 +163,27 @@ def test_result_level_waiver_moves_only_that_result(tmp_path):
     assert "multiplier_values_exact[contiguous]" in checks and "multiplier_values_exact[strided]" not in checks
     assert doc["not_applicable"]["multiplier_values_exact[strided]"] == \
         "waived: we never feed strided views (it was PASS)"
+
+
+def test_per_layer_margins_apply_to_that_layer_only(tmp_path):
+    path = write(tmp_path, """
+        [tool.dropverify]
+        max_calls = 300
+        checks = ["drop_rate_matches_by_binomial"]
+        margins = { rate = 0.1 }
+
+        [[tool.dropverify.layers]]
+        target = "numpy:dropout"
+        params = { p = 0.2 }
+        shape = [16, 32]
+        margins = { rate = 0.2 }
+
+        [[tool.dropverify.layers]]
+        target = "numpy:spatial_dropout_1d"
+        params = { p = 0.2 }
+    """)
+    out = tmp_path / "rep"
+    assert main(["verify", "--config", str(path), "--out", str(out), "--quiet"]) == 0
+    own = json.loads((out / "numpy_dropout.json").read_text())["results"][0]
+    run_wide = json.loads((out / "numpy_spatial_dropout_1d.json").read_text())["results"][0]
+    assert own["margin"] == pytest.approx(0.2 * 0.2) and run_wide["margin"] == pytest.approx(0.1 * 0.2)
