@@ -237,6 +237,29 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
                           params, shape, dtype, layout, device)
 
 
+def _check_capabilities(specs: list) -> None:
+    """UsageError now, not an ERROR after sampling, for a dtype or layout the target says it
+    does not take (read from the built target's ``dtypes`` / ``layouts``; a target that fails
+    to build is left to the run, where that becomes an ERROR with the reason)."""
+    import numpy as np
+    from .targets._base import numpy_dtype
+    for spec in specs:
+        if spec.dtype == "float64" and spec.layout == "contiguous":
+            continue
+        try:
+            target = spec.build(spec.resolved_params())
+            layouts = tuple(getattr(target, "layouts", ()) or ())
+            accepted = (*(getattr(target, "dtypes", ()) or ()), *(getattr(target, "sweep_dtypes", ()) or ()),
+                        *getattr(sys.modules.get(type(target).__module__), "SWEEP_DTYPES", ()))
+            dtypes = tuple(np.dtype(numpy_dtype(t) if isinstance(t, str) else t) for t in accepted)
+        except Exception:  # noqa: BLE001 - reported by the run as an ERROR
+            continue
+        if layouts and spec.layout not in layouts:
+            raise UsageError(f"--layout {spec.layout}, but {spec.name} takes {', '.join(layouts)}")
+        if dtypes and np.dtype(numpy_dtype(spec.dtype)) not in dtypes:
+            raise UsageError(f"--dtype {spec.dtype}, but {spec.name} takes {', '.join(str(d) for d in dtypes)}")
+
+
 def _name_configurations(specs: list) -> list:
     """Give every spec a unique name: dtype / layout other than the defaults are appended
     (``numpy:dropout[float32]``), and same-named specs are told apart by shape and params."""
@@ -257,6 +280,7 @@ def _name_configurations(specs: list) -> list:
             tags = (["x".join(map(str, shp))] if len(set(shapes)) > 1 else []) + [f"{k}={prm[k]!r}" for k in differ]
             if tags:
                 out[i] = dataclasses.replace(out[i], name=f"{name}[{','.join(tags)}]")
+    _check_capabilities(out)
     seen: Dict[str, int] = {}
     for s in out:
         if s.name in seen:

@@ -78,6 +78,9 @@ USAGE_ERRORS = [
     (["run", "numpy:dropout", "--margin", "rate"], "should be NAME=VALUE"),
     (["run", "numpy:dropout", "--margin", "speed=1"], "margin 'speed' unknown"),
     (["run", "torch:Nope"], "target='torch:Nope', but should be one of"),
+    (["run", "numpy:dropout", "--layout", "channels_last"], "--layout channels_last, but numpy:dropout"),
+    (["run", "numpy:dropout", "--dtype", "bfloat16"], "--dtype bfloat16, but numpy:dropout"),
+    (["run", "numpy:dropout", "--device", "cuda"], "runs on the cpu only"),
     (["run", "nomodule_xyz:make", "--variant", "dropout"], "cannot import module 'nomodule_xyz'"),
     (["run", "nomodule_xyz:make"], "is a factory: give the variant it claims with --variant"),
     (["run", "math:sqrt", "--variant", "dropout"], "must accept the drop probability"),
@@ -168,6 +171,19 @@ def test_builtin_with_params_dtype_and_several_targets_share_one_family(tmp_path
     # not a TTY: one progress line per target on stderr
     progress = [ln for ln in err.splitlines() if ln.startswith("dropverify: [")]
     assert len(progress) == 2 and "[2/2] numpy:spatial_dropout_2d[float32]" in progress[1]
+
+
+def test_builtin_third_party_target_takes_any_parameters_and_shape(tmp_path):
+    """The issue's example: timm's DropBlock at the user's own block size and map size."""
+    pytest.importorskip("timm")
+    out = tmp_path / "rep"
+    code, stdout, err = run_cli("run", "timm:DropBlock2d", "--variant", "dropblock_2d", "--param", "p=0.1",
+                                "--param", "block_size=7", "--shape", "8,4,14,14", "--max-calls", "30",
+                                "--check", "dropped_set_is_union_of_blocks", "--out", str(out), "--quiet")
+    assert code in (0, 1) and "Traceback" not in err, stdout + err
+    index = json.loads((out / "index.json").read_text())
+    assert index["targets"] and all(t["params"]["block_size"] == 7 and t["params"]["p"] == 0.1
+                                    and t["probe_shape"] == [8, 4, 14, 14] for t in index["targets"])
 
 
 USER_LAYERS = textwrap.dedent('''
