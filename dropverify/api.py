@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -37,20 +38,34 @@ def _params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
+_NUMBERS = re.compile(r"\w+=\S+ \((?:[^()]|\([^()]*\))*\), but should be [^;]*(; p=[^;\s]+)?")
+"""The numbers part of a statistical message (``rate=0.22 (99.9% CI ..), but should be ..; p=..``)."""
+
+
 def failure_row(r: CheckResult) -> str:
     """One line per FAIL / ERROR / INCONCLUSIVE result: check, target, and for statistical
-    results estimate, interval, expected ± margin and the (Holm-adjusted) p-value."""
+    results estimate, interval, expected ± margin, the Holm-adjusted p-value and n, then
+    whatever the message adds to those numbers."""
     msg = r.message.rsplit(" [", 1)[0] if r.message.endswith("]") else r.message
     head = f"{r.verdict} {r.check} [{r.target}]"
     if r.statistical and r.estimate is not None:
         ci = f"{fmt(r.ci[0])} .. {fmt(r.ci[1])}" if r.ci is not None else "n/a"
-        p = r.p_adjusted if r.p_adjusted is not None else r.p_value
-        nums = (f"estimate {fmt(r.estimate)}, CI {ci}, expected {fmt(r.expected)} ± {fmt(r.margin)}, "
-                + (f"p={p:.3g}" if p is not None else "p=n/a"))
+        if r.p_adjusted is not None:
+            p = f"p(Holm)={r.p_adjusted:.3g}"
+        else:
+            p = f"p={r.p_value:.3g}" if r.p_value is not None else "p=n/a"
+        nums = f"estimate {fmt(r.estimate)}, CI {ci}, expected {fmt(r.expected)} ± {fmt(r.margin)}, {p}"
         if r.n is not None:
             nums += f", n={r.n} {r.n_unit}".rstrip()
-        return f"{head}: {nums} — {msg}"
+        rest = _NUMBERS.sub("", msg).strip().strip(";").strip()
+        rest = re.sub(r"\s*;\s*;\s*", "; ", rest)
+        return f"{head}: {nums}" + (f" — {rest}" if rest else "")
     return f"{head}: {msg}"
+
+
+def _self_named(cause: Any) -> bool:
+    """True for a root cause that is just its single result's own message ("check: ...")."""
+    return len(cause.evidence) == 1 and cause.summary.startswith(f"{cause.evidence[0]}:")
 
 
 @dataclass(frozen=True, repr=False)
@@ -142,7 +157,10 @@ class Report:
             lines.append(f"{t.verdict:<12} {t.spec_name} {t.variant}({_params_text(t.params)}) shape "
                          f"{tuple(t.shape)}: " + " ".join(f"{k}={v}" for k, v in c.items() if v))
             for cause in t.root_causes:
-                lines.append(f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]")
+                own = [r for r in t.results if _self_named(cause) and r.check == cause.evidence[0]
+                       and r.verdict in (FAIL, ERROR)]
+                lines += ([f"  {failure_row(r)}" for r in own] if own else
+                          [f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]"])
             if not t.root_causes:
                 for r in t.results:
                     if r.verdict in (FAIL, ERROR):
@@ -206,7 +224,8 @@ class Report:
         lines = [f"{self._label()}: {counts}; seed {self.seed}"]
         for t in self.targets:
             for cause in t.root_causes:
-                lines.append(f"cause: {cause.summary}  [{', '.join(cause.evidence)}]")
+                if not _self_named(cause):  # a cause that only repeats its one row is left to the row
+                    lines.append(f"cause: {cause.summary}  [{', '.join(cause.evidence)}]")
         lines += [failure_row(r) for r in rows]
         if self.run is not None:
             lines.append(f"seed {self.seed} (family-wise false-alarm rate {self.run.settings.alpha:g})")

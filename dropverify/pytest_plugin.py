@@ -170,26 +170,42 @@ def _settings_opts(request: Any) -> Dict[str, Any]:
     return opts
 
 
+class Verifier:
+    """The ``dropverify`` fixture's value: call it like :func:`dropverify.verify`."""
+
+    def __init__(self, opts: Dict[str, Any], strict: bool, profile: str) -> None:
+        self.opts, self.strict, self.profile = opts, strict, profile
+
+    def __call__(self, target: Any, variant: Optional[str] = None, params: Optional[Dict[str, Any]] = None,
+                 **kwargs: Any) -> Any:
+        """Verify, then fail the test (CheckFailed) on any FAIL or ERROR; returns the Report."""
+        __tracebackhide__ = True
+        from .api import verify
+        from .checks import Settings
+        report = verify(target, variant, settings=Settings(**self.opts), **{**dict(params or {}), **kwargs})
+        report.assert_ok(strict=self.strict)
+        return report
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(self.opts.items()))
+        return f"<dropverify fixture: profile {self.profile}, {shown}{', strict' if self.strict else ''}>"
+
+
 @pytest.fixture
-def dropverify(request: Any):
+def dropverify(request: Any) -> Verifier:
     """Callable ``(target, variant=None, params=None, **kw) -> Report`` (arguments as
     :func:`dropverify.verify`; ``params`` a dict or keywords) that fails the test with
     :class:`~dropverify.CheckFailed` — failing rows, seed, reproduction command — when any
     check FAILs or ERRORs (INCONCLUSIVE too with ``strict=True`` on the marker)."""
     opts = _settings_opts(request)
     strict = bool(opts.pop("strict", False))
+    opts.setdefault("seed", _default_seed())
+    return Verifier(opts, strict, _profile(request.config))
 
-    def check(target: Any, variant: Optional[str] = None, params: Optional[Dict[str, Any]] = None,
-              **kwargs: Any) -> Any:
-        __tracebackhide__ = True
-        from .api import verify
-        from .checks import Settings
-        settings = Settings(**opts)
-        report = verify(target, variant, settings=settings, **{**dict(params or {}), **kwargs})
-        report.assert_ok(strict=strict)
-        return report
 
-    return check
+def _default_seed() -> int:
+    from .checks._core import DEFAULT_SEED
+    return DEFAULT_SEED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: Any, config: Any) -> None:

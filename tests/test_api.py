@@ -114,7 +114,7 @@ def test_failing_factory_assert_ok_lists_rows_seed_and_cli_reproduction(tmp_path
     assert lines[0] == f"{name} dropout(p=0.2): 2 FAIL; seed 3"
     fresh = next(line for line in lines if line.startswith("FAIL masks_fresh_across_calls_by_fisher"))
     assert fresh.startswith(f"FAIL masks_fresh_across_calls_by_fisher [{name}]: estimate 4.1540, CI 4.1540 .. "
-                            "4.1540, expected 0.0000 ± 0.2000, p=0, n=")
+                            "4.1540, expected 0.0000 ± 0.2000, p(Holm)=0, n=")
     assert "seed 3 (family-wise false-alarm rate 0.001)" in lines
     repro = lines[-1]
     assert repro == (f"reproduce: dropverify run {make_sticky.__module__}:make_sticky --variant dropout --param p=0.2 "

@@ -64,7 +64,7 @@ def test_fixture_passes_a_good_layer_and_fails_a_broken_one_with_seed_and_reprod
         "E  *dropverify.CheckFailed: user:mylayers:sticky dropout(p=0.2): 2 FAIL; seed 3",
         "E  *cause: the same mask on later calls (lag 1): the RNG does not advance  *masks_fresh_across_calls_by_fisher*",
         "E  *FAIL masks_fresh_across_calls_by_fisher ?user:mylayers:sticky?: estimate 4.1540, CI 4.1540 .. 4.1540, "
-        "expected 0.0000 ± 0.2000, p=0, n=5 independent steps — identical masks (lag 1*",
+        "expected 0.0000 ± 0.2000, p(Holm)=0, n=5 independent steps — identical masks (lag 1*",
         "E  *seed 3 (family-wise false-alarm rate 0.001)",
         "E  *reproduce: dropverify run mylayers:sticky --variant dropout --param p=0.2 --shape 16,8,4,4 --seed 3 "
         "--max-calls 400 --check drop_rate_matches_by_binomial --check masks_fresh_across_calls_by_fisher "
