@@ -19,6 +19,10 @@ ADAPTERS: Dict[str, Tuple[str, str]] = {
     "torchvision": ("dropverify.targets.torchvision_ops", "vision"),
     "timm": ("dropverify.targets.timm_layers", "vision"),
     "keras": ("dropverify.targets.keras_layers", "keras"),
+    # JAX adapters (each enables jax_enable_x64 when imported)
+    "flax": ("dropverify.targets.flax_layers", "jax"),
+    "equinox": ("dropverify.targets.equinox_layers", "jax"),
+    "jax": ("dropverify.targets.jax_layers", "jax"),
 }
 
 

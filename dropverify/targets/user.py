@@ -2,7 +2,10 @@
 
 The factory takes the variant's canonical parameters as keyword arguments (only those its
 signature names, or all of them if it takes ``**kwargs``) and returns a torch
-``nn.Module``, a Keras layer, or a numpy layer following the reference interface
+``nn.Module``, a Keras layer, a Flax NNX module (holding a ``dropout`` RngStream), a Flax
+Linen module (``__call__`` taking ``deterministic``), an Equinox module (``m(x, key=...,
+inference=...)``), a plain JAX function ``f(x, key, *, deterministic)`` (told apart from
+other callables by its ``key`` parameter), or a numpy layer following the reference interface
 (``forward(*inputs)``, ``backward(grad_out)``, ``training``/``train()``, ``rng``).
 Every mistake in that contract is an InvalidArgument with one line naming it.
 """
@@ -83,9 +86,20 @@ def _kind(obj: Any) -> str:
             return "torch"
         if mod.startswith("keras") and cls.__name__ in ("Layer", "Operation"):
             return "keras"
+        if cls.__name__ == "Module" and mod.startswith(("flax.nnx", "flax.linen", "equinox")):
+            return {"flax.nnx": "nnx", "flax.linen": "linen"}.get(".".join(mod.split(".")[:2]), "equinox")
     if callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)):
         return "numpy"
+    if not isinstance(obj, type) and callable(obj) and _has_parameter(obj, "key"):
+        return "jax"  # a plain JAX function f(x, key, *, deterministic)
     return "unknown"
+
+
+def _has_parameter(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def user_spec(ref: str, variant: str, params: Optional[Mapping[str, Any]] = None,
@@ -97,8 +111,9 @@ def user_spec(ref: str, variant: str, params: Optional[Mapping[str, Any]] = None
 def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Mapping[str, Any]] = None,
                  shape: Optional[Tuple[int, ...]] = None, device: str = "cpu",
                  name: Optional[str] = None) -> TargetSpec:
-    """The spec of the layer ``factory(**params)`` builds (torch, Keras or numpy, detected
-    from what it returns); InvalidArgument for any mistake in the factory."""
+    """The spec of the layer ``factory(**params)`` builds (torch, Keras, Flax NNX / Linen,
+    Equinox, a plain JAX function or numpy, detected from what it returns); InvalidArgument for
+    any mistake in the factory."""
     contract = get_contract(variant)
     given = dict(params or {})
     canonical = contract.validate_params(given)
@@ -123,6 +138,33 @@ def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Map
     if kind == "keras":
         from .keras_layers import keras_spec
         return keras_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
+    if kind in ("nnx", "linen", "equinox", "jax"):
+        return _jax_spec(kind, probe, name, variant, make, canonical, shape, device, ref)
     raise InvalidArgument(
         f"{ref} returned a {type(probe).__module__}.{type(probe).__name__}, but should return a torch nn.Module, "
-        "a Keras layer, or a numpy layer with forward() and backward()")
+        "a Keras layer, a Flax NNX Module, a Flax Linen Module, an Equinox Module, a plain JAX "
+        "function f(x, key, *, deterministic), or a numpy layer with forward() and backward()")
+
+
+def _jax_spec(kind: str, probe: Any, name: str, variant: str, make: Callable[[Mapping[str, Any]], Any],
+              canonical: Mapping[str, Any], shape: Optional[Tuple[int, ...]], device: str, ref: str) -> TargetSpec:
+    """The spec of a Flax NNX / Flax Linen / Equinox module or plain JAX function; the probe is
+    checked for the calling convention first (InvalidArgument naming what is missing)."""
+    from . import adapter_module
+    if device != "cpu":
+        raise InvalidArgument(f"device={device!r}, but a JAX target runs where JAX places it (cpu here)")
+    what = f"{ref}(...)"
+    if kind == "jax":
+        mod = adapter_module("jax")
+        mod.check_function(probe, what)
+        return mod.function_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
+    if kind == "equinox":
+        mod = adapter_module("equinox")
+        mod.check_equinox(probe, what)
+        return mod.equinox_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
+    mod = adapter_module("flax")
+    if kind == "nnx":
+        mod.check_nnx(probe, what)
+        return mod.nnx_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
+    mod.linen_flag(probe, what)
+    return mod.linen_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
