@@ -15,9 +15,8 @@ import copy
 import dataclasses
 import inspect
 import json
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -90,9 +89,7 @@ class Report:
     @property
     def ok(self) -> bool:
         """True when no check FAILed or ERRORed (INCONCLUSIVE is ok; see ``assert_ok(strict=True)``)."""
-        if self.run is None:
-            return bool(getattr(self.sweep, "ok", not self.failures))
-        return self.run.ok
+        return self.run.ok if self.run is not None else bool(self.sweep.ok)
 
     @property
     def failures(self) -> List[CheckResult]:
@@ -115,9 +112,9 @@ class Report:
     @property
     def verdict(self) -> str:
         """The worst verdict: ERROR > FAIL > INCONCLUSIVE > PASS."""
+        if self.run is None:
+            return str(getattr(self.sweep, "verdict", PASS if self.ok else FAIL))
         found = {r.verdict for r in self.results}
-        if self.run is None and not found:
-            return PASS if self.ok else FAIL
         return next((v for v in (ERROR, FAIL, INCONCLUSIVE) if v in found), PASS)
 
     def counts(self) -> Dict[str, int]:
@@ -132,25 +129,33 @@ class Report:
 
     # -- text ---------------------------------------------------------------------------
     def _label(self) -> str:
-        if not self.targets:
-            return "sweep"
+        if self.run is None:
+            return f"sweep of {getattr(self.sweep, 'target', '?')} ({getattr(self.sweep, 'variant', '?')})"
         t = self.targets[0]
         more = f" (+{len(self.targets) - 1} more)" if len(self.targets) > 1 else ""
         return f"{t.spec_name} {t.variant}({_params_text(t.params)}){more}"
 
     def __repr__(self) -> str:
-        c = self.counts()
-        text = (f"Report({self.verdict}: {self._label()}; " + ", ".join(f"{v} {k}" for k, v in c.items() if v)
-                + f"; seed {self.seed})")
+        if self.run is None:
+            what = f"{len(getattr(self.sweep, 'rows', ()))} configuration runs"
+        else:
+            what = ", ".join(f"{v} {k}" for k, v in self.counts().items() if v)
+        text = f"Report({self.verdict}: {self._label()}; {what}; seed {self.seed})"
         return text if len(text) < 200 else text[:195] + "...)"
 
     def summary(self) -> str:
         """A few lines: the verdict of each target with its counts, one line per root cause,
         the seed and family-wise false-alarm rate, and the reproduction command."""
         if self.run is None:
-            text = getattr(self.sweep, "summary", None)
-            body = text() if callable(text) else repr(self.sweep)
-            return f"{body}\nreproduce: {self.reproduce}"
+            doc = self.sweep.to_dict()
+            phases = ", ".join(f"{v} {k}" for k, v in doc.get("phases", {}).items())
+            lines = [f"{self.verdict:<12} {self._label()}: {len(doc.get('rows', []))} configuration runs ({phases})"]
+            for m in doc.get("minimal_failing", []):
+                lines.append(f"  minimal failing configuration {m['label']}: {', '.join(m['failing_checks'])}")
+                lines.append(f"    reproduce: {m['reproduce']}")
+            lines.append(f"{'OK' if self.ok else 'NOT OK'}: master seed {self.seed}, family-wise false-alarm rate "
+                         f"{doc.get('family_wise_alpha')} over the whole sweep")
+            return "\n".join(lines)
         lines = []
         for t in self.targets:
             c = t.counts()
