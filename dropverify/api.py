@@ -470,7 +470,10 @@ def _sweep(target: Any, variant: str, specs: List[Any], settings: Settings, para
                             device=cfg.device, name=spec0.name)
         return [dataclasses.replace(spec, dtype=cfg.dtype, layout=cfg.layout)]
 
-    result = run_sweep(spec0.name, variant, settings, fixed=fixed, spec_factory=spec_factory)
+    # an importable factory is named as the CLI names it (module:qualname), so the sweep's
+    # per-configuration reproduction commands run as printed
+    name = _importable(target) or spec0.name
+    result = run_sweep(name, variant, settings, fixed=fixed, spec_factory=spec_factory)
     return Report(run=None, reproduce=reproduce.replace(".assert_ok()", "", 1).rstrip(")") + ", sweep=True)"
                   if reproduce.startswith("dropverify.verify(") else reproduce + " --sweep", sweep=result)
 

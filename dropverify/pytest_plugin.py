@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -53,7 +54,9 @@ class _State:
         self.pending: List[Dict[str, Any]] = []
         self.records: List[Dict[str, Any]] = []
         self.written: Dict[str, int] = {}
-        self.report_dir: Optional[str] = config.getoption("--dropverify-report")
+        self.report_dir: Optional[str] = config.getoption("--dropverify-report")  # as given, for messages
+        # resolved against the invocation directory, so a test that changes directory writes there too
+        self.report_path = (Path(config.invocation_params.dir) / self.report_dir) if self.report_dir else None
 
     def observe(self, report: Any) -> None:
         """Observer of every finished verification in this process."""
@@ -61,13 +64,16 @@ class _State:
                   "verdict": report.verdict, "counts": report.counts(), "seed": report.seed}
         if not report.ok:
             record["reproduce"] = report.reproduce
-        if self.report_dir and report.run is not None:
+        if self.report_path is not None and report.run is not None:
             key = _slug(self.nodeid or "session")
             self.written[key] = self.written.get(key, 0) + 1
             n = self.written[key]
-            folder = f"{self.report_dir}/{key}" + (f"-{n}" if n > 1 else "")
-            report.write(folder)
-            record["report"] = folder
+            folder = key + (f"-{n}" if n > 1 else "")
+            try:
+                report.write(self.report_path / folder)
+                record["report"] = folder
+            except OSError as exc:  # the verification stands; the summary says the report is missing
+                record["report_error"] = f"{self.report_dir}/{folder}: {exc}"
         self.pending.append(record)
 
     def take(self) -> List[Dict[str, Any]]:
@@ -240,3 +246,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: Any, config: Any)
     written = [rec["report"] for rec in records if rec.get("report")]
     if written:
         tr.write_line(f"reports written under {state.report_dir} ({len(written)} folder(s))")
+    for rec in records:
+        if rec.get("report_error"):
+            tr.write_line(f"report NOT written: {rec['report_error']}")

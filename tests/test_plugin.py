@@ -155,6 +155,12 @@ def test_report_dir_gets_each_verifications_report(pytester):
         assert index["ok"] is True
         doc = json.loads((folder / "user_mylayers_good.json").read_text())
         assert doc["params"]["p"] == p and (folder / "user_mylayers_good.md").is_file()
+    # a report folder that cannot be written: the tests still pass, the summary says so
+    (pytester.path / "blocked").write_text("a file, not a folder")
+    blocked = _run(pytester, "--dropverify-report", "blocked")
+    blocked.assert_outcomes(passed=1)
+    blocked.stdout.fnmatch_lines(["report NOT written: blocked/test_rep.py_test_one: *",
+                                  "report NOT written: blocked/test_rep.py_test_one-2: *"])
 
 
 def test_xdist_two_workers_aggregate_the_summary(pytester):
