@@ -19,6 +19,11 @@ ADAPTERS: Dict[str, Tuple[str, str]] = {
     "torchvision": ("dropverify.targets.torchvision_ops", "vision"),
     "timm": ("dropverify.targets.timm_layers", "vision"),
     "keras": ("dropverify.targets.keras_layers", "keras"),
+    # Keras on another backend: the names are listed in any process; their specs carry the
+    # environment (KERAS_BACKEND=...) a worker needs to run them
+    "keras[jax]": ("dropverify.targets.keras_layers", "keras,jax"),
+    "keras[tensorflow]": ("dropverify.targets.keras_layers", "keras,tf"),
+    "tf": ("dropverify.targets.tf_ops", "tf"),
     # JAX adapters (each enables jax_enable_x64 when imported)
     "flax": ("dropverify.targets.flax_layers", "jax"),
     "equinox": ("dropverify.targets.equinox_layers", "jax"),
@@ -47,7 +52,7 @@ def target_names(framework: str) -> Tuple[str, ...]:
     """Names of the built-in targets of ``framework`` (imports its adapter)."""
     if framework == "numpy":
         return tuple(s.name for s in reference_targets())
-    return tuple(adapter_module(framework).TARGETS)
+    return tuple(n for n in adapter_module(framework).TARGETS if n.partition(":")[0] == framework)
 
 
 def get_target(name: str) -> List[TargetSpec]:
@@ -59,8 +64,8 @@ def get_target(name: str) -> List[TargetSpec]:
     if framework == "numpy":
         return [reference_spec(layer)]
     module = adapter_module(framework)
-    if name not in module.TARGETS:
-        raise InvalidArgument(f"target={name!r}, but should be one of: {', '.join(module.TARGETS)}")
+    if name not in module.TARGETS or framework != name.partition(":")[0]:
+        raise InvalidArgument(f"target={name!r}, but should be one of: {', '.join(target_names(framework))}")
     made = module.TARGETS[name]()
     return list(made) if isinstance(made, (list, tuple)) else [made]
 

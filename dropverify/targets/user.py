@@ -86,6 +86,8 @@ def _kind(obj: Any) -> str:
             return "torch"
         if mod.startswith("keras") and cls.__name__ in ("Layer", "Operation"):
             return "keras"
+        if mod.startswith("tensorflow") and cls.__name__ == "Module":  # tf.Module, tf-keras 2 layers
+            return "tf"
         if cls.__name__ == "Module" and mod.startswith(("flax.nnx", "flax.linen", "equinox")):
             return {"flax.nnx": "nnx", "flax.linen": "linen"}.get(".".join(mod.split(".")[:2]), "equinox")
     if callable(getattr(obj, "forward", None)) and callable(getattr(obj, "backward", None)):
@@ -138,11 +140,16 @@ def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Map
     if kind == "keras":
         from .keras_layers import keras_spec
         return keras_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
+    if kind == "tf":
+        if device != "cpu":
+            raise InvalidArgument(f"device={device!r}, but a tf.Module target runs where TF places it (cpu here)")
+        from .tf_ops import module_spec
+        return module_spec(name, variant, lambda **prm: make(prm), canonical, shape=shape)
     if kind in ("nnx", "linen", "equinox", "jax"):
         return _jax_spec(kind, probe, name, variant, make, canonical, shape, device, ref)
     raise InvalidArgument(
         f"{ref} returned a {type(probe).__module__}.{type(probe).__name__}, but should return a torch nn.Module, "
-        "a Keras layer, a Flax NNX Module, a Flax Linen Module, an Equinox Module, a plain JAX "
+        "a Keras layer, a tf.Module, a Flax NNX Module, a Flax Linen Module, an Equinox Module, a plain JAX "
         "function f(x, key, *, deterministic), or a numpy layer with forward() and backward()")
 
 
