@@ -345,3 +345,21 @@ def test_unknown_return_names_every_accepted_kind() -> None:
     for kind in ("torch nn.Module", "Keras layer", "Flax NNX Module", "Flax Linen Module", "Equinox Module",
                  "plain JAX function", "numpy layer"):
         assert kind in text
+
+
+README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
+
+
+@pytest.mark.parametrize("module", ["mynnx", "mylinen", "myeqx", "myjaxfn"])
+def test_readme_examples_pass(tmp_path, module: str) -> None:
+    """The README's JAX factory examples, run as written through the CLI's factory path."""
+    import re
+    text = open(README, encoding="utf-8").read()
+    [code] = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if b.startswith(f"# {module}.py\n")]
+    path = tmp_path / f"{module}.py"
+    path.write_text(code)
+    spec = user_spec(f"{path}:make", "dropout", {"p": 0.2}, shape=(16, 8, 4, 4))
+    got = _verdicts([spec], ["multiplier_values_exact", "eval_mode_deterministic_and_exact", "same_seed_reproduces",
+                             "gradient_uses_forward_mask", "p_one_gives_zeros_with_finite_gradients",
+                             "invalid_p_rejected"])
+    assert got and all(v == "PASS" for v in got.values()), got
