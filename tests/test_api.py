@@ -225,3 +225,15 @@ def test_every_verification_is_observed():
     finally:
         _session.observers.remove(seen.append)
     assert [r.ok for r in seen] == [True, True] and all(isinstance(r, Report) for r in seen)
+
+
+def test_a_named_user_factory_file(tmp_path):
+    path = tmp_path / "layers_file.py"
+    path.write_text("from dropverify.variants import variant_class\n\n"
+                    "def make(p):\n    return variant_class('dropout')(p=p)\n")
+    report = verify(f"{path}:make", "dropout", p=0.3, shape=SHAPE, settings=SMALL, checks=FEW[:1])
+    assert report.ok and report.targets[0].spec_name == f"user:{path}:make"
+    assert report.reproduce == (f"dropverify run {path}:make --variant dropout --param p=0.3 --shape 16,8,4,4 "
+                                "--seed 20261126 --max-calls 400 --check drop_rate_matches_by_binomial")
+    with pytest.raises(InvalidArgument, match="give its variant"):
+        verify(f"{path}:make", p=0.3)
