@@ -462,6 +462,14 @@ def cmd_run(args: argparse.Namespace, command: str) -> int:
     return _execute(_outputs(args, plan), args, command)
 
 
+def _relative(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (shorter messages)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
     from .config import load_config, project_imports, with_margins
     if args.param or args.shape or args.variant:
@@ -487,11 +495,12 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
                     specs.append(with_margins(spec, layer.margins))
                     waivers.append(partial)
     named = _name_configurations(specs)
-    out = args.out if args.out is not None else (str(cfg.out_dir()) if cfg.out else DEFAULT_OUT)
+    out = args.out if args.out is not None else (_relative(cfg.out_dir()) if cfg.out else DEFAULT_OUT)
     settings = _settings(args, cfg.settings, cfg.margins)
     plan = Plan(named, settings, _checks(args, cfg.checks), out=out, strict=cfg.strict,
                 title=f"dropverify: {cfg.root.resolve().name} ({path.name})", waive_results=waivers)
-    print(f"dropverify: {len(cfg.layers)} layer(s), {len(named)} configuration(s) from {path}", file=sys.stderr)
+    print(f"dropverify: {len(cfg.layers)} layer(s), {len(named)} configuration(s) from {_relative(path)}",
+          file=sys.stderr)
     return plan
 
 
@@ -576,6 +585,7 @@ def _one_line(exc: BaseException) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     argv = list(argv) if argv is not None else sys.argv[1:]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, when an adapter loads it
     parser = build_parser()
     try:
         try:
