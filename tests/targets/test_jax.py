@@ -10,13 +10,22 @@ from typing import Dict
 # Test speed only: XLA's CPU backend optimisations make each jit compile take seconds on this
 # shared 2-core machine (~10x faster without). Tracing, lowering, compilation and execution are
 # still XLA's; the masks are threefry bits and the scaling IEEE division either way.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# XLA reads the flag when the backend starts (jax.devices() below); the environment is restored
+# after, so subprocesses other tests start do not inherit it.
+_XLA_FLAGS = os.environ.get("XLA_FLAGS")
+os.environ["XLA_FLAGS"] = ((_XLA_FLAGS or "") + " --xla_backend_optimization_level=0").strip()
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-jax = pytest.importorskip("jax")
+try:
+    jax = pytest.importorskip("jax")
+    jax.devices()
+finally:
+    if _XLA_FLAGS is None:
+        del os.environ["XLA_FLAGS"]
+    else:
+        os.environ["XLA_FLAGS"] = _XLA_FLAGS
 pytest.importorskip("flax")
 pytest.importorskip("equinox")
 
