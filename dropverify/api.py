@@ -200,9 +200,12 @@ class Report:
 
     def write(self, directory: Union[str, Path], with_plots: bool = True) -> List[Path]:
         """Write the reports (Markdown + JSON per target, ``index.md`` / ``index.json``,
-        PNG figures unless ``with_plots=False``) into ``directory``; returns the paths."""
-        if self.run is None:
-            raise InvalidArgument("write() of a sweep report: use the sweep result's own writer")
+        PNG figures unless ``with_plots=False``; for a sweep ``sweep.md``, its JSON and figure)
+        into ``directory``; returns the paths."""
+        if self.run is None:  # a sweep: its Markdown (sweep.md), JSON and figure
+            from .sweep import write_sweep
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            return list(write_sweep(self.sweep, Path(directory) / "sweep.md"))
         from .report import write_reports
         return write_reports(self.run, directory, with_plots=with_plots)
 

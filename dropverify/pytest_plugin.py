@@ -62,9 +62,11 @@ class _State:
         """Observer of every finished verification in this process."""
         record = {"nodeid": self.nodeid or "(outside a test)", "label": report._label(),
                   "verdict": report.verdict, "counts": report.counts(), "seed": report.seed}
+        if report.run is None:
+            record["detail"] = f"{len(getattr(report.sweep, 'rows', ()))} configuration runs"
         if not report.ok:
             record["reproduce"] = report.reproduce
-        if self.report_path is not None and report.run is not None:
+        if self.report_path is not None:
             key = _slug(self.nodeid or "session")
             self.written[key] = self.written.get(key, 0) + 1
             n = self.written[key]
@@ -236,10 +238,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: Any, config: Any)
     tr.write_line(f"{len(records)} verification(s) in {tests} test(s), profile {_profile(config)}, seed "
                   f"{', '.join(map(str, seeds))}: " +
                   ", ".join(f"{by_verdict[v]} {v}" for v in order if by_verdict.get(v)))
-    tr.write_line("check results: " + ", ".join(f"{checks[v]} {v}" for v in order if checks.get(v)))
+    if any(checks.values()):
+        tr.write_line("check results: " + ", ".join(f"{checks[v]} {v}" for v in order if checks.get(v)))
     for rec in records:
         if rec["verdict"] != "PASS":
-            counts = " ".join(f"{k}={rec['counts'][k]}" for k in order if rec["counts"].get(k))
+            counts = " ".join(f"{k}={rec['counts'][k]}" for k in order if rec["counts"].get(k)) or rec.get("detail", "")
             tr.write_line(f"  {rec['verdict']:<12} {rec['nodeid']}  {rec['label']}: {counts}")
             if rec.get("reproduce"):
                 tr.write_line(f"    reproduce: {rec['reproduce']}")

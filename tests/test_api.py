@@ -237,3 +237,18 @@ def test_a_named_user_factory_file(tmp_path):
                                 "--seed 20261126 --max-calls 400 --check drop_rate_matches_by_binomial")
     with pytest.raises(InvalidArgument, match="give its variant"):
         verify(f"{path}:make", p=0.3)
+
+
+def test_sweep_report_lists_minimal_failing_configurations():
+    pytest.importorskip("dropverify.sweep")
+    report = verify(make_sticky, "dropout", sweep=True, p=0.2, shape=(16, 8))
+    assert report.run is None and report.sweep is not None
+    assert not report.ok and report.verdict == "FAIL" and report.failures
+    assert repr(report).startswith(f"Report(FAIL: sweep of {make_sticky.__module__}:make_sticky (dropout); ")
+    message = str(pytest.raises(CheckFailed, report.assert_ok).value)
+    assert "minimal failing configuration p=0.2" in message and "masks_fresh_across_calls_by_fisher" in message
+    assert f"  reproduce: dropverify run {make_sticky.__module__}:make_sticky " in message
+    assert message.endswith(f"reproduce the sweep: dropverify run {make_sticky.__module__}:make_sticky --variant "
+                            "dropout --param p=0.2 --shape 16,8 --seed 20261126 --sweep")
+    assert report.to_dict()["verdict"] == "FAIL"
+    assert report.to_markdown().startswith("# dropverify sweep: ")
