@@ -16,13 +16,15 @@ from .runner import RunResult
 
 
 def verify_layer(factory: Callable[..., Any], variant: str, params: Optional[Mapping[str, Any]] = None, *,
-                 shape: Optional[Tuple[int, ...]] = None, device: str = "cpu",
-                 settings: Optional[Settings] = None, checks: Optional[Sequence[str]] = None) -> RunResult:
+                 shape: Optional[Tuple[int, ...]] = None, device: str = "cpu", seed: Optional[int] = None,
+                 alpha: Optional[float] = None, settings: Optional[Settings] = None,
+                 checks: Optional[Sequence[str]] = None) -> RunResult:
     """Verify the layer ``factory(**params)`` against ``variant``'s contract; returns the run
-    (``dropverify.verify`` returns the same run inside a :class:`~dropverify.Report`)."""
+    (``dropverify.verify`` returns the same run inside a :class:`~dropverify.Report`).
+    ``seed`` / ``alpha`` override ``settings`` (default seed: ``dropverify.DEFAULT_SEED``)."""
     from .api import verify as api_verify
-    return api_verify(factory, variant, shape=shape, device=device, settings=settings, checks=checks,
-                      **dict(params or {})).run
+    return api_verify(factory, variant, shape=shape, device=device, seed=seed, alpha=alpha, settings=settings,
+                      checks=checks, **dict(params or {})).run
 
 
 def assert_run_ok(run: RunResult, strict: bool = False) -> RunResult:
@@ -38,13 +40,14 @@ def assert_run_ok(run: RunResult, strict: bool = False) -> RunResult:
 
 def assert_honours_contract(factory: Callable[..., Any], variant: str, params: Optional[Mapping[str, Any]] = None,
                             *, strict: bool = False, shape: Optional[Tuple[int, ...]] = None, device: str = "cpu",
+                            seed: Optional[int] = None, alpha: Optional[float] = None,
                             settings: Optional[Settings] = None, checks: Optional[Sequence[str]] = None) -> RunResult:
     """The one-liner for a test suite: verify, then raise CheckFailed (an AssertionError)
     listing every FAIL/ERROR row, the seed and the reproduction command."""
     __tracebackhide__ = True
     from .api import verify as api_verify
-    report = api_verify(factory, variant, shape=shape, device=device, settings=settings, checks=checks,
-                        **dict(params or {}))
+    report = api_verify(factory, variant, shape=shape, device=device, seed=seed, alpha=alpha, settings=settings,
+                        checks=checks, **dict(params or {}))
     report.assert_ok(strict=strict)
     return report.run
 

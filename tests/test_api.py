@@ -220,7 +220,9 @@ def test_every_verification_is_observed():
     _session.observers.append(seen.append)
     try:
         from dropverify.testing import assert_honours_contract
-        assert_honours_contract(Dropout, "dropout", {"p": 0.2}, shape=SHAPE, settings=SMALL, checks=FEW[:1])
+        run = assert_honours_contract(Dropout, "dropout", {"p": 0.2}, shape=SHAPE, seed=3, settings=SMALL,
+                                      checks=FEW[:1])
+        assert run.settings.seed == 3 and run.settings.max_calls == 400
         verify("numpy:dropout", p=0.2, shape=SHAPE, settings=SMALL, checks=FEW[:1])
     finally:
         _session.observers.remove(seen.append)
