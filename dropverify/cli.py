@@ -82,12 +82,12 @@ def _config_args(p: argparse.ArgumentParser, factory_help: str, many: bool = Fal
                    help="a variant parameter by its canonical name, e.g. p=0.1, block_size=7 (repeatable; "
                         "each key once); `dropverify list --params` shows them")
     p.add_argument("--shape", default=None, help="probe input shape, e.g. 64,32,8,8. Default: the contract's")
-    p.add_argument("--dtype", default="float64", choices=DTYPE_CHOICES,
-                   help="dtype the statistical checks run in. Default: %(default)s")
-    p.add_argument("--layout", default="contiguous",
+    p.add_argument("--dtype", default=None, choices=DTYPE_CHOICES,
+                   help="dtype the statistical checks run in. Default: float64")
+    p.add_argument("--layout", default=None,
                    help="memory layout of the probe inputs (contiguous, transposed, strided, channels_last "
-                        "where the target supports it). Default: %(default)s")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device. Default: %(default)s")
+                        "where the target supports it). Default: contiguous")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device. Default: cpu")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,8 +448,8 @@ def _target_specs(args: argparse.Namespace, targets: Sequence[str], variant: Opt
     shape = _parse_shape(args.shape)
     specs = []
     for target in targets:
-        specs.extend(_resolve(target, variant, params, shape, args.dtype, args.layout, args.device,
-                              variant_for_builtins))
+        specs.extend(_resolve(target, variant, params, shape, args.dtype or "float64", args.layout or "contiguous",
+                              args.device or "cpu", variant_for_builtins))
     return _name_configurations(specs)
 
 
@@ -472,8 +472,10 @@ def _relative(path: Path) -> str:
 
 def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
     from .config import load_config, project_imports, with_margins
-    if args.param or args.shape or args.variant:
-        raise UsageError("--param / --shape / --variant apply to --target; the config lists each layer's own")
+    given = [o for o, v in (("--param", args.param), ("--shape", args.shape), ("--variant", args.variant),
+                             ("--dtype", args.dtype), ("--layout", args.layout), ("--device", args.device)) if v]
+    if given:
+        raise UsageError(f"{given[0]} applies to --target; the config lists each layer's own")
     cfg = load_config(path)
     if any(layer.sweep for layer in cfg.layers):
         name = next(layer.target for layer in cfg.layers if layer.sweep)

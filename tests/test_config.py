@@ -88,6 +88,11 @@ def test_config_target_mistakes_exit_2_before_sampling(tmp_path, body, needle, c
     assert len([ln for ln in err if "error" in ln]) == 1 and needle in err[-1], err
 
 
+def test_target_options_with_a_config_are_refused(capsys):
+    assert main(["verify", "--config", str(EXAMPLE / "pyproject.toml"), "--dtype", "float32"]) == 2
+    assert "--dtype applies to --target; the config lists each layer's own" in capsys.readouterr().err
+
+
 def test_find_config_walks_up_to_the_repository_root(tmp_path):
     (tmp_path / ".git").mkdir()
     write(tmp_path, "[project]\nname = 'x'\n")  # a pyproject without [tool.dropverify] is skipped
