@@ -528,6 +528,9 @@ def cmd_verify(args: argparse.Namespace, command: str) -> int:
             if targets is None:
                 from .variants import variant_names
                 targets = [f"numpy:{v}" for v in variant_names()]
+                if not args.quiet:
+                    print("dropverify: no [tool.dropverify] in a pyproject.toml (or dropverify.toml) here or above; "
+                          "verifying the reference variants", file=sys.stderr)
             specs = _target_specs(args, targets, None)
             plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
                         title="dropverify: reference variants")

@@ -192,3 +192,21 @@ def test_per_layer_margins_apply_to_that_layer_only(tmp_path):
     own = json.loads((out / "numpy_dropout.json").read_text())["results"][0]
     run_wide = json.loads((out / "numpy_spatial_dropout_1d.json").read_text())["results"][0]
     assert own["margin"] == pytest.approx(0.2 * 0.2) and run_wide["margin"] == pytest.approx(0.1 * 0.2)
+
+
+def test_strict_in_the_config_fails_inconclusive(tmp_path, capsys):
+    body = """
+        [tool.dropverify]
+        max_calls = 30
+        checks = ["drop_rate_matches_by_binomial"]
+        {strict}
+        [[tool.dropverify.layers]]
+        target = "numpy:dropout"
+        params = {{ p = 0.2 }}
+        shape = [16, 32]
+    """
+    lenient = write(tmp_path, body.format(strict=""), "dropverify.toml")
+    assert main(["verify", "--config", str(lenient), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    strict = write(tmp_path, body.format(strict="strict = true"), "strict.toml")
+    assert main(["verify", "--config", str(strict), "--out", str(tmp_path / "b"), "--quiet"]) == 1
+    assert "NOT OK (--strict: INCONCLUSIVE fails)" in capsys.readouterr().out
