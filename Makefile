@@ -1,6 +1,6 @@
 # dropverify — two commands set everything up on a fresh machine with only python3:
 #   make verify   create .venv, install, verify every reference variant, write reports/
-#   make test     create .venv if needed, install dev extras (+ torch, keras), run pytest
+#   make test     create .venv if needed, install dev extras (+ torch, keras, jax, tensorflow-cpu), run pytest
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -20,12 +20,13 @@ install: $(PY)
 	$(PIP) install --quiet -e .
 
 # The adapters' tests run for real: torch + torchvision + timm ([vision] pins torch 2.14.1 with
-# torchvision 0.29.1, whose wheels lie on disk here) and Keras 3 on the torch backend.
+# torchvision 0.29.1, whose wheels lie on disk here), Keras 3 on the torch backend in-process and on jax and
+# tensorflow in subprocesses, JAX (flax, equinox) and TensorFlow (tensorflow-cpu, ~50 s to install, ~10 s to import).
 install-dev: $(PY)
-	$(PIP) install --quiet -e ".[dev,vision,keras,jax]"
+	$(PIP) install --quiet -e ".[dev,vision,keras,jax,tf]"
 
 install-thirdparty: $(PY)
-	$(PIP) install --quiet -e ".[vision,keras]"
+	$(PIP) install --quiet -e ".[vision,keras,jax,tf]"
 
 verify: install
 	$(DV) verify --seed $(SEED) --out reports

@@ -75,7 +75,7 @@ def test_builtin_target_verdicts(name: str) -> None:
     want = EXPECTED_NOT_PASS.get(name, {})
     for run in result.targets:
         got = _verdicts(run)
-        assert len(got) >= 10, got
+        assert len(got) >= (10 if BACKEND_CHECKS is None else 8), got  # GaussianDropout: no mask checks
         for check, verdict in got.items():
             assert verdict == want.get(check, PASS), (run.spec_name, check, verdict,
                                                       [r.message for r in run.results if r.check == check])
