@@ -339,6 +339,7 @@ class Plan:
     junit: Optional[str] = None
     summary: Optional[str] = None
     waive_results: List[Dict[str, str]] = dataclasses.field(default_factory=list)
+    note: Optional[str] = None  # one line on stderr once everything is validated
 
 
 def _outputs(args: argparse.Namespace, plan: Plan) -> Plan:
@@ -385,6 +386,8 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
     """The one ``runner.verify`` call, then reports, CI outputs and the console summary."""
     from .runner import verify
     quiet = bool(getattr(args, "quiet", False))
+    if plan.note and not quiet:
+        print(f"dropverify: {plan.note}", file=sys.stderr)
     run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet, len(plan.specs)))
     run = _waive(run, plan.waive_results)
     problems = _write_outputs(run, plan, command)
@@ -501,8 +504,7 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
     settings = _settings(args, cfg.settings, cfg.margins)
     plan = Plan(named, settings, _checks(args, cfg.checks), out=out, strict=cfg.strict,
                 title=f"dropverify: {cfg.root.resolve().name} ({path.name})", waive_results=waivers)
-    print(f"dropverify: {len(cfg.layers)} layer(s), {len(named)} configuration(s) from {_relative(path)}",
-          file=sys.stderr)
+    plan.note = f"{len(cfg.layers)} layer(s), {len(named)} configuration(s) from {_relative(path)}"
     return plan
 
 
@@ -528,12 +530,12 @@ def cmd_verify(args: argparse.Namespace, command: str) -> int:
             if targets is None:
                 from .variants import variant_names
                 targets = [f"numpy:{v}" for v in variant_names()]
-                if not args.quiet:
-                    print("dropverify: no [tool.dropverify] in a pyproject.toml (or dropverify.toml) here or above; "
-                          "verifying the reference variants", file=sys.stderr)
             specs = _target_specs(args, targets, None)
             plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
                         title="dropverify: reference variants")
+            if not args.variant:
+                plan.note = ("no [tool.dropverify] in a pyproject.toml (or dropverify.toml) here or above; "
+                             "verifying the reference variants")
     return _execute(_outputs(args, plan), args, command)
 
 
