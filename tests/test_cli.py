@@ -273,3 +273,14 @@ def test_verify_writes_reports_and_same_seed_gives_same_bytes(tmp_path):
     md = (a / "numpy_dropout.md").read_text()
     assert "| check | verdict | estimate | CI | expected ± margin | n | p (seq) | p (Holm) | MDD |" in md
     assert not list(a.glob("**/*.tmp"))
+
+
+def test_verify_without_a_config_verifies_every_reference_variant(tmp_path):
+    (tmp_path / ".git").mkdir()  # a repository without [tool.dropverify]
+    code, out, err = run_cli("verify", "--out", "rep", "--max-calls", "30", "--check", "same_seed_reproduces",
+                             cwd=tmp_path)
+    assert code == 0, out + err
+    assert "verifying the reference variants" in err
+    from dropverify.variants import variant_names
+    index = json.loads((tmp_path / "rep" / "index.json").read_text())
+    assert [t["target"] for t in index["targets"]] == [f"numpy:{v}" for v in variant_names()]
