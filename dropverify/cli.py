@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import DropverifyError, InvalidArgument
+from .errors import DropverifyError
 
 THIRDPARTY = ("torch", "torchvision", "timm", "keras")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
