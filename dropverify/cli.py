@@ -217,19 +217,12 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
              dtype: str, layout: str, device: str, variant_for_builtins: bool = True) -> list:
     """Specs of one target configuration (built-in or factory); InvalidArgument for any mistake.
     ``variant`` is checked against a built-in's own unless ``variant_for_builtins`` is False."""
-    from .targets._base import relayout
     from .targets.resolve import is_builtin, resolve_target
     ref = _user_ref(target)
     if ":" not in ref.strip(":"):
         raise UsageError(f"target {target!r}, but should look like FRAMEWORK:LAYER (a built-in, e.g. torch:Dropout2d) "
                          "or MODULE:FACTORY (your own)")
     builtin = is_builtin(ref)
-    try:
-        relayout(__import__("numpy").zeros((2, 2, 2)), layout)
-    except ValueError:
-        if layout != "channels_last":
-            raise UsageError(f"--layout {layout!r}, but should be one of contiguous, transposed, strided, "
-                             "channels_last") from None
     if not builtin and ":" in ref and variant is None:
         raise UsageError(f"{target} is a factory: give the variant it claims with --variant "
                          "(see `dropverify list`)")

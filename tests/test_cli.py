@@ -74,7 +74,7 @@ USAGE_ERRORS = [
     (["run", "numpy:dropout", "--param", "block_size=3"], "unknown parameter 'block_size' for dropout"),
     (["run", "numpy:dropout", "--variant", "dropblock_2d"], "numpy:dropout implements 'dropout'"),
     (["run", "numpy:dropout", "--dtype", "int8"], "argument --dtype: invalid choice: 'int8'"),
-    (["run", "numpy:dropout", "--layout", "diagonal"], "--layout 'diagonal', but should be one of"),
+    (["run", "numpy:dropout", "--layout", "diagonal"], "--layout diagonal, but numpy:dropout"),
     (["run", "numpy:dropout", "--margin", "rate"], "should be NAME=VALUE"),
     (["run", "numpy:dropout", "--margin", "speed=1"], "margin 'speed' unknown"),
     (["run", "torch:Nope"], "target='torch:Nope', but should be one of"),
