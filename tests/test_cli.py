@@ -270,6 +270,7 @@ def test_verify_writes_reports_and_same_seed_gives_same_bytes(tmp_path):
     timings = json.loads((a / "timings.json").read_text())
     assert timings["kind"] == "timings" and timings["timestamp"][:2] == "20"
     assert "seconds" not in (a / "numpy_dropout.json").read_text()
+    assert "Command: `dropverify verify --variant dropout" in (a / "index.md").read_text()
     md = (a / "numpy_dropout.md").read_text()
     assert "| check | verdict | estimate | CI | expected ± margin | n | p (seq) | p (Holm) | MDD |" in md
     assert not list(a.glob("**/*.tmp"))

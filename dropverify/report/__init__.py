@@ -36,7 +36,7 @@ def write_target_report(run: RunResult, target: TargetRun, md_path: Union[str, P
                 write_atomic(md_path.parent / rel, png)
                 images[r.check] = rel
     write_atomic(md_path.with_suffix(".json"), jsonout.target_json(run, target, command))
-    write_atomic(md_path, markdown.target_markdown(run, target, images))
+    write_atomic(md_path, markdown.target_markdown(run, target, images, command))
     return md_path
 
 
@@ -62,7 +62,7 @@ def write_reports(run: RunResult, out_dir: Union[str, Path], title: str = "dropv
         written.append(write_target_report(run, target, out / name, with_plots, command))
         links[target.spec_name] = name
     written.append(write_atomic(out / "index.json", jsonout.index_json(run, command)))
-    written.append(write_atomic(out / "index.md", markdown.index_markdown(run, links, title)))
+    written.append(write_atomic(out / "index.md", markdown.index_markdown(run, links, title, command)))
     written.append(write_atomic(out / TIMINGS_NAME, jsonout.timings_json(run, command)))
     return written
 

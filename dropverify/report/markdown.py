@@ -131,7 +131,7 @@ def run_line(run: RunResult) -> str:
             f"budget {s.max_calls} calls / {s.max_units:,} mask units per check.")
 
 
-def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str]) -> str:
+def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str], command: Optional[str] = None) -> str:
     counts = target.counts()
     args = ", ".join(f"{k}={v!r}" for k, v in target.params.items())
     head = [f"# dropverify report: `{target.spec_name}`", "",
@@ -140,6 +140,8 @@ def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str]) -
     if target.description:
         head += ["", target.description]
     head += ["", run_line(run)]
+    if command:
+        head += ["", f"Command: `{command}`"]
     if target.root_causes:
         head += ["", "## Root causes", ""]
         head += [root_cause_line(c) for c in target.root_causes]
@@ -151,12 +153,14 @@ def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str]) -
                              READING_GUIDE, f"Environment: {env}.", ""])
 
 
-def index_markdown(run: RunResult, links: Dict[str, str], title: str) -> str:
+def index_markdown(run: RunResult, links: Dict[str, str], title: str, command: Optional[str] = None) -> str:
     lines = [f"# {title}", "", f"Overall: **{'PASS' if run.ok else 'FAIL'}** — "
              f"{sum(1 for t in run.targets if t.verdict == 'PASS')} of {len(run.targets)} targets pass every check.",
-             "", run_line(run), "",
-             "| target | variant | verdict | PASS | FAIL | INCONCLUSIVE | ERROR | first problem |",
-             "|---|---|---|---|---|---|---|---|"]
+             "", run_line(run), ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += ["| target | variant | verdict | PASS | FAIL | INCONCLUSIVE | ERROR | first problem |",
+              "|---|---|---|---|---|---|---|---|"]
     for t in run.targets:
         c = t.counts()
         problem = next((r for r in t.results if r.verdict in ("FAIL", "ERROR")), None) or \
