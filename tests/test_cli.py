@@ -229,8 +229,11 @@ def test_run_user_factory_pass_fail_error_and_report(tmp_path):
                              "--check", "multiplier_values_exact", cwd=tmp_path)
     assert code == 1 and "FAIL: multiplier_values_exact" in out
     # a crash inside the target is an ERROR verdict, never a traceback
-    code, out, err = run_cli("run", "mylayers:crashes", "--variant", "dropout", "--shape", "16,8", *FAST, cwd=tmp_path)
+    code, out, err = run_cli("run", "mylayers:crashes", "--variant", "dropout", "--shape", "16,8", *FAST,
+                             "--junit-xml", "crash.xml", cwd=tmp_path)
     assert code == 1 and "ERROR" in out and "kernel exploded" in out and "Traceback" not in out + err
+    junit = (tmp_path / "crash.xml").read_text()
+    assert '<error message="' in junit and "kernel exploded" in junit and 'errors="1"' in junit
     code, out, err = run_cli("run", "mylayers:wrong_type", "--variant", "dropout", cwd=tmp_path)
     assert code == 2 and "should return a torch nn.Module" in err and "Traceback" not in err
     # verify --target user:MODULE:FACTORY together with a built-in, one family
