@@ -288,3 +288,42 @@ def test_verify_without_a_config_verifies_every_reference_variant(tmp_path):
     from dropverify.variants import variant_names
     index = json.loads((tmp_path / "rep" / "index.json").read_text())
     assert [t["target"] for t in index["targets"]] == [f"numpy:{v}" for v in variant_names()]
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_COMMANDS = [  # the CLI examples of the README, each checked to be there verbatim
+    "dropverify run mylayers:make --variant dropout --param p=0.2 --shape 64,32,8,8 --report reports/mine.md",
+    "dropverify run timm:DropBlock2d --param p=0.1 --param block_size=7 --shape 64,16,14,14",
+    "dropverify run torch:Dropout2d keras:SpatialDropout2D --param p=0.2 --dtype float32 --out reports/",
+]
+
+
+def test_readme_commands_resolve_before_sampling(tmp_path, monkeypatch):
+    """Every CLI example of the README names real targets, parameters and shapes: each is
+    planned and validated in full (everything up to sampling)."""
+    import re
+    import shlex
+
+    import dropverify.cli as cli
+    for mod in ("torch", "timm", "keras"):
+        pytest.importorskip(mod)
+    text = README.read_text()
+    factory = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# mylayers.py"))
+    (tmp_path / "mylayers.py").write_text(factory)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    planned = []
+    monkeypatch.setattr(cli, "_execute", lambda plan, args, command: planned.append(plan) or 0)
+    for command in README_COMMANDS:
+        assert command in text, command
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert [len(p.specs) for p in planned] == [1, 2, 3]
+    assert planned[1].specs[0].params["block_size"] == 7 and planned[1].specs[0].shape == (64, 16, 14, 14)
+
+
+def test_readme_config_is_the_example_projects():
+    import re
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S) if "[tool.dropverify]" in b)
+    example = Path(__file__).resolve().parents[1] / "examples" / "project" / "pyproject.toml"
+    assert block.strip() in example.read_text()
