@@ -1,7 +1,8 @@
 """The ``dropverify`` command line.
 
 Exit codes: 0 every check PASS or INCONCLUSIVE (``--strict``: every check PASS); 1 any FAIL
-or ERROR (``--strict``: or INCONCLUSIVE), or an internal error; 2 usage error. Every usage
+or ERROR (``--strict``: or INCONCLUSIVE), or an internal error; 2 usage error (or a report that
+could not be written after the run, whose verdicts are still printed). Every usage
 error is one line on stderr (``dropverify: error: ...``) printed before any sampling; no
 traceback reaches the user (``DROPVERIFY_DEBUG=1`` shows one for an internal error).
 
@@ -358,8 +359,8 @@ def _outputs(args: argparse.Namespace, plan: Plan) -> Plan:
 
 
 def _waive(run, waivers: List[Dict[str, str]]):
-    """Move results named in ``waivers`` (one dict per target, result name -> reason) out of the
-    verdicts, into not_applicable with the reason and the verdict they had."""
+    """Move results named in ``waivers`` (one dict per target, result name -> "waived in FILE:
+    reason") out of the verdicts, into not_applicable with the reason and the verdict they had."""
     if not any(waivers):
         return run
     targets = []
@@ -368,7 +369,7 @@ def _waive(run, waivers: List[Dict[str, str]]):
             targets.append(t)
             continue
         kept = tuple(r for r in t.results if r.check not in waive)
-        gone = [(r.check, f"waived: {waive[r.check]} (it was {r.verdict})") for r in t.results if r.check in waive]
+        gone = [(r.check, f"{waive[r.check]} (it was {r.verdict})") for r in t.results if r.check in waive]
         causes = tuple(c for c in t.root_causes if set(c.evidence) - set(waive))
         targets.append(dataclasses.replace(t, results=kept, root_causes=causes,
                                            not_applicable=tuple(sorted((*t.not_applicable, *gone)))))
@@ -485,7 +486,7 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
             for shape, dtype, layout in layer.configurations():
                 made = _resolve(layer.target, layer.variant, layer.params, shape, dtype, layout, layer.device)
                 whole = {c: f"waived in {path.name}: {why}" for c, why in layer.waive.items() if c in registry}
-                partial = {c: why for c, why in layer.waive.items() if c not in registry}
+                partial = {c: f"waived in {path.name}: {why}" for c, why in layer.waive.items() if c not in registry}
                 for spec in made:
                     if layer.name:
                         spec = dataclasses.replace(spec, name=layer.name)

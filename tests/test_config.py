@@ -167,7 +167,7 @@ def test_result_level_waiver_moves_only_that_result(tmp_path):
     checks = {r["check"] for r in doc["results"]}
     assert "multiplier_values_exact[contiguous]" in checks and "multiplier_values_exact[strided]" not in checks
     assert doc["not_applicable"]["multiplier_values_exact[strided]"] == \
-        "waived: we never feed strided views (it was PASS)"
+        "waived in pyproject.toml: we never feed strided views (it was PASS)"
 
 
 def test_per_layer_margins_apply_to_that_layer_only(tmp_path):
