@@ -251,6 +251,18 @@ def test_gradients_include_trainable_weights() -> None:
     np.testing.assert_allclose(dx, g * y / x, rtol=1e-12)
 
 
+def test_bfloat16_drop_rate_follows_the_backend() -> None:
+    """At p = 0.01 in bfloat16, Keras on tensorflow drops 2/128 = 0.0156 (TF draws the uniform in
+    bfloat16: a grid of 2**-7); on torch and jax the rate is p (certified within the margin)."""
+    from dropverify.targets.resolve import resolve_target
+    specs = resolve_target(f"{PRE}:Dropout", params={"p": 0.01}, dtype="bfloat16", shape=(64, 32, 8, 8))
+    (res,) = verify(specs, SETTINGS, checks=["drop_rate_matches_by_binomial"]).targets[0].results
+    if BACKEND == "tensorflow":
+        assert res.verdict == FAIL and res.ci[0] <= 2 / 128 <= res.ci[1], res
+    else:
+        assert res.verdict == PASS, res
+
+
 def test_rates_keras_rejects_raise_at_build() -> None:
     for layer in ("Dropout", "GaussianDropout", "AlphaDropout", "SpatialDropout2D"):
         spec = get_target(f"{PRE}:{layer}")[0]
