@@ -51,6 +51,8 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
     """
     params = dict(params or {})
     numpy_dtype(dtype)  # validates the name
+    if target.startswith("mutant:"):
+        return [_configured(_mutant_spec(target), variant, params, shape, dtype, layout)]
     if is_builtin(target):
         from . import get_target
         specs = get_target(target)
@@ -60,19 +62,37 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
                 raise InvalidArgument(f"variant={variant!r}, but {target} implements {spec.variant!r}")
             if device != "cpu" and not _has_device(spec):
                 raise InvalidArgument(f"device={device!r}, but {target} runs on the cpu only here")
-            merged = {**dict(spec.params), **params}
-            spec.resolved_contract().validate_params(merged)
-            out.append(dataclasses.replace(spec, params=merged, shape=tuple(shape) if shape else spec.shape,
-                                           dtype=dtype, layout=layout))
-        if shape:
-            for spec in out:
-                spec.resolved_contract().check_shape(tuple(shape))
+            out.append(_configured(spec, None, params, shape, dtype, layout))
         return out
     if variant is None:
         raise InvalidArgument(f"target={target!r} is a user factory: give its variant (the contract it claims)")
     from .user import user_spec
     spec = user_spec(target, variant, params, shape=tuple(shape) if shape else None, device=device)
     return [dataclasses.replace(spec, dtype=dtype, layout=layout)]
+
+
+def _mutant_spec(target: str) -> TargetSpec:
+    """``mutant:NAME``: a mutant of the corpus (sweep corner cases first, then the numpy and
+    torch corpus), so worker processes can rebuild mutants by name."""
+    from ..mutants import all_mutants, mutant_spec
+    from ..mutants._sweep import SWEEP_MUTANTS
+    name = target.partition(":")[2]
+    for m in tuple(SWEEP_MUTANTS) + tuple(all_mutants()):
+        if m.name == name:
+            return mutant_spec(m)
+    raise InvalidArgument(f"target={target!r}: no mutant called {name!r}")
+
+
+def _configured(spec: TargetSpec, variant: Optional[str], params: Mapping[str, Any],
+                shape: Optional[Tuple[int, ...]], dtype: str, layout: str) -> TargetSpec:
+    if variant is not None and variant != spec.variant:
+        raise InvalidArgument(f"variant={variant!r}, but {spec.name} implements {spec.variant!r}")
+    merged = {**dict(spec.params), **dict(params)}
+    spec.resolved_contract().validate_params(merged)
+    if shape:
+        spec.resolved_contract().check_shape(tuple(shape))
+    return dataclasses.replace(spec, params=merged, shape=tuple(shape) if shape else spec.shape, dtype=dtype,
+                               layout=layout)
 
 
 def _has_device(spec: TargetSpec) -> bool:
