@@ -44,6 +44,10 @@ if "keras" not in sys.modules:
 if os.environ.get("KERAS_BACKEND") == "tensorflow":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from .tf_compat import load_triton_first  # noqa: E402
+
+load_triton_first()  # keras on jax / tensorflow imports tensorflow: triton after it segfaults (see tf_compat)
+
 import numpy as np  # noqa: E402
 
 import keras  # noqa: E402  (ImportError here -> TargetUnavailable in the registry)

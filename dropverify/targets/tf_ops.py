@@ -4,8 +4,10 @@ inside ``tf.function``.
 
 Translation only: numpy probes -> ``tf.constant`` (dtype kept; bfloat16 through ml_dtypes),
 ``training`` -> whether the op is applied, gradients from ``tf.GradientTape``. Importing this
-module imports tensorflow (an ImportError if it is missing) and sets
-``TF_CPP_MIN_LOG_LEVEL=2`` if unset (TF's C++ info lines otherwise flood stderr).
+module imports tensorflow (an ImportError if it is missing), triton first where torch's triton
+is installed (:mod:`.tf_compat`), and sets ``TF_CPP_MIN_LOG_LEVEL=2`` if unset (TF's C++ info
+lines otherwise flood stderr). TensorFlow imports keras, so with ``KERAS_BACKEND`` unset keras
+then runs on its default backend, tensorflow.
 
 Seeding, stateful ops (``tf.nn.dropout``). TF derives each stateful op's Philox key from a
 (global seed, op seed) pair. ``seed(s)`` calls ``tf.random.set_seed(s)``, which sets the global
@@ -41,7 +43,10 @@ import inspect
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from .tf_compat import load_triton_first
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+load_triton_first()  # before tensorflow: triton loaded after TF's LLVM segfaults (see tf_compat)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402  (ImportError here -> TargetUnavailable in the registry)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-tf = pytest.importorskip("tensorflow")
+# through the adapter, never `import tensorflow` first: it loads triton before tensorflow (see tf_compat)
+tf_ops = pytest.importorskip("dropverify.targets.tf_ops")
+tf = tf_ops.tf
 
 from dropverify.checks import ERROR, FAIL, INCONCLUSIVE, PASS, Settings  # noqa: E402
 from dropverify.errors import InvalidArgument, TargetUnavailable  # noqa: E402
@@ -315,3 +317,19 @@ def test_low_precision_drop_rate_is_quantised(name: str, dtype: str, rate) -> No
         assert res.verdict == PASS, res
     else:
         assert res.verdict == FAIL and res.ci[0] <= rate <= res.ci[1], res
+
+
+@pytest.mark.parametrize("code", [
+    "import dropverify.targets.tf_ops; import torch; import triton; import dropverify.targets.keras_layers",
+    "import dropverify.targets.keras_layers; import dropverify.targets.tf_ops; import torch._dynamo",
+])
+def test_tensorflow_next_to_torch_does_not_crash(code: str) -> None:
+    """With KERAS_BACKEND=torch (make test's), `import tensorflow` alone segfaults once TF imports keras, keras
+    torch, torch triton (TF 2.21, triton 3.8 each bring LLVM); the adapters load triton first."""
+    import subprocess
+    import sys
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    proc = subprocess.run([sys.executable, "-c", code + "; print('ok')"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-2000:])
+
