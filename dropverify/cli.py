@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import DropverifyError
 
-THIRDPARTY = ("torch", "torchvision", "timm", "keras")
+THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_OUT = "reports"
 
@@ -126,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", default=None, metavar="PATH.md",
                    help="write a Markdown report of one target (JSON beside it)")
     r.add_argument("--out", default=None, metavar="DIR", help="write reports of every target into DIR")
+    r.add_argument("--sweep", action="store_true",
+                   help="explore the configuration space (p, dtype, layout, shape, the variant's parameters, a "
+                        "large tensor); --param/--dtype/--layout/--shape fix their axes")
+    r.add_argument("--workers", type=int, default=None,
+                   help="--sweep: worker processes (default: 2 where the machine has 2 cores or more)")
+    r.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="--sweep on Dask: 'local' (embedded LocalCluster) or tcp://HOST:PORT")
+    r.add_argument("--strength", type=int, default=1, choices=(1, 2),
+                   help="--sweep covering design: 1 every axis value, 2 every pair of values. Default: %(default)r")
+    r.add_argument("--search", type=int, default=4,
+                   help="--sweep: configurations hypothesis may try after a clean covering phase. Default: %(default)r")
     _settings_args(r)
     lst = sub.add_parser("list", help="list variants, checks and targets")
     lst.add_argument("--params", action="store_true",
@@ -454,9 +465,61 @@ def cmd_run(args: argparse.Namespace, command: str) -> int:
     """``dropverify run TARGET [TARGET ...]``: one family over every target given."""
     if args.report is not None and args.out is not None:
         raise UsageError("--report and --out: give one (--report for one target, --out for a folder)")
+    if args.sweep:
+        return _cmd_sweep(args, command)
+    for flag in ("workers", "scheduler"):
+        if getattr(args, flag) is not None:
+            raise UsageError(f"--{flag} applies to --sweep")
     specs = _target_specs(args, args.targets, args.variant)
     plan = Plan(specs, _settings(args), _checks(args), out=args.out, report=args.report)
     return _execute(_outputs(args, plan), args, command)
+
+
+def _cmd_sweep(args: argparse.Namespace, command: str) -> int:
+    """``run TARGET --sweep``: one target's configuration space under one family-wise rate."""
+    import os
+    from .sweep import run_sweep, write_sweep
+    from .targets.resolve import parse_params
+    if len(args.targets) != 1:
+        raise UsageError("--sweep takes one TARGET")
+    if args.out is not None:
+        raise UsageError("--sweep writes one report: use --report PATH.md")
+    workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
+    if workers < 1:
+        raise UsageError(f"--workers {workers}, but should be at least 1")
+    if args.search < 0:
+        raise UsageError(f"--search {args.search}, but should be 0 or more")
+    fixed: dict = dict(parse_params(args.param))
+    for name in ("dtype", "layout", "device"):
+        if getattr(args, name):
+            fixed[name] = getattr(args, name)
+    if args.shape:
+        fixed["shape"] = _parse_shape(args.shape)
+    target = args.targets[0]
+    _target_specs(args, [target], args.variant)  # validates target, variant, params, shape before sampling
+    quiet = bool(getattr(args, "quiet", False))
+    say = None if quiet else (lambda text: print(f"dropverify: sweep: {text}", file=sys.stderr, flush=True))
+    result = run_sweep(target, args.variant, _settings(args), fixed=fixed, workers=workers,
+                       scheduler=args.scheduler, strength=args.strength, search=args.search, progress=say)
+    if args.report:
+        paths = write_sweep(result, Path(args.report))
+        print(f"report written to {args.report} (+ {', '.join(p.name for p in paths if str(p) != args.report)})")
+    for m in result.minimal:
+        from .sweep import reproduce_command
+        state = "confirmed" if m["confirmed"] else "not confirmed with a fresh seed"
+        print(f"minimal failing configuration ({state}): {m['config'].label()}")
+        for cause in m["row"].get("causes", [])[:3]:
+            print(f"  cause: {cause}")
+        print(f"  reproduce: {reproduce_command(result, m['row'])}")
+    counts: dict = {}
+    for r in result.rows:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    print(f"{result.verdict:12s} {target}: {len(result.rows)} configuration runs "
+          + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    ok = result.ok and not (args.strict and result.verdict == "INCONCLUSIVE")
+    print(f"{'OK' if ok else 'NOT OK'}: sweep of {target}, family-wise false-alarm rate {result.settings.alpha:g}, "
+          f"{result.executor}, {result.seconds:.1f} s")
+    return 0 if ok else 1
 
 
 def _relative(path: Path) -> str:

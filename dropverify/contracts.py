@@ -95,9 +95,15 @@ class ParamSpec:
         return value
 
 
+DEFAULT_P = 0.3
+"""Default drop probability: asymmetric on purpose. At p = 0.5, 1/p = 1/(1-p) and dropping
+equals keeping, so a layer scaling by 1/p or swapping keep and drop looks right."""
+
+
 def P_SPEC(high_closed: bool = True, doc: str = "probability of dropping a mask unit") -> ParamSpec:
-    """The drop probability ``p`` in [0, 1] (or [0, 1) where p = 1 is not allowed)."""
-    return ParamSpec("p", float, 0.5, 0.0, 1.0, True, high_closed, doc=doc)
+    """The drop probability ``p`` in [0, 1] (or [0, 1) where p = 1 is not allowed), default
+    :data:`DEFAULT_P`."""
+    return ParamSpec("p", float, DEFAULT_P, 0.0, 1.0, True, high_closed, doc=doc)
 
 
 @dataclass(frozen=True)

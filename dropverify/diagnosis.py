@@ -73,6 +73,9 @@ def structural_summary(r: CheckResult, layout: str = "") -> Optional[str]:
         if identical:
             return f"one mask shared along {where}: every unit pair identical ({r.details.get('worst_lane')})"
         return f"masks dependent along {where} ({r.details.get('worst_lane', '')}: {_short(r.message)})"
+    if r.check == "masks_independent_at_flat_offsets_by_fisher" and identical:
+        return (f"identical masks at {r.details.get('identical')}: the random stream wraps or restarts "
+                "within a call")
     if r.check == "masks_fresh_across_calls_by_fisher":
         lag = r.details.get("worst_lane", "") if r.details else ""
         if identical:
@@ -105,7 +108,8 @@ def _within_call(r: CheckResult) -> bool:
     """Does this structural FAIL make units inside a call dependent (so pooled tests count
     copies of one draw as independent units)?"""
     return bool(_AXIS.match(r.check)) or r.check == "mask_constant_along_shared_axes" \
-        or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask")
+        or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask") \
+        or (r.check == "masks_independent_at_flat_offsets_by_fisher" and bool((r.details or {}).get("identical")))
 
 
 def _calls_repeat(r: CheckResult) -> bool:

@@ -70,9 +70,12 @@ class RunResult:
         return [r for t in self.targets for r in t.results]
 
 
-def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Sequence[str]]):
+def _contexts(specs: Sequence[TargetSpec], settings: Settings, only: Optional[Sequence[str]],
+              positions: Optional[Sequence[int]] = None):
+    """(context, checks, skipped) per spec; ``positions``: each spec's place in the run (its
+    seeds derive from it; default: its index here)."""
     plans = []
-    for i, spec in enumerate(specs):
+    for i, spec in zip(positions if positions is not None else range(len(specs)), specs):
         contract = spec.resolved_contract()
         params = spec.resolved_params()
         if "contract_for" in contract.extra:  # a contract whose promises depend on its parameters
@@ -124,8 +127,36 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         unknown = sorted(set(checks) - {c.name for c in CHECKS})
         if unknown:
             raise InvalidArgument(f"check={unknown[0]!r}, but should be one of: {', '.join(c.name for c in CHECKS)}")
+    from .isolation import Isolated, is_foreign, portable
     start = time.perf_counter()
-    plans = _contexts(specs, settings, checks)
+    local = [i for i, s in enumerate(specs) if not is_foreign(s)]
+    groups: Dict[Tuple[Tuple[str, str], ...], List[int]] = {}
+    for i, s in enumerate(specs):
+        if is_foreign(s):
+            groups.setdefault(tuple(sorted(s.env.items())), []).append(i)
+    items = {i: portable(specs[i]) for idx in groups.values() for i in idx}
+    plans = _contexts([specs[i] for i in local], settings, checks, local)
+    isolated = Isolated()
+    try:
+        m = _statistical_count(plans)
+        for key, idx in groups.items():
+            m += isolated.count(dict(key), [items[i] for i in idx], idx, settings, checks)
+        alpha_each = settings.alpha / max(m, 1)
+        by_position = dict(zip(local, _run_plans(plans, alpha_each, progress)))
+        for key, idx in groups.items():
+            if progress:
+                progress(f"{len(idx)} target(s) in a worker with {dict(key)}", 0, 1)
+            by_position.update(zip(idx, isolated.run(dict(key), [items[i] for i in idx], idx, settings, checks,
+                                                     alpha_each)))
+    finally:
+        isolated.close()
+    runs = [by_position[i] for i in range(len(specs))]
+    runs = _apply_holm(runs, settings.alpha)
+    return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment())
+
+
+def _statistical_count(plans) -> int:
+    """Statistical results the planned checks will produce (the Holm family's size)."""
     m = 0
     for ctx, chosen, _ in plans:
         for c in chosen:
@@ -133,7 +164,11 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
                 m += int(c.statistical(ctx))
             except Exception:  # noqa: BLE001
                 m += 1
-    alpha_each = settings.alpha / max(m, 1)
+    return m
+
+
+def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) -> List[TargetRun]:
+    """Run planned checks (before Holm): one TargetRun per plan, diagnosed."""
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
@@ -157,8 +192,7 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
                               tuple(sorted(skipped.items()))))
     if progress:
         progress("done", total, total)
-    runs = _apply_holm(runs, settings.alpha)
-    return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment())
+    return runs
 
 
 def _run_one(check: CheckSpec, ctx: CheckContext) -> List[CheckResult]:

@@ -98,7 +98,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
         sd_null = 1 / math.sqrt(n)
     plan = call_plan(ctx, sd_null, margin, lanes=len(lanes), steps_per_sample=per_sample,
                      calls_per_step=calls_per_step)
-    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "equal_steps": 0,
+    tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "equal_steps": 0, "event_steps": 0,
                "block": [0, 0, 0, 0]}
               for _ in lanes]
     pooled_uv: List[List[List[np.ndarray]]] = [[[], []] for _ in lanes]
@@ -125,6 +125,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                     t["equal_steps"] += 1
                 if equal and r > 0 and m > 1:  # worth saying "identical masks" in words
                     t["identical_steps"] += 1
+                t["event_steps"] += int(r > 0 or c > 0)
             else:
                 u64, v64 = u.astype(np.float64), v.astype(np.float64)
                 ok = np.isfinite(u64) & np.isfinite(v64)
@@ -139,12 +140,8 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     def cmh_component(i: int):
         def comp(alpha: float):
             t = tables[i]
-            a, r, c, m = (np.asarray(t[k], np.float64) for k in ("a", "r", "c", "n"))
-            var = r * c * (m - r) * (m - c) / np.maximum(m * m * (m - 1), 1.0)
-            if float(var.sum()) <= 0:
-                return 1.0, math.nan
-            z = float(np.sum(a - r * c / m)) / math.sqrt(float(var.sum()))
-            return float(2 * sps.norm.sf(abs(z))), math.nan
+            from ..stats import cmh_p
+            return cmh_p(t["a"], t["r"], t["c"], t["n"]), math.nan
         return comp
 
     log_match = math.log(qe * qe + (1 - qe) * (1 - qe)) if binary else -math.inf
@@ -182,7 +179,9 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
             lane.components["identical_step"] = identical_component(i)
         else:
             lane.components["pooled"] = pearson_component(i)
-        lane.identical = (lambda i=i: tables[i]["identical_steps"] > 0
+        # "identical masks" in words: on most steps with an event (a chance coincidence on one
+        # step of many, likely at tiny rates, is not what the words mean)
+        lane.identical = (lambda i=i: tables[i]["identical_steps"] * 2 > tables[i]["event_steps"]
                           or (bool(tables[i]["n"]) and tables[i]["same"] and sum(tables[i]["r"]) > 0))
 
     advance = CallCounter(_Steps(step), sink)

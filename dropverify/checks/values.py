@@ -51,7 +51,7 @@ def _values_probe(ctx: CheckContext, salt: int):
     plain = ctx.probe(salt)
     if _kept_depends_on_mask(ctx, plain):
         return plain, False
-    inputs = ctx.contract.probe_inputs(ctx.shape, ctx.rng(10_000 + salt), np.float64, zeros=True)
+    inputs = ctx.contract.probe_inputs(ctx.shape, ctx.rng(10_000 + salt), ctx.dtype, zeros=True)
     planted = not all(np.array_equal(a, b) for a, b in zip(inputs, plain))
     return inputs, planted
 

@@ -181,7 +181,7 @@ def covering(space: Space, strength: int = 2) -> List[Config]:
     if strength <= 1 or len(axes) == 1:
         rows = []
         for i in range(max(len(a.values) for a in axes)):
-            rows.append({a.name: a.values[(i * (1 + k)) % len(a.values)] for k, a in enumerate(axes)})
+            rows.append({a.name: a.values[i % len(a.values)] for a in axes})
         return _dedupe(space, rows)
     uncovered = {(i, vi, j, vj) for i, j in itertools.combinations(range(len(axes)), 2)
                  for vi in range(len(axes[i].values)) for vj in range(len(axes[j].values))}

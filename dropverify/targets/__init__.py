@@ -6,6 +6,7 @@ one of their targets is asked for; the core never imports torch or keras.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Callable, Dict, List, Tuple
 
@@ -67,7 +68,8 @@ def get_target(name: str) -> List[TargetSpec]:
     if name not in module.TARGETS or framework != name.partition(":")[0]:
         raise InvalidArgument(f"target={name!r}, but should be one of: {', '.join(target_names(framework))}")
     made = module.TARGETS[name]()
-    return list(made) if isinstance(made, (list, tuple)) else [made]
+    made = list(made) if isinstance(made, (list, tuple)) else [made]
+    return [dataclasses.replace(s, ref=(name, k)) for k, s in enumerate(made)]
 
 
 __all__ = ["ADAPTERS", "NumpyTarget", "Target", "TargetSpec", "adapter_module", "get_target",

@@ -61,6 +61,8 @@ class TargetSpec:
     # environment variables the target needs in its process (e.g. KERAS_BACKEND=jax); a runner
     # executes a spec whose env differs from its own process in a worker started with it
     env: Mapping[str, str] = field(default_factory=dict)
+    # (built-in name, position in get_target(name)): how another process rebuilds this spec
+    ref: Optional[Tuple[str, int]] = None
 
     def resolved_contract(self) -> Contract:
         return self.contract if self.contract is not None else get_contract(self.variant)
