@@ -99,6 +99,9 @@ class TorchTarget:
         self.dtypes = tuple(dtypes)
         self.layouts = tuple(layouts)
         self.has_gradients = has_gradients
+        # what a sweep may ask for: bfloat16 too where the layer takes float16 (torch runs both on cpu)
+        self.sweep_dtypes = tuple(SWEEP_DTYPES if np.float16 in self.dtypes else
+                                  [np.dtype(d).name for d in self.dtypes])
         self._casts: dict = {}
 
     def seed(self, seed: int) -> None:
