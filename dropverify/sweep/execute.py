@@ -21,9 +21,11 @@ SWEEP_CHECKS = ("multiplier_values_exact", "drop_rate_matches_by_binomial", "dro
                 "expectation_matches_by_t_test", "variance_matches_by_t_test", "mask_constant_along_shared_axes",
                 "masks_fresh_across_calls_by_fisher", "drop_map_matches_theory_by_binomial",
                 "gamma_matches_by_binomial", "dropped_set_is_union_of_blocks", "block_mask_shared_across_channels",
-                "expected_depth_matches_by_t_test", "gradient_uses_forward_mask", "eval_mode_deterministic_and_exact")
+                "expected_depth_matches_by_t_test", "gradient_uses_forward_mask", "eval_mode_deterministic_and_exact",
+                "masks_never_repeat_by_hash")
 """Checks run in every configuration: those whose outcome depends on p, dtype, layout, shape
-or the variant's parameters. Seed handling, pair tests along every axis and the edge cases run
+or the variant's parameters (exact repeats included: an odd batch or a small map can make
+items share masks). Seed handling, pair tests along every axis and the edge cases run
 once, in the single-configuration run (``dropverify run`` without ``--sweep``)."""
 
 LARGE_CHECKS = ("drop_rate_matches_by_binomial", "masks_independent_at_flat_offsets_by_fisher")
