@@ -5,8 +5,9 @@ Keras on the torch backend) each carry their own LLVM; loading triton's extensio
 TensorFlow's segfaults the process (``import tensorflow; import triton``; and with
 ``KERAS_BACKEND=torch`` a plain ``import tensorflow`` does it, since TF imports keras, keras
 torch, torch triton). The other order works. The TF and Keras adapters call
-:func:`load_triton_first` before tensorflow can be imported; it costs ~0.2 s where triton is
-installed and nothing where it is not.
+:func:`load_triton_first` before tensorflow can be imported, and so does loading a user's
+factory module (which may import tensorflow itself); it costs ~0.2 s where both are installed
+and nothing otherwise.
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ import sys
 
 
 def load_triton_first() -> None:
-    """Import triton if it is installed and neither it nor tensorflow is loaded yet."""
+    """Import triton if both it and tensorflow are installed and neither is loaded yet."""
     if "triton" in sys.modules or "tensorflow" in sys.modules:
         return
     try:
-        if importlib.util.find_spec("triton") is None:
+        if importlib.util.find_spec("triton") is None or importlib.util.find_spec("tensorflow") is None:
             return
         importlib.import_module("triton")
     except Exception:  # noqa: BLE001 - a broken triton only matters to torch.compile, not here

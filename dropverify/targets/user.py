@@ -29,6 +29,8 @@ def load_factory(ref: str) -> Callable[..., Any]:
     module_name, sep, attr = ref.rpartition(":")
     if not sep or not module_name or not attr:
         raise InvalidArgument(f"factory={ref!r}, but should be MODULE:FACTORY, e.g. mylayers:make_dropout")
+    from .tf_compat import load_triton_first
+    load_triton_first()  # the module may import tensorflow: triton loaded after it segfaults (see tf_compat)
     try:
         if module_name.endswith(".py") or "/" in module_name:
             path = Path(module_name)

@@ -269,7 +269,7 @@ def test_user_factory_file_is_detected_as_tf_module(tmp_path) -> None:
                    "        return x\n"
                    "def make_no_flag(p):\n"
                    "    return NoFlag()\n")
-    spec = user_spec(f"{mod}:make", "dropout", shape=(8, 4, 4, 4))
+    spec = user_spec(f"{mod}:make", "dropout", {"p": 0.5}, shape=(8, 4, 4, 4))
     tgt = spec.build(spec.resolved_params())
     assert isinstance(tgt, TFTarget) and len(tgt.dtypes) == 4
     x = (np.full((8, 4, 4, 4), 1.0, np.float64),)
@@ -319,17 +319,26 @@ def test_low_precision_drop_rate_is_quantised(name: str, dtype: str, rate) -> No
         assert res.verdict == FAIL and res.ci[0] <= rate <= res.ci[1], res
 
 
-@pytest.mark.parametrize("code", [
-    "import dropverify.targets.tf_ops; import torch; import triton; import dropverify.targets.keras_layers",
-    "import dropverify.targets.keras_layers; import dropverify.targets.tf_ops; import torch._dynamo",
-])
-def test_tensorflow_next_to_torch_does_not_crash(code: str) -> None:
+def test_tensorflow_next_to_torch_does_not_crash() -> None:
     """With KERAS_BACKEND=torch (make test's), `import tensorflow` alone segfaults once TF imports keras, keras
     torch, torch triton (TF 2.21, triton 3.8 each bring LLVM); the adapters load triton first."""
     import subprocess
     import sys
+    code = "import dropverify.targets.tf_ops; import torch._dynamo; import triton; import dropverify.targets.keras_layers"
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     proc = subprocess.run([sys.executable, "-c", code + "; print('ok')"], env=env, capture_output=True, text=True,
                           timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-2000:])
+
+
+def test_user_module_importing_tensorflow_next_to_torch_does_not_crash(tmp_path) -> None:
+    """A factory file that imports tensorflow itself, loaded by the CLI's loader with KERAS_BACKEND=torch."""
+    import subprocess
+    import sys
+    (tmp_path / "tfmod.py").write_text("import tensorflow as tf\nimport torch._dynamo\n"
+                                       "def make(p):\n    return tf.Module()\n")
+    code = f"from dropverify.targets.user import load_factory; load_factory({str(tmp_path / 'tfmod.py')!r} + ':make')"
+    proc = subprocess.run([sys.executable, "-c", code + "; print('ok')"], env={**os.environ, "KERAS_BACKEND": "torch"},
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-2000:])
 
