@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty test test-fast quality bench clean
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-fast quality bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ verify: install
 # written; only a usage error (exit 2) or a crash fails this target.
 verify-thirdparty: install-thirdparty
 	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --out reports/thirdparty; test $$? -le 1
+
+# Default sweeps (issue 9) of the reference and of library layers: reports/sweeps/<target>.md (+ .png, .json).
+# A FAIL (exit 1) is a finding the report shows; only a usage error or a crash fails this target.
+SWEEP_TARGETS ?= numpy:dropout torch:Dropout torch:Dropout2d tf:nn.dropout
+sweeps: install-thirdparty
+	mkdir -p reports/sweeps
+	for t in $(SWEEP_TARGETS); do \
+	  KERAS_BACKEND=torch $(DV) run $$t --sweep --seed $(SEED) --report reports/sweeps/$$(echo $$t | tr ':[]' '___').md; \
+	  test $$? -le 1 || exit 1; \
+	done
 
 test: install-dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile

@@ -64,8 +64,9 @@ def test_space_of_a_torch_layer_has_every_axis():
 
 
 def _rows(result):
-    return [(r["config"].key(), r["verdict"], r["seed"], r["alpha"],
-             tuple((x["check"], x["verdict"], x["estimate"]) for x in r["results"])) for r in result.rows]
+    return [(r["config"].key(), r["verdict"], r["seed"], r["alpha"],  # repr: nan == nan
+             tuple((x["check"], x["verdict"], repr(x["estimate"]), repr(x["p_value"])) for x in r["results"]))
+            for r in result.rows]
 
 
 _TINY = dict(fixed=SMALL, strength=1, search=0, large=False, max_calls=300)
@@ -126,7 +127,8 @@ def test_report_has_table_figure_json_and_a_runnable_reproduction(tmp_path):
     assert not list(tmp_path.glob("*.tmp")) and len(paths) == 3
     command = data["minimal_failing"][0]["reproduce"].split()
     assert command[:3] == ["dropverify", "run", "mutant:sweep_float16_no_rescale"]
-    assert main(command[2:] + ["--quiet"]) == 1  # the reproduction FAILs again
+    assert "--max-calls 300" in data["minimal_failing"][0]["reproduce"]
+    assert main(command[1:] + ["--quiet"]) == 1  # the reproduction FAILs again
 
 
 def test_default_single_run_is_not_blind_to_a_scale_by_one_over_p_or_a_keep_drop_swap():

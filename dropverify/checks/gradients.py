@@ -50,7 +50,8 @@ def gradient_uses_forward_mask(ctx: CheckContext, calls: int = 3) -> List[CheckR
         tgt.seed(ctx.seed + 21)
         for i in range(calls):
             inputs = _probe(ctx, 21 + i)
-            g = ctx.rng(21 + i).normal(size=ctx.output_shape(inputs))
+            # grad_out in the configuration's dtype, as a framework's backward receives it
+            g = ctx.rng(21 + i).normal(size=ctx.output_shape(inputs)).astype(np.asarray(inputs[0]).dtype)
             y, grads = guarded(lambda: tgt.forward_backward(inputs, g), ctx.settings.call_timeout_s, "backward")
             expected = ctx.contract.input_gradients(inputs, np.asarray(y), g, ctx.params)
             if len(grads) < len(expected):

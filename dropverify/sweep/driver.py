@@ -60,6 +60,7 @@ class SweepResult:
     executor: str
     seconds: float
     phases: Dict[str, int] = field(default_factory=dict)
+    max_calls: int = SWEEP_MAX_CALLS
 
     @property
     def verdict(self) -> str:
@@ -209,7 +210,7 @@ def run_sweep(target: str, variant: Optional[str] = None, settings: Optional[Set
                        time.perf_counter() - start,
                        {"covering": len(configs), "large": 1 if big else 0,
                         "adaptive": sum(1 for r in rows if r["phase"] == "search"),
-                        "confirm": sum(1 for r in rows if r["phase"] == "confirm")})
+                        "confirm": sum(1 for r in rows if r["phase"] == "confirm")}, max_calls)
 
 
 def _variant_of(target: str, spec_factory) -> str:

@@ -53,7 +53,8 @@ def run_task(task: Task, spec_factory: Optional[Callable[[Config], list]] = None
     t0 = time.perf_counter()
     cfg = task.config
     row: Dict[str, Any] = {"config": cfg, "index": task.index, "alpha": task.settings.alpha,
-                           "seed": task.settings.seed, "results": [], "causes": []}
+                           "seed": task.settings.seed, "max_calls": task.settings.max_calls, "results": [],
+                           "causes": []}
     try:
         if spec_factory is not None:
             specs = spec_factory(cfg)

@@ -35,7 +35,8 @@ def reproduce_command(result, row: Dict[str, Any]) -> str:
     parts += ["--shape", ",".join(str(s) for s in cfg.shape), "--dtype", cfg.dtype, "--layout", cfg.layout]
     if cfg.device != "cpu":
         parts += ["--device", cfg.device]
-    parts += ["--seed", str(row["seed"]), "--alpha", f"{row['alpha']:.6g}", "--max-calls", str(_max_calls(result))]
+    parts += ["--seed", str(row["seed"]), "--alpha", f"{row['alpha']:.6g}",
+              "--max-calls", str(row.get("max_calls") or _max_calls(result))]
     ran = []
     for r in row.get("results", []):
         b = base_check(r["check"])

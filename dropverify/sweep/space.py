@@ -143,7 +143,7 @@ def param_values(contract: Contract, spec_params: Mapping[str, Any], fixed: Mapp
         if ps.name == "p" or ps.name in fixed:
             continue
         current = spec_params.get(ps.name, ps.default)
-        if ps.type is int and isinstance(current, int):
+        if ps.kind is int and isinstance(current, int):
             other = current + 1 if current % 2 else current - 1
             vals = [current] + [v for v in (other,) if v >= (ps.low if ps.low is not None else 1)
                                 and (ps.high is None or v <= ps.high)]
@@ -151,7 +151,7 @@ def param_values(contract: Contract, spec_params: Mapping[str, Any], fixed: Mapp
                 axes.append(Axis(ps.name, tuple(vals)))
         elif user_owned and ps.choices is not None and ps.name not in spec_params:
             axes.append(Axis(ps.name, (current,) + tuple(c for c in ps.choices if c != current)))
-        elif user_owned and ps.type is bool and ps.name not in spec_params:
+        elif user_owned and ps.kind is bool and ps.name not in spec_params:
             axes.append(Axis(ps.name, (bool(current), not bool(current))))
     return axes
 

@@ -136,7 +136,9 @@ class TorchTarget:
         with torch.enable_grad():
             y = self.call(module, tensors)
             if y.requires_grad:
-                g = torch.as_tensor(np.asarray(grad_out), device=y.device).to(y.dtype)
+                g = np.asarray(grad_out)
+                g = g.astype(np.float32) if g.dtype.name == "bfloat16" else g  # torch cannot read ml_dtypes
+                g = torch.as_tensor(g, device=y.device).to(y.dtype)
                 grads = torch.autograd.grad(y, tensors, grad_outputs=g, allow_unused=True)
             else:
                 grads = (None,) * len(tensors)
