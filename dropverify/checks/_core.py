@@ -204,14 +204,14 @@ class CheckContext:
         return y
 
     def stream(self, inputs: Inputs, seed: int, expect_shape: Optional[Tuple[int, ...]] = None,
-               target: Optional[Target] = None) -> Iterator[np.ndarray]:
-        """Seed the target once, then yield the outputs of successive training calls."""
+               target: Optional[Target] = None) -> "Stream":
+        """Seed the target once (at the first draw), then yield the outputs of successive
+        training calls. :class:`CallCounter` draws several calls of one stream per dispatch to
+        the worker thread (:meth:`Stream.take`): same calls, same order, same outputs."""
         tgt = target or self.target
         if expect_shape is None:
             expect_shape = self.output_shape(inputs)
-        guarded(lambda: tgt.seed(seed), self.settings.call_timeout_s, "seed")
-        while True:
-            yield self.call(tgt, inputs, expect_shape=expect_shape)
+        return Stream(self, tgt, inputs, seed, expect_shape)
 
     def output_shape(self, inputs: Inputs) -> Tuple[int, ...]:
         """The output shape the contract promises (that of its eval output)."""
@@ -223,50 +223,204 @@ class CheckContext:
         return self.contract.decode_output(inputs, y, self.params)
 
 
+class Stream:
+    """Successive training calls of one target after one seed (what :meth:`CheckContext.stream`
+    returns). ``next(stream)`` makes one guarded call, as before; :meth:`take` makes ``n``
+    consecutive calls in ONE dispatch to the worker thread. Both run exactly the calls one at
+    a time would, in the same order (the seed lazily, at the first draw): only the number of
+    thread hand-offs differs. Only a consumer that touches no target between the draws may
+    use :meth:`take` (:class:`CallCounter`, whose sink only reads outputs)."""
+
+    def __init__(self, ctx: "CheckContext", target: Target, inputs: Inputs, seed: int,
+                 expect_shape: Optional[Tuple[int, ...]]) -> None:
+        self.ctx, self.target, self.inputs, self.seed = ctx, target, inputs, seed
+        self.expect_shape = None if expect_shape is None else tuple(expect_shape)
+        self.seeded = False
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def _seed(self) -> None:
+        if not self.seeded:
+            tgt, seed = self.target, self.seed
+            guarded(lambda: tgt.seed(seed), self.ctx.settings.call_timeout_s, "seed")
+            self.seeded = True
+
+    def __next__(self) -> np.ndarray:
+        self._seed()
+        return self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)
+
+    def take(self, n: int) -> List[np.ndarray]:
+        """Up to ``n`` outputs of consecutive calls, drawn in one dispatch; stops after the
+        first call whose output is too large to buffer more (:data:`BATCH_BYTES`). A call that
+        raises or returns the wrong shape ends the batch with a :class:`_Raise` holding the
+        TargetError that :meth:`CheckContext.call` would raise: the consumer raises it after
+        the outputs before it, exactly where one call at a time would have. (A sink that raises
+        mid-batch leaves the target some calls further on; its check then ends in an ERROR,
+        and a later check that seeds the target first is unaffected.)"""
+        self._seed()
+        if n <= 1 or STREAM_BATCH <= 1:
+            return [next(self)]
+        ctx, tgt, inputs, shape = self.ctx, self.target, self.inputs, self.expect_shape
+        layout = ctx.layout
+        n = min(n, STREAM_BATCH)
+
+        def calls(record: Callable[[str, float], None]) -> Tuple[List[np.ndarray], Optional[BaseException]]:
+            out: List[np.ndarray] = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                try:
+                    y = tgt.forward(inputs, training=True, layout=layout)
+                except BaseException as exc:  # noqa: BLE001 - reported after the outputs before it
+                    record("forward", time.perf_counter() - t0)
+                    return out, exc
+                record("forward", time.perf_counter() - t0)
+                _progress()
+                y = np.asarray(y)
+                out.append(y)
+                if (shape is not None and y.shape != shape) or y.nbytes * len(out) >= BATCH_BYTES:
+                    break
+            return out, None
+
+        outs, exc = guarded(calls, ctx.settings.call_timeout_s, "forward", batch=True)
+        if outs and shape is not None and outs[-1].shape != shape:
+            return outs[:-1] + [_Raise(TargetError(f"output shape {outs[-1].shape}, but should be {shape}"))]
+        if exc is not None:
+            return outs + [_Raise(_target_error("forward", exc))]
+        return outs
+
+
+class _Raise:
+    """Placeholder in a batch: raise this error when the consumer reaches it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+STREAM_BATCH = 64
+"""Most calls of one stream per dispatch to the worker thread (1: one call per dispatch)."""
+BATCH_BYTES = 32 << 20
+"""A batch stops growing once its buffered outputs reach this many bytes."""
+
+
 class _Worker:
     """One persistent daemon thread that runs target code, so frameworks keep their thread
     pools warm between calls (a fresh thread per call costs OpenMP start-up every time).
-    A call that hangs past its limit abandons the worker; the next call starts a new one."""
+    A call that hangs past its limit abandons the worker; the next call starts a new one.
+
+    Hand-off: one job slot and two raw locks (``wake`` released by the caller, ``done`` by the
+    worker), cheaper than a Queue plus an Event per call; callers are serialised by
+    :data:`_DISPATCH`."""
 
     def __init__(self) -> None:
-        import queue
-        self.jobs: "queue.Queue" = queue.Queue()
+        import _thread
+        self.wake = _thread.allocate_lock()
+        self.wake.acquire()
+        self.job: Any = None
+        self.progress = 0.0  # perf_counter of the last finished call of a batch
         self.thread = threading.Thread(target=self._loop, daemon=True, name="dropverify-target")
         self.thread.start()
 
     def _loop(self) -> None:
+        _LOCAL.worker = self
         while True:
-            fn, box, done = self.jobs.get()
+            self.wake.acquire()
+            fn, box, done, what, batch = self.job
+            self.job = None
+            t0 = time.perf_counter()
             try:
-                box["value"] = fn()
+                box.append(fn(_record) if batch else fn())
             except BaseException as exc:  # noqa: BLE001 - any failure of foreign code is reported
-                box["error"] = exc
-            done.set()
+                box.append(_Failed(exc))
+            if not batch:
+                _record(what, time.perf_counter() - t0)
+            done.release()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 _WORKER: Optional[_Worker] = None
 _WORKER_LOCK = threading.Lock()
+_DISPATCH = threading.Lock()
+_LOCAL = threading.local()
+
+TARGET_TIME: Dict[str, List[float]] = {}
+"""Per kind of guarded call ("forward", "backward", "seed", "build", ...): [calls, seconds spent
+inside the target's own code] (measured in the worker thread; for ``make bench``)."""
 
 
-def guarded(fn: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Run ``fn`` with a wall-clock limit; any exception or a hang raises TargetError."""
+def _record(what: str, seconds: float) -> None:
+    acc = TARGET_TIME.get(what)
+    if acc is None:
+        acc = TARGET_TIME[what] = [0, 0.0]
+    acc[0] += 1
+    acc[1] += seconds
+
+
+def _progress() -> None:
+    w = getattr(_LOCAL, "worker", None)
+    if w is not None:
+        w.progress = time.perf_counter()
+
+
+DISPATCHES = [0]
+"""Hand-offs to the worker thread so far (one per guarded call or batch)."""
+
+
+def target_time() -> Dict[str, Tuple[int, float]]:
+    """A copy of :data:`TARGET_TIME`: calls and seconds inside target code, per kind of call."""
+    return {k: (int(v[0]), float(v[1])) for k, v in TARGET_TIME.items()}
+
+
+def reset_target_time() -> None:
+    TARGET_TIME.clear()
+    DISPATCHES[0] = 0
+
+
+def _target_error(what: str, exc: BaseException) -> TargetError:
+    return TargetError(f"{what} raised {type(exc).__name__}: {exc}".splitlines()[0][:300])
+
+
+def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = False) -> Any:
+    """Run ``fn`` with a wall-clock limit; any exception or a hang raises TargetError.
+
+    ``batch``: ``fn(record)`` makes several calls; the limit applies to each of them (the
+    clock restarts whenever one finishes)."""
     global _WORKER
-    with _WORKER_LOCK:
-        if _WORKER is None:
-            _WORKER = _Worker()
-        worker = _WORKER
-    box: Dict[str, Any] = {}
-    done = threading.Event()
-    worker.jobs.put((fn, box, done))
-    if not done.wait(timeout_s):
+    if getattr(_LOCAL, "worker", None) is not None:  # already on the target thread
+        return fn(_record) if batch else fn()
+    with _DISPATCH:
+        DISPATCHES[0] += 1
         with _WORKER_LOCK:
-            if _WORKER is worker:
-                _WORKER = None  # abandon the hung thread
-        raise TargetError(f"{what} did not return within {timeout_s:g} s")
-    if "error" in box:
-        exc = box["error"]
-        raise TargetError(f"{what} raised {type(exc).__name__}: {exc}".splitlines()[0][:300])
-    return box.get("value")
+            if _WORKER is None:
+                _WORKER = _Worker()
+            worker = _WORKER
+        import _thread
+        box: List[Any] = []
+        done = _thread.allocate_lock()
+        done.acquire()
+        start = time.perf_counter()
+        worker.progress = start
+        worker.job = (fn, box, done, what, batch)
+        worker.wake.release()
+        finished = done.acquire(True, timeout_s)
+        while not finished and batch:  # per call: wait on while calls keep finishing
+            left = worker.progress + timeout_s - time.perf_counter()
+            if left <= 0:
+                break
+            finished = done.acquire(True, left)
+        if not finished:
+            with _WORKER_LOCK:
+                if _WORKER is worker:
+                    _WORKER = None  # abandon the hung thread
+            raise TargetError(f"{what} did not return within {timeout_s:g} s")
+    value = box[0]
+    if isinstance(value, _Failed):
+        raise _target_error(what, value.exc)
+    return value
 
 
 # --------------------------------------------------------------------------- results
@@ -405,15 +559,27 @@ def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -
 
 
 class CallCounter:
-    """Draws calls from a stream up to a cumulative count, feeding each output to ``sink``."""
+    """Draws calls from a stream up to a cumulative count, feeding each output to ``sink``.
+
+    A :class:`Stream` is drawn in batches (:meth:`Stream.take`): between two draws only the
+    sink runs, and sinks only read outputs, so the target sees the same calls in the same
+    order as one at a time."""
 
     def __init__(self, stream: Iterator[np.ndarray], sink: Callable[[np.ndarray], None]) -> None:
         self.stream, self.sink, self.done = stream, sink, 0
 
     def __call__(self, k: int) -> None:
+        take = getattr(self.stream, "take", None)
         while self.done < k:
-            self.sink(next(self.stream))
-            self.done += 1
+            if take is None:
+                self.sink(next(self.stream))
+                self.done += 1
+                continue
+            for y in take(k - self.done):
+                if isinstance(y, _Raise):
+                    raise y.error
+                self.sink(y)
+                self.done += 1
 
 
 PILOT = 20  # samples that size a t-test from their spread

@@ -134,11 +134,12 @@ class _TorchOps:
             return t.numpy().copy()
         return np.array(keras.ops.convert_to_numpy(t), copy=True)
 
-    def forward(self, layer: Any, args: List[Any], training: bool) -> Any:
+    def forward(self, layer: Any, args: List[Any], training: bool, cache: Optional[dict] = None) -> Any:
         with self.torch.no_grad():
             return layer(*args, training=training)
 
-    def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray) -> Tuple[Any, List[Any]]:
+    def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray,
+                         cache: Optional[dict] = None) -> Tuple[Any, List[Any]]:
         torch = self.torch
         args = [self.to_tensor(a, "contiguous").requires_grad_(True) for a in inputs]
         y = layer(*args, training=True)
@@ -167,19 +168,47 @@ class _JaxOps:
     def to_numpy(self, t: Any) -> np.ndarray:
         return np.array(t, copy=True)
 
-    def forward(self, layer: Any, args: List[Any], training: bool) -> Any:
-        return layer(*args, training=training)
-
-    def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray) -> Tuple[Any, List[Any]]:
-        jax, jnp = self.jax, self.jnp
-        args = [self.to_tensor(a, "contiguous") for a in inputs]
+    @staticmethod
+    def _build(layer: Any, args: List[Any]) -> None:
         if not layer.built:  # stateless_call needs the variables: build as the first call would
             layer.build(args[0].shape if len(args) == 1 else [a.shape for a in args])
+
+    def _stateless(self, layer: Any, cache: Optional[dict]) -> Callable[..., Any]:
+        """``(tv, ntv, *xs, training) -> (y, new ntv)``; ``jax.jit`` of it when ``cache`` is given:
+        the path Keras compiles for ``fit`` on jax. The compiled function takes every variable as
+        an argument, so one trace per compute dtype serves the layers rebuilt at each ``seed()``
+        (same factory and parameters: same structure), as one trace serves a training run."""
+        def fn(tv: List[Any], ntv: List[Any], *xs: Any, training: bool) -> Tuple[Any, List[Any]]:
+            return layer.stateless_call(tv, ntv, *xs, training=training)
+        if cache is None:
+            return fn
+        key = ("jit", layer.compute_dtype)
+        if key not in cache:
+            cache[key] = self.jax.jit(fn, static_argnames=("training",))
+        return cache[key]
+
+    def forward(self, layer: Any, args: List[Any], training: bool, cache: Optional[dict] = None) -> Any:
+        if cache is None:
+            return layer(*args, training=training)
+        self._build(layer, args)
+        y, new_state = self._stateless(layer, cache)([v.value for v in layer.trainable_variables],
+                                                     [v.value for v in layer.non_trainable_variables], *args,
+                                                     training=training)
+        for var, value in zip(layer.non_trainable_variables, new_state):
+            var.assign(value)
+        return y
+
+    def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray,
+                         cache: Optional[dict] = None) -> Tuple[Any, List[Any]]:
+        jax, jnp = self.jax, self.jnp
+        args = [self.to_tensor(a, "contiguous") for a in inputs]
+        self._build(layer, args)
         trainable = [v.value for v in layer.trainable_variables]
         state = [v.value for v in layer.non_trainable_variables]
+        call = self._stateless(layer, cache)
 
         def f(xs: List[Any], tv: List[Any]) -> Tuple[Any, List[Any]]:
-            y, new_state = layer.stateless_call(tv, state, *xs, training=True)
+            y, new_state = call(tv, state, *xs, training=True)
             return y, new_state
 
         y, vjp, new_state = jax.vjp(f, args, trainable, has_aux=True)
@@ -202,16 +231,26 @@ class _TFOps:
     def to_numpy(self, t: Any) -> np.ndarray:
         return np.array(t.numpy() if hasattr(t, "numpy") else t, copy=True)
 
-    def forward(self, layer: Any, args: List[Any], training: bool) -> Any:
-        return layer(*args, training=training)
+    def _call(self, layer: Any, cache: Optional[dict]) -> Callable[..., Any]:
+        """The layer, or a ``tf.function`` of its call (cached per layer) when ``cache`` is given:
+        the path Keras compiles for ``fit`` on tensorflow."""
+        if cache is None:
+            return layer
+        if id(layer) not in cache:
+            cache[id(layer)] = (layer, self.tf.function(lambda *xs, training: layer(*xs, training=training)))
+        return cache[id(layer)][1]
 
-    def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray) -> Tuple[Any, List[Any]]:
+    def forward(self, layer: Any, args: List[Any], training: bool, cache: Optional[dict] = None) -> Any:
+        return self._call(layer, cache)(*args, training=training)
+
+    def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray,
+                         cache: Optional[dict] = None) -> Tuple[Any, List[Any]]:
         tf = self.tf
         args = [self.to_tensor(a, "contiguous") for a in inputs]
         with tf.GradientTape() as tape:
             for t in args:
                 tape.watch(t)
-            y = layer(*args, training=True)
+            y = self._call(layer, cache)(*args, training=True)
         wrt = args + [w.value for w in layer.trainable_weights]
         g = tf.cast(tf.constant(np.asarray(grad_out, np.float64)), y.dtype)
         grads = tape.gradient(y, wrt, output_gradients=g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -249,18 +288,25 @@ class KerasTarget:
     ``seed`` and ``dtype`` are passed only if the factory's signature accepts them. One
     layer is built per input dtype (``dtype=<input dtype>``) when the factory honours
     ``dtype``; otherwise one layer serves every input and ``dtypes`` is its compute dtype.
-    ``backend`` (default: this process's) must be the backend keras runs on here.
+    ``backend`` (default: this process's) must be the backend keras runs on here. ``compiled``
+    calls the layer as Keras' ``fit`` compiles it: ``jax.jit`` of ``stateless_call`` (seed state
+    threaded through and written back) on jax, a ``tf.function`` on tensorflow; torch: no.
     """
 
     has_gradients = True
 
     def __init__(self, factory: Factory, params: Mapping[str, Any], dtypes: Optional[Tuple[Any, ...]] = None,
-                 layouts: Tuple[str, ...] = ("contiguous",), backend: Optional[str] = None) -> None:
+                 layouts: Tuple[str, ...] = ("contiguous",), backend: Optional[str] = None,
+                 compiled: bool = False) -> None:
         if backend is not None and backend != BACKEND:
             env = " ".join(f"{k}={v}" for k, v in BACKEND_ENV[backend].items())
             raise TargetUnavailable(f"this target runs Keras on the {backend} backend, but keras in this process "
                                     f"runs on {BACKEND!r} (start the process with {env})")
         self.backend = BACKEND
+        if compiled and BACKEND == "torch":
+            raise ValueError("compiled=True runs jax.jit / tf.function: not on the torch backend")
+        self.compiled = compiled
+        self._cache: Optional[dict] = {} if compiled else None
         self.ops = _ops()
         self.factory, self.params = factory, dict(params)
         self.layouts = tuple(layouts)
@@ -294,18 +340,20 @@ class KerasTarget:
         self._seed = int(seed) % _SEED_MOD
         keras.utils.set_random_seed(self._seed)
         self._layers = {}
+        if self.compiled and self.backend != "jax":  # a tf.function captures its layer: trace the new one
+            self._cache = {}
         self.layer = self._layer("float32")
 
     def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
         args = [self.ops.to_tensor(a, layout) for a in inputs]
         layer = self._layer(np.asarray(inputs[0]).dtype)
-        return self.ops.to_numpy(self.ops.forward(layer, args, training))
+        return self.ops.to_numpy(self.ops.forward(layer, args, training, self._cache))
 
     def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """Training call, then d sum(grad_out * y) / d(inputs, trainable weights) by the
         backend's own differentiation (a quantity the output does not depend on gets zeros)."""
         layer = self._layer(np.asarray(inputs[0]).dtype)
-        y, grads = self.ops.forward_backward(layer, inputs, grad_out)
+        y, grads = self.ops.forward_backward(layer, inputs, grad_out, self._cache)
         return self.ops.to_numpy(y), tuple(self.ops.to_numpy(g) for g in grads)
 
 
@@ -324,6 +372,7 @@ def keras_spec(name: str, variant: str, factory: Factory, params: Optional[Mappi
     :class:`TargetSpec`.
     """
     backend = kw.pop("backend", None)
+    compiled = bool(kw.pop("compiled", False))
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend={backend!r}, but should be one of {', '.join(BACKENDS)}")
     dtypes = kw.pop("dtypes", None)
@@ -339,7 +388,7 @@ def keras_spec(name: str, variant: str, factory: Factory, params: Optional[Mappi
     if backend is not None:
         kw.setdefault("env", dict(BACKEND_ENV[backend]))
     return TargetSpec(name=name, variant=variant,
-                      build=lambda prm: KerasTarget(factory, prm, dtypes, layouts, backend),
+                      build=lambda prm: KerasTarget(factory, prm, dtypes, layouts, backend, compiled),
                       params=dict(params or {}), **kw)
 
 
@@ -369,6 +418,18 @@ def _dropout(backend: str) -> TargetSpec:
                       description="keras.layers.Dropout(rate, seed=s): Bernoulli keep mask, kept / (1 - rate); "
                                   f"the seeded path of keras.random.dropout on {backend} "
                                   f"({_RANDOM_PATH[backend]}).")
+
+
+def _dropout_compiled(backend: str) -> TargetSpec:
+    how = {"jax": ("jit", "jax.jit of layer.stateless_call (the seed state an argument, written back after each "
+                          "call)"),
+           "tensorflow": ("function", "a tf.function of the layer call (the seed state a tf.Variable updated in "
+                                      "the graph)")}[backend]
+    return keras_spec(f"{PREFIX[backend]}:Dropout[{how[0]}]", "dropout", lambda p, **k: L.Dropout(float(p), **k),
+                      backend=backend, compiled=True,
+                      conventions=("canonical p -> Keras rate", f"called through {how[1]}, as model.fit compiles "
+                                   "it: one trace must still draw a fresh mask per call") + _common(backend),
+                      description=f"keras.layers.Dropout(rate, seed=s) called through {how[1]}.")
 
 
 def _dropout_unseeded(backend: str) -> TargetSpec:
@@ -448,7 +509,7 @@ def _alpha(backend: str) -> TargetSpec:
 
 def _targets(backend: str) -> Dict[str, Callable[[], Any]]:
     pre = PREFIX[backend]
-    return {
+    names: Dict[str, Callable[[], Any]] = {
         f"{pre}:Dropout": lambda: _dropout(backend),
         f"{pre}:Dropout[unseeded]": lambda: _dropout_unseeded(backend),
         f"{pre}:Dropout[noise_shape]": lambda: _noise_shape(backend),
@@ -458,6 +519,11 @@ def _targets(backend: str) -> Dict[str, Callable[[], Any]]:
         f"{pre}:GaussianDropout": lambda: _gaussian(backend),
         f"{pre}:AlphaDropout": lambda: _alpha(backend),
     }
+    if backend == "jax":
+        names[f"{pre}:Dropout[jit]"] = lambda: _dropout_compiled(backend)
+    if backend == "tensorflow":
+        names[f"{pre}:Dropout[function]"] = lambda: _dropout_compiled(backend)
+    return names
 
 
 # every backend's built-ins: specs of another backend than this process's carry the env to run in

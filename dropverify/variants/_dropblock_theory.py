@@ -39,6 +39,9 @@ from scipy.optimize import brentq
 from ..errors import InvalidArgument
 
 SEED_REGIONS = ("valid", "anywhere")
+CACHE = True
+"""Cache the coverage counts and drop maps per configuration (False: recompute every time;
+the values are the same either way, tests compare both)."""
 GAMMA_RULES = ("paper", "exact", "uncorrected")
 
 
@@ -98,9 +101,16 @@ def seed_window(k: int, dim: int, seed_region: str) -> Tuple[np.ndarray, np.ndar
 
 def coverage_counts(block_size: int, dims: Sequence[int], seed_region: str = "valid") -> np.ndarray:
     """Integer array of shape ``dims``: the number of admissible seeds whose block covers each
-    position (product of the per-axis counts)."""
+    position (product of the per-axis counts). Cached per configuration; a fresh copy each call."""
     dims = _dims(dims)
     ks = clipped_sizes(block_size, dims)
+    _region(seed_region)
+    if not CACHE:
+        return _coverage_counts(ks, dims, seed_region)
+    return _coverage_cached(ks, dims, seed_region).copy()
+
+
+def _coverage_counts(ks: Tuple[int, ...], dims: Tuple[int, ...], seed_region: str) -> np.ndarray:
     out = np.ones((), dtype=np.int64)
     for axis, (k, d) in enumerate(zip(ks, dims)):
         lo, hi = seed_window(k, d, seed_region)
@@ -108,6 +118,13 @@ def coverage_counts(block_size: int, dims: Sequence[int], seed_region: str = "va
         shape[axis] = d
         out = out * (hi - lo + 1).reshape(shape)
     return np.broadcast_to(out, dims).copy()
+
+
+@lru_cache(maxsize=256)
+def _coverage_cached(ks: Tuple[int, ...], dims: Tuple[int, ...], seed_region: str) -> np.ndarray:
+    out = _coverage_counts(ks, dims, seed_region)
+    out.flags.writeable = False
+    return out
 
 
 def paper_gamma(p: float, block_size: int, dims: Sequence[int]) -> float:
@@ -130,14 +147,31 @@ def uncorrected_gamma(p: float, block_size: int, rank: int) -> float:
 
 def drop_probability_map(gamma: float, block_size: int, dims: Sequence[int],
                          seed_region: str = "valid") -> np.ndarray:
-    """Exact per-position drop probability ``1 - (1 - gamma)^K`` (shape ``dims``, float64)."""
-    k = coverage_counts(block_size, dims, seed_region).astype(np.float64)
+    """Exact per-position drop probability ``1 - (1 - gamma)^K`` (shape ``dims``, float64).
+    Cached per configuration (checks ask for the same map once per call); a fresh copy each call."""
+    dims = _dims(dims)
+    clipped_sizes(block_size, dims)
+    _region(seed_region)
     g = float(gamma)
     if not 0.0 <= g <= 1.0:
         raise InvalidArgument(f"gamma={gamma!r}, but should be in [0, 1]")
+    if not CACHE:
+        return _drop_map(g, int(block_size), dims, seed_region)
+    return _drop_map_cached(g, int(block_size), dims, seed_region).copy()
+
+
+def _drop_map(g: float, block_size: int, dims: Tuple[int, ...], seed_region: str) -> np.ndarray:
+    k = coverage_counts(block_size, dims, seed_region).astype(np.float64)
     if g == 1.0:
         return np.where(k > 0, 1.0, 0.0)
     return -np.expm1(k * np.log1p(-g))
+
+
+@lru_cache(maxsize=256)
+def _drop_map_cached(g: float, block_size: int, dims: Tuple[int, ...], seed_region: str) -> np.ndarray:
+    out = _drop_map(g, block_size, dims, seed_region)
+    out.flags.writeable = False
+    return out
 
 
 def mean_drop_rate(gamma: float, block_size: int, dims: Sequence[int], seed_region: str = "valid") -> float:

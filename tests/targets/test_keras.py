@@ -8,6 +8,7 @@ environment (``keras_layers.BACKEND_ENV``): a Keras backend is fixed per process
 from __future__ import annotations
 
 import os
+import random
 
 import numpy as np
 import pytest
@@ -148,6 +149,34 @@ class NoRescaleDropout(keras.layers.Layer):
             return x
         u = keras.random.uniform(keras.ops.shape(x), seed=self.seed_generator, dtype=self.compute_dtype)
         return keras.ops.where(u >= self.rate, x, keras.ops.zeros_like(x))
+
+
+class PythonSeedDropout(keras.layers.Layer):
+    """Broken only when compiled (the keras 18426 class): the seed is an int drawn from Python's random at
+    call time, fresh on every eager call but a constant of the jax.jit / tf.function trace."""
+
+    def __init__(self, rate: float, seed=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.rng = random.Random(seed)
+
+    def call(self, x, training=False):
+        if not training:
+            return x
+        return keras.random.dropout(x, self.rate, seed=self.rng.randrange(2 ** 31))
+
+
+@pytest.mark.skipif(BACKEND == "torch", reason="compiled calls (jax.jit / tf.function) are the jax and tf backends'")
+@pytest.mark.parametrize("compiled", [False, True])
+def test_trace_time_seed_fails_only_when_compiled(compiled: bool) -> None:
+    spec = keras_spec("user:PythonSeedDropout", "dropout", lambda p, **k: PythonSeedDropout(p, **k),
+                      {"p": 0.5}, shape=(16, 8, 4, 4), compiled=compiled)
+    result = verify([spec], SETTINGS, checks=["masks_fresh_across_calls_by_fisher", "masks_never_repeat_by_hash",
+                                              "same_seed_reproduces"])
+    got = _verdicts(result.targets[0])
+    want = FAIL if compiled else PASS
+    assert got == {"masks_fresh_across_calls_by_fisher": want, "masks_never_repeat_by_hash": want,
+                   "same_seed_reproduces": PASS}, result.targets[0].results
 
 
 def test_fixed_mask_layer_fails_fresh_mask_check() -> None:
