@@ -227,11 +227,23 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     pos_axes = tuple(lead + i for i, size in enumerate(q.shape) if size > 1)
     qe = np.minimum(q, 1 - q).reshape(-1)
     norm = float(np.sum(qe * qe)) or 1.0
-    objs = [Lane(lane) for lane in lanes]
 
     def rows(arr: np.ndarray) -> np.ndarray:
         moved = np.moveaxis(arr.astype(np.float64), pos_axes, tuple(range(arr.ndim - len(pos_axes), arr.ndim)))
         return moved.reshape((-1, int(np.prod([arr.shape[a] for a in pos_axes], dtype=np.int64))))
+
+    # Rare events: a step's statistic is a small negative number unless a co-event happens (a
+    # rare large positive one), so a t-test on single steps is anti-conservative at small alpha.
+    # Pool consecutive steps into one sample until MIN_EVENTS co-events are expected (as the
+    # binary pair test does). One step, discarded, tells the units per position.
+    try:
+        first = step()
+    except TargetError as exc:
+        return error_result(ctx, name.replace("_by_fisher", "_by_cross_product_t_test"), str(exc), statistical=True)
+    units = min(rows(item[0]).shape[0] for item in first)
+    per_sample = max(1, int(math.ceil(MIN_EVENTS / max(units * norm, 1e-300))))
+    objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
+    pending: List[List[float]] = [[] for _ in lanes]
 
     same = [{"all": True, "events": 0, "equal_steps": 0, "steps": 0, "log_match": -math.inf} for _ in lanes]
     log_row = _log_match_per_row(ctx, q)
@@ -242,7 +254,10 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
             if u.shape[0] < 2:
                 raise TargetError("fewer than two independent units per position: no within-step covariance")
             cov = np.sum((u - u.mean(0)) * (v - v.mean(0)), axis=0) / (u.shape[0] - 1)
-            objs[i].samples.append(float(cov.sum() / norm))
+            pending[i].append(float(cov.sum() / norm))
+            if len(pending[i]) == per_sample:
+                objs[i].samples.append(float(np.mean(pending[i])))
+                pending[i].clear()
             equal = bool(np.array_equal(u, v))
             same[i]["all"] = same[i]["all"] and equal
             same[i]["events"] += int(u.sum())
@@ -280,7 +295,7 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     advance = CallCounter(_Steps(step), sink)
     try:
         tp = two_stage_t_plan(ctx, advance, [ln.samples for ln in objs], ctx.settings.dependence_rr,
-                              lanes=len(lanes), calls_per_step=calls_per_step)
+                              lanes=len(lanes), calls_per_sample=per_sample, calls_per_step=calls_per_step)
     except TargetError as exc:
         return error_result(ctx, name, str(exc), statistical=True)
     return run_call_level(ctx, name, quantity.replace("correlation", "excess_relative_risk"), tp.plan, advance,
