@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-fast quality bench clean
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-frameworks test-fast quality bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,11 @@ sweeps: install-thirdparty
 	done
 
 test: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not frameworks"
+
+# JAX, TensorFlow and Keras on the jax / tensorflow backends (.ci/run runs this after `make test`)
+test-frameworks: install-dev
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m frameworks
 
 quality: install-dev
 	KERAS_BACKEND=torch $(PY) -m dropverify.quality --seed $(SEED) --out reports

@@ -14,3 +14,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# The JAX / TensorFlow / Keras-on-other-backends adapter suites import two more frameworks and
+# start subprocesses per backend (several CPU-minutes): `make test-frameworks` runs them (and
+# `.ci/run` runs both targets), so `make test` stays well under 20 minutes on 2 cores.
+FRAMEWORK_FILES = ("test_jax.py", "test_tf.py", "test_keras_jax.py", "test_keras_tensorflow.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+    for item in items:
+        if item.path.name in FRAMEWORK_FILES:
+            item.add_marker(pytest.mark.frameworks)
