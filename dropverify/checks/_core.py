@@ -267,7 +267,10 @@ class Stream:
 
         def calls(record: Callable[[str, float], None]) -> Tuple[List[np.ndarray], Optional[BaseException]]:
             out: List[np.ndarray] = []
+            worker = getattr(_LOCAL, "worker", None)
             for _ in range(n):
+                if worker is not None and worker.abandoned:  # its caller gave up: touch the target no more
+                    break
                 t0 = time.perf_counter()
                 try:
                     y = tgt.forward(inputs, training=True, layout=layout)
@@ -318,6 +321,7 @@ class _Worker:
         self.wake.acquire()
         self.job: Any = None
         self.progress = 0.0  # perf_counter of the last finished call of a batch
+        self.abandoned = False  # set when a call hung: a batch in progress stops after that call
         self.thread = threading.Thread(target=self._loop, daemon=True, name="dropverify-target")
         self.thread.start()
 
@@ -406,13 +410,22 @@ def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = F
         worker.progress = start
         worker.job = (fn, box, done, what, batch)
         worker.wake.release()
-        finished = done.acquire(True, timeout_s)
-        while not finished and batch:  # per call: wait on while calls keep finishing
-            left = worker.progress + timeout_s - time.perf_counter()
-            if left <= 0:
-                break
-            finished = done.acquire(True, left)
+        try:
+            finished = done.acquire(True, timeout_s)
+            while not finished and batch:  # per call: wait on while calls keep finishing
+                left = worker.progress + timeout_s - time.perf_counter()
+                if left <= 0:
+                    break
+                finished = done.acquire(True, left)
+        except BaseException:  # e.g. KeyboardInterrupt while the target runs: leave that thread behind
+            finished = False
+            worker.abandoned = True
+            with _WORKER_LOCK:
+                if _WORKER is worker:
+                    _WORKER = None
+            raise
         if not finished:
+            worker.abandoned = True
             with _WORKER_LOCK:
                 if _WORKER is worker:
                     _WORKER = None  # abandon the hung thread
