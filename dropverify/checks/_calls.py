@@ -73,6 +73,9 @@ class Lane:
     # half-width of the null around ``expected`` that rounding in the configuration's dtype
     # allows (FAIL only beyond it: H0 |mean - expected| <= null_halfwidth); 0 in float64
     null_halfwidth: float = 0.0
+    # False where the samples cannot be near-normal within the budget (too few expected events
+    # per sample): the t-test neither FAILs nor certifies; exact components still may FAIL
+    t_valid: bool = True
 
 
 def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, power: float,
@@ -89,7 +92,7 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
         centre = expected + math.copysign(min(abs(d), lane.null_halfwidth), d)
     t = mean_look(lane.samples, centre, alpha / k, margin, power)
     # a constant per-call statistic carries no evidence for the t-test (the exact components decide)
-    ps = {"t_across_calls": 1.0 if (t.constant and lane.components) else t.p_value}
+    ps = {"t_across_calls": 1.0 if ((t.constant and lane.components) or not lane.t_valid) else t.p_value}
     mdd = t.mdd
     for name, comp in lane.components.items():
         p, m = comp(alpha / k)
@@ -98,7 +101,10 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
             mdd = m
     p = min(1.0, k * min(ps.values()))
     n = t.n * lane.steps_per_sample
-    within = t.ci.within(expected, margin) and not t.constant and t.n >= 3
+    within = t.ci.within(expected, margin) and not t.constant and t.n >= 3 and lane.t_valid
+    if not lane.t_valid:
+        record["not_certified_because"] = "too few expected events per sample within the call budget for a valid " \
+                                          "t interval (raise --max-calls)"
     record.update({f"p_{name}": v for name, v in ps.items()})
     record["p_call_level"] = min(1.0, k * ps["t_across_calls"])
     # components that read one call (or one step) at a time, Bonferroni over them: valid

@@ -241,8 +241,13 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     except TargetError as exc:
         return error_result(ctx, name.replace("_by_fisher", "_by_cross_product_t_test"), str(exc), statistical=True)
     units = min(rows(item[0]).shape[0] for item in first)
-    per_sample = max(1, int(math.ceil(MIN_EVENTS / max(units * norm, 1e-300))))
-    objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
+    needed = max(1, int(math.ceil(MIN_EVENTS / max(units * norm, 1e-300))))
+    # the pilot and at least as many samples must fit the budget; where they cannot, the t-test
+    # is not valid at this alpha: only the exact components may FAIL, nothing is certified
+    from ._core import PILOT
+    cap = max(1, ctx.settings.max_calls // (2 * PILOT))
+    per_sample = min(needed, cap)
+    objs = [Lane(lane, steps_per_sample=per_sample, t_valid=needed <= cap) for lane in lanes]
     pending: List[List[float]] = [[] for _ in lanes]
 
     same = [{"all": True, "events": 0, "equal_steps": 0, "steps": 0, "log_match": -math.inf} for _ in lanes]
