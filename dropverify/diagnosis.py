@@ -185,7 +185,8 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         return out, causes + _other_causes(out, {c for cause in causes for c in cause.evidence}, layout)
     within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
                     key=lambda r: (not (r.details or {}).get("identical"), r.check))
-    supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)]
+    supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)
+                             or r.check == "masks_independent_at_flat_offsets_by_fisher"]
     causes: List[RootCause] = []
     withdrawn: List[str] = [r.check for r in out if r.verdict != FAIL and r.details
                             and r.details.get("withdrawn_because")]
