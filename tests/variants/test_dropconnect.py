@@ -39,7 +39,7 @@ def test_registered_class_and_owned_parameters():
     same = DropConnectLinear(5, 3, p=0.2, seed=0)
     assert np.array_equal(layer.weight, same.weight) and np.array_equal(layer.bias, same.bias)
     assert DropConnectLinear(5, 3, bias=False, seed=0).bias is None
-    assert C.validate_params() == {"p": 0.5, "in_features": 32, "out_features": 32, "mask_per": "batch"}
+    assert C.validate_params() == {"p": 0.3, "in_features": 32, "out_features": 32, "mask_per": "batch"}
     assert C.default_shape == (32, 32)
 
 
