@@ -107,14 +107,29 @@ def _applies(check: CheckSpec, ctx: CheckContext) -> bool:
         return False
 
 
-def environment() -> Dict[str, str]:
+FRAMEWORK_PACKAGES = ("torch", "torchvision", "timm", "keras", "jax", "jaxlib", "flax", "equinox", "tensorflow")
+
+
+def environment(specs: Sequence[TargetSpec] = ()) -> Dict[str, str]:
+    """Versions of Python, the statistics stack and every framework this run used: those imported
+    here and those named by ``specs`` (``keras[jax]:...`` runs jax in a spawned worker)."""
+    import importlib.metadata
     import scipy
     import statsmodels
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
            "scipy": scipy.__version__, "statsmodels": statsmodels.__version__}
-    for mod in ("torch", "torchvision", "timm", "keras"):
+    named = {part for s in specs for part in s.name.split(":", 1)[0].replace("]", "").split("[")}
+    named |= {"tensorflow" for n in named if n == "tf"}
+    for mod in FRAMEWORK_PACKAGES:
         if mod in sys.modules:
             env[mod] = getattr(sys.modules[mod], "__version__", "?")
+        elif mod in named or (mod == "jaxlib" and "jax" in named):
+            for dist in (mod, mod + "-cpu"):  # tensorflow installs as tensorflow-cpu too
+                try:
+                    env[mod] = importlib.metadata.version(dist)
+                    break
+                except importlib.metadata.PackageNotFoundError:
+                    pass
     return env
 
 
@@ -152,7 +167,7 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         isolated.close()
     runs = [by_position[i] for i in range(len(specs))]
     runs = _apply_holm(runs, settings.alpha)
-    return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment())
+    return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment(specs))
 
 
 def _statistical_count(plans) -> int:

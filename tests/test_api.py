@@ -254,3 +254,17 @@ def test_sweep_report_lists_minimal_failing_configurations():
                             "dropout --param p=0.2 --shape 16,8 --seed 20261126 --sweep")
     assert report.to_dict()["verdict"] == "FAIL"
     assert report.to_markdown().startswith("# dropverify sweep: ")
+
+
+def test_environment_names_the_frameworks_of_isolated_targets():
+    """Targets run in a spawned worker (keras[jax]:, tf:) still have their framework versions in the report."""
+    import importlib.util
+    from types import SimpleNamespace
+    from dropverify.runner import environment
+    env = environment([SimpleNamespace(name="keras[jax]:Dropout"), SimpleNamespace(name="tf:nn.dropout")])
+    assert {"python", "numpy", "scipy", "statsmodels"} <= set(env)
+    if importlib.util.find_spec("jax") is not None:
+        assert env["jax"] and env["jaxlib"]
+    if importlib.util.find_spec("tensorflow") is not None:
+        assert env["tensorflow"]
+    assert "flax" not in environment([SimpleNamespace(name="numpy:dropout")]) or "flax" in __import__("sys").modules
