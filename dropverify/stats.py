@@ -361,3 +361,56 @@ def cmh_p(a: Sequence[float], r: Sequence[float], c: Sequence[float], n: Sequenc
         return 1.0
     z = float(np.sum(a - r * c / n)) / math.sqrt(float(var.sum()))
     return float(2 * sps.norm.sf(abs(z)))
+
+
+class RunningPearson:
+    """Pearson's correlation test over data that arrives in batches, without keeping it.
+
+    Merges per-batch centred moments (Chan et al.'s pairwise update, stable where raw sums
+    of squares cancel); :meth:`p_value` is ``scipy.stats.pearsonr``'s two-sided p-value (r
+    under independence of normal data is Beta(n/2 - 1, n/2 - 1) on (-1, 1)), 1.0 for fewer
+    than 4 pairs or a constant input. Costs O(batch) per batch and O(1) per look, where
+    re-running ``pearsonr`` on the pooled data costs O(all data) at every look.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean_u = self.mean_v = 0.0
+        self.m2_u = self.m2_v = self.c_uv = 0.0
+        self._first: Optional[Tuple[float, float]] = None
+        self.constant_u = self.constant_v = True
+
+    def add(self, u: np.ndarray, v: np.ndarray) -> None:
+        """Add paired finite float64 samples ``u``, ``v`` (same length)."""
+        nb = int(u.size)
+        if nb == 0:
+            return
+        if self._first is None:
+            self._first = (float(u[0]), float(v[0]))
+        self.constant_u = self.constant_u and bool(np.all(u == self._first[0]))
+        self.constant_v = self.constant_v and bool(np.all(v == self._first[1]))
+        mu, mv = float(u.mean()), float(v.mean())
+        du, dv = u - mu, v - mv
+        m2u, m2v, cuv = float(du @ du), float(dv @ dv), float(du @ dv)
+        n = self.n + nb
+        delta_u, delta_v = mu - self.mean_u, mv - self.mean_v
+        w = self.n * nb / n
+        self.m2_u += m2u + delta_u * delta_u * w
+        self.m2_v += m2v + delta_v * delta_v * w
+        self.c_uv += cuv + delta_u * delta_v * w
+        self.mean_u += delta_u * nb / n
+        self.mean_v += delta_v * nb / n
+        self.n = n
+
+    @property
+    def r(self) -> float:
+        if self.constant_u or self.constant_v or self.m2_u <= 0 or self.m2_v <= 0:
+            return math.nan
+        return float(np.clip(self.c_uv / math.sqrt(self.m2_u * self.m2_v), -1.0, 1.0))
+
+    def p_value(self) -> float:
+        r = self.r
+        if self.n < 4 or math.isnan(r):
+            return 1.0
+        ab = self.n / 2 - 1
+        return float(min(1.0, 2 * sps.beta.sf(abs(r), ab, ab, loc=-1, scale=2)))

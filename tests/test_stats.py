@@ -89,3 +89,29 @@ def test_mean_mdd_fast_path_errs_on_the_safe_side():
             exact = brentq(lambda d: t_test_power(n, d, alpha) - 0.99, 0.0, 5.0, xtol=1e-12)
             ratio = mean_mdd(n, 1.0, alpha, 0.99) / exact
             assert 1.0 <= ratio <= 1.025, (n, alpha, ratio)
+
+
+def test_running_pearson_equals_scipy_on_pooled_batches():
+    """Merged batch moments give pearsonr's r and two-sided p-value on the concatenated data."""
+    from scipy import stats as sps
+    from dropverify.stats import RunningPearson
+    rng = np.random.default_rng(7)
+    for shift, rho in ((0.0, 0.0), (1e6, 0.05), (-3.0, 0.9)):
+        running, us, vs = RunningPearson(), [], []
+        for size in (5, 1, 300, 17, 2000):
+            u = rng.normal(shift, 1.0, size)
+            v = rho * (u - shift) + math.sqrt(1 - rho * rho) * rng.normal(size=size)
+            running.add(u, v); us.append(u); vs.append(v)
+            ref = sps.pearsonr(np.concatenate(us), np.concatenate(vs))
+            assert running.r == pytest.approx(ref.statistic, rel=1e-9, abs=1e-12)
+            assert running.p_value() == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-300)
+
+
+def test_running_pearson_constant_or_tiny_input_is_not_evidence():
+    from dropverify.stats import RunningPearson
+    running = RunningPearson()
+    running.add(np.full(50, 0.1), np.arange(50.0))
+    assert running.p_value() == 1.0
+    tiny = RunningPearson()
+    tiny.add(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.5]))
+    assert tiny.p_value() == 1.0

@@ -79,7 +79,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     Continuous noise: the per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
     if _nonuniform(ctx):
         return _stratified_pair_test(ctx, name, quantity, lanes, step, calls_per_step)
-    from ..stats import per_step_hypergeom_p
+    from ..stats import RunningPearson, per_step_hypergeom_p
     from ._calls import Lane, call_plan, run_call_level
     drop_event, qe = _minority(ctx)
     binary = ctx.contract.dropped_value is not None
@@ -101,7 +101,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "equal_steps": 0, "event_steps": 0,
                "block": [0, 0, 0, 0]}
               for _ in lanes]
-    pooled_uv: List[List[List[np.ndarray]]] = [[[], []] for _ in lanes]
+    pooled = [RunningPearson() for _ in lanes]
     objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
 
     def sink(items) -> None:
@@ -134,7 +134,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                 r_ = float(np.mean((u64 - u64.mean()) * (v64 - v64.mean())) / (su * sv)) if su > 0 and sv > 0 else 0.0
                 objs[i].samples.append(r_)
                 tables[i]["same"] = tables[i]["same"] and bool(np.array_equal(u64, v64))
-                pooled_uv[i][0].append(u64); pooled_uv[i][1].append(v64)
+                pooled[i].add(u64, v64)
                 tables[i]["n"].append(u64.size)
 
     def cmh_component(i: int):
@@ -165,12 +165,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
         return comp
 
     def pearson_component(i: int):
-        def comp(alpha: float):
-            u = np.concatenate(pooled_uv[i][0]); v = np.concatenate(pooled_uv[i][1])
-            if u.size < 4 or np.all(u == u[0]) or np.all(v == v[0]):
-                return 1.0, math.nan
-            return float(sps.pearsonr(u, v).pvalue), math.nan
-        return comp
+        return lambda alpha: (pooled[i].p_value(), math.nan)
 
     for i, lane in enumerate(objs):
         if binary:
