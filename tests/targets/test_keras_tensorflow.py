@@ -1,46 +1,15 @@
-"""Keras 3 on the tensorflow backend: reruns test_keras.py in a subprocess started with the
-environment that the ``keras[tensorflow]:...`` specs carry (a Keras backend is fixed per process)."""
+"""Keras 3 on the tensorflow backend: test_keras.py rerun in a process with KERAS_BACKEND=tensorflow, and the
+runner's spawned worker for ``keras[tensorflow]:...`` specs."""
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
+from _keras_backend import needs, rerun_keras_suite, verify_in_spawned_worker
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None,
-                    reason="needs pip install dropverify[keras,tf]")
+@needs("tensorflow")
 def test_keras_layers_on_tensorflow_backend() -> None:
-    from dropverify.targets import get_target
-    spec_env = get_target("keras[tensorflow]:Dropout")[0].env
-    assert spec_env["KERAS_BACKEND"] == "tensorflow"
-    here = Path(__file__).with_name("test_keras.py")
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(here)],
-                          cwd=here.parents[2], env={**os.environ, **spec_env}, capture_output=True, text=True,
-                          timeout=900)
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
-    assert proc.returncode == 0, tail
-    summary = [line for line in proc.stdout.splitlines() if " passed" in line]
-    assert summary and "skipped" not in summary[-1], tail
-    assert int(summary[-1].split(" passed")[0].split()[-1]) >= 25, tail  # every test ran, on tensorflow
+    rerun_keras_suite("tensorflow")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None,
-                    reason="needs pip install dropverify[keras,tf]")
+@needs("tensorflow")
 def test_runner_verifies_the_tensorflow_spec_in_a_worker_with_its_env() -> None:
-    """From this process (another backend), verify() runs keras[tensorflow]:Dropout in a spawned worker started with
-    the spec's env: one Holm family with the local target."""
-    from dropverify.checks import PASS, Settings
-    from dropverify.runner import verify
-    from dropverify.targets import get_target
-    specs = get_target("keras[tensorflow]:Dropout") + get_target("numpy:dropout")
-    assert os.environ.get("KERAS_BACKEND") != "tensorflow"
-    result = verify(specs, Settings(max_calls=1500, max_units=400_000, seed=20261126, fault_fraction=0.1),
-                    checks=["same_seed_reproduces", "multiplier_values_exact", "seed_streams_do_not_overlap_by_fisher"])
-    for run in result.targets:
-        got = {r.check: r.verdict for r in run.results}
-        assert len(got) >= 3 and set(got.values()) == {PASS}, (run.spec_name, run.results)
-
+    verify_in_spawned_worker("tensorflow")
