@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import DropverifyError
+from .errors import DropverifyError, key_value_pairs
 
 THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
@@ -159,13 +159,7 @@ def _settings(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None
         raise UsageError(f"--seed {seed}, but should be a non-negative integer")
     merged = dict(margins or {})
     given_margins: Dict[str, float] = {}
-    for item in args.margin:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise UsageError(f"--margin {item!r}, but should be NAME=VALUE, e.g. rate=0.02")
-        if name in given_margins:
-            raise UsageError(f"--margin {name} given twice")
+    for name, value in key_value_pairs(args.margin, "--margin", "NAME=VALUE", "rate=0.02"):
         try:
             given_margins[name] = float(value)
         except ValueError:

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, key_value_pairs
 from ._base import TargetSpec, numpy_dtype
 
 
@@ -103,13 +103,7 @@ def parse_params(items: List[str]) -> Dict[str, Any]:
     """``KEY=VALUE`` strings (CLI ``--param``) -> dict; a repeated key is an error."""
     import ast
     out: Dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InvalidArgument(f"--param {item!r}, but should be KEY=VALUE, e.g. p=0.1")
-        if key in out:
-            raise InvalidArgument(f"--param {key} given twice")
+    for key, value in key_value_pairs(items, "--param", "KEY=VALUE", "p=0.1"):
         text = value.strip()
         if text in ("true", "false"):
             out[key] = text == "true"
