@@ -16,7 +16,7 @@ import pytest
 
 from dropverify.checks import Settings
 from dropverify.sweep import covering, run_sweep, write_sweep
-from dropverify.sweep.driver import ALPHA_B, build_space, spent_alpha
+from dropverify.sweep.driver import ALPHA_B, build_space, shrink_starts, spent_alpha
 from dropverify.sweep.space import Axis, Config, Space
 
 SMALL = {"dtype": "float64", "layout": "contiguous", "shape": (8, 4, 4)}
@@ -44,6 +44,24 @@ def test_alpha_spending_sums_below_its_share():
     total = sum(spent_alpha(1e-3 * ALPHA_B, i) for i in range(1, 200_000))
     assert total <= 1e-3 * ALPHA_B
     assert total > 0.999 * 1e-3 * ALPHA_B
+
+
+def test_shrinking_starts_from_the_strongest_failure_of_each_kind():
+    """One start per distinct set of failing checks, exact FAILs and small p-values first: the
+    weak, small failure (a 1.6 % biased mean at p = 0.9 on one sample) is not shrunk ahead of a
+    layer that drops nothing at p = 0.001."""
+    def row(index, p, shape, fails):
+        results = [{"check": c, "verdict": "FAIL", "p_value": pv, "statistical": pv is not None} for c, pv in fails]
+        results.append({"check": "eval_mode_deterministic_and_exact", "verdict": "PASS", "p_value": None,
+                        "statistical": False})
+        return {"index": index, "config": Config(p=p, shape=shape), "results": results}
+    weak = row(0, 0.9, (1, 8, 4, 4), [("expectation_matches_by_t_test", 1e-5)])
+    strong = row(1, 0.001, (13, 7, 3, 3), [("drop_rate_matches_by_binomial", 1e-40), ("masks_fresh", 1e-9)])
+    strong_big = row(2, 0.999, (16, 8, 4, 3), [("drop_rate_matches_by_binomial", 1e-30), ("masks_fresh", 1e-8)])
+    exact = row(3, 0.3, (64, 8, 4, 4), [("multiplier_values_exact", None)])
+    assert shrink_starts([weak, strong, strong_big]) == [strong["config"], weak["config"]]
+    assert shrink_starts([weak, strong, exact], limit=3) == [exact["config"], strong["config"], weak["config"]]
+    assert shrink_starts([weak], limit=2) == [weak["config"]]
 
 
 def test_configuration_seed_depends_on_configuration_and_master_only():

@@ -32,6 +32,8 @@ from .space import (Axis, Config, DTYPE_ORDER, Space, covering, large_config, p_
 
 ALPHA_A, ALPHA_B, ALPHA_C = 0.5, 0.3, 0.2
 MAX_CONFIRM = 3
+MAX_STARTS = 2
+"""Failing covering configurations shrunk (one per distinct set of failing checks)."""
 SWEEP_MAX_CALLS = 4000
 """Calls per statistical check in a sweep configuration (the single-configuration run uses
 ``--max-calls``): a sweep looks for configurations that FAIL, which large deviations do early."""
@@ -194,7 +196,7 @@ def run_sweep(target: str, variant: Optional[str] = None, settings: Optional[Set
         failing = [r for r in phase_a if r["verdict"] == "FAIL" and r["config"].role == "standard"]
         starts: List[Config] = []
         if failing:
-            starts = [min(failing, key=lambda r: (r["config"].elements, r["index"]))["config"]]
+            starts = shrink_starts(failing)
         elif search > 0:
             found = _hypothesis_search(space, adaptive, search, memo)
             if found is not None:
@@ -211,6 +213,27 @@ def run_sweep(target: str, variant: Optional[str] = None, settings: Optional[Set
                        {"covering": len(configs), "large": 1 if big else 0,
                         "adaptive": sum(1 for r in rows if r["phase"] == "search"),
                         "confirm": sum(1 for r in rows if r["phase"] == "confirm")}, max_calls)
+
+
+def _evidence(row: Mapping[str, Any]) -> float:
+    """How strongly a row FAILs: 0 for an exact check's FAIL, else its smallest FAIL p-value."""
+    fails = [r for r in row["results"] if r["verdict"] == "FAIL"]
+    if any(not r["statistical"] for r in fails):
+        return 0.0
+    return min((float(r["p_value"]) for r in fails if r["p_value"] is not None), default=1.0)
+
+
+def shrink_starts(failing: Sequence[Mapping[str, Any]], limit: int = MAX_STARTS) -> List[Config]:
+    """The failing covering configurations to shrink: one per distinct set of failing checks
+    (different faults, e.g. a wrong rate at small p and a biased mean at large p), the strongest
+    evidence first (exact FAILs, then the smallest p-value; fewer elements break ties), at most
+    ``limit``. Shrinking the strongest rather than the smallest failure gives a minimal
+    configuration whose FAIL a fresh seed confirms."""
+    chosen: Dict[frozenset, Config] = {}
+    for row in sorted(failing, key=lambda r: (_evidence(r), r["config"].elements, r["index"])):
+        signature = frozenset(r["check"] for r in row["results"] if r["verdict"] == "FAIL")
+        chosen.setdefault(signature, row["config"])
+    return list(chosen.values())[:limit]
 
 
 def _variant_of(target: str, spec_factory) -> str:
