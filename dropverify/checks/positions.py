@@ -100,8 +100,15 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
         se = np.sqrt(var / c)
         tcrit = float(sps.t.isf(a / 2, max(c - 1, 1)))
         lo, hi = mean - tcrit * se, mean + tcrit * se
+        # The t statistic's variance is never below the contract's binomial variance of a per-call
+        # rate (units independent): with few units per position and call (batch 1) and a rare
+        # outcome, the observed 0/1 rates of a position that happened to drop once in 500 calls
+        # have a tiny sample variance, and the plain t-test called p ~ 1e-13 where the exact
+        # binomial gives 1e-3. A layer whose calls vary more than that still shows it.
+        var_null = q * (1 - q) / max(n / max(c, 1), 1.0)
+        se_t = np.sqrt(np.maximum(var, var_null) / c)
         with np.errstate(divide="ignore", invalid="ignore"):
-            tstat = np.where(se > 0, (mean - q) / se, 0.0)  # constant per-call rates: no t evidence
+            tstat = np.where((se > 0) & (se_t > 0), (mean - q) / se_t, 0.0)  # constant rates: no t evidence
         p_t = 2 * sps.t.sf(np.abs(tstat), max(c - 1, 1))
         p_pos = np.minimum(p_pool, p_t)
         worst = int(np.argmin(np.where(np.isfinite(p_pos), p_pos, 1.0) - 1e-12 * np.abs(mean - q)))
