@@ -59,3 +59,20 @@ def test_every_pass_is_certified_from_enough_independent_calls(run):
         if r.statistical and r.verdict == "PASS":
             assert r.details.get("hidden_fault_fraction") is not None, (r.target, r.check)
             assert r.details["hidden_fault_fraction"] <= 0.05 + 1e-12, (r.target, r.check)
+
+
+def test_per_position_rate_does_not_cry_wolf_at_rare_events_with_one_unit_per_call():
+    """Batch 1 at p = 0.02: one 0/1 draw per position and call. A position that dropped once in
+    500 calls has a tiny sample variance; a t-test on it alone called p ~ 1e-13, and a correct
+    layer FAILed 20 of 20 runs at alpha 1e-3. The t statistic now uses at least the binomial
+    variance: at alpha 0.05 the false-alarm count over 60 seeds stays consistent with 5 %."""
+    from scipy import stats as sps
+    from dropverify.checks import Settings
+    from dropverify.runner import verify
+    from dropverify.targets import reference_spec
+    spec = reference_spec("dropout", {"p": 0.02}, shape=(1, 32, 8, 8))
+    fails = sum(r.verdict == "FAIL"
+                for seed in range(60)
+                for r in verify([spec], Settings(seed=seed, max_calls=4000, alpha=0.05),
+                                checks=["drop_rate_per_position_by_binomial"]).all_results())
+    assert sps.binomtest(fails, 60, 0.05, alternative="greater").pvalue > 1e-3, fails
