@@ -215,6 +215,15 @@ class Contract:
             return self.decode(inputs, y, params)
         return decode_by_values(self, inputs, y, params)
 
+    def decode_dropped(self, inputs: Inputs, y: np.ndarray, params: Params) -> Optional[np.ndarray]:
+        """``decode_output(inputs, y, params).dropped`` alone, the same array, without the valid
+        mask and the multiplier the mask statistics do not read (their hot path)."""
+        if self.decode is not None:
+            return self.decode(inputs, y, params).dropped
+        if self.dropped_value is None:
+            return None
+        return _dropped_by_values(self, inputs, y, params)[0]
+
     def describe(self, params: Optional[Params] = None) -> dict:
         """A JSON-ready summary for reports."""
         p = self.validate_params(params)
@@ -361,6 +370,25 @@ def _close(y: np.ndarray, v: np.ndarray, rtol: float, atol: float) -> np.ndarray
         return (np.abs(y - v) <= atol + rtol * np.abs(v)) | (y == v)
 
 
+def _dropped_by_values(contract: Contract, inputs: Inputs, y: np.ndarray,
+                       params: Params) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """(dropped, y as float64, the dropped value, rtol, atol) of :func:`decode_by_values`. A
+    scalar dropped value is compared as a scalar (elementwise the same arithmetic as against
+    its broadcast array), and 0 as ``|y| <= atol`` (the same set: |y - 0| = |y|, and y == 0
+    is inside it)."""
+    y64 = np.asarray(y, dtype=np.float64)
+    rtol, atol = value_tolerance(np.asarray(y).dtype)
+    value = np.asarray(contract.dropped_value(inputs, params), np.float64)
+    if value.ndim == 0:
+        v = float(value)
+        if v == 0.0:
+            with np.errstate(invalid="ignore"):
+                return np.abs(y64) <= atol, y64, value, rtol, atol
+        return _close(y64, v, rtol, atol), y64, value, rtol, atol
+    value = np.broadcast_to(value, y64.shape)
+    return _close(y64, value, rtol, atol), y64, value, rtol, atol
+
+
 def decode_by_values(contract: Contract, inputs: Inputs, y: np.ndarray, params: Params) -> Decoded:
     """Generic decoder: dropped where y equals the dropped value, valid where y equals
     the dropped value or the kept value (float tolerance of y's dtype).
@@ -368,16 +396,14 @@ def decode_by_values(contract: Contract, inputs: Inputs, y: np.ndarray, params: 
     Where the dropped and kept values coincide (x == 0 for multiplicative variants) the
     element is ``ambiguous``: valid iff y equals that value (so 0 must map to 0), ``dropped``
     True iff it does, and the multiplier NaN, so mask statistics skip it."""
-    y64 = np.asarray(y, dtype=np.float64)
     x = np.asarray(inputs[0], dtype=np.float64)
-    rtol, atol = value_tolerance(np.asarray(y).dtype)
     multiplier = None
     if contract.dropped_value is None:
+        y64 = np.asarray(y, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             multiplier = np.where(x != 0, y64 / x, np.nan)
         return Decoded(dropped=None, valid=np.isfinite(y64) | ~np.isfinite(x), multiplier=multiplier)
-    dropped_v = np.broadcast_to(np.asarray(contract.dropped_value(inputs, params), np.float64), y64.shape)
-    dropped = _close(y64, dropped_v, rtol, atol)
+    dropped, y64, dropped_v, rtol, atol = _dropped_by_values(contract, inputs, y, params)
     valid = dropped.copy()
     ambiguous = None
     if contract.kept_value is not None:

@@ -19,6 +19,7 @@ time — keeps every error rate at or below ``alpha``; the sequential p-value is
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -177,12 +178,24 @@ def mean_mdd(n: int, sd: float, alpha: float, power: float) -> float:
     if sd == 0:
         return 0.0
     if n >= 100:
-        return float((sps.t.isf(alpha / 2, n - 1) + sps.t.isf(1 - power, n - 1)) * sd / math.sqrt(n) * (1 + 2 / n))
+        return float(_t_quantile_sum(n, alpha, power) * sd / math.sqrt(n) * (1 + 2 / n))
+    return _standardised_mdd(n, alpha, power) * sd
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_quantile_sum(n: int, alpha: float, power: float) -> np.float64:
+    """t_{alpha/2, n-1} + t_{power, n-1} (cached: every look of every check asks again)."""
+    return sps.t.isf(alpha / 2, n - 1) + sps.t.isf(1 - power, n - 1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _standardised_mdd(n: int, alpha: float, power: float) -> float:
+    """:func:`mean_mdd` in units of sd for n < 100, solved on the noncentral t (cached)."""
     from scipy.optimize import brentq
     hi = 2.0 * (z_two_sided(alpha) + float(sps.norm.isf(1 - power))) / math.sqrt(n - 2) + 1.0
     while t_test_power(n, hi, alpha) < power:
         hi *= 2.0
-    return float(brentq(lambda d: t_test_power(n, d, alpha) - power, 0.0, hi, xtol=1e-10)) * sd
+    return float(brentq(lambda d: t_test_power(n, d, alpha) - power, 0.0, hi, xtol=1e-10))
 
 
 def mean_n_for(deviation: float, sd: float, alpha: float, power: float) -> int:
@@ -380,18 +393,22 @@ class RunningPearson:
         self._first: Optional[Tuple[float, float]] = None
         self.constant_u = self.constant_v = True
 
-    def add(self, u: np.ndarray, v: np.ndarray) -> None:
-        """Add paired finite float64 samples ``u``, ``v`` (same length)."""
+    def add(self, u: np.ndarray, v: np.ndarray) -> float:
+        """Add paired finite float64 samples ``u``, ``v`` (same length); returns the batch's
+        own Pearson r (0.0 where either side is constant within the batch)."""
         nb = int(u.size)
         if nb == 0:
-            return
+            return 0.0
         if self._first is None:
             self._first = (float(u[0]), float(v[0]))
         self.constant_u = self.constant_u and bool(np.all(u == self._first[0]))
         self.constant_v = self.constant_v and bool(np.all(v == self._first[1]))
         mu, mv = float(u.mean()), float(v.mean())
         du, dv = u - mu, v - mv
-        m2u, m2v, cuv = float(du @ du), float(dv @ dv), float(du @ dv)
+        # einsum, not BLAS dot: single-threaded, so a loaded machine's BLAS thread pool
+        # (oversubscribed by parallel workers) does not stall the harness
+        m2u, m2v, cuv = (float(np.einsum("i,i->", du, du)), float(np.einsum("i,i->", dv, dv)),
+                         float(np.einsum("i,i->", du, dv)))
         n = self.n + nb
         delta_u, delta_v = mu - self.mean_u, mv - self.mean_v
         w = self.n * nb / n
@@ -401,6 +418,7 @@ class RunningPearson:
         self.mean_u += delta_u * nb / n
         self.mean_v += delta_v * nb / n
         self.n = n
+        return cuv / math.sqrt(m2u * m2v) if m2u > 0 and m2v > 0 else 0.0
 
     @property
     def r(self) -> float:

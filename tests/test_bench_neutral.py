@@ -22,7 +22,9 @@ from dropverify.variants import variant_class
 RATE = "drop_rate_matches_by_binomial"
 BATCHED = [RATE, "drop_rate_per_position_by_binomial", "expectation_matches_by_t_test", "variance_matches_by_t_test",
            "drop_map_matches_theory_by_binomial", "gamma_matches_by_binomial", "block_rate_matches_by_t_test",
-           "expected_depth_matches_by_t_test"]
+           "expected_depth_matches_by_t_test",
+           # pair tests whose steps draw from one stream: the calls of several steps per dispatch
+           "masks_independent_along_axes_by_fisher", "masks_independent_at_flat_offsets_by_fisher"]
 """The checks that draw calls in batches (CallCounter over one stream), run on the same
 target as checks that reseed it and interleave two streams (small budget; `make bench`
 compares every check of every reference variant)."""
@@ -67,12 +69,13 @@ def _failing_at(call: int, how: str):
     return numpy_spec(f"broken:{how}", "dropout", lambda prm: FailsLater(**prm), {"p": 0.3})
 
 
+@pytest.mark.parametrize("check", [RATE, "masks_fresh_across_calls_by_fisher", "masks_independent_along_axes_by_fisher"])
 @pytest.mark.parametrize("how", ["raise", "shape"])
-def test_a_failure_inside_a_batch_is_reported_where_one_call_at_a_time_reports_it(how):
+def test_a_failure_inside_a_batch_is_reported_where_one_call_at_a_time_reports_it(how, check):
     specs = [_failing_at(25, how), reference_spec("dropout")]
     settings = Settings(seed=2, max_calls=300)
-    one_by_one = _fingerprint(specs, settings, checks=[RATE], batch=1)
-    batched = _fingerprint(specs, settings, checks=[RATE])
+    one_by_one = _fingerprint(specs, settings, checks=[check], batch=1)
+    batched = _fingerprint(specs, settings, checks=[check])
     assert batched == one_by_one
     assert batched[0][2] == "ERROR" and ("kernel exploded" in batched[0][-1] or "output shape" in batched[0][-1])
 

@@ -101,7 +101,9 @@ def test_running_pearson_equals_scipy_on_pooled_batches():
         for size in (5, 1, 300, 17, 2000):
             u = rng.normal(shift, 1.0, size)
             v = rho * (u - shift) + math.sqrt(1 - rho * rho) * rng.normal(size=size)
-            running.add(u, v); us.append(u); vs.append(v)
+            batch_r = running.add(u, v); us.append(u); vs.append(v)
+            if size > 2:  # the batch's own r, which the pair test uses as its per-step sample
+                assert batch_r == pytest.approx(sps.pearsonr(u, v).statistic, rel=1e-9, abs=1e-12)
             ref = sps.pearsonr(np.concatenate(us), np.concatenate(vs))
             assert running.r == pytest.approx(ref.statistic, rel=1e-9, abs=1e-12)
             assert running.p_value() == pytest.approx(ref.pvalue, rel=1e-6, abs=1e-300)

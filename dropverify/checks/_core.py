@@ -222,6 +222,10 @@ class CheckContext:
     def decode(self, inputs: Inputs, y: np.ndarray) -> Decoded:
         return self.contract.decode_output(inputs, y, self.params)
 
+    def dropped(self, inputs: Inputs, y: np.ndarray) -> Optional[np.ndarray]:
+        """``decode(inputs, y).dropped`` alone (cheaper: see :meth:`Contract.decode_dropped`)."""
+        return self.contract.decode_dropped(inputs, y, self.params)
+
 
 class Stream:
     """Successive training calls of one target after one seed (what :meth:`CheckContext.stream`
@@ -236,6 +240,7 @@ class Stream:
         self.ctx, self.target, self.inputs, self.seed = ctx, target, inputs, seed
         self.expect_shape = None if expect_shape is None else tuple(expect_shape)
         self.seeded = False
+        self._buffer: List[Any] = []  # calls drawn ahead by :meth:`prefetch`, oldest first
 
     def __iter__(self) -> "Stream":
         return self
@@ -247,8 +252,28 @@ class Stream:
             self.seeded = True
 
     def __next__(self) -> np.ndarray:
+        if self._buffer:
+            y = self._buffer.pop(0)
+            if isinstance(y, _Raise):
+                raise y.error
+            return y
         self._seed()
         return self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)
+
+    def prefetch(self, n: int) -> None:
+        """Draw the next ``n`` calls now, in as few dispatches as :meth:`take` allows;
+        ``next`` then serves them in order (a failed call raises where it would have). Only
+        for a consumer certain to draw at least ``n`` more calls of this stream and touching no
+        other target in between: the target then sees the same calls in the same order."""
+        while len(self._buffer) < n and not (self._buffer and isinstance(self._buffer[-1], _Raise)):
+            pending, self._buffer = self._buffer, []  # take() serves the buffer first
+            try:
+                got = self.take(n - len(pending))
+            except TargetError as exc:
+                got = [_Raise(exc)]
+            self._buffer = pending + got
+            if not got:
+                break
 
     def take(self, n: int) -> List[np.ndarray]:
         """Up to ``n`` outputs of consecutive calls, drawn in one dispatch; stops after the
@@ -258,6 +283,9 @@ class Stream:
         the outputs before it, exactly where one call at a time would have. (A sink that raises
         mid-batch leaves the target some calls further on; its check then ends in an ERROR,
         and a later check that seeds the target first is unaffected.)"""
+        if self._buffer:
+            got, self._buffer = self._buffer[:n], self._buffer[n:]
+            return got
         self._seed()
         if n <= 1 or STREAM_BATCH <= 1:
             return [next(self)]
@@ -559,10 +587,11 @@ def unit_view(ctx: CheckContext, arr: np.ndarray, leading: int = 0, keepdims: bo
 def mask_values(ctx: CheckContext, inputs: Inputs, y: np.ndarray) -> Tuple[np.ndarray, bool]:
     """The per-element random draw read from an output: the dropped indicator (binary), or
     the multiplier y / x for continuous variants."""
-    dec = ctx.decode(inputs, y)
-    if dec.dropped is not None:
-        return dec.dropped, True
-    return dec.multiplier, False
+    if ctx.contract.dropped_value is not None or ctx.contract.decode is not None:
+        dropped = ctx.dropped(inputs, y)
+        if dropped is not None:
+            return dropped, True
+    return ctx.decode(inputs, y).multiplier, False
 
 
 def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -> int:

@@ -25,7 +25,7 @@ def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     depths = lane.samples
 
     def sink(y: np.ndarray) -> None:
-        kept = ~ctx.decode(inputs, y).dropped
+        kept = ~ctx.dropped(inputs, y)
         depths.append(float(kept.sum(axis=1).mean()))
 
     advance = CallCounter(ctx.stream(inputs, ctx.seed + 121), sink)

@@ -143,7 +143,7 @@ def _pooled_counts(ctx: CheckContext, salt: int, fit: Optional[_FitData] = None)
     state = {"counts": np.zeros(_positions_shape(ctx), np.int64), "n": 0, "fractions": []}
 
     def sink(y: np.ndarray) -> None:
-        dropped = ctx.decode(inputs, y).dropped
+        dropped = ctx.dropped(inputs, y)
         if fit is not None:
             fit.add(dropped)
         flat = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
@@ -232,7 +232,7 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
     lane = Lane("mean rate")
 
     def sink(y: np.ndarray) -> None:
-        dropped = ctx.decode(inputs, y).dropped
+        dropped = ctx.dropped(inputs, y)
         fit.add(dropped)
         units = _by_position(ctx, unit_view(ctx, dropped, keepdims=True))
         hits["k"] += int(units[(slice(None),) + pos].sum())
@@ -364,7 +364,7 @@ def dropped_set_is_union_of_blocks(ctx: CheckContext, calls: int = 6) -> List[Ch
     try:
         stream = ctx.stream(inputs, ctx.seed + 104)
         for _ in range(calls):
-            dropped = ctx.decode(inputs, next(stream)).dropped
+            dropped = ctx.dropped(inputs, next(stream))
             bad += int(uncovered_positions(dropped, extents, region).sum())
             total += int(dropped.sum())
     except TargetError as exc:

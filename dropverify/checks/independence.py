@@ -9,8 +9,9 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from scipy import stats as sps
 
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, error_result, exact_result, mask_values,
-                    two_stage_t_plan, unit_view)
+from . import _core
+from ._core import (CallCounter, CheckContext, CheckResult, TargetError, _Raise, error_result,
+                    exact_result, mask_values, two_stage_t_plan, unit_view)
 
 CONSTANT = "mask_constant_along_shared_axes"
 FRESH = "masks_fresh_across_calls_by_fisher"
@@ -58,7 +59,7 @@ def _minority(ctx: CheckContext) -> Tuple[bool, float]:
 
 
 def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], pairs_per_step: int,
-               step, n_unit: str, calls_per_step: int = 1) -> CheckResult:
+               step, n_unit: str, calls_per_step: int = 1, stream=None) -> CheckResult:
     """Shared driver over several *lanes* (pairings: offsets along an axis, lags between
     calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one independent step
     (one call, or one group of calls).
@@ -76,9 +77,11 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     units of a step is degenerate for every conditional test) and the t-test across steps.
     PASS: the t interval of the per-step statistic within ± ``dependence_rr`` from enough
     independent steps.
-    Continuous noise: the per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni."""
+    Continuous noise: the per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni.
+    ``stream``: the one stream every step draws ``calls_per_step`` calls from, if so (the
+    calls of several steps are then drawn per dispatch, :class:`_PrefetchedSteps`)."""
     if _nonuniform(ctx):
-        return _stratified_pair_test(ctx, name, quantity, lanes, step, calls_per_step)
+        return _stratified_pair_test(ctx, name, quantity, lanes, step, calls_per_step, stream)
     from ..stats import RunningPearson, per_step_hypergeom_p
     from ._calls import Lane, call_plan, run_call_level
     drop_event, qe = _minority(ctx)
@@ -108,12 +111,14 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
         for i, item in enumerate(items):
             u, v = np.asarray(item[0]).ravel(), np.asarray(item[1]).ravel()
             if binary:
-                eu, ev = (u.astype(bool), v.astype(bool)) if drop_event else (~u.astype(bool), ~v.astype(bool))
+                ub = u if u.dtype == np.bool_ else u.astype(bool)
+                vb = v if v.dtype == np.bool_ else v.astype(bool)
+                eu, ev = (ub, vb) if drop_event else (~ub, ~vb)
                 m = eu.size
-                a, r, c = int(np.sum(eu & ev)), int(eu.sum()), int(ev.sum())
+                a, r, c = int(np.count_nonzero(eu & ev)), int(np.count_nonzero(eu)), int(np.count_nonzero(ev))
                 t = tables[i]
                 t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
-                equal = bool(np.array_equal(eu, ev))
+                equal = a == r == c  # every pair equal: the events coincide exactly
                 t["same"] = t["same"] and equal
                 block = t["block"]
                 block[0] += a; block[1] += r; block[2] += c; block[3] += m
@@ -127,14 +132,12 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                     t["identical_steps"] += 1
                 t["event_steps"] += int(r > 0 or c > 0)
             else:
-                u64, v64 = u.astype(np.float64), v.astype(np.float64)
+                u64, v64 = np.asarray(u, np.float64), np.asarray(v, np.float64)
                 ok = np.isfinite(u64) & np.isfinite(v64)
-                u64, v64 = u64[ok], v64[ok]
-                su, sv = float(np.std(u64)), float(np.std(v64))
-                r_ = float(np.mean((u64 - u64.mean()) * (v64 - v64.mean())) / (su * sv)) if su > 0 and sv > 0 else 0.0
-                objs[i].samples.append(r_)
+                if not ok.all():
+                    u64, v64 = u64[ok], v64[ok]
                 tables[i]["same"] = tables[i]["same"] and bool(np.array_equal(u64, v64))
-                pooled[i].add(u64, v64)
+                objs[i].samples.append(float(pooled[i].add(u64, v64)))  # this step's own Pearson r
                 tables[i]["n"].append(u64.size)
 
     def cmh_component(i: int):
@@ -179,7 +182,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
         lane.identical = (lambda i=i: tables[i]["identical_steps"] * 2 > tables[i]["event_steps"]
                           or (bool(tables[i]["n"]) and tables[i]["same"] and sum(tables[i]["r"]) > 0))
 
-    advance = CallCounter(_Steps(step), sink)
+    advance = CallCounter(_steps(step, stream, calls_per_step), sink)
     scale = "within-step (c - a b) / q_e^2, about P(event | partner event) / P(event) - 1" if binary \
         else "Pearson correlation"
     return run_call_level(ctx, name, quantity, plan, advance, objs, 0.0, margin, "independent steps",
@@ -191,6 +194,8 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
 
 
 class _Steps:
+    """The steps of a pair test, one ``step()`` per ``next``."""
+
     def __init__(self, step) -> None:
         self.step = step
 
@@ -201,8 +206,35 @@ class _Steps:
         return self.step()
 
 
+def _steps(step, stream, calls: int) -> _Steps:
+    return _Steps(step) if stream is None else _PrefetchedSteps(step, stream, calls)
+
+
+class _PrefetchedSteps(_Steps):
+    """Steps that each draw ``calls`` consecutive calls of one :class:`Stream` and touch no
+    other target: :meth:`take` draws the calls of ``n`` steps in one dispatch
+    (:meth:`Stream.prefetch`) before running the steps, so the target sees the same calls in
+    the same order as one step at a time; only the thread hand-offs are fewer."""
+
+    def __init__(self, step, stream, calls: int) -> None:
+        super().__init__(step)
+        self.stream, self.calls = stream, calls
+
+    def take(self, n: int) -> list:
+        n = max(1, min(n, _core.STREAM_BATCH // self.calls))  # at most one dispatch's worth buffered
+        self.stream.prefetch(n * self.calls)
+        out: list = []
+        for _ in range(n):
+            try:
+                out.append(self.step())
+            except TargetError as exc:  # raised by CallCounter after the steps before it
+                out.append(_Raise(exc))
+                break
+        return out
+
+
 def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], step,
-                          calls_per_step: int = 1) -> CheckResult:
+                          calls_per_step: int = 1, stream=None) -> CheckResult:
     """Pair test for masks whose drop probability varies by position (DropBlock, depth
     schedules).
 
@@ -292,7 +324,7 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
         lane.components["outlier_step"] = one_step_component(i)
 
     name = name.replace("_by_fisher", "_by_cross_product_t_test")
-    advance = CallCounter(_Steps(step), sink)
+    advance = CallCounter(_steps(step, stream, calls_per_step), sink)
     try:
         tp = two_stage_t_plan(ctx, advance, [ln.samples for ln in objs], ctx.settings.dependence_rr,
                               lanes=len(lanes), calls_per_sample=per_sample, calls_per_step=calls_per_step)
@@ -357,7 +389,7 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
     per = per_unit * min(len(a) for a, _ in pairs)
     label = _AXIS_NAMES.get(axis, "")
     return _pair_test(ctx, along_name(axis), f"correlation_axis{axis}{'_' + label if label else ''}",
-                      [f"offset {d}" for d in offsets], per, step, "unit pairs")
+                      [f"offset {d}" for d in offsets], per, step, "unit pairs", stream=stream)
 
 
 LAGS = tuple(range(1, 9))
@@ -378,7 +410,7 @@ def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     return [_pair_test(ctx, FRESH, "correlation_across_calls", [f"lag {k}" for k in LAGS], per, step,
-                       "unit pairs", calls_per_step=max(LAGS) + 1)]
+                       "unit pairs", calls_per_step=max(LAGS) + 1, stream=stream)]
 
 
 FLAT = "masks_independent_at_flat_offsets_by_fisher"
@@ -410,7 +442,7 @@ def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
 
     per = min(len(a) for a, _ in pairs)
     return [_pair_test(ctx, FLAT, "correlation_flat", [f"flat offset {d}" for d in offsets], per, step,
-                       "unit pairs")]
+                       "unit pairs", stream=stream)]
 
 
 def applies_flat(ctx: CheckContext) -> bool:

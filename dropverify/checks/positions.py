@@ -76,7 +76,7 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
            "calls": 0}
 
     def sink(y: np.ndarray) -> None:
-        dropped = ctx.decode(inputs, y).dropped
+        dropped = ctx.dropped(inputs, y)
         if observe is not None:
             observe(dropped)
         r = rows(dropped)

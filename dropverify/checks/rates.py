@@ -45,7 +45,7 @@ def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:
     state = {"n": 0}
 
     def sink(y: np.ndarray) -> None:
-        units = unit_view(ctx, ctx.decode(inputs, y).dropped)
+        units = unit_view(ctx, ctx.dropped(inputs, y))
         k = int(units.sum())
         counts.append(k)
         lane.samples.append(k / units.size)
