@@ -346,6 +346,15 @@ EXACT_CMH_SUPPORT = 4000
 exact null distribution; beyond it the counts are large and the normal approximation holds."""
 
 
+@functools.lru_cache(maxsize=65536)
+def _hypergeom_pmf(n: int, r: int, c: int) -> np.ndarray:
+    """P(a = k), k = 0..min(r, c), co-events among n pairs with r and c events (cached: the
+    same margins recur across steps and looks)."""
+    pmf = sps.hypergeom.pmf(np.arange(min(r, c) + 1), n, r, c)
+    pmf.setflags(write=False)
+    return pmf
+
+
 def cmh_p(a: Sequence[float], r: Sequence[float], c: Sequence[float], n: Sequence[float]) -> float:
     """Two-sided p of the Cochran-Mantel-Haenszel statistic A = sum_s a_s over independent 2x2
     tables (co-events a_s among n_s pairs with r_s and c_s events): under independence each
@@ -363,8 +372,7 @@ def cmh_p(a: Sequence[float], r: Sequence[float], c: Sequence[float], n: Sequenc
     if float(sup[live].sum()) <= EXACT_CMH_SUPPORT:
         pmf = np.ones(1)
         for rs, cs, ns in zip(r[live], c[live], n[live]):
-            k = np.arange(int(min(rs, cs)) + 1)
-            pmf = np.convolve(pmf, sps.hypergeom.pmf(k, int(ns), int(rs), int(cs)))
+            pmf = np.convolve(pmf, _hypergeom_pmf(int(ns), int(rs), int(cs)))
         A = int(round(total))
         upper = float(pmf[A:].sum()) if A < pmf.size else 0.0
         lower = float(pmf[:A + 1].sum())

@@ -59,7 +59,7 @@ def _minority(ctx: CheckContext) -> Tuple[bool, float]:
 
 
 def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str], pairs_per_step: int,
-               step, n_unit: str, calls_per_step: int = 1, stream=None) -> CheckResult:
+               step, n_unit: str, calls_per_step: int = 1, stream=None, stacked_step=None) -> CheckResult:
     """Shared driver over several *lanes* (pairings: offsets along an axis, lags between
     calls). ``step()`` returns, per lane, (u, v, binary[, q_u, q_v]) for one independent step
     (one call, or one group of calls).
@@ -79,7 +79,10 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     independent steps.
     Continuous noise: the per-step Pearson r and ± ``correlation_tol``. Lanes: Bonferroni.
     ``stream``: the one stream every step draws ``calls_per_step`` calls from, if so (the
-    calls of several steps are then drawn per dispatch, :class:`_PrefetchedSteps`)."""
+    calls of several steps are then drawn per dispatch, :class:`_PrefetchedSteps`).
+    ``stacked_step``: the same step returning :class:`StackedPairs` (every lane's pairs at once,
+    so a binary step costs a few array operations whatever the number of lanes); used for
+    binary masks with a uniform drop probability, and gives the same counts as ``step``."""
     if _nonuniform(ctx):
         return _stratified_pair_test(ctx, name, quantity, lanes, step, calls_per_step, stream)
     from ..stats import RunningPearson, per_step_hypergeom_p
@@ -99,6 +102,8 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     else:
         margin = ctx.settings.correlation_tol
         sd_null = 1 / math.sqrt(n)
+    if binary and stacked_step is not None:
+        step = stacked_step
     plan = call_plan(ctx, sd_null, margin, lanes=len(lanes), steps_per_sample=per_sample,
                      calls_per_step=calls_per_step)
     tables = [{"a": [], "r": [], "c": [], "n": [], "same": True, "identical_steps": 0, "equal_steps": 0, "event_steps": 0,
@@ -107,30 +112,41 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
     pooled = [RunningPearson() for _ in lanes]
     objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
 
+    def record(i: int, a: int, r: int, c: int, m: int) -> None:
+        """One lane's step of a binary mask: a co-events among m pairs, r and c events per side."""
+        t = tables[i]
+        t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
+        equal = a == r == c  # every pair equal: the events coincide exactly
+        t["same"] = t["same"] and equal
+        block = t["block"]
+        block[0] += a; block[1] += r; block[2] += c; block[3] += m
+        if len(t["n"]) % per_sample == 0:  # the block's pairs are independent of each other
+            A, R, C, M = block
+            objs[i].samples.append((A / M - (R / M) * (C / M)) / (qe * qe))
+            t["block"] = [0, 0, 0, 0]
+        if equal:  # tested against (q^2 + (1-q)^2)^m, the chance of equal pairs under the contract
+            t["equal_steps"] += 1
+        if equal and r > 0 and m > 1:  # worth saying "identical masks" in words
+            t["identical_steps"] += 1
+        t["event_steps"] += int(r > 0 or c > 0)
+
+    def events(x: np.ndarray) -> np.ndarray:
+        xb = x if x.dtype == np.bool_ else x.astype(bool)
+        return xb if drop_event else ~xb
+
     def sink(items) -> None:
+        if isinstance(items, StackedPairs):  # all lanes of a binary step at once (same counts)
+            eu, ev = events(items.u), events(items.v)
+            counts = items.counts
+            for i, (a, r, c, m) in enumerate(zip(counts(eu & ev), counts(eu), counts(ev), items.sizes)):
+                record(i, int(a), int(r), int(c), int(m))
+            return
         for i, item in enumerate(items):
             u, v = np.asarray(item[0]).ravel(), np.asarray(item[1]).ravel()
             if binary:
-                ub = u if u.dtype == np.bool_ else u.astype(bool)
-                vb = v if v.dtype == np.bool_ else v.astype(bool)
-                eu, ev = (ub, vb) if drop_event else (~ub, ~vb)
-                m = eu.size
-                a, r, c = int(np.count_nonzero(eu & ev)), int(np.count_nonzero(eu)), int(np.count_nonzero(ev))
-                t = tables[i]
-                t["a"].append(a); t["r"].append(r); t["c"].append(c); t["n"].append(m)
-                equal = a == r == c  # every pair equal: the events coincide exactly
-                t["same"] = t["same"] and equal
-                block = t["block"]
-                block[0] += a; block[1] += r; block[2] += c; block[3] += m
-                if len(t["n"]) % per_sample == 0:  # the block's pairs are independent of each other
-                    A, R, C, M = block
-                    objs[i].samples.append((A / M - (R / M) * (C / M)) / (qe * qe))
-                    t["block"] = [0, 0, 0, 0]
-                if equal:  # tested against (q^2 + (1-q)^2)^m, the chance of equal pairs under the contract
-                    t["equal_steps"] += 1
-                if equal and r > 0 and m > 1:  # worth saying "identical masks" in words
-                    t["identical_steps"] += 1
-                t["event_steps"] += int(r > 0 or c > 0)
+                eu, ev = events(u), events(v)
+                record(i, int(np.count_nonzero(eu & ev)), int(np.count_nonzero(eu)), int(np.count_nonzero(ev)),
+                       eu.size)
             else:
                 u64, v64 = np.asarray(u, np.float64), np.asarray(v, np.float64)
                 ok = np.isfinite(u64) & np.isfinite(v64)
@@ -191,6 +207,26 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
                                            "event": ("dropped" if drop_event else "kept") if binary else None,
                                            "event_rate": qe if binary else None, "pairs_per_step": pairs_per_step,
                                            "pairings": ", ".join(lanes)})
+
+
+class StackedPairs:
+    """The pairs of every lane of one step, side by side: lane i is ``u[i]``/``v[i]`` (2-D,
+    one row per lane) or the segment ``starts[i]:starts[i] + sizes[i]`` of ``u``/``v`` (1-D).
+    Pair order within a lane is free: a binary step only counts events."""
+
+    def __init__(self, u: np.ndarray, v: np.ndarray, sizes: Sequence[int]) -> None:
+        self.u, self.v = u, v
+        self.sizes = [int(m) for m in sizes]
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
+
+    def counts(self, x: np.ndarray) -> np.ndarray:
+        """True elements per lane of a boolean array shaped like ``u``."""
+        if x.ndim == 2:
+            return np.count_nonzero(x, axis=1)
+        if min(self.sizes, default=0) > 0:
+            return np.add.reduceat(x, self.starts, dtype=np.int64)
+        total = np.concatenate([[0], np.cumsum(x, dtype=np.int64)])
+        return total[self.starts + np.asarray(self.sizes, np.intp)] - total[self.starts]
 
 
 class _Steps:
@@ -385,11 +421,21 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
         return [(units.take(a, axis=axis), units.take(b, axis=axis), binary, qa, qb)
                 for (a, b), (qa, qb) in zip(pairs, q_pairs)]
 
+    first_of_pair = np.concatenate([a for a, _ in pairs])
+    second_of_pair = np.concatenate([b for _, b in pairs])
+
+    def stacked():
+        vals, _ = mask_values(ctx, inputs, next(stream))
+        units = np.moveaxis(unit_view(ctx, vals, keepdims=True), axis, 0)
+        rest = int(np.prod(units.shape[1:], dtype=np.int64))
+        return StackedPairs(units[first_of_pair].reshape(-1), units[second_of_pair].reshape(-1),
+                            [len(a) * rest for a, _ in pairs])
+
     per_unit = int(unit_view(ctx, np.empty(out_shape, bool), keepdims=True).size // out_shape[axis])
     per = per_unit * min(len(a) for a, _ in pairs)
     label = _AXIS_NAMES.get(axis, "")
     return _pair_test(ctx, along_name(axis), f"correlation_axis{axis}{'_' + label if label else ''}",
-                      [f"offset {d}" for d in offsets], per, step, "unit pairs", stream=stream)
+                      [f"offset {d}" for d in offsets], per, step, "unit pairs", stream=stream, stacked_step=stacked)
 
 
 LAGS = tuple(range(1, 9))
@@ -408,9 +454,15 @@ def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
         first = unit_view(ctx, calls[0][0], keepdims=True)
         return [(first, unit_view(ctx, calls[lag][0], keepdims=True), calls[0][1]) for lag in LAGS]
 
+    def stacked():
+        calls = [mask_values(ctx, inputs, next(stream))[0] for _ in range(max(LAGS) + 1)]
+        later = np.stack([unit_view(ctx, calls[lag], keepdims=True).reshape(-1) for lag in LAGS])
+        first = np.broadcast_to(unit_view(ctx, calls[0], keepdims=True).reshape(-1), later.shape)
+        return StackedPairs(first, later, [later.shape[1]] * len(LAGS))
+
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     return [_pair_test(ctx, FRESH, "correlation_across_calls", [f"lag {k}" for k in LAGS], per, step,
-                       "unit pairs", calls_per_step=max(LAGS) + 1, stream=stream)]
+                       "unit pairs", calls_per_step=max(LAGS) + 1, stream=stream, stacked_step=stacked)]
 
 
 FLAT = "masks_independent_at_flat_offsets_by_fisher"
@@ -440,9 +492,16 @@ def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
         flat = unit_view(ctx, vals).reshape(-1)
         return [(flat[a], flat[b], binary) for a, b in pairs]
 
+    first_of_pair = np.concatenate([a for a, _ in pairs])
+    second_of_pair = np.concatenate([b for _, b in pairs])
+
+    def stacked():
+        flat = unit_view(ctx, mask_values(ctx, inputs, next(stream))[0]).reshape(-1)
+        return StackedPairs(flat[first_of_pair], flat[second_of_pair], [len(a) for a, _ in pairs])
+
     per = min(len(a) for a, _ in pairs)
     return [_pair_test(ctx, FLAT, "correlation_flat", [f"flat offset {d}" for d in offsets], per, step,
-                       "unit pairs", stream=stream)]
+                       "unit pairs", stream=stream, stacked_step=stacked)]
 
 
 def applies_flat(ctx: CheckContext) -> bool:
