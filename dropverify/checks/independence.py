@@ -415,14 +415,17 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
     q_units = unit_view(ctx, q, keepdims=True)
     q_pairs = [(q_units.take(a, axis=axis), q_units.take(b, axis=axis)) for a, b in pairs]
 
+    first_of_pair = np.concatenate([a for a, _ in pairs])
+    second_of_pair = np.concatenate([b for _, b in pairs])
+    lane_ends = np.cumsum([len(a) for a, _ in pairs])[:-1]
+
     def step():
         vals, binary = mask_values(ctx, inputs, next(stream))
         units = unit_view(ctx, vals, keepdims=True)
-        return [(units.take(a, axis=axis), units.take(b, axis=axis), binary, qa, qb)
-                for (a, b), (qa, qb) in zip(pairs, q_pairs)]
-
-    first_of_pair = np.concatenate([a for a, _ in pairs])
-    second_of_pair = np.concatenate([b for _, b in pairs])
+        # two gathers for all lanes, then each lane's slice (the same values as a take per lane)
+        firsts = np.split(units.take(first_of_pair, axis=axis), lane_ends, axis=axis)
+        seconds = np.split(units.take(second_of_pair, axis=axis), lane_ends, axis=axis)
+        return [(u, v, binary, qa, qb) for u, v, (qa, qb) in zip(firsts, seconds, q_pairs)]
 
     def stacked():
         vals, _ = mask_values(ctx, inputs, next(stream))
@@ -487,13 +490,15 @@ def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
     offsets = flat_offsets(size, ctx.rng(11_000))
     pairs = [_disjoint_pairs(size, d) for d in offsets]
 
+    first_of_pair = np.concatenate([a for a, _ in pairs])
+    second_of_pair = np.concatenate([b for _, b in pairs])
+    lane_ends = np.cumsum([len(a) for a, _ in pairs])[:-1]
+
     def step():
         vals, binary = mask_values(ctx, inputs, next(stream))
         flat = unit_view(ctx, vals).reshape(-1)
-        return [(flat[a], flat[b], binary) for a, b in pairs]
-
-    first_of_pair = np.concatenate([a for a, _ in pairs])
-    second_of_pair = np.concatenate([b for _, b in pairs])
+        return list(zip(np.split(flat[first_of_pair], lane_ends), np.split(flat[second_of_pair], lane_ends),
+                        [binary] * len(pairs)))
 
     def stacked():
         flat = unit_view(ctx, mask_values(ctx, inputs, next(stream))[0]).reshape(-1)
