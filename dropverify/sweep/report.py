@@ -68,6 +68,7 @@ def _row_dict(row: Dict[str, Any]) -> Dict[str, Any]:
     return {"config": json.loads(cfg.key()), "label": cfg.label(), "phase": row.get("phase"),
             "verdict": row["verdict"], "alpha": row["alpha"], "seed": row["seed"],
             "error": row.get("error"), "causes": row.get("causes", []),
+            "seconds": round(float(row.get("seconds", 0.0) or 0.0), 3),
             "results": [{k: r[k] for k in ("target", "check", "verdict", "p_value", "estimate", "message")}
                         for r in row.get("results", [])]}
 
@@ -77,7 +78,7 @@ def sweep_dict(result) -> Dict[str, Any]:
     minimal failing configurations with their reproduction commands, the verdict."""
     return {"target": result.target, "variant": result.variant, "verdict": result.verdict,
             "family_wise_alpha": result.settings.alpha, "master_seed": result.settings.seed,
-            "executor": result.executor, "phases": result.phases,
+            "executor": result.executor, "phases": result.phases, "seconds": round(float(result.seconds), 3),
             "axes": {a.name: [list(v) if isinstance(v, tuple) else v for v in a.values] for a in result.axes},
             "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in result.fixed.items()},
             "minimal_failing": [{"config": json.loads(m["config"].key()), "label": m["config"].label(),
