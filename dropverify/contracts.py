@@ -370,15 +370,27 @@ def _close(y: np.ndarray, v: np.ndarray, rtol: float, atol: float) -> np.ndarray
         return (np.abs(y - v) <= atol + rtol * np.abs(v)) | (y == v)
 
 
+_NATIVE_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _dropped_by_values(contract: Contract, inputs: Inputs, y: np.ndarray,
                        params: Params) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """(dropped, y as float64, the dropped value, rtol, atol) of :func:`decode_by_values`. A
+    """(dropped, y as float64 or None, the dropped value, rtol, atol) of :func:`decode_by_values`. A
     scalar dropped value is compared as a scalar (elementwise the same arithmetic as against
     its broadcast array), and 0 as ``|y| <= atol`` (the same set: |y - 0| = |y|, and y == 0
     is inside it)."""
-    y64 = np.asarray(y, dtype=np.float64)
-    rtol, atol = value_tolerance(np.asarray(y).dtype)
+    y = np.asarray(y)
+    rtol, atol = value_tolerance(y.dtype)
     value = np.asarray(contract.dropped_value(inputs, params), np.float64)
+    if value.ndim == 0 and float(value) == 0.0 and y.dtype in _NATIVE_FLOATS:
+        # |y| <= atol in y's own dtype: |y| is exact there, and the largest value of that dtype
+        # not above atol keeps the float64 comparison's answer for every element (NaN: False)
+        threshold = y.dtype.type(atol)
+        if float(threshold) > atol:
+            threshold = np.nextafter(threshold, y.dtype.type(0))
+        with np.errstate(invalid="ignore"):
+            return np.abs(y) <= threshold, None, value, rtol, atol
+    y64 = np.asarray(y, dtype=np.float64)
     if value.ndim == 0:
         v = float(value)
         if v == 0.0:
@@ -404,6 +416,8 @@ def decode_by_values(contract: Contract, inputs: Inputs, y: np.ndarray, params: 
             multiplier = np.where(x != 0, y64 / x, np.nan)
         return Decoded(dropped=None, valid=np.isfinite(y64) | ~np.isfinite(x), multiplier=multiplier)
     dropped, y64, dropped_v, rtol, atol = _dropped_by_values(contract, inputs, y, params)
+    if y64 is None:
+        y64 = np.asarray(y, dtype=np.float64)
     valid = dropped.copy()
     ambiguous = None
     if contract.kept_value is not None:
