@@ -377,8 +377,8 @@ def _dropped_by_values(contract: Contract, inputs: Inputs, y: np.ndarray,
                        params: Params) -> Tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """(dropped, y as float64 or None, the dropped value, rtol, atol) of :func:`decode_by_values`. A
     scalar dropped value is compared as a scalar (elementwise the same arithmetic as against
-    its broadcast array), and 0 as ``|y| <= atol`` (the same set: |y - 0| = |y|, and y == 0
-    is inside it)."""
+    its broadcast array); 0 in a numpy float dtype as ``|y| <= atol`` in that dtype (the same
+    set: |y - 0| = |y|, and y == 0 is inside it)."""
     y = np.asarray(y)
     rtol, atol = value_tolerance(y.dtype)
     value = np.asarray(contract.dropped_value(inputs, params), np.float64)
@@ -392,11 +392,7 @@ def _dropped_by_values(contract: Contract, inputs: Inputs, y: np.ndarray,
             return np.abs(y) <= threshold, None, value, rtol, atol
     y64 = np.asarray(y, dtype=np.float64)
     if value.ndim == 0:
-        v = float(value)
-        if v == 0.0:
-            with np.errstate(invalid="ignore"):
-                return np.abs(y64) <= atol, y64, value, rtol, atol
-        return _close(y64, v, rtol, atol), y64, value, rtol, atol
+        return _close(y64, float(value), rtol, atol), y64, value, rtol, atol
     value = np.broadcast_to(value, y64.shape)
     return _close(y64, value, rtol, atol), y64, value, rtol, atol
 

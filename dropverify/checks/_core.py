@@ -266,14 +266,13 @@ class Stream:
         for a consumer certain to draw at least ``n`` more calls of this stream and touching no
         other target in between: the target then sees the same calls in the same order."""
         while len(self._buffer) < n and not (self._buffer and isinstance(self._buffer[-1], _Raise)):
-            pending, self._buffer = self._buffer, []  # take() serves the buffer first
             try:
-                got = self.take(n - len(pending))
+                got = self._draw(n - len(self._buffer))
             except TargetError as exc:
                 got = [_Raise(exc)]
-            self._buffer = pending + got
             if not got:
                 break
+            self._buffer.extend(got)
 
     def take(self, n: int) -> List[np.ndarray]:
         """Up to ``n`` outputs of consecutive calls, drawn in one dispatch; stops after the
@@ -286,9 +285,13 @@ class Stream:
         if self._buffer:
             got, self._buffer = self._buffer[:n], self._buffer[n:]
             return got
+        return self._draw(n)
+
+    def _draw(self, n: int) -> List[Any]:
+        """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch."""
         self._seed()
         if n <= 1 or STREAM_BATCH <= 1:
-            return [next(self)]
+            return [self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)]
         ctx, tgt, inputs, shape = self.ctx, self.target, self.inputs, self.expect_shape
         layout = ctx.layout
         n = min(n, STREAM_BATCH)
@@ -587,10 +590,9 @@ def unit_view(ctx: CheckContext, arr: np.ndarray, leading: int = 0, keepdims: bo
 def mask_values(ctx: CheckContext, inputs: Inputs, y: np.ndarray) -> Tuple[np.ndarray, bool]:
     """The per-element random draw read from an output: the dropped indicator (binary), or
     the multiplier y / x for continuous variants."""
-    if ctx.contract.dropped_value is not None or ctx.contract.decode is not None:
-        dropped = ctx.dropped(inputs, y)
-        if dropped is not None:
-            return dropped, True
+    dropped = ctx.dropped(inputs, y)
+    if dropped is not None:
+        return dropped, True
     return ctx.decode(inputs, y).multiplier, False
 
 

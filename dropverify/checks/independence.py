@@ -217,14 +217,14 @@ class StackedPairs:
     def __init__(self, u: np.ndarray, v: np.ndarray, sizes: Sequence[int]) -> None:
         self.u, self.v = u, v
         self.sizes = [int(m) for m in sizes]
-        self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
+        self.starts = [0] + np.cumsum(self.sizes)[:-1].tolist()
 
     def counts(self, x: np.ndarray) -> np.ndarray:
         """True elements per lane of a boolean array shaped like ``u``."""
         if x.ndim == 2:
             return np.count_nonzero(x, axis=1)
         # count_nonzero per lane slice: far faster than add.reduceat on large bool arrays
-        return np.array([np.count_nonzero(x[s:s + m]) for s, m in zip(self.starts.tolist(), self.sizes)], np.int64)
+        return np.array([np.count_nonzero(x[s:s + m]) for s, m in zip(self.starts, self.sizes)], np.int64)
 
 
 class _Steps:
