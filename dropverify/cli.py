@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import shlex
 import sys
@@ -28,6 +29,10 @@ from .errors import DropverifyError, key_value_pairs
 THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_OUT = "reports"
+CLI_TIME_BUDGET = 45.0
+"""Seconds of statistical sampling per configuration on the command line (small p ends in ~1 min)."""
+QUICK = {"max_calls": 1000, "time_budget_s": 20.0}
+"""The ``--quick`` preset."""
 
 
 class UsageError(DropverifyError):
@@ -56,7 +61,16 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    help="family-wise false-alarm rate of the whole run (Holm). Default: 0.001")
     p.add_argument("--power", type=float, default=None,
                    help="power that defines each minimum detectable deviation. Default: 0.99")
-    p.add_argument("--max-calls", type=int, default=None, help="calls per statistical check. Default: 20000")
+    p.add_argument("--max-calls", type=int, default=None,
+                   help="most calls of the target per statistical check and per configuration's shared stream "
+                        "(a reproducible bound on a run). Default: 20000")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock budget of each configuration's statistical sampling; when it ends every "
+                        "check evaluates what it drew (the report says so; results then depend on the "
+                        f"machine's speed). 0: none. Default: {CLI_TIME_BUDGET:g}")
+    p.add_argument("--quick", action="store_true", default=None,
+                   help=f"a fast preset: --max-calls {QUICK['max_calls']} --time-budget "
+                        f"{QUICK['time_budget_s']:g} (long-horizon checks see {QUICK['max_calls']} calls)"),
     p.add_argument("--check", action="append", default=None, metavar="NAME",
                    help="run only this check (repeatable); a per-axis / per-layout result name such as "
                         "multiplier_values_exact[transposed] runs the check that reports it (all its "
@@ -150,10 +164,18 @@ def _settings(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None
     """Settings from the config's values (``base``), overridden by every option given."""
     from .checks import Settings
     values: Dict[str, Any] = dict(base or {})
+    values.setdefault("time_budget_s", CLI_TIME_BUDGET)
+    if getattr(args, "quick", None):
+        values.update(QUICK)
     for key in ("seed", "alpha", "power", "max_calls", "fault_fraction"):
         given = getattr(args, key, None)
         if given is not None:
             values[key] = given
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if not (budget >= 0 and math.isfinite(budget)):
+            raise UsageError(f"--time-budget {budget:g}, but should be a number of seconds >= 0 (0: none)")
+        values["time_budget_s"] = budget or None
     seed = values.get("seed", _default_seed())
     if seed < 0:
         raise UsageError(f"--seed {seed}, but should be a non-negative integer")

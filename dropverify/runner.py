@@ -187,9 +187,12 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
+    from .checks import _core
     for ctx, chosen, skipped in plans:
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
+        budget = ctx.settings.time_budget_s
+        _core.DEADLINE[0] = None if budget is None else t0 + budget
         results: List[CheckResult] = []
         skipped = dict(skipped)
         shared = [c for c in chosen if c.shares_stream]
@@ -212,6 +215,7 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
             except NotInformative as why:
                 skipped[check.name] = f"not informative here: {why}"
             done += 1
+        _core.DEADLINE[0] = None
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -233,9 +237,9 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext) -> List[Any]:
     except TargetError as exc:
         return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
                              message=f"{exc} [{ctx.label}]", statistical=c.statistical(ctx) > 0)] for c in checks]
-    budget = ctx.settings.time_budget_s
+    from .checks import _core
     hub = SharedHub(ctx.stream(inputs, ctx.seed + SHARED_SALT, target=target), inputs, ctx.settings.max_calls,
-                    None if budget is None else time.perf_counter() + budget)
+                    _core.DEADLINE[0])
     jobs, owner = [], []
     for i, c in enumerate(checks):
         parts = None

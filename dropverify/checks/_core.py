@@ -649,6 +649,16 @@ def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -
     return int(np.prod([s for i, s in enumerate(shape) if i not in shared], dtype=np.int64))
 
 
+DEADLINE: List[Optional[float]] = [None]
+"""``time.perf_counter()`` after which the running configuration draws no more calls for its
+statistical checks (set by the runner from ``Settings.time_budget_s``; one configuration runs at
+a time in a process)."""
+
+
+def deadline_passed() -> bool:
+    return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
+
+
 class CallCounter:
     """Draws calls from a stream up to a cumulative count, feeding each output to ``sink``.
 
@@ -662,13 +672,16 @@ class CallCounter:
     def __call__(self, k: int) -> None:
         take = getattr(self.stream, "take", None)
         while self.done < k:
+            if deadline_passed() and not hasattr(self.stream, "hub"):  # the shared hub keeps its own time
+                raise BudgetExhausted(f"the configuration's time budget ended after {self.done} calls")
             if take is None:
                 self.sink(next(self.stream))
                 self.done += 1
                 continue
             got = take(k - self.done)
             if not got:
-                raise BudgetExhausted(f"the stream ended after {self.done} calls")
+                hub = getattr(self.stream, "hub", None)
+                raise BudgetExhausted(getattr(hub, "exhausted_reason", "") or f"the stream ended after {self.done} calls")
             for y in got:
                 if isinstance(y, _Raise):
                     raise y.error

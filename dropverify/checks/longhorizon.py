@@ -104,7 +104,8 @@ def _repeat_pattern(hashes: List[bytes]) -> Tuple[List[Tuple[int, int]], str]:
     if len(lags) == 1:
         period = lags.pop()
         start = found[0][0]
-        periodic = all(hashes[i] == hashes[i - period] for i in range(max(start, period), n))
+        # a period is named only once the repetition spans a whole period
+        periodic = n - start >= period and all(hashes[i] == hashes[i - period] for i in range(max(start, period), n))
         if periodic:
             where = "" if start == period else f" from call {start - period} on"
             return found, f"masks repeat with period {period} calls{where} (call t equals call t - {period})"
