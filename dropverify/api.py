@@ -511,6 +511,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     ValueError) before any sampling.
     """
     from .runner import verify as run_checks
+    from .targets._base import check_layout_rank
     from .targets.resolve import resolve_target
     from .targets.user import factory_spec
 
@@ -549,6 +550,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
                          reproduce_python(f"<your factory {getattr(target, '__qualname__', 'factory')}>", variant,
                                           params, shape_t, settings, dtype, layout, device, checks))
         spec = factory_spec(factory, variant, params, shape=shape_t, device=device, name=name)
+        check_layout_rank(layout, spec.probe_shape(), spec.name)
         specs = [dataclasses.replace(spec, dtype=dtype, layout=layout)]
     else:
         raise InvalidArgument(f"target={target!r}, but should be a target name ('torch:Dropout', "

@@ -80,6 +80,8 @@ USAGE_ERRORS = [
     (["run", "torch:Nope"], "target='torch:Nope', but should be one of"),
     (["run", "numpy:dropout", "--layout", "channels_last"], "--layout channels_last, but numpy:dropout"),
     (["run", "numpy:dropout", "--dtype", "bfloat16"], "--dtype bfloat16, but numpy:dropout"),
+    (["run", "torch:Dropout", "--shape", "256,128", "--layout", "channels_last"],
+     "layout='channels_last' needs a 4-D or 5-D input, but torch:Dropout is probed with shape (256, 128)"),
     (["run", "numpy:dropout", "--device", "cuda"], "runs on the cpu only"),
     (["run", "nomodule_xyz:make", "--variant", "dropout"], "cannot import module 'nomodule_xyz'"),
     (["run", "nomodule_xyz:make"], "is a factory: give the variant it claims with --variant"),

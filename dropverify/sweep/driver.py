@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..checks import Settings
 from ..errors import InvalidArgument
+from ..targets._base import layouts_for_rank
 from .execute import LARGE_CHECKS, SWEEP_CHECKS, Executor, Task, make_executor, run_task, task_settings
 from .space import (Axis, Config, DTYPE_ORDER, Space, covering, large_config, p_values, param_values,
                     shape_values, simplifications, strategy)
@@ -103,8 +104,8 @@ def build_space(target: str, variant: Optional[str], fixed: Mapping[str, Any], s
     tgt = spec.build(spec_params)
     dtypes = tuple(getattr(tgt, "sweep_dtypes", None) or [_name(d) for d in tgt.dtypes])
     dtypes = tuple(d for d in DTYPE_ORDER if d in dtypes)
-    layouts = tuple(tgt.layouts)
     base_shape = tuple(shape) if shape else tuple(base_shape) if base_shape else spec.probe_shape()
+    layouts = layouts_for_rank(tuple(tgt.layouts), len(base_shape))  # channels_last on 4-D / 5-D probes only
     axes = [Axis("p", (fixed["p"],) if "p" in fixed else p_values(contract) or (spec_params.get("p"),)),
             Axis("dtype", (fixed["dtype"],) if "dtype" in fixed else dtypes),
             Axis("layout", (fixed["layout"],) if "layout" in fixed else layouts),

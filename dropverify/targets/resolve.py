@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, key_value_pairs
-from ._base import TargetSpec, numpy_dtype
+from ._base import TargetSpec, check_layout_rank, numpy_dtype
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
         raise InvalidArgument(f"target={target!r} is a user factory: give its variant (the contract it claims)")
     from .user import user_spec
     spec = user_spec(target, variant, params, shape=tuple(shape) if shape else None, device=device)
+    check_layout_rank(layout, spec.probe_shape(), spec.name)
     return [dataclasses.replace(spec, dtype=dtype, layout=layout)]
 
 
@@ -91,6 +92,7 @@ def _configured(spec: TargetSpec, variant: Optional[str], params: Mapping[str, A
     spec.resolved_contract().validate_params(merged)
     if shape:
         spec.resolved_contract().check_shape(tuple(shape))
+    check_layout_rank(layout, tuple(shape) if shape else spec.probe_shape(), spec.name)
     return dataclasses.replace(spec, params=merged, shape=tuple(shape) if shape else spec.shape, dtype=dtype,
                                layout=layout)
 
