@@ -97,14 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dropverify {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     v = sub.add_parser("verify", help="verify the layers of this project's [tool.dropverify] config, "
-                                      "built-in targets (--target), or the reference variants",
-                       description="Without --target / --variant: the layers listed in [tool.dropverify] of the "
-                                   "nearest pyproject.toml (or dropverify.toml), else every reference variant.")
+                                      "built-in targets (--target), or the reference variants (--reference)",
+                       description="Without --target / --variant / --reference: the layers listed in "
+                                   "[tool.dropverify] of the nearest pyproject.toml (or dropverify.toml); none "
+                                   "there is a usage error.")
     v.add_argument("--target", action="append", default=None, metavar="NAME",
                    help="a built-in target (torch:Dropout2d, timm:DropBlock2d, numpy:dropout) or "
                         "user:MODULE:FACTORY (repeatable)")
     v.add_argument("--config", default=None, metavar="PATH",
                    help="a pyproject.toml with [tool.dropverify] or a dropverify.toml")
+    v.add_argument("--reference", action="store_true",
+                   help="verify every reference variant (numpy:<variant>; --variant picks some), whatever the "
+                        "project config says")
     v.add_argument("--out", default=None, help=f"report folder. Default: the config's `out`, else {DEFAULT_OUT!r}")
     _config_args(v, "without --target: only this reference variant (repeatable: --variant a --variant b); "
                     "with --target: the variant user factories claim", many=True)
@@ -560,33 +564,35 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
 
 
 def cmd_verify(args: argparse.Namespace, command: str) -> int:
-    """``dropverify verify``: --target names, else the project config, else the reference variants."""
-    from .config import find_config
+    """``dropverify verify``: --target names, --reference (or --variant) the reference variants,
+    else the project config; no config found is a usage error naming what was found instead."""
+    from .config import locate_config
     if args.target:
-        if args.config:
-            raise UsageError("--target and --config: give one")
+        if args.config or args.reference:
+            raise UsageError(f"--target and {'--config' if args.config else '--reference'}: give one")
         if args.variant and len(args.variant) > 1:
             raise UsageError("--variant with --target names the variant user factories claim: give it once")
         specs = _target_specs(args, args.target, args.variant[0] if args.variant else None,
                               variant_for_builtins=False)
         plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT)
+    elif args.config or not (args.variant or args.reference):
+        if args.config and args.reference:
+            raise UsageError("--config and --reference: give one")
+        config = Path(args.config) if args.config else None
+        if config is None:
+            config, why = locate_config()
+            if config is None:
+                raise UsageError(f"{why}: list your layers under [tool.dropverify], or pass --reference to "
+                                 "verify the reference variants")
+        elif not config.is_file():
+            raise UsageError(f"--config {args.config!r}, but no such file")
+        plan = _config_plan(args, config)
     else:
-        config = Path(args.config) if args.config else (None if args.variant else find_config())
-        if config is not None:
-            if args.config and not config.is_file():
-                raise UsageError(f"--config {args.config!r}, but no such file")
-            plan = _config_plan(args, config)
-        else:
-            targets = [f"numpy:{v}" for v in args.variant] if args.variant else None
-            if targets is None:
-                from .variants import variant_names
-                targets = [f"numpy:{v}" for v in variant_names()]
-            specs = _target_specs(args, targets, None)
-            plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
-                        title="dropverify: reference variants")
-            if not args.variant:
-                plan.note = ("no [tool.dropverify] in a pyproject.toml (or dropverify.toml) here or above; "
-                             "verifying the reference variants")
+        from .variants import variant_names
+        targets = [f"numpy:{v}" for v in (args.variant or variant_names())]
+        specs = _target_specs(args, targets, None)
+        plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
+                    title="dropverify: reference variants")
     return _execute(_outputs(args, plan), args, command)
 
 

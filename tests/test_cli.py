@@ -48,8 +48,8 @@ def a_file(tmp_path):
 
 USAGE_ERRORS = [
     (["verify", "--variant", "nope"], "variant='nope', but should be one of"),
-    (["verify", "--alpha", "2"], "alpha=2.0, but should be in (0, 1)"),
-    (["verify", "--check", "bogus"], "check='bogus', but should be one of"),
+    (["verify", "--reference", "--alpha", "2"], "alpha=2.0, but should be in (0, 1)"),
+    (["verify", "--reference", "--check", "bogus"], "check='bogus', but should be one of"),
     (["verify", "--target", "torch"], "should look like FRAMEWORK:LAYER"),
     (["verify", "--target", "numpy:nope"], "variant='nope', but should be one of"),
     (["run", "numpy:dropout", "--seed", "-5"], "--seed -5, but should be a non-negative integer"),
@@ -92,6 +92,8 @@ USAGE_ERRORS = [
     (["run"], "the following arguments are required: TARGET"),
     (["frobnicate"], "invalid choice"),
     (["verify", "--config", "{tmp}/missing.toml"], "no such file"),
+    (["verify", "--reference", "--target", "numpy:dropout"], "--target and --reference: give one"),
+    (["verify", "--reference", "--config", "{file}"], "--config and --reference: give one"),
 ]
 
 
@@ -281,12 +283,16 @@ def test_verify_writes_reports_and_same_seed_gives_same_bytes(tmp_path):
     assert not list(a.glob("**/*.tmp"))
 
 
-def test_verify_without_a_config_verifies_every_reference_variant(tmp_path):
+def test_verify_without_a_config_needs_reference_to_verify_every_reference_variant(tmp_path):
     (tmp_path / ".git").mkdir()  # a repository without [tool.dropverify]
-    code, out, err = run_cli("verify", "--out", "rep", "--max-calls", "30", "--check", "same_seed_reproduces",
-                             cwd=tmp_path)
+    fast = ("--out", "rep", "--max-calls", "30", "--check", "same_seed_reproduces")
+    code, out, err = run_cli("verify", *fast, cwd=tmp_path)
+    assert code == 2 and not (tmp_path / "rep").exists(), out + err
+    assert err.strip() == ("dropverify: error: no pyproject.toml with a [tool.dropverify] table (or dropverify.toml) "
+                           "here or above: list your layers under [tool.dropverify], or pass --reference to verify "
+                           "the reference variants")
+    code, out, err = run_cli("verify", "--reference", *fast, cwd=tmp_path)
     assert code == 0, out + err
-    assert "verifying the reference variants" in err
     from dropverify.variants import variant_names
     index = json.loads((tmp_path / "rep" / "index.json").read_text())
     assert [t["target"] for t in index["targets"]] == [f"numpy:{v}" for v in variant_names()]
