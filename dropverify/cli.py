@@ -487,6 +487,13 @@ def _cmd_sweep(args: argparse.Namespace, command: str) -> int:
         raise UsageError(f"--workers {workers}, but should be at least 1")
     if args.search < 0:
         raise UsageError(f"--search {args.search}, but should be 0 or more")
+    for flag, value in (("--junit-xml", args.junit_xml), ("--summary", args.summary)):
+        if value is not None:
+            raise UsageError(f"{flag} applies to runs without --sweep (a sweep writes its own --report)")
+    if args.report is not None:
+        if not args.report.endswith(".md"):
+            raise UsageError(f"--report {args.report!r}, but should end in .md (the JSON and figure land beside it)")
+        _check_writable("--report", args.report, folder=False)
     fixed: dict = dict(parse_params(args.param))
     for name in ("dtype", "layout", "device"):
         if getattr(args, name):
