@@ -511,7 +511,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     ValueError) before any sampling.
     """
     from .runner import verify as run_checks
-    from .targets._base import check_layout_rank
+    from .targets._base import check_layout_rank, probe_shape_arg
     from .targets.resolve import resolve_target
     from .targets.user import factory_spec
 
@@ -520,7 +520,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
         checks = [checks] if isinstance(checks, str) else list(checks)
-    shape_t = tuple(int(s) for s in shape) if shape is not None else None
+    shape_t = probe_shape_arg(shape)
     if isinstance(target, str):
         specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
         variant = specs[0].variant

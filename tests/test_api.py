@@ -214,6 +214,39 @@ def test_bad_arguments_raise_invalid_argument_before_sampling(call, match):
         call()
 
 
+BAD_SHAPES = [((0, 0), r"shape=\(0, 0\), but every size should be at least 1"),
+              ((16, 0), r"shape=\(16, 0\), but every size should be at least 1"),
+              ((-1, 4), r"shape=\(-1, 4\), but every size should be at least 1"),
+              ((), r"shape=\(\), but should be a non-empty sequence of integers"),
+              ("64,32", r"shape='64,32', but should be a non-empty sequence of integers"),
+              (64, r"shape=64, but should be a non-empty sequence of integers"),
+              ((2.5, 3), r"shape=\(2.5, 3\), but should be a non-empty sequence of integers")]
+
+
+@pytest.mark.parametrize("shape, match", BAD_SHAPES, ids=[repr(s) for s, _ in BAD_SHAPES])
+def test_empty_or_non_positive_shapes_are_refused_before_sampling(shape, match, monkeypatch):
+    """Issue 16: verify(shape=(0, 0)) ran (and ERRORed) where the CLI's --shape 0,0 is a usage
+    error; every entry point now refuses it in one line naming the shape."""
+    import dropverify.runner as runner
+    from dropverify.sweep import run_sweep
+    from dropverify.testing import assert_honours_contract
+    monkeypatch.setattr(runner, "verify", lambda *a, **k: pytest.fail("sampling started"))
+    for call in (lambda: verify("numpy:dropout", p=0.2, shape=shape),
+                 lambda: verify(make_sticky, "dropout", p=0.2, shape=shape),
+                 lambda: assert_honours_contract(make_sticky, "dropout", {"p": 0.2}, shape=shape),
+                 lambda: run_sweep("numpy:dropout", fixed={"shape": shape})):
+        with pytest.raises(InvalidArgument, match=match):
+            call()
+
+
+def test_seed_in_settings_is_validated_like_the_seed_argument():
+    """Settings(seed=-1) used to pass validation and ERROR every check after sampling."""
+    with pytest.raises(InvalidArgument, match=r"seed=-1, but should be an integer >= 0"):
+        verify("numpy:dropout", p=0.2, settings=Settings(seed=-1))
+    with pytest.raises(InvalidArgument, match=r"seed=1.5, but should be an integer >= 0"):
+        Settings(seed=1.5).validate()
+
+
 def test_every_verification_is_observed():
     from dropverify import _session
     seen = []

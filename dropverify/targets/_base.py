@@ -78,6 +78,24 @@ class TargetSpec:
 
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
 
+def probe_shape_arg(shape: Any, name: str = "shape") -> Optional[Tuple[int, ...]]:
+    """A probe shape given by a caller, as a tuple (None stays None); InvalidArgument (one line
+    naming it) unless it is a non-empty sequence of integers, each at least 1."""
+    from ..errors import InvalidArgument
+    if shape is None:
+        return None
+    try:
+        sizes = tuple(shape)
+    except TypeError:
+        sizes = None
+    if sizes is None or isinstance(shape, (str, bytes)) or not sizes or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in sizes):
+        raise InvalidArgument(f"{name}={shape!r}, but should be a non-empty sequence of integers, e.g. (64, 32)")
+    if any(s < 1 for s in sizes):
+        raise InvalidArgument(f"{name}={tuple(int(s) for s in sizes)!r}, but every size should be at least 1")
+    return tuple(int(s) for s in sizes)
+
+
 LAYOUT_RANKS: Mapping[str, Tuple[int, ...]] = {"channels_last": (4, 5), "channels_last_3d": (5,)}
 """Layouts that exist only at some input ranks (torch's channels-last memory formats); every
 other layout applies at any rank."""

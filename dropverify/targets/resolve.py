@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, key_value_pairs
-from ._base import TargetSpec, check_layout_rank, numpy_dtype
+from ._base import TargetSpec, check_layout_rank, numpy_dtype, probe_shape_arg
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
     """
     params = dict(params or {})
     numpy_dtype(dtype)  # validates the name
+    shape = None if isinstance(shape, (tuple, list)) and not shape else probe_shape_arg(shape)  # () = default
     if target.startswith("mutant:"):
         return [_configured(_mutant_spec(target), variant, params, shape, dtype, layout)]
     if is_builtin(target):
