@@ -300,8 +300,16 @@ def _command_line(argv: Sequence[str]) -> str:
 Progress = Callable[[str, int, int], None]
 
 
-def _progress(quiet: bool, n_targets: int) -> Optional[Progress]:
-    """TTY: one updating status line; otherwise (CI logs) one line per target as it starts."""
+def _progress(quiet: bool) -> Optional[Progress]:
+    """TTY: one updating status line. Otherwise (CI logs) one line per check as it finishes,
+    with its own time and the run's, so a long run is never silent for minutes::
+
+        dropverify: [ 3/25] torch:Dropout: drop_rate_matches_by_binomial 4.2 s (total 12.8 s)
+
+    The runner calls ``progress(label, done, total)`` as each check starts (``done`` checks
+    finished so far) and ``("done", total, total)`` at the end; a check has finished when the
+    next call comes, so its time is the gap between the two calls. Labels after the checks
+    (targets run in a worker process) are printed as they start."""
     if quiet:
         return None
     start = time.perf_counter()
@@ -311,20 +319,23 @@ def _progress(quiet: bool, n_targets: int) -> Optional[Progress]:
             sys.stderr.write(f"\r\x1b[2K[{done}/{total}] {label[:100]}{end}")
             sys.stderr.flush()
         return show
-    state = {"target": None, "index": 0}
+    state: Dict[str, Any] = {"running": None, "since": start, "checks_done": False}
 
     def log(label: str, done: int, total: int) -> None:
-        if label == "done":
-            sys.stderr.write(f"dropverify: {total}/{total} checks done in {time.perf_counter() - start:.1f} s\n")
-            sys.stderr.flush()
-            return
-        target = label.rsplit(": ", 1)[0]
-        if target != state["target"]:
-            state["target"] = target
-            state["index"] += 1
-            sys.stderr.write(f"dropverify: [{state['index']}/{n_targets}] {target} (checks {done}/{total} done, "
-                             f"{time.perf_counter() - start:.1f} s)\n")
-            sys.stderr.flush()
+        now = time.perf_counter()
+        running, state["running"] = state["running"], None
+        if running is not None and not state["checks_done"]:
+            width = len(str(total))
+            sys.stderr.write(f"dropverify: [{min(done, total):>{width}}/{total}] {running} "
+                             f"{now - state['since']:.1f} s (total {now - start:.1f} s)\n")
+        if label == "done" and not state["checks_done"]:
+            state["checks_done"] = True
+            sys.stderr.write(f"dropverify: {total}/{total} checks done in {now - start:.1f} s\n")
+        elif state["checks_done"]:
+            sys.stderr.write(f"dropverify: {label} (started at {now - start:.1f} s)\n")
+        else:
+            state["running"], state["since"] = label, now
+        sys.stderr.flush()
     return log
 
 
@@ -391,7 +402,7 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
     quiet = bool(getattr(args, "quiet", False))
     if plan.note and not quiet:
         print(f"dropverify: {plan.note}", file=sys.stderr)
-    run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet, len(plan.specs)))
+    run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet))
     run = _waive(run, plan.waive_results)
     problems = _write_outputs(run, plan, command)
     code = _finish(run, quiet, plan.strict)

@@ -110,6 +110,28 @@ def test_usage_errors_are_one_line_exit_2_before_sampling(args, needle, capsys, 
     assert not list(tmp_path.glob("**/*.md")) and not list(tmp_path.glob("**/*.json"))
 
 
+def test_progress_without_a_tty_is_one_line_per_finished_check_with_times(capsys, monkeypatch):
+    """Issue 16: a CI log showed one line per target, silent for minutes in between; now each
+    check's line comes as it finishes, with its own time and the run's."""
+    import dropverify.cli as cli
+    clock = iter([100.0, 100.0, 104.2, 112.8, 113.0, 113.5, 120.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    progress = cli._progress(quiet=False)
+    assert cli._progress(quiet=True) is None
+    for call in [("torch:Dropout: drop_rate_matches_by_binomial", 0, 10),
+                 ("torch:Dropout: multiplier_values_exact", 1, 10),
+                 ("numpy:dropout: invalid_p_rejected", 9, 10),
+                 ("done", 10, 10),
+                 ("1 target(s) in a worker with {'KERAS_BACKEND': 'jax'}", 0, 1)]:
+        progress(*call)
+    assert capsys.readouterr().err.splitlines() == [
+        "dropverify: [ 1/10] torch:Dropout: drop_rate_matches_by_binomial 4.2 s (total 4.2 s)",
+        "dropverify: [ 9/10] torch:Dropout: multiplier_values_exact 8.6 s (total 12.8 s)",
+        "dropverify: [10/10] numpy:dropout: invalid_p_rejected 0.2 s (total 13.0 s)",
+        "dropverify: 10/10 checks done in 13.0 s",
+        "dropverify: 1 target(s) in a worker with {'KERAS_BACKEND': 'jax'} (started at 13.5 s)"]
+
+
 def test_version_and_python_dash_m(capsys):
     assert main(["--version"]) == 0
     from importlib.metadata import version
@@ -172,9 +194,14 @@ def test_builtin_with_params_dtype_and_several_targets_share_one_family(tmp_path
     doc = json.loads((out / "numpy_dropout_float32.json").read_text())
     assert {r["check"] for r in doc["results"]} >= {"drop_rate_matches_by_binomial",
                                                     "multiplier_values_exact[transposed]"}
-    # not a TTY: one progress line per target on stderr
+    # not a TTY: one progress line per check as it finishes, on stderr
+    import re
     progress = [ln for ln in err.splitlines() if ln.startswith("dropverify: [")]
-    assert len(progress) == 2 and "[2/2] numpy:spatial_dropout_2d[float32]" in progress[1]
+    assert [re.sub(r" [0-9.]+ s \(total [0-9.]+ s\)$", "", ln) for ln in progress] == [
+        "dropverify: [1/4] numpy:dropout[float32]: drop_rate_matches_by_binomial",
+        "dropverify: [2/4] numpy:dropout[float32]: multiplier_values_exact",
+        "dropverify: [3/4] numpy:spatial_dropout_2d[float32]: drop_rate_matches_by_binomial",
+        "dropverify: [4/4] numpy:spatial_dropout_2d[float32]: multiplier_values_exact"], err
 
 
 def test_builtin_third_party_target_takes_any_parameters_and_shape(tmp_path):
