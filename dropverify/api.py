@@ -512,7 +512,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     """
     from .runner import verify as run_checks
     from .targets._base import check_layout_rank, probe_shape_arg
-    from .targets.resolve import resolve_target
+    from .targets.resolve import check_capabilities, resolve_target
     from .targets.user import factory_spec
 
     settings = _settings_for(settings, seed, alpha)
@@ -555,6 +555,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     else:
         raise InvalidArgument(f"target={target!r}, but should be a target name ('torch:Dropout', "
                               "'mymodule:make'), a factory or a layer object")
+    if not sweep:
+        check_capabilities(specs)  # a dtype / layout the target does not take: now, not an ERROR after sampling
     if sweep:
         report = _sweep(target if isinstance(target, str) else factory, variant, specs, settings, params, shape_t,
                         fixed_axes, device, reproduce)

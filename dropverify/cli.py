@@ -242,25 +242,9 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
 
 def _check_capabilities(specs: list) -> None:
     """UsageError now, not an ERROR after sampling, for a dtype or layout the target says it
-    does not take (read from the built target's ``dtypes`` / ``layouts``; a target that fails
-    to build is left to the run, where that becomes an ERROR with the reason)."""
-    import numpy as np
-    from .targets._base import numpy_dtype
-    for spec in specs:
-        if spec.dtype == "float64" and spec.layout == "contiguous":
-            continue
-        try:
-            target = spec.build(spec.resolved_params())
-            layouts = tuple(getattr(target, "layouts", ()) or ())
-            accepted = (*(getattr(target, "dtypes", ()) or ()), *(getattr(target, "sweep_dtypes", ()) or ()),
-                        *getattr(sys.modules.get(type(target).__module__), "SWEEP_DTYPES", ()))
-            dtypes = tuple(np.dtype(numpy_dtype(t) if isinstance(t, str) else t) for t in accepted)
-        except Exception:  # noqa: BLE001 - reported by the run as an ERROR
-            continue
-        if layouts and spec.layout not in layouts:
-            raise UsageError(f"--layout {spec.layout}, but {spec.name} takes {', '.join(layouts)}")
-        if dtypes and np.dtype(numpy_dtype(spec.dtype)) not in dtypes:
-            raise UsageError(f"--dtype {spec.dtype}, but {spec.name} takes {', '.join(str(d) for d in dtypes)}")
+    does not take (see :func:`dropverify.targets.resolve.check_capabilities`)."""
+    from .targets.resolve import check_capabilities
+    check_capabilities(specs, flags=True)
 
 
 def _name_configurations(specs: list) -> list:

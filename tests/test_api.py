@@ -301,3 +301,20 @@ def test_environment_names_the_frameworks_of_isolated_targets():
     if importlib.util.find_spec("tensorflow") is not None:
         assert env["tensorflow"]
     assert "flax" not in environment([SimpleNamespace(name="numpy:dropout")]) or "flax" in __import__("sys").modules
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"layout": "diagonal"}, r"layout='diagonal', but numpy:dropout takes contiguous, transposed, strided"),
+    ({"layout": "channels_last"}, r"layout='channels_last', but numpy:dropout takes contiguous, transposed, strided"),
+    ({"dtype": "bfloat16"}, r"dtype='bfloat16', but numpy:dropout takes float16, float32, float64"),
+])
+def test_a_dtype_or_layout_the_target_does_not_take_is_refused_like_the_cli(kw, match, monkeypatch):
+    """The CLI refused --layout / --dtype a target does not take; verify() and run_sweep()
+    accepted them and every check ERRORed after sampling."""
+    import dropverify.runner as runner
+    from dropverify.sweep import run_sweep
+    monkeypatch.setattr(runner, "verify", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(InvalidArgument, match=match):
+        verify("numpy:dropout", p=0.2, shape=(16, 8, 4, 4), **kw)
+    with pytest.raises(InvalidArgument, match=match.split(" takes")[0]):
+        run_sweep("numpy:dropout", fixed={"shape": (16, 8, 4, 4), **kw})

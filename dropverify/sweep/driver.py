@@ -108,6 +108,9 @@ def build_space(target: str, variant: Optional[str], fixed: Mapping[str, Any], s
     layouts = layouts_for_rank(tuple(tgt.layouts), len(base_shape))  # channels_last on 4-D / 5-D probes only
     if "layout" in fixed:
         check_layout_rank(fixed["layout"], base_shape, spec.name)
+    for axis, offered in (("layout", layouts), ("dtype", dtypes)):
+        if axis in fixed and fixed[axis] not in offered:
+            raise InvalidArgument(f"{axis}={fixed[axis]!r}, but {spec.name} takes {', '.join(offered)}")
     axes = [Axis("p", (fixed["p"],) if "p" in fixed else p_values(contract) or (spec_params.get("p"),)),
             Axis("dtype", (fixed["dtype"],) if "dtype" in fixed else dtypes),
             Axis("layout", (fixed["layout"],) if "layout" in fixed else layouts),

@@ -73,6 +73,33 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
     return [dataclasses.replace(spec, dtype=dtype, layout=layout)]
 
 
+def check_capabilities(specs: List[TargetSpec], flags: bool = False) -> None:
+    """InvalidArgument (one line) now, not an ERROR after sampling, for a spec whose dtype or
+    layout its target says it does not take (read from the built target's ``dtypes`` /
+    ``layouts``; a target that fails to build is left to the run, where that becomes an ERROR
+    with the reason). ``flags``: name them as the CLI's options (``--layout X``)."""
+    import sys
+
+    import numpy as np
+    for spec in specs:
+        if spec.dtype == "float64" and spec.layout == "contiguous":
+            continue
+        try:
+            target = spec.build(spec.resolved_params())
+            layouts = tuple(getattr(target, "layouts", ()) or ())
+            accepted = (*(getattr(target, "dtypes", ()) or ()), *(getattr(target, "sweep_dtypes", ()) or ()),
+                        *getattr(sys.modules.get(type(target).__module__), "SWEEP_DTYPES", ()))
+            dtypes = tuple(np.dtype(numpy_dtype(t) if isinstance(t, str) else t) for t in accepted)
+        except Exception:  # noqa: BLE001 - reported by the run as an ERROR
+            continue
+        if layouts and spec.layout not in layouts:
+            given = f"--layout {spec.layout}" if flags else f"layout={spec.layout!r}"
+            raise InvalidArgument(f"{given}, but {spec.name} takes {', '.join(layouts)}")
+        if dtypes and np.dtype(numpy_dtype(spec.dtype)) not in dtypes:
+            given = f"--dtype {spec.dtype}" if flags else f"dtype={spec.dtype!r}"
+            raise InvalidArgument(f"{given}, but {spec.name} takes {', '.join(str(d) for d in dtypes)}")
+
+
 def _mutant_spec(target: str) -> TargetSpec:
     """``mutant:NAME``: a mutant of the corpus (sweep corner cases first, then the numpy and
     torch corpus), so worker processes can rebuild mutants by name."""
