@@ -142,7 +142,9 @@ def test_example_project_end_to_end(tmp_path):
     assert "waived in pyproject.toml" in (reports / "user_mylayers_make_channel_dropout_float32.md").read_text()
     junit = (project / "ci" / "junit.xml").read_text()
     assert junit.count("<testsuite ") == 3 and 'message="not applicable: waived in pyproject.toml' in junit
-    assert "3 configuration(s) from" in err and len([ln for ln in err.splitlines() if "dropverify: [" in ln]) == 3
+    progress = [ln for ln in err.splitlines() if ln.startswith("dropverify: [")]  # one per check (the waived not run)
+    assert "3 configuration(s) from" in err and len(progress) == 8 and progress[-1].startswith("dropverify: [8/8] ")
+    assert sum(": invalid_p_rejected " in ln for ln in progress) == 2
     # the waiver is needed: without it the clipping layer FAILs the check it waives
     code, out, err = run_cli("run", "mylayers:make_channel_dropout", "--variant", "spatial_dropout_2d",
                              "--shape", "16,8,6,6", "--check", "invalid_p_rejected", cwd=project)
