@@ -79,6 +79,8 @@ class Settings:
 
     def validate(self) -> "Settings":
         from ..errors import out_of_range
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise out_of_range("seed", self.seed, "an integer >= 0")
         if not 0 < self.alpha < 1:
             raise out_of_range("alpha", self.alpha, "in (0, 1)")
         if not 0 < self.power < 1:
