@@ -37,6 +37,8 @@ class TargetRun:
     seconds: float
     not_applicable: Tuple[Tuple[str, str], ...] = ()
     root_causes: Tuple[RootCause, ...] = ()
+    stream: Tuple[Tuple[str, int], ...] = ()
+    """The shared stream: ("drawn", calls drawn), then (check, calls it read) per reading check."""
 
     @property
     def verdict(self) -> str:
@@ -196,20 +198,24 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
         results: List[CheckResult] = []
         skipped = dict(skipped)
         shared = [c for c in chosen if c.shares_stream]
+        stream_log: List[Tuple[str, int]] = []
+        if shared and not ctx.settings.shared_stream:  # each check draws its own copy of the stream
+            chosen = [c for c in chosen if c.shares_stream] + [c for c in chosen if not c.shares_stream]
+            shared = []
         if shared:
             def finished(check: CheckSpec, seconds: float, before: int = done) -> None:
                 if progress:
                     finished.count += 1
                     progress(f"done {seconds:.1f}: {ctx.spec.name}: {check.name}", before + finished.count, total)
             finished.count = 0
-            for check, outcome in zip(shared, _run_shared(shared, ctx, finished)):
+            for check, outcome in zip(shared, _run_shared(shared, ctx, finished, stream_log)):
                 if isinstance(outcome, NotInformative):
                     skipped[check.name] = f"not informative here: {outcome}"
                 else:
                     results.extend(outcome)
             done += len(shared)
         for check in chosen:
-            if check.shares_stream:
+            if check in shared:
                 continue
             if progress:
                 progress(f"{ctx.spec.name}: {check.name}", done, total)
@@ -223,14 +229,15 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
                               ctx.spec.description, tuple(results), time.perf_counter() - t0,
-                              tuple(sorted(skipped.items()))))
+                              tuple(sorted(skipped.items())), stream=tuple(stream_log)))
     if progress:
         progress("done", total, total)
     return runs
 
 
 def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
-                finished: Optional[Callable[[CheckSpec, float], None]] = None) -> List[Any]:
+                finished: Optional[Callable[[CheckSpec, float], None]] = None,
+                log: Optional[List[Tuple[str, int]]] = None) -> List[Any]:
     """Run the ``shares_stream`` checks of one configuration on ONE stream of calls (see
     :mod:`dropverify.checks._shared`): per check, its results or its NotInformative;
     ``finished(check, seconds)`` as each check finishes (after its last part)."""
@@ -270,6 +277,13 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
         outcomes = hub.run(jobs, on_done)
     finally:
         ctx._hub = None
+    if log is not None:
+        log.append(("drawn", hub.drawn))
+        read: Dict[str, int] = {}
+        for r in hub.readers:
+            name = checks[owner[r.index]].name
+            read[name] = max(read.get(name, 0), r.consumed)
+        log.extend(sorted(read.items(), key=lambda kv: -kv[1]))
     out: List[Any] = [[] for _ in checks]
     for i, (kind, value) in zip(owner, outcomes):
         c = checks[i]

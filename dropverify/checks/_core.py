@@ -55,7 +55,9 @@ class Settings:
     ``dispersion_rel`` on the ratio of the per-call dropped count's variance to the binomial's.
     time_budget_s: wall-clock budget of a configuration's shared stream of calls (None: none);
     when it ends, every check reading the stream evaluates what it has (results then depend on
-    the machine's speed; ``max_calls`` bounds a run reproducibly).
+    the machine's speed; ``max_calls`` bounds a run reproducibly). shared_stream: the
+    statistical checks read one stream of calls per configuration (False: each draws its own
+    copy of that stream from the same seed — same results, more calls; for comparison).
     call_timeout_s: a single call slower than this is an ERROR (a hung target).
     """
 
@@ -76,6 +78,7 @@ class Settings:
     call_timeout_s: float = 60.0
     seed: int = DEFAULT_SEED
     time_budget_s: Optional[float] = None
+    shared_stream: bool = True
 
     def validate(self) -> "Settings":
         from ..errors import out_of_range

@@ -140,6 +140,13 @@ def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str], c
     if target.description:
         head += ["", target.description]
     head += ["", run_line(run)]
+    if target.stream:
+        drawn = dict(target.stream).get("drawn", 0)
+        readers = [(k, v) for k, v in target.stream if k != "drawn"]
+        if readers:
+            top, most = readers[0]
+            head += ["", f"Calls: one shared stream of {drawn:,} training calls fed {len(readers)} checks "
+                         f"(the most demanding, `{top}`, read {most:,})."]
     if command:
         head += ["", f"Command: `{command}`"]
     if target.root_causes:
