@@ -70,7 +70,9 @@ def _dropblock_variant(rank: int) -> Optional[str]:
 _TORCH_NN: Dict[str, ModuleKind] = {
     "Dropout": ModuleKind("nn.Dropout", "dropout", "p"),
     "Dropout1d": ModuleKind("nn.Dropout1d", None, "p", lambda m, r: {"channels_last": False}, _spatial_variant(1)),
-    "Dropout2d": ModuleKind("nn.Dropout2d", None, "p", lambda m, r: {"channels_last": False}, _spatial_variant(2)),
+    # torch treats a 3-D input to Dropout2d as batched 1-D (N, C, L) channel dropout (and warns): verified as that
+    "Dropout2d": ModuleKind("nn.Dropout2d", None, "p", lambda m, r: {"channels_last": False},
+                            lambda rank: {4: "spatial_dropout_2d", 3: "spatial_dropout_1d"}.get(rank)),
     "Dropout3d": ModuleKind("nn.Dropout3d", None, "p", lambda m, r: {"channels_last": False}, _spatial_variant(3)),
     "AlphaDropout": ModuleKind("nn.AlphaDropout", "alpha_dropout", "p"),
     "FeatureAlphaDropout": ModuleKind("nn.FeatureAlphaDropout", "feature_alpha_dropout", "p"),
@@ -180,7 +182,8 @@ class Call:
     p: float
     applied: bool                   # dropout actually applied: p > 0 and the op was in training mode
     flag: Optional[bool]            # the functional training argument (None: none, e.g. SDPA)
-    flag_given: bool                # the training argument was passed explicitly
+    flag_given: bool                # the training argument reached the op by position or name (F.* functions
+                                    # pass every argument on by name under a TorchFunctionMode: always True)
     module_training: bool           # the calling module's .training
     shapes: Tuple[Tuple[int, ...], ...]
     dtype: str
@@ -498,8 +501,6 @@ class Recorder(TorchFunctionMode):
                      "scale": values.get("scale"), "enable_gqa": bool(values.get("enable_gqa"))}
         elif op.name == "multi_head_attention_forward":
             extra = {"num_heads": int(values.get("num_heads", 1))}
-        if op.flag_arg is not None and op.flag_arg not in given:
-            extra["flag_default"] = op.defaults.get(op.flag_arg)
         first = tensors[0] if tensors else None
         self.seq += 1
         site.calls.append(Call(self.current, p, applied, flag, op.flag_arg in given, bool(module.training),

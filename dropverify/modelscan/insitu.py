@@ -169,6 +169,10 @@ def _module_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpe
         call, probe = unbatched_call, (1,) + tuple(shape)
         conventions.append(f"The site receives unbatched input {shape}: the probe adds a batch axis of 1 and feeds "
                            "x[0] unbatched, as the model does.")
+    if kind.name == "nn.Dropout2d" and rank == 3:
+        conventions.append("PyTorch treats a 3-D input to Dropout2d as batched 1-D (N, C, L) and drops whole (n, c) "
+                           "rows (it warns): verified against that. If the site's 3-D input is an unbatched (C, H, W) "
+                           "map, it drops rows, not channels (pytorch 69801): add the batch axis.")
     contract = None
     if kind.name.startswith("torchvision DropBlock"):
         from ..targets.torchvision_ops import eps_contract

@@ -54,11 +54,15 @@ def _p_name(site: Site) -> str:
 
 
 def _flag_words(site: Site, call: Call) -> str:
-    """``F.dropout(p=0.1) called with training=True (not passed: F.dropout's default)``."""
+    """``F.dropout(p=0.1) called with training=True (F.dropout's default)``: the op's default is
+    named when the flag has the default's value (a forgotten ``training=self.training`` looks
+    like this; a functional op receives every argument by name, so whether it was passed is
+    not observable)."""
     op = site.fop
     if op is None or op.flag_arg is None:
         return f"{site.kind}({_p_name(site)}={call.p:g})"
-    how = "" if call.flag_given else f" (not passed: {op.shown}'s default)"
+    default = op.defaults.get(op.flag_arg, None)
+    how = f" ({op.shown}'s default; pass {op.flag_arg}=self.training)" if default is call.flag else ""
     return f"{op.shown}({op.p_arg}={call.p:g}) called with {op.flag_arg}={call.flag}{how}"
 
 
@@ -93,7 +97,9 @@ def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str) -> 
         return _result(EVAL_DETERMINISTIC, target, "model", True,
                        f"two eval calls under different seeds give identical outputs ({total} elements)",
                        elements=total)
-    where = ("; dropout applied in eval at " + ", ".join(f"{s.label} ({_active_words(s)})" for s in active)
+    named = ", ".join(f"{s.label} ({_active_words(s)})" for s in active[:3])
+    named += f" and {len(active) - 3} more site(s)" if len(active) > 3 else ""
+    where = ("; dropout applied in eval at " + named
              if active else "; no intercepted dropout site was active in eval: the randomness comes from "
                             "another op (a module classified as none, or a random op outside the dropout family)")
     return _result(EVAL_DETERMINISTIC, target, "model", False,
@@ -130,7 +136,7 @@ def site_training(site: Site, target: str, variant: str) -> CheckResult:
             why = f"{site.label}: {what}({pname}={c.p:g}) is in eval mode while the model trains: it never drops"
         elif site.is_module:
             why = (f"{site.label}: {what} calls {c.extra.get('via', 'its op')}({pname}={c.p:g}) with training="
-                   f"{c.flag}{'' if c.flag_given else ' (not passed: the default)'} in training: it never drops")
+                   f"{c.flag} in training: it never drops")
         else:
             why = f"{site.label}: {_flag_words(site, c)} in training: it never drops"
         return _result(SITE_TRAINING, target, variant, False, why, **details)
@@ -165,7 +171,7 @@ def site_eval(site: Site, target: str, variant: str) -> CheckResult:
             why = f"{site.label}: {_flag_words(site, c)} in eval"
         elif c.flag is not None:
             why = (f"{site.label}: {site.kind} calls {c.extra.get('via', 'its op')}({pname}={c.p:g}) with training="
-                   f"{c.flag}{'' if c.flag_given else ' (not passed: the default)'} in eval")
+                   f"{c.flag} in eval")
         else:
             why = f"{site.label}: {site.kind}({pname}={c.p:g}) is in training mode while the model is in eval"
         return _result(SITE_EVAL, target, variant, False, why + f" ({len(bad)} of {len(calls)} eval calls)",
@@ -177,7 +183,8 @@ def site_eval(site: Site, target: str, variant: str) -> CheckResult:
                        f"{site.label}: {site.kind} output differs from its eval output (the input) in eval: "
                        f"{n} of {total} elements on the real activations", calls=len(calls), elements_off=n)
     how = ("output equal to its eval output on the real activations" if site.is_module
-           else f"{pname}=0 or training=False passed")
+           else f"{pname}=0 passed" if site.fop is None or site.fop.flag_arg is None
+           else f"{site.fop.flag_arg}=False or {pname}=0 passed")
     return _result(SITE_EVAL, target, variant, True, f"{site.label}: inactive in {len(calls)} eval call(s) ({how})",
                    calls=len(calls))
 
