@@ -223,9 +223,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     """
     import torch
     import torch.nn as nn
-    from . import insitu, model_checks as mc
-    from .discovery import Recorder, configured_rates, lookup_configured, module_sites
-    from ..runner import verify as run_checks
+    from . import insitu
 
     if not isinstance(model, nn.Module):
         raise InvalidArgument(f"model is a {type(model).__name__}, but should be a torch nn.Module")
@@ -233,9 +231,28 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     settings = _settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
     chosen = insitu.choose_checks(checks)
     args, kwargs = as_args(example_inputs)
-    start = time.perf_counter()
     rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    try:
+        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce)
+    finally:  # the passes and the in-situ runs seed torch: the caller's RNG state comes back
+        torch.random.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    from .. import _session
+    _session.notify(report)
+    return report
+
+
+def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: Settings,
+          chosen: Optional[List[str]], progress: Any, reproduce: Optional[str]) -> ScanReport:
+    """The scan proper (see :func:`scan`)."""
+    import torch
+    from . import insitu, model_checks as mc
+    from .discovery import Recorder, configured_rates, lookup_configured, module_sites
+    from ..runner import verify as run_checks
+
+    start = time.perf_counter()
     try:
         work = copy.deepcopy(model)
         own = False
@@ -260,9 +277,6 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
         schedules = mc.depth_schedules(work, sites)
         pass_seconds = time.perf_counter() - start
     finally:
-        torch.random.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
         for m, f in flags.items():
             m.training = f
 
@@ -354,10 +368,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     if reproduce is None:
         reproduce = f"dropverify.scan(<your model>, <your inputs>, seed={settings.seed}" + \
             (f", alpha={settings.alpha!r}" if settings.alpha != Settings().alpha else "") + ")"
-    report = ScanReport(run=full, reproduce=reproduce, scan=result)
-    from .. import _session
-    _session.notify(report)
-    return report
+    return ScanReport(run=full, reproduce=reproduce, scan=result)
 
 
 __all__ = ["MODEL", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]
