@@ -270,14 +270,14 @@ def plan(sites: Sequence[Site]) -> Plan:
     for site in sites:
         calls = site.phase("train")
         if not calls:
-            out.skipped[site.name] = "not called in training: nothing to sample"
+            out.skipped[site.name] = "not called in training"
             continue
         first, note = _consistent(calls)
         if first.p <= 0:
-            out.skipped[site.name] = "p=0 in training: the site drops nothing, nothing to sample"
+            out.skipped[site.name] = "p=0 in training"
             continue
         if not first.applied:
-            out.skipped[site.name] = "inactive in training (see site_receives_configured_p_in_training)"
+            out.skipped[site.name] = "inactive in training"
             continue
         try:
             spec, key, why = (_module_spec if site.is_module else _functional_spec)(site, first, note)

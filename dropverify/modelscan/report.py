@@ -117,7 +117,15 @@ def scan_markdown(report: Any) -> str:
     head += ["## Model checks", "", summary_table(model), ""]
     head += [f"- `{r.check}` {r.verdict}: {r.message}" for r in model.results]
     head += ["", "## Site details"]
+    quiet = [t for t in run.targets[1:] if t.verdict == "PASS" and not any(r.statistical for r in t.results)
+             and all(r.check in _SCAN_CHECKS for r in t.results)]
+    if quiet:
+        head += ["", f"{len(quiet)} site(s) passed the scan's exact checks and were not sampled in situ (p = 0 in "
+                     "training, or verified by an identical site); their messages are in the JSON: "
+                 + ", ".join(f"`{t.spec_name}`" for t in quiet) + "."]
     for t in run.targets[1:]:
+        if t.spec_name in {q.spec_name for q in quiet}:
+            continue
         head += ["", f"### `{t.spec_name}` — {t.verdict}", "", t.description]
         if t.root_causes:
             head += [""] + [root_cause_line(c) for c in t.root_causes]
