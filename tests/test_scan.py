@@ -325,3 +325,21 @@ def test_report_object_is_a_report():
     with pytest.raises(dropverify.CheckFailed, match="cause: blocks.0.attn: F.scaled_dot_product_attention received"):
         r.assert_ok()
     assert scanned("correct").assert_ok() is scanned("correct")
+
+
+def test_committed_timm_report_is_what_the_readme_quotes():
+    root = Path(__file__).resolve().parents[1]
+    report = root / "reports" / "scan" / "timm_vit_tiny.md"
+    text = report.read_text()
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Audit a whole model: `dropverify scan`"):readme.index("## Your project's layers")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert len(rows) == 6 and all(row in text.splitlines() for row in rows)
+    assert "Verdict: **INCONCLUSIVE** — 84 dropout site(s): 66 PASS, 6 INCONCLUSIVE, 12 not called." in text
+    doc = json.loads(report.with_suffix(".json").read_text())
+    assert doc["run"]["command"] == ("dropverify scan examples/scan/scan_models.py:timm_vit --shape 64,3,32,32 "
+                                     "--report reports/scan/timm_vit_tiny.md")
+    assert doc["ok"] and not doc["causes"]
+    jsonschema = pytest.importorskip("jsonschema")
+    from dropverify.report import schema_path
+    jsonschema.Draft202012Validator(json.loads(schema_path().read_text())).validate(doc)
