@@ -477,7 +477,8 @@ class Recorder(TorchFunctionMode):
         p = float(values.get(op.p_arg, 0.0) or 0.0)
         flag = None if op.flag_arg is None else bool(values.get(op.flag_arg, True))
         applied = p > 0 and (flag is None or flag)
-        tensors = [v for v in values.values() if isinstance(v, torch.Tensor)]
+        named = [values[n] for n in op.names if isinstance(values.get(n), torch.Tensor)]  # signature order
+        tensors = named + [v for k, v in values.items() if k not in op.names and isinstance(v, torch.Tensor)]
         frame = self.stack[-1] if self.stack else None
         if frame is not None and frame.site is not None:  # inside a module site: what it really passed
             call = frame.call

@@ -130,6 +130,9 @@ def site_training(site: Site, target: str, variant: str) -> CheckResult:
     inactive = [c for c in calls if c.p > 0 and not c.applied]
     details = {"received": received, "configured": site.configured, "configured_from": site.configured_from,
                "calls": len(calls)}
+    if not calls:
+        return _result(SITE_TRAINING, target, variant, True,
+                       f"{site.label}: {what} not called in training (only in eval)", **details)
     if inactive:
         c = inactive[0]
         if site.is_module and c.flag is None:
