@@ -511,7 +511,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     ValueError) before any sampling.
     """
     from .runner import verify as run_checks
-    from .targets.resolve import resolve_target
+    from .targets._base import check_layout_rank, probe_shape_arg
+    from .targets.resolve import check_capabilities, resolve_target
     from .targets.user import factory_spec
 
     settings = _settings_for(settings, seed, alpha)
@@ -519,7 +520,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
         checks = [checks] if isinstance(checks, str) else list(checks)
-    shape_t = tuple(int(s) for s in shape) if shape is not None else None
+    shape_t = probe_shape_arg(shape)
     if isinstance(target, str):
         specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
         variant = specs[0].variant
@@ -549,10 +550,13 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
                          reproduce_python(f"<your factory {getattr(target, '__qualname__', 'factory')}>", variant,
                                           params, shape_t, settings, dtype, layout, device, checks))
         spec = factory_spec(factory, variant, params, shape=shape_t, device=device, name=name)
+        check_layout_rank(layout, spec.probe_shape(), spec.name)
         specs = [dataclasses.replace(spec, dtype=dtype, layout=layout)]
     else:
         raise InvalidArgument(f"target={target!r}, but should be a target name ('torch:Dropout', "
                               "'mymodule:make'), a factory or a layer object")
+    if not sweep:
+        check_capabilities(specs)  # a dtype / layout the target does not take: now, not an ERROR after sampling
     if sweep:
         report = _sweep(target if isinstance(target, str) else factory, variant, specs, settings, params, shape_t,
                         fixed_axes, device, reproduce)

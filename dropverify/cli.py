@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import shlex
 import sys
@@ -28,6 +29,10 @@ from .errors import DropverifyError, key_value_pairs
 THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_OUT = "reports"
+CLI_TIME_BUDGET = 45.0
+"""Seconds of statistical sampling per configuration on the command line (small p ends in ~1 min)."""
+QUICK = {"max_calls": 1000, "time_budget_s": 20.0}
+"""The ``--quick`` preset."""
 
 
 class UsageError(DropverifyError):
@@ -56,7 +61,16 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    help="family-wise false-alarm rate of the whole run (Holm). Default: 0.001")
     p.add_argument("--power", type=float, default=None,
                    help="power that defines each minimum detectable deviation. Default: 0.99")
-    p.add_argument("--max-calls", type=int, default=None, help="calls per statistical check. Default: 20000")
+    p.add_argument("--max-calls", type=int, default=None,
+                   help="most calls of the target per statistical check and per configuration's shared stream "
+                        "(a reproducible bound on a run). Default: 20000")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="wall-clock budget of each configuration's statistical sampling; when it ends every "
+                        "check evaluates what it drew (the report says so; results then depend on the "
+                        f"machine's speed). 0: none. Default: {CLI_TIME_BUDGET:g}")
+    p.add_argument("--quick", action="store_true", default=None,
+                   help=f"a fast preset: --max-calls {QUICK['max_calls']} --time-budget "
+                        f"{QUICK['time_budget_s']:g} (long-horizon checks see {QUICK['max_calls']} calls)"),
     p.add_argument("--check", action="append", default=None, metavar="NAME",
                    help="run only this check (repeatable); a per-axis / per-layout result name such as "
                         "multiplier_values_exact[transposed] runs the check that reports it (all its "
@@ -97,14 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dropverify {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     v = sub.add_parser("verify", help="verify the layers of this project's [tool.dropverify] config, "
-                                      "built-in targets (--target), or the reference variants",
-                       description="Without --target / --variant: the layers listed in [tool.dropverify] of the "
-                                   "nearest pyproject.toml (or dropverify.toml), else every reference variant.")
+                                      "built-in targets (--target), or the reference variants (--reference)",
+                       description="Without --target / --variant / --reference: the layers listed in "
+                                   "[tool.dropverify] of the nearest pyproject.toml (or dropverify.toml); none "
+                                   "there is a usage error.")
     v.add_argument("--target", action="append", default=None, metavar="NAME",
                    help="a built-in target (torch:Dropout2d, timm:DropBlock2d, numpy:dropout) or "
                         "user:MODULE:FACTORY (repeatable)")
     v.add_argument("--config", default=None, metavar="PATH",
                    help="a pyproject.toml with [tool.dropverify] or a dropverify.toml")
+    v.add_argument("--reference", action="store_true",
+                   help="verify every reference variant (numpy:<variant>; --variant picks some), whatever the "
+                        "project config says")
     v.add_argument("--out", default=None, help=f"report folder. Default: the config's `out`, else {DEFAULT_OUT!r}")
     _config_args(v, "without --target: only this reference variant (repeatable: --variant a --variant b); "
                     "with --target: the variant user factories claim", many=True)
@@ -152,10 +170,18 @@ def _settings(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None
     """Settings from the config's values (``base``), overridden by every option given."""
     from .checks import Settings
     values: Dict[str, Any] = dict(base or {})
+    values.setdefault("time_budget_s", CLI_TIME_BUDGET)
+    if getattr(args, "quick", None):
+        values.update(QUICK)
     for key in ("seed", "alpha", "power", "max_calls", "fault_fraction"):
         given = getattr(args, key, None)
         if given is not None:
             values[key] = given
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if not (budget >= 0 and math.isfinite(budget)):
+            raise UsageError(f"--time-budget {budget:g}, but should be a number of seconds >= 0 (0: none)")
+        values["time_budget_s"] = budget or None
     seed = values.get("seed", _default_seed())
     if seed < 0:
         raise UsageError(f"--seed {seed}, but should be a non-negative integer")
@@ -240,25 +266,9 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
 
 def _check_capabilities(specs: list) -> None:
     """UsageError now, not an ERROR after sampling, for a dtype or layout the target says it
-    does not take (read from the built target's ``dtypes`` / ``layouts``; a target that fails
-    to build is left to the run, where that becomes an ERROR with the reason)."""
-    import numpy as np
-    from .targets._base import numpy_dtype
-    for spec in specs:
-        if spec.dtype == "float64" and spec.layout == "contiguous":
-            continue
-        try:
-            target = spec.build(spec.resolved_params())
-            layouts = tuple(getattr(target, "layouts", ()) or ())
-            accepted = (*(getattr(target, "dtypes", ()) or ()), *(getattr(target, "sweep_dtypes", ()) or ()),
-                        *getattr(sys.modules.get(type(target).__module__), "SWEEP_DTYPES", ()))
-            dtypes = tuple(np.dtype(numpy_dtype(t) if isinstance(t, str) else t) for t in accepted)
-        except Exception:  # noqa: BLE001 - reported by the run as an ERROR
-            continue
-        if layouts and spec.layout not in layouts:
-            raise UsageError(f"--layout {spec.layout}, but {spec.name} takes {', '.join(layouts)}")
-        if dtypes and np.dtype(numpy_dtype(spec.dtype)) not in dtypes:
-            raise UsageError(f"--dtype {spec.dtype}, but {spec.name} takes {', '.join(str(d) for d in dtypes)}")
+    does not take (see :func:`dropverify.targets.resolve.check_capabilities`)."""
+    from .targets.resolve import check_capabilities
+    check_capabilities(specs, flags=True)
 
 
 def _name_configurations(specs: list) -> list:
@@ -298,8 +308,16 @@ def _command_line(argv: Sequence[str]) -> str:
 Progress = Callable[[str, int, int], None]
 
 
-def _progress(quiet: bool, n_targets: int) -> Optional[Progress]:
-    """TTY: one updating status line; otherwise (CI logs) one line per target as it starts."""
+def _progress(quiet: bool) -> Optional[Progress]:
+    """TTY: one updating status line. Otherwise (CI logs) one line per check as it finishes,
+    with its own time and the run's, so a long run is never silent for minutes::
+
+        dropverify: [ 3/25] torch:Dropout: drop_rate_matches_by_binomial 4.2 s (total 12.8 s)
+
+    The runner calls ``progress(label, done, total)`` as each check starts (``done`` checks
+    finished so far) and ``("done", total, total)`` at the end; a check has finished when the
+    next call comes, so its time is the gap between the two calls. Labels after the checks
+    (targets run in a worker process) are printed as they start."""
     if quiet:
         return None
     start = time.perf_counter()
@@ -309,20 +327,23 @@ def _progress(quiet: bool, n_targets: int) -> Optional[Progress]:
             sys.stderr.write(f"\r\x1b[2K[{done}/{total}] {label[:100]}{end}")
             sys.stderr.flush()
         return show
-    state = {"target": None, "index": 0}
+    state: Dict[str, Any] = {"running": None, "since": start, "checks_done": False}
 
     def log(label: str, done: int, total: int) -> None:
-        if label == "done":
-            sys.stderr.write(f"dropverify: {total}/{total} checks done in {time.perf_counter() - start:.1f} s\n")
-            sys.stderr.flush()
-            return
-        target = label.rsplit(": ", 1)[0]
-        if target != state["target"]:
-            state["target"] = target
-            state["index"] += 1
-            sys.stderr.write(f"dropverify: [{state['index']}/{n_targets}] {target} (checks {done}/{total} done, "
-                             f"{time.perf_counter() - start:.1f} s)\n")
-            sys.stderr.flush()
+        now = time.perf_counter()
+        running, state["running"] = state["running"], None
+        if running is not None and not state["checks_done"]:
+            width = len(str(total))
+            sys.stderr.write(f"dropverify: [{min(done, total):>{width}}/{total}] {running} "
+                             f"{now - state['since']:.1f} s (total {now - start:.1f} s)\n")
+        if label == "done" and not state["checks_done"]:
+            state["checks_done"] = True
+            sys.stderr.write(f"dropverify: {total}/{total} checks done in {now - start:.1f} s\n")
+        elif state["checks_done"]:
+            sys.stderr.write(f"dropverify: {label} (started at {now - start:.1f} s)\n")
+        else:
+            state["running"], state["since"] = label, now
+        sys.stderr.flush()
     return log
 
 
@@ -389,7 +410,7 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
     quiet = bool(getattr(args, "quiet", False))
     if plan.note and not quiet:
         print(f"dropverify: {plan.note}", file=sys.stderr)
-    run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet, len(plan.specs)))
+    run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet))
     run = _waive(run, plan.waive_results)
     problems = _write_outputs(run, plan, command)
     code = _finish(run, quiet, plan.strict)
@@ -485,6 +506,13 @@ def _cmd_sweep(args: argparse.Namespace, command: str) -> int:
         raise UsageError(f"--workers {workers}, but should be at least 1")
     if args.search < 0:
         raise UsageError(f"--search {args.search}, but should be 0 or more")
+    for flag, value in (("--junit-xml", args.junit_xml), ("--summary", args.summary)):
+        if value is not None:
+            raise UsageError(f"{flag} applies to runs without --sweep (a sweep writes its own --report)")
+    if args.report is not None:
+        if not args.report.endswith(".md"):
+            raise UsageError(f"--report {args.report!r}, but should end in .md (the JSON and figure land beside it)")
+        _check_writable("--report", args.report, folder=False)
     fixed: dict = dict(parse_params(args.param))
     for name in ("dtype", "layout", "device"):
         if getattr(args, name):
@@ -562,33 +590,35 @@ def _config_plan(args: argparse.Namespace, path: Path) -> Plan:
 
 
 def cmd_verify(args: argparse.Namespace, command: str) -> int:
-    """``dropverify verify``: --target names, else the project config, else the reference variants."""
-    from .config import find_config
+    """``dropverify verify``: --target names, --reference (or --variant) the reference variants,
+    else the project config; no config found is a usage error naming what was found instead."""
+    from .config import locate_config
     if args.target:
-        if args.config:
-            raise UsageError("--target and --config: give one")
+        if args.config or args.reference:
+            raise UsageError(f"--target and {'--config' if args.config else '--reference'}: give one")
         if args.variant and len(args.variant) > 1:
             raise UsageError("--variant with --target names the variant user factories claim: give it once")
         specs = _target_specs(args, args.target, args.variant[0] if args.variant else None,
                               variant_for_builtins=False)
         plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT)
+    elif args.config or not (args.variant or args.reference):
+        if args.config and args.reference:
+            raise UsageError("--config and --reference: give one")
+        config = Path(args.config) if args.config else None
+        if config is None:
+            config, why = locate_config()
+            if config is None:
+                raise UsageError(f"{why}: list your layers under [tool.dropverify], or pass --reference to "
+                                 "verify the reference variants")
+        elif not config.is_file():
+            raise UsageError(f"--config {args.config!r}, but no such file")
+        plan = _config_plan(args, config)
     else:
-        config = Path(args.config) if args.config else (None if args.variant else find_config())
-        if config is not None:
-            if args.config and not config.is_file():
-                raise UsageError(f"--config {args.config!r}, but no such file")
-            plan = _config_plan(args, config)
-        else:
-            targets = [f"numpy:{v}" for v in args.variant] if args.variant else None
-            if targets is None:
-                from .variants import variant_names
-                targets = [f"numpy:{v}" for v in variant_names()]
-            specs = _target_specs(args, targets, None)
-            plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
-                        title="dropverify: reference variants")
-            if not args.variant:
-                plan.note = ("no [tool.dropverify] in a pyproject.toml (or dropverify.toml) here or above; "
-                             "verifying the reference variants")
+        from .variants import variant_names
+        targets = [f"numpy:{v}" for v in (args.variant or variant_names())]
+        specs = _target_specs(args, targets, None)
+        plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
+                    title="dropverify: reference variants")
     return _execute(_outputs(args, plan), args, command)
 
 

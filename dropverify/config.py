@@ -118,10 +118,20 @@ class ProjectConfig:
 def find_config(start: Optional[Path] = None) -> Optional[Path]:
     """The nearest ``dropverify.toml``, or ``pyproject.toml`` with a ``[tool.dropverify]`` table,
     in ``start`` (default: the working directory) or a parent up to the repository root."""
+    return locate_config(start)[0]
+
+
+def locate_config(start: Optional[Path] = None) -> Tuple[Optional[Path], str]:
+    """(:func:`find_config`'s answer, and where it is None, one line saying why: the nearest
+    ``pyproject.toml`` has no ``[tool.dropverify]`` table, naming a misspelt table such as
+    ``[tool.dropverfy]`` or a misspelt ``dropverify.toml`` file where there is one)."""
     here = Path(start or Path.cwd()).resolve()
+    nearest: Optional[Path] = None
+    near_misses: List[str] = []
     for folder in (here, *here.parents):
         if (folder / "dropverify.toml").is_file():
-            return folder / "dropverify.toml"
+            return folder / "dropverify.toml", ""
+        near_misses += [_display(folder / n) for n in _near_miss_files(folder)]
         pyproject = folder / "pyproject.toml"
         if pyproject.is_file():
             try:
@@ -129,10 +139,51 @@ def find_config(start: Optional[Path] = None) -> Optional[Path]:
             except InvalidArgument:
                 data = {"tool": {"dropverify": {}}}  # report the syntax error when it is loaded
             if "dropverify" in data.get("tool", {}):
-                return pyproject
+                return pyproject, ""
+            nearest = nearest or pyproject
+            near_misses += [f"[{t}] in {_display(pyproject)}" for t in near_miss_tables(data)]
         if (folder / ".git").exists():
             break
-    return None
+    if nearest is not None:
+        why = f"{_display(nearest)} has no [tool.dropverify] table"
+    else:
+        why = "no pyproject.toml with a [tool.dropverify] table (or dropverify.toml) here or above"
+    if near_misses:
+        why += f" (found {near_misses[0]}: a misspelling?)"
+    return None, why
+
+
+def _display(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def near_miss_tables(data: Mapping[str, Any]) -> List[str]:
+    """Table names in a parsed pyproject.toml that look like a misspelt ``[tool.dropverify]``
+    (``tool.dropverfy``, ``tools.dropverify``, a top-level ``dropverify``, ``tool.drop-verify``)."""
+    import difflib
+    names = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            names.append(str(key))
+            names += [f"{key}.{sub}" for sub, v in value.items() if isinstance(v, dict)]
+    names = [n for n in names if n != "tool.dropverify" and not n.startswith("tool.dropverify.")]
+    squash = [n.lower().replace("-", "").replace("_", "") for n in names]
+    close = set(difflib.get_close_matches("tool.dropverify", squash, n=3, cutoff=0.8))
+    return [n for n, q in zip(names, squash) if q in close or "dropverify" in q.split(".")[-1]]
+
+
+def _near_miss_files(folder: Path) -> List[str]:
+    """Files in ``folder`` named like a misspelt ``dropverify.toml``."""
+    import difflib
+    try:
+        names = [p.name for p in folder.iterdir() if p.is_file() and p.name != "pyproject.toml"]
+    except OSError:
+        return []
+    return difflib.get_close_matches("dropverify.toml", names, n=1, cutoff=0.8)
 
 
 def load_config(path: Path) -> ProjectConfig:
@@ -143,7 +194,9 @@ def load_config(path: Path) -> ProjectConfig:
         table = data.get("tool", {}).get("dropverify")
         where = "[tool.dropverify]"
         if table is None:
-            raise InvalidArgument(f"{path} has no [tool.dropverify] table")
+            near = near_miss_tables(data)
+            raise InvalidArgument(f"{path} has no [tool.dropverify] table"
+                                  + (f" (found [{near[0]}]: a misspelling?)" if near else ""))
     else:
         table, where = data, ""
     return parse_config(table, path, where)
@@ -299,5 +352,6 @@ def project_imports(root: Path) -> Iterator[None]:
         os.chdir(old_cwd)
 
 
-__all__ = ["CONFIG_FILES", "LayerConfig", "MarginSpec", "with_margins", "ProjectConfig", "find_config", "load_config", "parse_config",
+__all__ = ["CONFIG_FILES", "LayerConfig", "MarginSpec", "with_margins", "ProjectConfig", "find_config", "load_config",
+           "locate_config", "near_miss_tables", "parse_config",
            "project_imports"]

@@ -28,7 +28,21 @@ POOLED_UNIT_CHECKS = ("drop_rate_matches_by_binomial", "drop_rate_per_position_b
                       "masks_fresh_across_calls_by_fisher", "masks_independent_across_seeds_by_fisher",
                       "seed_streams_do_not_overlap_by_fisher", "masks_independent_at_flat_offsets_by_fisher")
 """Checks whose FAIL side pools mask units within a call (counted as independent)."""
-STRUCTURAL = ("mask_constant_along_shared_axes", "masks_never_repeat_by_hash", "weight_mask_convention")
+STRUCTURAL = ("mask_constant_along_shared_axes", "masks_never_repeat_by_hash", "weight_mask_convention",
+              "masks_never_repeat_over_stream_by_hash", "draws_not_reused_shifted_across_calls",
+              "draws_not_shared_at_any_flat_lag", "per_call_rate_dispersion_by_chi_square")
+LAG = "draws_not_shared_at_any_flat_lag"
+SHIFT = "draws_not_reused_shifted_across_calls"
+STREAM_REPEAT = "masks_never_repeat_over_stream_by_hash"
+DISPERSION = "per_call_rate_dispersion_by_chi_square"
+CONSEQUENCES = {
+    LAG: (DISPERSION, "masks_independent_at_flat_offsets_by_fisher"),
+    SHIFT: ("masks_fresh_across_calls_by_fisher", DISPERSION),
+    STREAM_REPEAT: ("masks_fresh_across_calls_by_fisher", "masks_never_repeat_by_hash"),
+}
+"""Results that FAIL as a consequence of a cause another check establishes directly: shared
+draws inside a call inflate the per-call count's variance; a shifted or repeated stream makes
+calls dependent. They are grouped under that cause as supporting evidence."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,19 @@ def structural_summary(r: CheckResult, layout: str = "") -> Optional[str]:
         return "the seed is ignored: different seeds give dependent masks"
     if r.check == "seed_streams_do_not_overlap_by_fisher":
         return "seeded streams overlap: call 1 under seed s repeats call 0 under seed s + 1"
+    d = r.details or {}
+    if r.check == STREAM_REPEAT and d.get("pattern"):
+        return str(d["pattern"])
+    if r.check == SHIFT and "worst_shift" in d:
+        shift = -int(d["worst_shift"])
+        return f"call t+1 reuses call t's draws shifted by {shift}" if shift else \
+            "call t+1 reuses call t's draws unshifted (the same draws at the same positions)"
+    if r.check == LAG and "worst_lag" in d:
+        return f"elements {int(d['worst_lag'])} apart share one draw"
+    if r.check == DISPERSION and r.estimate is not None:
+        side = "over" if r.estimate > 1 else "under"
+        return (f"per-call rate {side}-dispersed (variance of the per-call dropped count {r.estimate:.3g}x "
+                "binomial)" + (": a fixed number of units dropped per call?" if side == "under" else ""))
     if r.check in STRUCTURAL or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask"):
         return _short(r.message)
     return None
@@ -107,7 +134,7 @@ def _dropblock_summary(r: CheckResult) -> Optional[str]:
 def _within_call(r: CheckResult) -> bool:
     """Does this structural FAIL make units inside a call dependent (so pooled tests count
     copies of one draw as independent units)?"""
-    return bool(_AXIS.match(r.check)) or r.check == "mask_constant_along_shared_axes" \
+    return bool(_AXIS.match(r.check)) or r.check in ("mask_constant_along_shared_axes", LAG) \
         or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask") \
         or (r.check == "masks_independent_at_flat_offsets_by_fisher" and bool((r.details or {}).get("identical")))
 
@@ -164,7 +191,8 @@ def _withdraw_all(out: List[CheckResult], root: CheckResult,
     withdrawn += [r.check for r in out if r.verdict != FAIL and r.details and r.details.get("withdrawn_because")
                   and r.check not in withdrawn]
     causes = [RootCause(text, (root.check,) + tuple(r.check for r in out if r.verdict == FAIL and r.check != root.check
-                                                      and r.check.startswith(("masks_", "seed_"))),
+                                                      and (r.check.startswith(("masks_", "seed_", "draws_"))
+                                                           or r.check == DISPERSION)),
                         tuple(withdrawn))]
     return out, causes
 
@@ -184,7 +212,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         out, causes = _withdraw_all(out, stuck, alpha_each)
         return out, causes + _other_causes(out, {c for cause in causes for c in cause.evidence}, layout)
     within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
-                    key=lambda r: (not (r.details or {}).get("identical"), r.check))
+                    key=lambda r: (not (r.details or {}).get("identical"), r.check != LAG, r.check))
     supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)
                              or r.check == "masks_independent_at_flat_offsets_by_fisher"]
     causes: List[RootCause] = []
@@ -195,7 +223,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         for i, r in enumerate(out):
             if r.verdict != FAIL or _within_call(r):
                 continue
-            if r.check in ("masks_never_repeat_by_hash", "masks_independent_at_flat_offsets_by_fisher"):
+            if r.check in ("masks_never_repeat_by_hash", "masks_independent_at_flat_offsets_by_fisher", DISPERSION):
                 supporting.append(r.check)  # repeats / dependence at flat offsets follow from the shared draw
                 continue
             if r.check not in POOLED_UNIT_CHECKS:
@@ -211,6 +239,10 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
                                      f"per-call evidence alone p={p_seq:.3g} [" + r.message.rsplit(" [", 1)[-1],
                              details={**r.details, "withdrawn_because": root, "p_pooled_fail": r.p_value})
             withdrawn.append(r.check)
+    failed = {r.check for r in out if r.verdict == FAIL}
+    for cause, follows in CONSEQUENCES.items():  # e.g. shared draws -> over-dispersed counts
+        if cause in failed:
+            supporting += [c for c in follows if c in failed and c not in supporting and c != cause]
     structural = [r for r in out if r.verdict == FAIL and r.check not in supporting
                   and structural_summary(r, layout) is not None]
     seen = set()
@@ -220,7 +252,9 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
             continue
         seen.add(text)
         first = bool(within) and r is within[0]
-        causes.append(RootCause(text, (r.check,) + (tuple(supporting) if first else ()),
+        own = tuple(c for c in CONSEQUENCES.get(r.check, ()) if c in supporting)
+        extra = tuple(supporting) if first else own
+        causes.append(RootCause(text, (r.check,) + tuple(dict.fromkeys(c for c in extra if c != r.check)),
                                 tuple(withdrawn) if first else ()))
     return out, _merge_repeats(causes + _other_causes(out, {r.check for r in structural} | set(supporting), layout),
                                out)

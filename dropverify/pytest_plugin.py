@@ -95,17 +95,37 @@ def _slug(text: str) -> str:
     return re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9.-]", "_", text)).strip("_")[:120] or "test"
 
 
+def _bounded(kind: type, low: float, high: Optional[float], what: str) -> Any:
+    """An option ``type``: ``kind(text)`` within [low, high] (``high`` None: no upper bound;
+    floats strictly inside (low, high)); otherwise argparse's one-line usage error."""
+    import argparse
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}, but should be {what}") from None
+        inside = (low < value < high) if kind is float else (value >= low and (high is None or value <= high))
+        if kind is float and value != value:  # NaN
+            inside = False
+        if not inside:
+            raise argparse.ArgumentTypeError(f"{text}, but should be {what}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("dropverify", "dropverify: statistical checks of dropout layers")
     group.addoption("--dropverify-profile", choices=sorted(PROFILES), default=None,
                     help="budget preset of dropverify runs: quick (1000 calls per check, power 0.9), default "
                          "(20000, 0.99), thorough (100000, 0.999, alpha 1e-4). Default: the ini value "
                          "dropverify_profile, else 'default'")
-    group.addoption("--dropverify-seed", type=int, default=None,
+    group.addoption("--dropverify-seed", type=_bounded(int, 0, None, "an integer >= 0"), default=None,
                     help="master seed of dropverify runs. Default: dropverify.DEFAULT_SEED (20261126), as the CLI")
-    group.addoption("--dropverify-alpha", type=float, default=None,
+    group.addoption("--dropverify-alpha", type=_bounded(float, 0.0, 1.0, "a number in (0, 1)"), default=None,
                     help="family-wise false-alarm rate of each dropverify run. Default: the profile's")
-    group.addoption("--dropverify-max-calls", type=int, default=None,
+    group.addoption("--dropverify-max-calls", type=_bounded(int, 4, None, "an integer >= 4"), default=None,
                     help="calls per statistical check. Default: the profile's")
     group.addoption("--dropverify-report", default=None, metavar="DIR",
                     help="write each verification's report (Markdown, JSON, figures) into DIR/<test id>/")
@@ -208,6 +228,12 @@ def dropverify(request: Any) -> Verifier:
     opts = _settings_opts(request)
     strict = bool(opts.pop("strict", False))
     opts.setdefault("seed", _default_seed())
+    from .checks import Settings
+    from .errors import InvalidArgument
+    try:
+        Settings(**opts).validate()
+    except (InvalidArgument, TypeError) as exc:  # a marker value out of range or of the wrong type
+        pytest.fail(f"dropverify marker: {exc}", pytrace=False)
     return Verifier(opts, strict, _profile(request.config))
 
 

@@ -187,12 +187,27 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
+    from .checks import _core
     for ctx, chosen, skipped in plans:
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
+        budget = ctx.settings.time_budget_s
+        _core.DEADLINE[0] = None if budget is None else t0 + budget
         results: List[CheckResult] = []
         skipped = dict(skipped)
+        shared = [c for c in chosen if c.shares_stream]
+        if shared:
+            if progress:
+                progress(f"{ctx.spec.name}: {len(shared)} checks on one stream of calls", done, total)
+            for check, outcome in zip(shared, _run_shared(shared, ctx)):
+                if isinstance(outcome, NotInformative):
+                    skipped[check.name] = f"not informative here: {outcome}"
+                else:
+                    results.extend(outcome)
+            done += len(shared)
         for check in chosen:
+            if check.shares_stream:
+                continue
             if progress:
                 progress(f"{ctx.spec.name}: {check.name}", done, total)
             try:
@@ -200,6 +215,7 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
             except NotInformative as why:
                 skipped[check.name] = f"not informative here: {why}"
             done += 1
+        _core.DEADLINE[0] = None
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -210,12 +226,65 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     return runs
 
 
-def _run_one(check: CheckSpec, ctx: CheckContext) -> List[CheckResult]:
+def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext) -> List[Any]:
+    """Run the ``shares_stream`` checks of one configuration on ONE stream of calls (see
+    :mod:`dropverify.checks._shared`): per check, its results or its NotInformative."""
+    from .checks._core import TargetError
+    from .checks._shared import SHARED_SALT, SharedHub
+    inputs = ctx.probe(SHARED_SALT)
+    try:
+        target = ctx.build()  # its own instance: the stream's call indices are the layer's own
+    except TargetError as exc:
+        return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
+                             message=f"{exc} [{ctx.label}]", statistical=c.statistical(ctx) > 0)] for c in checks]
+    from .checks import _core
+    hub = SharedHub(ctx.stream(inputs, ctx.seed + SHARED_SALT, target=target), inputs, ctx.settings.max_calls,
+                    _core.DEADLINE[0])
+    jobs, owner = [], []
+    for i, c in enumerate(checks):
+        parts = None
+        if c.parts is not None:
+            try:
+                parts = c.parts(ctx)
+            except Exception:  # noqa: BLE001 - the check then runs whole and reports its own crash
+                parts = None
+        for job in parts if parts is not None else [lambda c=c: c.run(ctx)]:
+            jobs.append(lambda c=c, job=job: _run_one(c, ctx, job))
+            owner.append(i)
+    ctx._hub = hub
+    try:
+        outcomes = hub.run(jobs)
+    finally:
+        ctx._hub = None
+    out: List[Any] = [[] for _ in checks]
+    for i, (kind, value) in zip(owner, outcomes):
+        c = checks[i]
+        if isinstance(out[i], NotInformative):
+            continue
+        if kind == "ok":
+            out[i].extend(value)
+        elif isinstance(value, NotInformative):
+            out[i] = value
+        else:
+            out[i].append(CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
+                                      message=f"check crashed: {type(value).__name__}: {value} [{ctx.label}]",
+                                      statistical=c.statistical(ctx) > 0))
+    return out
+
+
+def _run_one(check: CheckSpec, ctx: CheckContext,
+             job: Optional[Callable[[], List[CheckResult]]] = None) -> List[CheckResult]:
+    from .checks._core import BudgetExhausted
     t0 = time.perf_counter()
     try:
-        return list(check.run(ctx))
+        return list(job() if job is not None else check.run(ctx))
     except NotInformative:
         raise
+    except BudgetExhausted as why:  # the shared stream ended before the check's pilot
+        return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name,
+                            verdict=INCONCLUSIVE, message=f"not assessed: {why} before its first look [{ctx.label}]",
+                            statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0,
+                            details={"budget": str(why)})]
     except Exception as exc:  # noqa: BLE001 - a crashing check or target is an ERROR; the run goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")

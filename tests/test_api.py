@@ -214,6 +214,39 @@ def test_bad_arguments_raise_invalid_argument_before_sampling(call, match):
         call()
 
 
+BAD_SHAPES = [((0, 0), r"shape=\(0, 0\), but every size should be at least 1"),
+              ((16, 0), r"shape=\(16, 0\), but every size should be at least 1"),
+              ((-1, 4), r"shape=\(-1, 4\), but every size should be at least 1"),
+              ((), r"shape=\(\), but should be a non-empty sequence of integers"),
+              ("64,32", r"shape='64,32', but should be a non-empty sequence of integers"),
+              (64, r"shape=64, but should be a non-empty sequence of integers"),
+              ((2.5, 3), r"shape=\(2.5, 3\), but should be a non-empty sequence of integers")]
+
+
+@pytest.mark.parametrize("shape, match", BAD_SHAPES, ids=[repr(s) for s, _ in BAD_SHAPES])
+def test_empty_or_non_positive_shapes_are_refused_before_sampling(shape, match, monkeypatch):
+    """Issue 16: verify(shape=(0, 0)) ran (and ERRORed) where the CLI's --shape 0,0 is a usage
+    error; every entry point now refuses it in one line naming the shape."""
+    import dropverify.runner as runner
+    from dropverify.sweep import run_sweep
+    from dropverify.testing import assert_honours_contract
+    monkeypatch.setattr(runner, "verify", lambda *a, **k: pytest.fail("sampling started"))
+    for call in (lambda: verify("numpy:dropout", p=0.2, shape=shape),
+                 lambda: verify(make_sticky, "dropout", p=0.2, shape=shape),
+                 lambda: assert_honours_contract(make_sticky, "dropout", {"p": 0.2}, shape=shape),
+                 lambda: run_sweep("numpy:dropout", fixed={"shape": shape})):
+        with pytest.raises(InvalidArgument, match=match):
+            call()
+
+
+def test_seed_in_settings_is_validated_like_the_seed_argument():
+    """Settings(seed=-1) used to pass validation and ERROR every check after sampling."""
+    with pytest.raises(InvalidArgument, match=r"seed=-1, but should be an integer >= 0"):
+        verify("numpy:dropout", p=0.2, settings=Settings(seed=-1))
+    with pytest.raises(InvalidArgument, match=r"seed=1.5, but should be an integer >= 0"):
+        Settings(seed=1.5).validate()
+
+
 def test_every_verification_is_observed():
     from dropverify import _session
     seen = []
@@ -268,3 +301,20 @@ def test_environment_names_the_frameworks_of_isolated_targets():
     if importlib.util.find_spec("tensorflow") is not None:
         assert env["tensorflow"]
     assert "flax" not in environment([SimpleNamespace(name="numpy:dropout")]) or "flax" in __import__("sys").modules
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"layout": "diagonal"}, r"layout='diagonal', but numpy:dropout takes contiguous, transposed, strided"),
+    ({"layout": "channels_last"}, r"layout='channels_last', but numpy:dropout takes contiguous, transposed, strided"),
+    ({"dtype": "bfloat16"}, r"dtype='bfloat16', but numpy:dropout takes float16, float32, float64"),
+])
+def test_a_dtype_or_layout_the_target_does_not_take_is_refused_like_the_cli(kw, match, monkeypatch):
+    """The CLI refused --layout / --dtype a target does not take; verify() and run_sweep()
+    accepted them and every check ERRORed after sampling."""
+    import dropverify.runner as runner
+    from dropverify.sweep import run_sweep
+    monkeypatch.setattr(runner, "verify", lambda *a, **k: pytest.fail("sampling started"))
+    with pytest.raises(InvalidArgument, match=match):
+        verify("numpy:dropout", p=0.2, shape=(16, 8, 4, 4), **kw)
+    with pytest.raises(InvalidArgument, match=match.split(" takes")[0]):
+        run_sweep("numpy:dropout", fixed={"shape": (16, 8, 4, 4), **kw})

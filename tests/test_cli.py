@@ -48,8 +48,8 @@ def a_file(tmp_path):
 
 USAGE_ERRORS = [
     (["verify", "--variant", "nope"], "variant='nope', but should be one of"),
-    (["verify", "--alpha", "2"], "alpha=2.0, but should be in (0, 1)"),
-    (["verify", "--check", "bogus"], "check='bogus', but should be one of"),
+    (["verify", "--reference", "--alpha", "2"], "alpha=2.0, but should be in (0, 1)"),
+    (["verify", "--reference", "--check", "bogus"], "check='bogus', but should be one of"),
     (["verify", "--target", "torch"], "should look like FRAMEWORK:LAYER"),
     (["verify", "--target", "numpy:nope"], "variant='nope', but should be one of"),
     (["run", "numpy:dropout", "--seed", "-5"], "--seed -5, but should be a non-negative integer"),
@@ -80,6 +80,8 @@ USAGE_ERRORS = [
     (["run", "torch:Nope"], "target='torch:Nope', but should be one of"),
     (["run", "numpy:dropout", "--layout", "channels_last"], "--layout channels_last, but numpy:dropout"),
     (["run", "numpy:dropout", "--dtype", "bfloat16"], "--dtype bfloat16, but numpy:dropout"),
+    (["run", "torch:Dropout", "--shape", "256,128", "--layout", "channels_last"],
+     "layout='channels_last' needs a 4-D or 5-D input, but torch:Dropout is probed with shape (256, 128)"),
     (["run", "numpy:dropout", "--device", "cuda"], "runs on the cpu only"),
     (["run", "nomodule_xyz:make", "--variant", "dropout"], "cannot import module 'nomodule_xyz'"),
     (["run", "nomodule_xyz:make"], "is a factory: give the variant it claims with --variant"),
@@ -90,6 +92,8 @@ USAGE_ERRORS = [
     (["run"], "the following arguments are required: TARGET"),
     (["frobnicate"], "invalid choice"),
     (["verify", "--config", "{tmp}/missing.toml"], "no such file"),
+    (["verify", "--reference", "--target", "numpy:dropout"], "--target and --reference: give one"),
+    (["verify", "--reference", "--config", "{file}"], "--config and --reference: give one"),
 ]
 
 
@@ -104,6 +108,28 @@ def test_usage_errors_are_one_line_exit_2_before_sampling(args, needle, capsys, 
     assert not err[len("dropverify: error: "):].startswith(("dropverify", "error"))  # no doubled prefix
     assert "\n" not in err and "Traceback" not in err
     assert not list(tmp_path.glob("**/*.md")) and not list(tmp_path.glob("**/*.json"))
+
+
+def test_progress_without_a_tty_is_one_line_per_finished_check_with_times(capsys, monkeypatch):
+    """Issue 16: a CI log showed one line per target, silent for minutes in between; now each
+    check's line comes as it finishes, with its own time and the run's."""
+    import dropverify.cli as cli
+    clock = iter([100.0, 100.0, 104.2, 112.8, 113.0, 113.5, 120.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    progress = cli._progress(quiet=False)
+    assert cli._progress(quiet=True) is None
+    for call in [("torch:Dropout: drop_rate_matches_by_binomial", 0, 10),
+                 ("torch:Dropout: multiplier_values_exact", 1, 10),
+                 ("numpy:dropout: invalid_p_rejected", 9, 10),
+                 ("done", 10, 10),
+                 ("1 target(s) in a worker with {'KERAS_BACKEND': 'jax'}", 0, 1)]:
+        progress(*call)
+    assert capsys.readouterr().err.splitlines() == [
+        "dropverify: [ 1/10] torch:Dropout: drop_rate_matches_by_binomial 4.2 s (total 4.2 s)",
+        "dropverify: [ 9/10] torch:Dropout: multiplier_values_exact 8.6 s (total 12.8 s)",
+        "dropverify: [10/10] numpy:dropout: invalid_p_rejected 0.2 s (total 13.0 s)",
+        "dropverify: 10/10 checks done in 13.0 s",
+        "dropverify: 1 target(s) in a worker with {'KERAS_BACKEND': 'jax'} (started at 13.5 s)"]
 
 
 def test_version_and_python_dash_m(capsys):
@@ -168,9 +194,14 @@ def test_builtin_with_params_dtype_and_several_targets_share_one_family(tmp_path
     doc = json.loads((out / "numpy_dropout_float32.json").read_text())
     assert {r["check"] for r in doc["results"]} >= {"drop_rate_matches_by_binomial",
                                                     "multiplier_values_exact[transposed]"}
-    # not a TTY: one progress line per target on stderr
+    # not a TTY: one progress line per check as it finishes, on stderr
+    import re
     progress = [ln for ln in err.splitlines() if ln.startswith("dropverify: [")]
-    assert len(progress) == 2 and "[2/2] numpy:spatial_dropout_2d[float32]" in progress[1]
+    assert [re.sub(r" [0-9.]+ s \(total [0-9.]+ s\)$", "", ln) for ln in progress] == [
+        "dropverify: [1/4] numpy:dropout[float32]: drop_rate_matches_by_binomial",
+        "dropverify: [2/4] numpy:dropout[float32]: multiplier_values_exact",
+        "dropverify: [3/4] numpy:spatial_dropout_2d[float32]: drop_rate_matches_by_binomial",
+        "dropverify: [4/4] numpy:spatial_dropout_2d[float32]: multiplier_values_exact"], err
 
 
 def test_builtin_third_party_target_takes_any_parameters_and_shape(tmp_path):
@@ -279,12 +310,16 @@ def test_verify_writes_reports_and_same_seed_gives_same_bytes(tmp_path):
     assert not list(a.glob("**/*.tmp"))
 
 
-def test_verify_without_a_config_verifies_every_reference_variant(tmp_path):
+def test_verify_without_a_config_needs_reference_to_verify_every_reference_variant(tmp_path):
     (tmp_path / ".git").mkdir()  # a repository without [tool.dropverify]
-    code, out, err = run_cli("verify", "--out", "rep", "--max-calls", "30", "--check", "same_seed_reproduces",
-                             cwd=tmp_path)
+    fast = ("--out", "rep", "--max-calls", "30", "--check", "same_seed_reproduces")
+    code, out, err = run_cli("verify", *fast, cwd=tmp_path)
+    assert code == 2 and not (tmp_path / "rep").exists(), out + err
+    assert err.strip() == ("dropverify: error: no pyproject.toml with a [tool.dropverify] table (or dropverify.toml) "
+                           "here or above: list your layers under [tool.dropverify], or pass --reference to verify "
+                           "the reference variants")
+    code, out, err = run_cli("verify", "--reference", *fast, cwd=tmp_path)
     assert code == 0, out + err
-    assert "verifying the reference variants" in err
     from dropverify.variants import variant_names
     index = json.loads((tmp_path / "rep" / "index.json").read_text())
     assert [t["target"] for t in index["targets"]] == [f"numpy:{v}" for v in variant_names()]

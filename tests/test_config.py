@@ -142,7 +142,9 @@ def test_example_project_end_to_end(tmp_path):
     assert "waived in pyproject.toml" in (reports / "user_mylayers_make_channel_dropout_float32.md").read_text()
     junit = (project / "ci" / "junit.xml").read_text()
     assert junit.count("<testsuite ") == 3 and 'message="not applicable: waived in pyproject.toml' in junit
-    assert "3 configuration(s) from" in err and len([ln for ln in err.splitlines() if "dropverify: [" in ln]) == 3
+    progress = [ln for ln in err.splitlines() if ln.startswith("dropverify: [")]  # one per check (the waived not run)
+    assert "3 configuration(s) from" in err and len(progress) == 8 and progress[-1].startswith("dropverify: [8/8] ")
+    assert sum(": invalid_p_rejected " in ln for ln in progress) == 2
     # the waiver is needed: without it the clipping layer FAILs the check it waives
     code, out, err = run_cli("run", "mylayers:make_channel_dropout", "--variant", "spatial_dropout_2d",
                              "--shape", "16,8,6,6", "--check", "invalid_p_rejected", cwd=project)
@@ -210,3 +212,60 @@ def test_strict_in_the_config_fails_inconclusive(tmp_path, capsys):
     strict = write(tmp_path, body.format(strict="strict = true"), "strict.toml")
     assert main(["verify", "--config", str(strict), "--out", str(tmp_path / "b"), "--quiet"]) == 1
     assert "NOT OK (--strict: INCONCLUSIVE fails)" in capsys.readouterr().out
+
+
+MISSPELT = [
+    ("[tool.dropverfy]\nseed = 1\n", " (found [tool.dropverfy] in pyproject.toml: a misspelling?)"),
+    ("[tools.dropverify]\nseed = 1\n", " (found [tools.dropverify] in pyproject.toml: a misspelling?)"),
+    ("[tool.drop-verify]\nseed = 1\n", " (found [tool.drop-verify] in pyproject.toml: a misspelling?)"),
+    ("[dropverify]\nseed = 1\n", " (found [dropverify] in pyproject.toml: a misspelling?)"),
+    ("[tool.black]\nline-length = 100\n", ""),
+]
+
+
+@pytest.mark.parametrize("body,hint", MISSPELT, ids=[b.split("]")[0][1:] for b, _ in MISSPELT])
+def test_verify_with_no_or_a_misspelt_table_is_a_usage_error_not_the_references(tmp_path, monkeypatch, capsys,
+                                                                                  body, hint):
+    """Issue 16: a misspelt or absent [tool.dropverify] used to verify the reference variants
+    silently (exit 0); now it is exit 2 naming the file and the near miss, before any sampling."""
+    import dropverify.runner as runner
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, "[project]\nname = 'x'\n" + body)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(runner, "verify", lambda *a, **k: pytest.fail("sampling started"))
+    assert main(["verify"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"dropverify: error: pyproject.toml has no [tool.dropverify] table{hint}: list your layers under "
+                   "[tool.dropverify], or pass --reference to verify the reference variants")
+    assert main(["verify", "--config", "pyproject.toml"]) == 2
+    assert capsys.readouterr().err.strip() == ("dropverify: error: pyproject.toml has no [tool.dropverify] table"
+                                               + hint.replace(" in pyproject.toml", ""))
+
+
+def test_misspelt_dropverify_toml_is_named(tmp_path, monkeypatch, capsys):
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, "seed = 1\n" + GOOD_LAYER.replace("tool.dropverify.", ""), "dropverfy.toml")
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify"]) == 2
+    assert "(found dropverfy.toml: a misspelling?)" in capsys.readouterr().err
+
+
+def test_reference_flag_verifies_the_references_beside_a_pyproject_without_the_table(tmp_path, monkeypatch):
+    import dropverify.cli as cli
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, "[project]\nname = 'x'\n")
+    monkeypatch.chdir(tmp_path)
+    planned = []
+    monkeypatch.setattr(cli, "_execute", lambda plan, args, command: planned.append(plan) or 0)
+    from dropverify.variants import variant_names
+    assert main(["verify", "--reference"]) == 0
+    assert [s.name for s in planned[0].specs] == [f"numpy:{v}" for v in variant_names()]
+    assert main(["verify", "--reference", "--variant", "dropout"]) == 0
+    assert [s.name for s in planned[1].specs] == ["numpy:dropout"]
+
+
+def test_make_verify_passes_reference():
+    """The repository's own pyproject.toml has no [tool.dropverify]: `make verify` says --reference."""
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    line = next(ln for ln in makefile.splitlines() if "$(DV) verify " in ln)
+    assert "--reference" in line.split()

@@ -187,3 +187,49 @@ def test_plugin_import_is_light():
     code = "import dropverify.pytest_plugin, sys; print('numpy' in sys.modules, 'scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[1] == "False"
+
+
+BAD_OPTIONS = [
+    (["--dropverify-seed", "-1"], "argument --dropverify-seed: -1, but should be an integer >= 0"),
+    (["--dropverify-seed", "x"], "argument --dropverify-seed: 'x', but should be an integer >= 0"),
+    (["--dropverify-alpha", "5"], "argument --dropverify-alpha: 5, but should be a number in (0, 1)"),
+    (["--dropverify-alpha", "0"], "argument --dropverify-alpha: 0, but should be a number in (0, 1)"),
+    (["--dropverify-alpha", "nan"], "argument --dropverify-alpha: nan, but should be a number in (0, 1)"),
+    (["--dropverify-max-calls", "2"], "argument --dropverify-max-calls: 2, but should be an integer >= 4"),
+]
+
+
+def test_out_of_range_options_are_one_line_usage_errors(pytester):
+    """Issue 16: --dropverify-seed -1 / --dropverify-alpha 5 were accepted, then every
+    verification ERRORed or raised; now pytest stops with a usage error (exit 4), one line."""
+    pytester.makepyfile(test_probe=SETTINGS_PROBE)
+    for args, line in BAD_OPTIONS:
+        result = _run(pytester, *args)
+        assert result.ret == 4, (args, result.stdout.str(), result.stderr.str())
+        errors = [ln for ln in result.stderr.lines if "error:" in ln]
+        assert len(errors) == 1 and errors[0].endswith(line), (args, result.stderr.str())
+        assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    edge = _run(pytester, "-s", "--dropverify-seed", "0", "--dropverify-alpha", "0.5", "--dropverify-max-calls", "4")
+    edge.assert_outcomes(passed=2)
+    edge.stdout.fnmatch_lines(["*SETTINGS 4 0.99 0.5 0*"])
+
+
+def test_out_of_range_marker_values_fail_the_test_in_one_line(pytester):
+    pytester.makepyfile(test_marks='''
+        import pytest
+        from mylayers import good
+
+        @pytest.mark.dropverify(seed=-1)
+        def test_seed(dropverify):
+            dropverify(good, "dropout", p=0.2, shape=(8, 4), checks=["invalid_p_rejected"])
+
+        @pytest.mark.dropverify(alpha=5)
+        def test_alpha(dropverify):
+            dropverify(good, "dropout", p=0.2, shape=(8, 4), checks=["invalid_p_rejected"])
+    ''')
+    result = _run(pytester)
+    result.assert_outcomes(errors=2)
+    out = result.stdout.str()
+    assert "dropverify marker: seed=-1, but should be an integer >= 0" in out
+    assert "dropverify marker: alpha=5, but should be in (0, 1)" in out
+    assert "verification(s)" not in out  # nothing ran

@@ -173,3 +173,24 @@ def test_sweep_cli_refuses_bad_input_before_sampling(capsys):
     assert main(["run", "numpy:dropout", "--sweep", "--param", "p=1.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 3 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--junit-xml", "{tmp}/j.xml"], "--junit-xml applies to runs without --sweep"),
+    (["--summary", "{tmp}/s.md"], "--summary applies to runs without --sweep"),
+    (["--report", "{tmp}/s.txt"], "--report '{tmp}/s.txt', but should end in .md"),
+    (["--report", "{file}/s.md"], "is a file, not a folder"),
+])
+def test_sweep_cli_refuses_outputs_it_cannot_write_before_sampling(args, needle, tmp_path, capsys, monkeypatch):
+    """--junit-xml / --summary were silently ignored by --sweep, and an unwritable --report
+    failed only after the whole sweep had run."""
+    import dropverify.sweep as sweep_pkg
+    from dropverify.cli import main
+    monkeypatch.setattr(sweep_pkg, "run_sweep", lambda *a, **k: pytest.fail("sampling started"))
+    (tmp_path / "f").write_text("x")
+    fill = {"{tmp}": str(tmp_path), "{file}": str(tmp_path / "f")}
+    args = [a.replace("{tmp}", fill["{tmp}"]).replace("{file}", fill["{file}"]) for a in args]
+    assert main(["run", "numpy:dropout", "--sweep", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle.replace("{tmp}", str(tmp_path)) in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

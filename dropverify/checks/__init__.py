@@ -6,9 +6,9 @@ produce, so the runner can split the run's family-wise false-alarm rate before s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
-from . import depth, edges, gradients, independence, moments, positions, rates, repeats, values
+from . import depth, dispersion, edges, gradients, independence, longhorizon, moments, positions, rates, repeats, values
 from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
                     TargetError)
 
@@ -21,6 +21,9 @@ class CheckSpec:
     applies: Callable[[CheckContext], bool]
     statistical: Callable[[CheckContext], int]
     doc: str = ""
+    shares_stream: bool = False  # reads the configuration's one shared stream (and no other target calls)
+    parts: Optional[Callable[[CheckContext], List[Callable[[], List[CheckResult]]]]] = None
+    """Independent sub-checks that each read the shared stream from its first call (one per axis)."""
 
 
 def _always(ctx: CheckContext) -> bool:
@@ -43,30 +46,41 @@ def _registry() -> Tuple[CheckSpec, ...]:
     from . import dropblock, dropconnect, lookup
     specs = [
         CheckSpec(rates.NAME, "effective drop rate", rates.drop_rate_matches_by_binomial,
-                  lambda c: rates.applies(c) and _random(c), _one),
+                  lambda c: rates.applies(c) and _random(c), _one, shares_stream=True),
         CheckSpec(positions.PER_POSITION, "per-position drop rate", positions.drop_rate_per_position_by_binomial,
-                  positions.applies_per_position, _one),
+                  positions.applies_per_position, _one, shares_stream=True),
         CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,
-                  lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one),
-        CheckSpec(moments.VARIANCE, "variance", moments.variance_matches_by_t_test, moments.applies_variance, _one),
+                  lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one, shares_stream=True),
+        CheckSpec(moments.VARIANCE, "variance", moments.variance_matches_by_t_test, moments.applies_variance, _one,
+                  shares_stream=True),
         CheckSpec(values.NAME, "multiplier values", values.multiplier_values_exact, values.applies, _zero),
         CheckSpec(independence.CONSTANT, "mask structure", independence.mask_constant_along_shared_axes,
                   lambda c: bool(c.contract.shared_axes(c.params, c.shape)) and c.contract.structure != "block",
-                  _zero),
+                  _zero, shares_stream=True),
         CheckSpec("masks_independent_along_axes_by_fisher", "mask independence", independence.independence_checks,
-                  _random, lambda c: len(independence.independent_axes(c))),
+                  _random, lambda c: len(independence.independent_axes(c)), shares_stream=True,
+                  parts=independence.independence_parts),
         CheckSpec(independence.FLAT, "mask independence", independence.masks_independent_at_flat_offsets,
-                  independence.applies_flat, _one),
+                  independence.applies_flat, _one, shares_stream=True),
         CheckSpec(independence.FRESH, "fresh mask every call", independence.masks_fresh_across_calls,
-                  _random, _one),
+                  _random, _one, shares_stream=True),
         CheckSpec(independence.SEEDS, "independent seeded streams", independence.masks_independent_across_seeds,
                   _random, _one),
         CheckSpec(independence.OVERLAP, "independent seeded streams", independence.seed_streams_do_not_overlap,
                   _random, _one),
         CheckSpec(independence.REPRO, "same seed reproduces", independence.same_seed_reproduces, _always, _zero),
         CheckSpec(repeats.NAME, "mask structure", repeats.masks_never_repeat_by_hash, _random, _zero),
+        CheckSpec(longhorizon.REPEAT, "long-horizon repeats", longhorizon.masks_never_repeat_over_stream_by_hash,
+                  longhorizon.applies_repeat, _zero, shares_stream=True),
+        CheckSpec(longhorizon.SHIFT, "shifted reuse across calls", longhorizon.draws_not_reused_shifted_across_calls,
+                  longhorizon.applies_exchangeable, _zero, shares_stream=True),
+        CheckSpec(longhorizon.LAG, "shared draws at any flat lag", longhorizon.draws_not_shared_at_any_flat_lag,
+                  longhorizon.applies_exchangeable, _zero, shares_stream=True),
+        CheckSpec(dispersion.NAME, "per-call rate dispersion", dispersion.per_call_rate_dispersion_by_chi_square,
+                  lambda c: dispersion.applies(c) and _random(c), _one, shares_stream=True),
         *dropblock._specs(),
-        CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one),
+        CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one,
+                  shares_stream=True),
         CheckSpec(gradients.FORWARD_MASK, "gradient consistency", gradients.gradient_uses_forward_mask,
                   gradients.applies, _zero),
         CheckSpec(gradients.FINITE_DIFF, "gradient consistency", gradients.gradient_matches_finite_differences,

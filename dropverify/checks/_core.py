@@ -25,6 +25,7 @@ PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
 MARGIN_FIELDS = {
     "rate": "rate_rel", "position": "position_rel", "mean": "mean_tol", "variance": "variance_tol",
     "dependence": "dependence_rr", "correlation": "correlation_tol", "gamma": "gamma_rel",
+    "dispersion": "dispersion_rel",
 }
 """CLI / Python names of the equivalence margins (``--margin rate=0.02``) -> Settings fields."""
 
@@ -39,7 +40,7 @@ class Settings:
     alpha: family-wise false-alarm rate of the whole run (Holm across its statistical
     results); power: detection probability that defines each minimum detectable deviation;
     max_calls: sampling budget of one statistical check in calls (or independent steps) of
-    the target; max_units: soft cap on mask units per check (never below the calls that
+    the target, and the most calls the configuration's shared stream draws; max_units: soft cap on mask units per check (never below the calls that
     ``fault_fraction`` requires); fault_fraction: a PASS needs enough independent calls that a
     fault striking at least this fraction of calls appears in one of them with probability
     >= 1 - alpha (a fault in fewer calls could hide; the report states the fraction).
@@ -50,7 +51,11 @@ class Settings:
     position's rate; ``mean_tol`` relative bias of the output; ``variance_tol`` relative;
     ``dependence_rr`` on the relative risk P(event | partner event) / P(event) - 1 of binary
     masks (the event is the rarer outcome, so it is meaningful for p near 0 and near 1);
-    ``correlation_tol`` absolute, continuous noise; ``gamma_rel`` relative, DropBlock gamma.
+    ``correlation_tol`` absolute, continuous noise; ``gamma_rel`` relative, DropBlock gamma;
+    ``dispersion_rel`` on the ratio of the per-call dropped count's variance to the binomial's.
+    time_budget_s: wall-clock budget of a configuration's shared stream of calls (None: none);
+    when it ends, every check reading the stream evaluates what it has (results then depend on
+    the machine's speed; ``max_calls`` bounds a run reproducibly).
     call_timeout_s: a single call slower than this is an ERROR (a hung target).
     """
 
@@ -66,18 +71,24 @@ class Settings:
     dependence_rr: float = 0.2
     correlation_tol: float = 0.05
     gamma_rel: float = 0.1
+    dispersion_rel: float = 0.5
     fault_fraction: float = 0.05
     call_timeout_s: float = 60.0
     seed: int = DEFAULT_SEED
+    time_budget_s: Optional[float] = None
 
     def validate(self) -> "Settings":
         from ..errors import out_of_range
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise out_of_range("seed", self.seed, "an integer >= 0")
         if not 0 < self.alpha < 1:
             raise out_of_range("alpha", self.alpha, "in (0, 1)")
         if not 0 < self.power < 1:
             raise out_of_range("power", self.power, "in (0, 1)")
         if self.max_calls < 4:
             raise out_of_range("max_calls", self.max_calls, ">= 4")
+        if self.time_budget_s is not None and not 0 < self.time_budget_s < math.inf:
+            raise out_of_range("time_budget_s", self.time_budget_s, "a positive number of seconds")
         if not 0 < self.fault_fraction < 1:
             raise out_of_range("fault_fraction", self.fault_fraction, "in (0, 1)")
         for name, fld in MARGIN_FIELDS.items():
@@ -145,6 +156,11 @@ class TargetError(Exception):
     """The target raised, hung, or returned an output of the wrong shape or dtype."""
 
 
+class BudgetExhausted(Exception):
+    """The configuration's shared stream ended (its call or time budget is spent) before the
+    check drew all the calls it planned: the check evaluates what it has (its last look)."""
+
+
 class NotInformative(Exception):
     """The check's statistic carries no information at this configuration (constant by
     algebra under the contract, e.g. the variance of a two-valued output at p = 0.5): the
@@ -166,6 +182,7 @@ class CheckContext:
     _target: Optional[Target] = None
     dtype: Any = np.float64       # probe dtype of the configuration (statistical and exact checks)
     layout: str = "contiguous"    # input memory layout of the configuration's calls
+    _hub: Any = None              # the runner's SharedHub while shared-stream checks run
 
     @property
     def label(self) -> str:
@@ -212,6 +229,17 @@ class CheckContext:
         if expect_shape is None:
             expect_shape = self.output_shape(inputs)
         return Stream(self, tgt, inputs, seed, expect_shape)
+
+    def shared_stream(self) -> Tuple[Inputs, Any]:
+        """(inputs, stream) of the configuration's ONE shared stream of training calls (see
+        :mod:`._shared`): inside a run, every ``shares_stream`` check reads the same calls 0,
+        1, 2, ... of one seeded stream; called outside a run (a check on its own) it is a
+        private stream with the same probe and seed, so results agree either way."""
+        from ._shared import SHARED_SALT
+        if self._hub is not None:
+            return self._hub.inputs, self._hub.reader()
+        inputs = self.probe(SHARED_SALT)
+        return inputs, self.stream(inputs, self.seed + SHARED_SALT)
 
     def output_shape(self, inputs: Inputs) -> Tuple[int, ...]:
         """The output shape the contract promises (that of its eval output)."""
@@ -556,23 +584,44 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
     start = time.perf_counter()
     p_values: List[float] = []
     look: Optional[Look] = None
+    budget_note = ""
+    at = -1  # calls drawn at the last look
     try:
         for i, k in enumerate(plan.looks):
-            advance(k)
+            try:
+                advance(k)
+            except BudgetExhausted as why:
+                # a stopping time that does not depend on the data (a call or time budget):
+                # one more look at alpha / K on what was drawn keeps the sequential p valid
+                budget_note = str(why)
+                done = getattr(advance, "done", None)
+                if look is not None and done == at:
+                    break
             look = evaluate(plan.alpha_per_look)
+            at = getattr(advance, "done", None)
             p_values.append(look.p_value)
-            if look.rejects or look.certifies:
+            if look.rejects or look.certifies or budget_note:
                 break
+    except BudgetExhausted as why:  # a look could not be evaluated on the calls drawn
+        look, budget_note = None, str(why)
     except TargetError as exc:
         return error_result(ctx, check, str(exc), statistical=True)
-    assert look is not None
+    if look is None:
+        return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=INCONCLUSIVE,
+                           message=f"not assessed: {budget_note or 'no calls drawn'} before its first look "
+                                   f"[{ctx.label}]", statistical=True, details={"budget": budget_note})
     if look.constant and not look.rejects:
         raise NotInformative(f"{quantity} took one value in every one of {look.n} samples "
                              f"({fmt(look.estimate)}): a statistic that never varies gives no evidence either way "
                              "(by algebra at this configuration, or because the masks never change; see "
                              "masks_never_repeat_by_hash)")
+    info = dict(details() if details else {})
+    if budget_note:
+        info["budget"] = budget_note
+        if not (look.rejects or look.certifies):
+            info.setdefault("not_certified_because", budget_note)
     return statistical_result(ctx, check, quantity, look, plan, p_values, n_unit, len(p_values),
-                              time.perf_counter() - start, details() if details else None)
+                              time.perf_counter() - start, info)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -602,6 +651,16 @@ def units_per_call(ctx: CheckContext, shape: Optional[Tuple[int, ...]] = None) -
     return int(np.prod([s for i, s in enumerate(shape) if i not in shared], dtype=np.int64))
 
 
+DEADLINE: List[Optional[float]] = [None]
+"""``time.perf_counter()`` after which the running configuration draws no more calls for its
+statistical checks (set by the runner from ``Settings.time_budget_s``; one configuration runs at
+a time in a process)."""
+
+
+def deadline_passed() -> bool:
+    return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
+
+
 class CallCounter:
     """Draws calls from a stream up to a cumulative count, feeding each output to ``sink``.
 
@@ -615,11 +674,17 @@ class CallCounter:
     def __call__(self, k: int) -> None:
         take = getattr(self.stream, "take", None)
         while self.done < k:
+            if deadline_passed() and not hasattr(self.stream, "hub"):  # the shared hub keeps its own time
+                raise BudgetExhausted(f"the configuration's time budget ended after {self.done} calls")
             if take is None:
                 self.sink(next(self.stream))
                 self.done += 1
                 continue
-            for y in take(k - self.done):
+            got = take(k - self.done)
+            if not got:
+                hub = getattr(self.stream, "hub", None)
+                raise BudgetExhausted(getattr(hub, "exhausted_reason", "") or f"the stream ended after {self.done} calls")
+            for y in got:
                 if isinstance(y, _Raise):
                     raise y.error
                 self.sink(y)

@@ -20,7 +20,7 @@ def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
     expected depth). One sample per call (mean over its rows); t-test across independent
     calls at the check's alpha split over its looks; margin 1 % of the depth."""
     expected = float(ctx.contract.extra["network_expected_depth"](ctx.params))
-    inputs = ctx.probe(121)
+    inputs, stream = ctx.shared_stream()
     lane = Lane("calls")
     depths = lane.samples
 
@@ -28,7 +28,7 @@ def expected_depth_matches_by_t_test(ctx: CheckContext) -> List[CheckResult]:
         kept = ~ctx.dropped(inputs, y)
         depths.append(float(kept.sum(axis=1).mean()))
 
-    advance = CallCounter(ctx.stream(inputs, ctx.seed + 121), sink)
+    advance = CallCounter(stream, sink)
     try:
         tp = two_stage_t_plan(ctx, advance, [depths], 0.01 * expected)
     except TargetError as exc:

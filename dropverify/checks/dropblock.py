@@ -139,7 +139,7 @@ def _with_diagnosis(result: CheckResult) -> CheckResult:
 def _pooled_counts(ctx: CheckContext, salt: int, fit: Optional[_FitData] = None):
     """Sink accumulating per-position dropped counts over the contract's independent units
     (and, when ``fit`` is given, the layer-as-it-behaves counts for the fit)."""
-    inputs = ctx.probe(salt)
+    inputs, stream = ctx.shared_stream()
     state = {"counts": np.zeros(_positions_shape(ctx), np.int64), "n": 0, "fractions": []}
 
     def sink(y: np.ndarray) -> None:
@@ -151,7 +151,7 @@ def _pooled_counts(ctx: CheckContext, salt: int, fit: Optional[_FitData] = None)
         state["n"] += flat.shape[0]
         state["fractions"].append(float(dropped.mean()))
 
-    return inputs, state, sink
+    return inputs, stream, state, sink
 
 
 def drop_map_matches_theory(ctx: CheckContext) -> List[CheckResult]:
@@ -225,7 +225,7 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
             return 1.0
         return float(brentq(lambda x: g(x) - r, 0.0, 1.0, xtol=1e-12))
 
-    inputs = ctx.probe(102)
+    inputs, stream = ctx.shared_stream()
     hits = {"k": 0, "n": 0}
     fit = _FitData(tuple(ctx.shape[2:]))
     last: Dict[str, Any] = {}
@@ -244,7 +244,7 @@ def gamma_matches(ctx: CheckContext) -> List[CheckResult]:
         return lk.p_value, math.nan
 
     lane.components["corner"] = corner
-    advance = CallCounter(ctx.stream(inputs, ctx.seed + 102), sink)
+    advance = CallCounter(stream, sink)
     try:  # overlapping blocks make a call's mean rate far noisier than binomial: a pilot sizes the test
         plan = two_stage_t_plan(ctx, advance, [lane.samples], margin_r).plan
     except TargetError as exc:
@@ -291,8 +291,8 @@ def block_rate_matches(ctx: CheckContext) -> List[CheckResult]:
     from ._calls import Lane, run_call_level
     expected = float(_map(ctx).mean())
     nominal = float(ctx.contract.extra["nominal_rate"](ctx.params))
-    inputs, state, sink = _pooled_counts(ctx, 103)
-    advance = CallCounter(ctx.stream(inputs, ctx.seed + 103), sink)
+    inputs, stream, state, sink = _pooled_counts(ctx, 103)
+    advance = CallCounter(stream, sink)
     tol = ctx.settings.rate_rel * min(expected, 1 - expected)
     lane = Lane("calls", samples=state["fractions"])
     try:
@@ -357,12 +357,11 @@ def dropped_set_is_union_of_blocks(ctx: CheckContext, calls: int = 6) -> List[Ch
     seed is admissible for the declared scheme (catches partial blocks, wrong block
     geometry, blocks transposed for H != W, seeds outside the valid region)."""
     start = time.perf_counter()
-    inputs = ctx.probe(104)
+    inputs, stream = ctx.shared_stream()
     extents = ctx.contract.extra["block_extent"](ctx.params, ctx.shape)
     region = ctx.params.get("seed_region", "valid")
     bad = total = 0
     try:
-        stream = ctx.stream(inputs, ctx.seed + 104)
         for _ in range(calls):
             dropped = ctx.dropped(inputs, next(stream))
             bad += int(uncovered_positions(dropped, extents, region).sum())
@@ -403,9 +402,11 @@ def _zero(ctx: CheckContext) -> int:
 def _specs():
     from . import CheckSpec
     return (
-        CheckSpec(MAP, "per-position drop map", drop_map_matches_theory, applies_map, _one),
-        CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one),
-        CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one),
-        CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero),
-        CheckSpec(CHANNELS, "mask structure", block_mask_shared_across_channels, applies_shared_channels, _zero),
+        CheckSpec(MAP, "per-position drop map", drop_map_matches_theory, applies_map, _one, shares_stream=True),
+        CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one, shares_stream=True),
+        CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one, shares_stream=True),
+        CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero,
+                  shares_stream=True),
+        CheckSpec(CHANNELS, "mask structure", block_mask_shared_across_channels, applies_shared_channels, _zero,
+                  shares_stream=True),
     )

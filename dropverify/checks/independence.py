@@ -421,8 +421,7 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
     (binary masks) or Pearson's r (continuous multipliers). Catches one mask shared across
     the batch, channels or time, RNG offsets that overlap a few elements apart, and shards
     that reuse a seed."""
-    inputs = ctx.probe(4)
-    stream = ctx.stream(inputs, ctx.seed + 4)
+    inputs, stream = ctx.shared_stream()
     out_shape = ctx.output_shape(inputs)
     offsets = axis_offsets(out_shape[axis], ctx.rng(4_000 + axis))
     pairs = [_disjoint_pairs(out_shape[axis], d) for d in offsets]
@@ -464,8 +463,7 @@ def masks_fresh_across_calls(ctx: CheckContext) -> List[CheckResult]:
     seed stream; one step = 9 calls, the first paired with each of the others, so pairs of a
     lag are disjoint across steps; Bonferroni over lags): catches an RNG that never advances,
     a stale mask reused on some calls, a small pool of masks cycled through."""
-    inputs = ctx.probe(5)
-    stream = ctx.stream(inputs, ctx.seed + 5)
+    inputs, stream = ctx.shared_stream()
 
     def step():
         calls = [mask_values(ctx, inputs, next(stream)) for _ in range(max(LAGS) + 1)]
@@ -499,8 +497,7 @@ def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
     """Units i and i + d of the flattened (C-order) unit array of one call are independent,
     for power-of-two and random offsets d (disjoint pairs; Bonferroni over offsets): catches
     generators whose streams repeat or correlate at a stride that no single axis shows."""
-    inputs = ctx.probe(11)
-    stream = ctx.stream(inputs, ctx.seed + 11)
+    inputs, stream = ctx.shared_stream()
     size = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
     offsets = flat_offsets(size, ctx.rng(11_000))
     sizes = [_disjoint_pair_count(size, d) for d in offsets]
@@ -572,12 +569,16 @@ def independence_checks(ctx: CheckContext) -> List[CheckResult]:
     return [masks_independent_along_axis(ctx, a) for a in independent_axes(ctx)]
 
 
+def independence_parts(ctx: CheckContext):
+    """One sub-check per independent axis, each reading the shared stream from its first call."""
+    return [lambda a=a: [masks_independent_along_axis(ctx, a)] for a in independent_axes(ctx)]
+
+
 def mask_constant_along_shared_axes(ctx: CheckContext, calls: int = 6) -> List[CheckResult]:
     """Exact: within every call, the draw is the same at every element of a mask unit."""
     start = time.perf_counter()
-    inputs = ctx.probe(7)
+    inputs, stream = ctx.shared_stream()
     try:
-        stream = ctx.stream(inputs, ctx.seed + 8)
         bad = total = 0
         for _ in range(calls):
             vals, binary = mask_values(ctx, inputs, next(stream))

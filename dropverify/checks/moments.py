@@ -82,13 +82,12 @@ def _variance_statistic(ctx: CheckContext, inputs: Inputs) -> Callable[[np.ndarr
 
 def _t_check(ctx: CheckContext, name: str, quantity: str, statistic_for: Callable, tol: float,
              salt: int, pilot_sd: Optional[float] = None) -> List[CheckResult]:
-    inputs = ctx.probe(salt)
+    inputs, stream = ctx.shared_stream()
     statistic = statistic_for(ctx, inputs)
     upc = units_per_call(ctx)
     calls_per_sample = max(1, math.ceil(ctx.settings.min_units_per_sample / max(upc, 1)))
     # the pilot must leave room in the budget: at most half of max_calls
     calls_per_sample = min(calls_per_sample, max(1, ctx.settings.max_calls // (2 * PILOT)))
-    stream = ctx.stream(inputs, ctx.seed + salt)
     lane = Lane("calls", null_halfwidth=rounding_allowance(ctx.dtype))
     samples = lane.samples
     pending: List[float] = []

@@ -71,7 +71,7 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
     positions = q.size
     sd_null = float(np.max(np.sqrt(q * (1 - q) / max(units_per_call, 1))))
     plan = call_plan(ctx, sd_null, float(margin.min()), lanes=positions)
-    inputs = ctx.probe(salt)
+    inputs, stream = ctx.shared_stream()
     acc = {"counts": np.zeros(positions, np.int64), "n": 0, "sum": np.zeros(positions), "sq": np.zeros(positions),
            "calls": 0}
 
@@ -136,7 +136,7 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
             out.update(details({"counts": counts, "n": n, "alpha_look": plan.alpha_per_look}))
         return out
 
-    advance = CallCounter(ctx.stream(inputs, ctx.seed + salt), sink)
+    advance = CallCounter(stream, sink)
     return run_sequential(ctx, name, quantity, plan, advance, evaluate, "calls",
                           details=all_details)
 

@@ -39,7 +39,7 @@ def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:
     upc = units_per_call(ctx)
     margin = rate_margin(ctx, p0)
     plan = call_plan(ctx, math.sqrt(p0 * (1 - p0) / max(upc, 1)), margin)
-    inputs = ctx.probe(1)
+    inputs, stream = ctx.shared_stream()
     counts: List[int] = []
     lane = Lane("all units")
     state = {"n": 0}
@@ -57,7 +57,7 @@ def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:
 
     lane.components["pooled"] = pooled
     lane.components["outlier_call"] = lambda alpha: (per_call_binomial_p(counts, state["n"], p0), math.nan)
-    advance = CallCounter(ctx.stream(inputs, ctx.seed + 1, expect_shape=None), sink)
+    advance = CallCounter(stream, sink)
     return [run_call_level(
         ctx, NAME, "drop_rate", plan, advance, [lane], p0, margin, "calls",
         details=lambda: {"nominal_p": p0, "units_per_call": upc, "units": len(counts) * state["n"],

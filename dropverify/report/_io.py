@@ -7,8 +7,28 @@ from pathlib import Path
 from typing import Union
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc tells it; else set and restored)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The permissions ``open()`` gives a new file: 0o666 less the umask (0644 under umask 022)."""
+    return 0o666 & ~current_umask()
+
+
 def write_atomic(path: Union[str, Path], data: Union[str, bytes]) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``
+    (with the permissions of :func:`file_mode`, not mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
@@ -18,6 +38,7 @@ def write_atomic(path: Union[str, Path], data: Union[str, bytes]) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

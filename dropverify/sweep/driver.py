@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..checks import Settings
 from ..errors import InvalidArgument
+from ..targets._base import check_layout_rank, layouts_for_rank, probe_shape_arg
 from .execute import LARGE_CHECKS, SWEEP_CHECKS, Executor, Task, make_executor, run_task, task_settings
 from .space import (Axis, Config, DTYPE_ORDER, Space, covering, large_config, p_values, param_values,
                     shape_values, simplifications, strategy)
@@ -93,7 +94,7 @@ def build_space(target: str, variant: Optional[str], fixed: Mapping[str, Any], s
     are not swept."""
     from ..targets.resolve import resolve_target
     params = {k: v for k, v in fixed.items() if k not in ("dtype", "layout", "shape", "device")}
-    shape = fixed.get("shape")
+    shape = probe_shape_arg(fixed["shape"]) if "shape" in fixed else None
     specs = spec_factory(None) if spec_factory else resolve_target(target, variant, params, shape)
     spec = specs[0]
     contract = spec.resolved_contract()
@@ -103,8 +104,13 @@ def build_space(target: str, variant: Optional[str], fixed: Mapping[str, Any], s
     tgt = spec.build(spec_params)
     dtypes = tuple(getattr(tgt, "sweep_dtypes", None) or [_name(d) for d in tgt.dtypes])
     dtypes = tuple(d for d in DTYPE_ORDER if d in dtypes)
-    layouts = tuple(tgt.layouts)
     base_shape = tuple(shape) if shape else tuple(base_shape) if base_shape else spec.probe_shape()
+    layouts = layouts_for_rank(tuple(tgt.layouts), len(base_shape))  # channels_last on 4-D / 5-D probes only
+    if "layout" in fixed:
+        check_layout_rank(fixed["layout"], base_shape, spec.name)
+    for axis, offered in (("layout", layouts), ("dtype", dtypes)):
+        if axis in fixed and fixed[axis] not in offered:
+            raise InvalidArgument(f"{axis}={fixed[axis]!r}, but {spec.name} takes {', '.join(offered)}")
     axes = [Axis("p", (fixed["p"],) if "p" in fixed else p_values(contract) or (spec_params.get("p"),)),
             Axis("dtype", (fixed["dtype"],) if "dtype" in fixed else dtypes),
             Axis("layout", (fixed["layout"],) if "layout" in fixed else layouts),

@@ -7,7 +7,7 @@ import json
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, BinaryIO, Dict, List, Optional, Union
 
 from .execute import SWEEP_CHECKS
 
@@ -141,7 +141,7 @@ def sweep_markdown(result, figure: Optional[str] = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sweep_figure(result, path: Path) -> Optional[Path]:
+def sweep_figure(result, path: Union[Path, BinaryIO]) -> Optional[Union[Path, BinaryIO]]:
     """Where in the space the layer fails: one panel per layout, p (x, log-odds scale) against
     dtype (y); marker colour = verdict, marker size grows with the tensor's elements."""
     import matplotlib
@@ -174,26 +174,25 @@ def sweep_figure(result, path: Path) -> Optional[Path]:
     handles = [plt.Line2D([], [], marker="o", ls="", color=col, label=v) for v, col in colours.items()]
     fig.legend(handles=handles, loc="upper right", fontsize=8, title="verdict (size: elements)")
     fig.tight_layout(rect=(0, 0, 0.88, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
 
 
 def write_sweep(result, report: Path) -> List[Path]:
-    """``report`` (.md) with the figure (.png) and the JSON (.json) beside it; written to
-    temporary names first and renamed, so nothing half-written is left behind."""
+    """``report`` (.md) with the figure (.png) and the JSON (.json) beside it; each written
+    atomically (:func:`~dropverify.report.write_atomic`: nothing half-written is left behind,
+    and the files get the umask's permissions)."""
+    import io
+
+    from ..report._io import write_atomic
     report = Path(report)
-    fig = sweep_figure(result, report.with_suffix(".png.tmp"))
+    buf = io.BytesIO()
     paths = []
-    if fig is not None:
-        final = report.with_suffix(".png")
-        Path(fig).replace(final)
-        paths.append(final)
-    md = report.with_suffix(".md.tmp")
-    md.write_text(sweep_markdown(result, report.with_suffix(".png").name if fig else None))
-    js = report.with_suffix(".json.tmp")
-    js.write_text(json.dumps(sweep_dict(result), indent=1, default=str) + "\n")
-    md.replace(report)
-    js.replace(report.with_suffix(".json"))
-    return paths + [report, report.with_suffix(".json")]
+    if sweep_figure(result, buf) is not None:
+        paths.append(write_atomic(report.with_suffix(".png"), buf.getvalue()))
+    js = write_atomic(report.with_suffix(".json"), json.dumps(sweep_dict(result), indent=1, default=str) + "\n")
+    md = write_atomic(report, sweep_markdown(result, report.with_suffix(".png").name if paths else None))
+    return paths + [md, js]

@@ -78,6 +78,48 @@ class TargetSpec:
 
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")
 
+def probe_shape_arg(shape: Any, name: str = "shape") -> Optional[Tuple[int, ...]]:
+    """A probe shape given by a caller, as a tuple (None stays None); InvalidArgument (one line
+    naming it) unless it is a non-empty sequence of integers, each at least 1."""
+    from ..errors import InvalidArgument
+    if shape is None:
+        return None
+    try:
+        sizes = tuple(shape)
+    except TypeError:
+        sizes = None
+    if sizes is None or isinstance(shape, (str, bytes)) or not sizes or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in sizes):
+        raise InvalidArgument(f"{name}={shape!r}, but should be a non-empty sequence of integers, e.g. (64, 32)")
+    if any(s < 1 for s in sizes):
+        raise InvalidArgument(f"{name}={tuple(int(s) for s in sizes)!r}, but every size should be at least 1")
+    return tuple(int(s) for s in sizes)
+
+
+LAYOUT_RANKS: Mapping[str, Tuple[int, ...]] = {"channels_last": (4, 5), "channels_last_3d": (5,)}
+"""Layouts that exist only at some input ranks (torch's channels-last memory formats); every
+other layout applies at any rank."""
+
+
+def layout_fits(layout: str, rank: int) -> bool:
+    """True where ``layout`` exists for a rank-``rank`` input (channels_last: 4-D or 5-D)."""
+    ranks = LAYOUT_RANKS.get(layout)
+    return ranks is None or rank in ranks
+
+
+def layouts_for_rank(layouts: Tuple[str, ...], rank: int) -> Tuple[str, ...]:
+    """The layouts of ``layouts`` that exist for a rank-``rank`` input, in order."""
+    return tuple(lay for lay in layouts if layout_fits(lay, rank))
+
+
+def check_layout_rank(layout: str, shape: Tuple[int, ...], name: str) -> None:
+    """InvalidArgument (one line) where ``layout`` does not exist for a probe of ``shape``."""
+    from ..errors import InvalidArgument
+    if not layout_fits(layout, len(shape)):
+        ranks = " or ".join(f"{r}-D" for r in LAYOUT_RANKS[layout])
+        raise InvalidArgument(f"layout={layout!r} needs a {ranks} input, but {name} is probed with shape "
+                              f"{tuple(shape)} (rank {len(shape)})")
+
 
 def numpy_dtype(name: Any) -> Any:
     """The numpy scalar type for a dtype name (``bfloat16`` from ml_dtypes); InvalidArgument

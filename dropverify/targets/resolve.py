@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, key_value_pairs
-from ._base import TargetSpec, numpy_dtype
+from ._base import TargetSpec, check_layout_rank, numpy_dtype, probe_shape_arg
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
     """
     params = dict(params or {})
     numpy_dtype(dtype)  # validates the name
+    shape = None if isinstance(shape, (tuple, list)) and not shape else probe_shape_arg(shape)  # () = default
     if target.startswith("mutant:"):
         return [_configured(_mutant_spec(target), variant, params, shape, dtype, layout)]
     if is_builtin(target):
@@ -68,7 +69,35 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
         raise InvalidArgument(f"target={target!r} is a user factory: give its variant (the contract it claims)")
     from .user import user_spec
     spec = user_spec(target, variant, params, shape=tuple(shape) if shape else None, device=device)
+    check_layout_rank(layout, spec.probe_shape(), spec.name)
     return [dataclasses.replace(spec, dtype=dtype, layout=layout)]
+
+
+def check_capabilities(specs: List[TargetSpec], flags: bool = False) -> None:
+    """InvalidArgument (one line) now, not an ERROR after sampling, for a spec whose dtype or
+    layout its target says it does not take (read from the built target's ``dtypes`` /
+    ``layouts``; a target that fails to build is left to the run, where that becomes an ERROR
+    with the reason). ``flags``: name them as the CLI's options (``--layout X``)."""
+    import sys
+
+    import numpy as np
+    for spec in specs:
+        if spec.dtype == "float64" and spec.layout == "contiguous":
+            continue
+        try:
+            target = spec.build(spec.resolved_params())
+            layouts = tuple(getattr(target, "layouts", ()) or ())
+            accepted = (*(getattr(target, "dtypes", ()) or ()), *(getattr(target, "sweep_dtypes", ()) or ()),
+                        *getattr(sys.modules.get(type(target).__module__), "SWEEP_DTYPES", ()))
+            dtypes = tuple(np.dtype(numpy_dtype(t) if isinstance(t, str) else t) for t in accepted)
+        except Exception:  # noqa: BLE001 - reported by the run as an ERROR
+            continue
+        if layouts and spec.layout not in layouts:
+            given = f"--layout {spec.layout}" if flags else f"layout={spec.layout!r}"
+            raise InvalidArgument(f"{given}, but {spec.name} takes {', '.join(layouts)}")
+        if dtypes and np.dtype(numpy_dtype(spec.dtype)) not in dtypes:
+            given = f"--dtype {spec.dtype}" if flags else f"dtype={spec.dtype!r}"
+            raise InvalidArgument(f"{given}, but {spec.name} takes {', '.join(str(d) for d in dtypes)}")
 
 
 def _mutant_spec(target: str) -> TargetSpec:
@@ -91,6 +120,7 @@ def _configured(spec: TargetSpec, variant: Optional[str], params: Mapping[str, A
     spec.resolved_contract().validate_params(merged)
     if shape:
         spec.resolved_contract().check_shape(tuple(shape))
+    check_layout_rank(layout, tuple(shape) if shape else spec.probe_shape(), spec.name)
     return dataclasses.replace(spec, params=merged, shape=tuple(shape) if shape else spec.shape, dtype=dtype,
                                layout=layout)
 

@@ -1,0 +1,183 @@
+"""One stream of calls per configuration, read by every check that can read it.
+
+Holm's procedure controls the family-wise error rate under ANY dependence between the
+statistics of a run, so the statistical checks need not draw calls of their own: the rate,
+per-position, expectation, pair, repeat, long-horizon and dispersion statistics all read the
+same seeded stream of training calls. The stream is drawn once; each check consumes it at
+its own pace and stops at its own sequential looks; the stream stops when every check has
+decided (or the configuration's call / time budget ends).
+
+Mechanics. Each reading check runs in its own thread, but only one thread runs at a time: a
+check that needs calls not yet drawn hands the baton to the driver, which draws as many calls
+as the most demanding waiting check asked for (at most :data:`~._core.STREAM_BATCH` per
+dispatch), appends them to every reader's queue, and hands the baton to each waiting reader
+in registration order. Execution is therefore sequential and deterministic: same seed, same
+calls, same results, whatever the thread scheduler does. A reader sees exactly the calls
+``0, 1, 2, ...`` of the one stream. Checks that read the shared stream must touch the target
+through it only (the registry marks them ``shares_stream``); the stream runs on its own
+instance of the target, seeded once, so its call indices are the layer's own.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ._core import STREAM_BATCH, BudgetExhausted, Stream, TargetError, _Raise
+
+SHARED_SALT = 1
+"""Probe salt and seed offset of the shared stream (``ctx.probe(1)``, seed ``ctx.seed + 1``)."""
+
+
+class SharedReader:
+    """One check's view of the shared stream: ``next``, ``take`` and ``prefetch`` as on a
+    :class:`~._core.Stream`, served from the driver's draws. When the budget has ended,
+    ``take`` returns ``[]`` and ``next`` raises :class:`BudgetExhausted`."""
+
+    def __init__(self, hub: "SharedHub", index: int, inputs: Any) -> None:
+        self.hub, self.index, self.inputs = hub, index, inputs
+        self.queue: List[Any] = []
+        self.want = 0
+        self.hint = 0
+        self.consumed = 0
+        self.finished = False
+        self.turn = threading.Event()
+
+    def __iter__(self) -> "SharedReader":
+        return self
+
+    def _wait_for(self, n: int) -> None:
+        if not self.queue and not self.hub.exhausted:
+            self.want = max(1, n, self.hint)
+            self.hub._yield_to_driver(self)
+
+    def prefetch(self, n: int) -> None:
+        """A hint: the check will read at least ``n`` more calls (the driver draws them in
+        fewer dispatches)."""
+        self.hint = max(0, int(n))
+
+    def take(self, n: int) -> List[Any]:
+        self._wait_for(n)
+        got, self.queue = self.queue[:n], self.queue[n:]
+        self.consumed += sum(1 for y in got if not isinstance(y, _Raise))
+        self.hint = max(0, self.hint - len(got))
+        return got
+
+    def __next__(self) -> np.ndarray:
+        got = self.take(1)
+        if not got:
+            raise BudgetExhausted(self.hub.exhausted_reason)
+        y = got[0]
+        if isinstance(y, _Raise):
+            raise y.error
+        return y
+
+
+class SharedHub:
+    """The driver of one configuration's shared stream (see the module docstring).
+
+    ``stream``: the seeded :class:`Stream` of the shared target instance; ``max_calls``: the
+    most calls the stream may draw; ``deadline``: a ``time.perf_counter()`` value after which
+    no more calls are drawn (None: no time budget)."""
+
+    def __init__(self, stream: Stream, inputs: Any, max_calls: int, deadline: Optional[float] = None) -> None:
+        self.stream, self.inputs = stream, inputs
+        self.max_calls, self.deadline = int(max_calls), deadline
+        self.readers: List[SharedReader] = []
+        self.by_thread: Dict[int, SharedReader] = {}
+        self.drawn = 0
+        self.dead: Optional[_Raise] = None
+        self.exhausted = False
+        self.exhausted_reason = ""
+        self.driver_turn = threading.Event()
+        self.draw_seconds = 0.0
+
+    # ------------------------------------------------------------------ reader side
+    def reader(self) -> SharedReader:
+        """The calling check thread's reader."""
+        r = self.by_thread.get(threading.get_ident())
+        if r is None:
+            raise RuntimeError("shared stream read from a thread the hub did not start")
+        return r
+
+    def _yield_to_driver(self, r: SharedReader) -> None:
+        r.turn.clear()
+        self.driver_turn.set()
+        r.turn.wait()
+
+    # ------------------------------------------------------------------ driver side
+    def _resume(self, r: SharedReader) -> None:
+        self.driver_turn.clear()
+        r.turn.set()
+        self.driver_turn.wait()
+
+    def _draw(self, k: int) -> List[Any]:
+        if self.dead is not None:
+            return [self.dead]
+        t0 = time.perf_counter()
+        try:
+            got = self.stream.take(k)
+        except TargetError as exc:  # the seed call failed
+            got = [_Raise(exc)]
+        self.draw_seconds += time.perf_counter() - t0
+        self.drawn += sum(1 for y in got if not isinstance(y, _Raise))
+        if got and isinstance(got[-1], _Raise):
+            self.dead = got[-1]
+        return got
+
+    def run(self, jobs: Sequence[Callable[[], Any]],
+            on_done: Optional[Callable[[int, Any, float], None]] = None) -> List[Tuple[str, Any]]:
+        """Run each job in its own thread, cooperatively, feeding their readers from one
+        stream. Returns one ``("ok", value)`` or ``("raised", exception)`` per job, in order;
+        ``on_done(i, outcome, seconds)`` is called as each job finishes."""
+        outcomes: List[Tuple[str, Any]] = [("raised", RuntimeError("not run"))] * len(jobs)
+        started: List[float] = [0.0] * len(jobs)
+
+        def body(i: int, job: Callable[[], Any], r: SharedReader) -> None:
+            r.turn.wait()
+            try:
+                outcomes[i] = ("ok", job())
+            except BaseException as exc:  # noqa: BLE001 - reported by the caller
+                outcomes[i] = ("raised", exc)
+            r.finished = True
+            if on_done is not None:
+                try:
+                    on_done(i, outcomes[i], time.perf_counter() - started[i])
+                except Exception:  # noqa: BLE001 - progress output must never stop a run
+                    pass
+            self.driver_turn.set()
+
+        threads = []
+        for i, job in enumerate(jobs):
+            r = SharedReader(self, i, self.inputs)
+            self.readers.append(r)
+            t = threading.Thread(target=body, args=(i, job, r), daemon=True, name=f"dropverify-check-{i}")
+            t.start()
+            self.by_thread[t.ident] = r
+            threads.append(t)
+        for r in self.readers:  # each job runs until it first needs calls (or finishes)
+            started[r.index] = time.perf_counter()
+            self._resume(r)
+        while True:
+            waiting = [r for r in self.readers if not r.finished and not r.queue]
+            if not waiting:
+                break
+            if self.drawn >= self.max_calls or (self.deadline is not None and time.perf_counter() > self.deadline):
+                self.exhausted = True
+                self.exhausted_reason = (f"the configuration's call budget ({self.max_calls} calls) is spent"
+                                         if self.drawn >= self.max_calls else
+                                         f"the configuration's time budget ended after {self.drawn} calls")
+            else:
+                k = min(STREAM_BATCH, max(r.want for r in waiting), self.max_calls - self.drawn)
+                got = self._draw(max(1, k))
+                for r in self.readers:
+                    if not r.finished:
+                        r.queue.extend(got)
+            for r in waiting:
+                r.want = 0
+                self._resume(r)
+        for t in threads:
+            t.join()
+        return outcomes

@@ -1,0 +1,319 @@
+"""Long-horizon structure of the random stream: faults that short-range statistics miss.
+
+Three exact-style checks on the configuration's shared stream (:mod:`._shared`), each FAILing
+only on evidence whose chance probability under the contract is at most
+:data:`FALSE_ALARM` (a bound stated in the details, the same rule as the hash check of
+:mod:`.repeats`):
+
+* ``masks_never_repeat_over_stream_by_hash`` hashes every call's mask over :data:`HORIZON`
+  calls (the run's ``max_calls`` if smaller): an exact repeat at ANY lag, a bank of cached
+  masks replayed with a period (``masks repeat with period 256 calls``), a mask frozen after a
+  warm-up (``mask frozen from call 1000 on``).
+* ``draws_not_reused_shifted_across_calls`` compares call t + 1 with call t at EVERY flat
+  shift (FFT cross-correlation of the packed events): a counter advanced by less than the
+  numel between calls makes call t + 1 a shifted copy of call t.
+* ``draws_not_shared_at_any_flat_lag`` compares every unit with the unit L places later in
+  the same call, for EVERY lag 1 <= L <= n / 2 (FFT autocorrelation): a kernel that reuses one
+  draw for elements 96 apart.
+
+The shift and lag statistics need exchangeable units (one scalar drop probability, no block
+structure) and a binary mask; they test the rarer outcome (dropped when p <= 1/2), so they
+keep their power near p = 0 and p = 1.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+from scipy import fft as spfft
+from scipy import stats as sps
+
+from ._core import (BudgetExhausted, CheckContext, CheckResult, NotInformative, TargetError, error_result,
+                    exact_result, fmt, mask_values, unit_view)
+
+REPEAT = "masks_never_repeat_over_stream_by_hash"
+SHIFT = "draws_not_reused_shifted_across_calls"
+LAG = "draws_not_shared_at_any_flat_lag"
+
+HORIZON = 4096
+"""Calls hashed by the long-horizon repeat check (bounded by ``Settings.max_calls``)."""
+SHIFT_PAIRS = 64
+"""Consecutive call pairs (t, t + 1) compared at every shift."""
+LAG_CALLS = 16
+"""Calls whose units are compared at every flat lag."""
+FALSE_ALARM = 1e-9
+"""Largest chance probability (under the contract, a bound) of the evidence that FAILs a check."""
+SCREEN = 16
+"""Shifts / lags per call with the largest z-scores whose exact tail is computed (the rest
+can only have larger p-values under the bound used, which keeps the p-value conservative)."""
+
+
+def _uniform_binary(ctx: CheckContext) -> bool:
+    c = ctx.contract
+    if c.dropped_value is None or c.structure == "block":
+        return False
+    q = c.drop_probability(ctx.params, ctx.shape)
+    return np.ndim(q) == 0 and 0.0 < float(q) < 1.0
+
+
+def applies_repeat(ctx: CheckContext) -> bool:
+    from .independence import randomness_is_observable
+    return randomness_is_observable(ctx)
+
+
+def applies_exchangeable(ctx: CheckContext) -> bool:
+    from .independence import randomness_is_observable
+    return _uniform_binary(ctx) and randomness_is_observable(ctx)
+
+
+def _events(ctx: CheckContext, inputs, y: np.ndarray) -> np.ndarray:
+    """The rarer outcome (dropped if q <= 1/2, else kept) of every mask unit, flattened, as float64."""
+    dropped = np.asarray(unit_view(ctx, ctx.dropped(inputs, y))).reshape(-1)
+    q = float(ctx.contract.drop_probability(ctx.params, ctx.shape))
+    return (dropped if q <= 0.5 else ~dropped).astype(np.float64)
+
+
+# ------------------------------------------------------------------------------ repeats
+
+def _repeat_pattern(hashes: List[bytes]) -> Tuple[List[Tuple[int, int]], str]:
+    """(later, earliest equal) pairs, and the pattern in words: frozen from a call on, a
+    period, or scattered repeats."""
+    first: Dict[bytes, int] = {}
+    last: Dict[bytes, int] = {}
+    found: List[Tuple[int, int]] = []
+    lags = set()
+    for i, h in enumerate(hashes):
+        if h in first:
+            found.append((i, first[h]))
+            lags.add(i - last[h])  # distance to the most recent equal mask
+        else:
+            first[h] = i
+        last[h] = i
+    if not found:
+        return found, ""
+    n = len(hashes)
+    # frozen: every call from some k on equals call k (a run of identical hashes to the end)
+    k = n - 1
+    while k > 0 and hashes[k - 1] == hashes[-1]:
+        k -= 1
+    if n - k >= 3 and all(j == k for i, j in found if i > k) and len([1 for i, _ in found if i > k]) == n - 1 - k:
+        if len(found) == n - 1 - k:
+            return found, f"mask frozen from call {k} on (calls {k}..{n - 1} of the stream identical)"
+    if len(lags) == 1:
+        period = lags.pop()
+        start = found[0][0]
+        # a period is named only once the repetition spans a whole period
+        periodic = n - start >= period and all(hashes[i] == hashes[i - period] for i in range(max(start, period), n))
+        if periodic:
+            where = "" if start == period else f" from call {start - period} on"
+            return found, f"masks repeat with period {period} calls{where} (call t equals call t - {period})"
+    shown = ", ".join(f"call {i} = call {j}" for i, j in found[:4])
+    return found, f"{len(found)} of {n} calls repeat an earlier call's mask ({shown}{', ...' if len(found) > 4 else ''})"
+
+
+def masks_never_repeat_over_stream_by_hash(ctx: CheckContext) -> List[CheckResult]:
+    """Exact: no two of the first :data:`HORIZON` calls of the shared stream (fewer when the
+    run's budget is smaller: the details say how many) have the same mask. A chance repeat
+    among M masks has probability at most M (M - 1) / 2 x P(two masks agree), the bound
+    stated in the details; the check runs only where that is <= :data:`FALSE_ALARM`."""
+    from .repeats import _independent_units, format_probability, log_union_bound, mask_hash, match_log_probability
+    start = time.perf_counter()
+    inputs, stream = ctx.shared_stream()
+    horizon = min(HORIZON, ctx.settings.max_calls)
+    q = np.broadcast_to(np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64),
+                        ctx.output_shape(inputs))
+    q_units = _independent_units(ctx, np.asarray(unit_view(ctx, q)))
+    binary = ctx.contract.dropped_value is not None
+    log_bound = log_union_bound(match_log_probability(q_units.reshape(1, -1)), horizon) if binary else -math.inf
+    if log_bound > math.log(FALSE_ALARM):
+        raise NotInformative(f"{horizon} masks of {q_units.size} independent unit(s) repeat by chance with "
+                             f"probability up to {format_probability(log_bound)} > {FALSE_ALARM:g}")
+    hashes: List[bytes] = []
+    constant = 0
+    budget = ""
+    try:
+        stream.prefetch(horizon)
+        while len(hashes) < horizon:
+            vals, is_binary = mask_values(ctx, inputs, next(stream))
+            units = np.asarray(unit_view(ctx, vals))
+            constant += int(units.size > 0 and bool(np.all(units == units.flat[0])))
+            hashes.append(mask_hash(units, is_binary))
+    except BudgetExhausted as why:
+        budget = str(why)
+    except TargetError as exc:
+        return [error_result(ctx, REPEAT, str(exc))]
+    found, pattern = _repeat_pattern(hashes)
+    details: Dict[str, Any] = {"calls": len(hashes), "horizon": horizon, "repeats": len(found),
+                               "first_repeats": [f"call {i} = call {j}" for i, j in found[:20]],
+                               "pattern": pattern, "constant_calls": constant,
+                               "collision_bound": format_probability(log_bound), "budget": budget}
+    note = f"; the budget ended the stream ({budget}): a period longer than {len(hashes)} calls could hide" \
+        if len(hashes) < HORIZON else ""
+    expected = (f"no exact repeat among {len(hashes)} consecutive calls (chance probability <= "
+                f"{format_probability(log_bound)} under the contract){note}")
+    observed = pattern or f"no two identical masks among {len(hashes)} calls"
+    return [exact_result(ctx, REPEAT, not found, observed, expected, details, time.perf_counter() - start)]
+
+
+# ------------------------------------------------------------------------------ shifted reuse
+
+def _hypergeom_sf_top(count: np.ndarray, draws: np.ndarray, good: int, total: int) -> Tuple[float, int]:
+    """Smallest exact upper-tail p-value P(X >= count), X ~ Hypergeom(total, good, draws), over
+    the :data:`SCREEN` entries with the largest z-scores; (p, index)."""
+    mu = draws * (good / total)
+    var = draws * (good / total) * (1 - good / total) * np.maximum(total - draws, 0) / max(total - 1, 1)
+    z = np.where(var > 0, (count - mu) / np.sqrt(np.maximum(var, 1e-300)), -np.inf)
+    top = np.argpartition(-z, min(SCREEN, z.size - 1))[:SCREEN] if z.size > SCREEN else np.arange(z.size)
+    top = top[count[top] > mu[top]]
+    if top.size == 0:
+        return 1.0, int(np.argmax(z))
+    p = sps.hypergeom.sf(count[top] - 1, total, good, draws[top])
+    i = int(np.argmin(p))
+    return float(p[i]), int(top[i])
+
+
+def _xcorr(a: np.ndarray, b: np.ndarray, size: int) -> np.ndarray:
+    """c[s] = sum_i a[i] b[i + s] for s = -(n-1) .. n-1, as an array indexed s + n - 1."""
+    n = a.size
+    c = spfft.irfft(np.conj(spfft.rfft(a, size)) * spfft.rfft(b, size), size)
+    return np.rint(np.concatenate([c[size - n + 1:], c[:n]]))
+
+
+def _power_z(alpha: float, power: float) -> float:
+    return float(sps.norm.isf(alpha) + sps.norm.isf(1 - power))
+
+
+def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult]:
+    """Call t + 1 is no shifted copy of call t, at any flat shift s (-(n-1) <= s <= n-1), for
+    :data:`SHIFT_PAIRS` consecutive pairs. Given call t + 1's event count K, its events are a
+    uniformly random K-subset of the n units under the contract, so the co-events C(s) of the
+    a(s) events of call t that shift into range are exactly Hypergeom(n, K, a(s)). FAIL when
+    the Bonferroni p over all shifts and pairs is <= :data:`FALSE_ALARM`. The details give the
+    smallest reused fraction of the draws detectable with the run's power."""
+    start = time.perf_counter()
+    inputs, stream = ctx.shared_stream()
+    pairs = min(SHIFT_PAIRS, ctx.settings.max_calls - 1)
+    try:
+        stream.prefetch(pairs + 1)
+        prev = _events(ctx, inputs, next(stream))
+        n = prev.size
+        if n < 8:
+            raise NotInformative(f"{n} mask units per call: too few shifts to test")
+        size = spfft.next_fast_len(2 * n - 1, real=True)
+        shifts = np.arange(-(n - 1), n)
+        best = (1.0, 0, 0, 0.0, 0.0)  # p, pair, shift, count, expected
+        done = 0
+        for t in range(pairs):
+            cur = _events(ctx, inputs, next(stream))
+            k_next = int(cur.sum())
+            cs = np.concatenate([[0.0], np.cumsum(prev)])
+            lo, hi = np.maximum(0, -shifts), np.minimum(n, n - shifts)
+            draws = (cs[hi] - cs[lo]).astype(np.int64)
+            count = _xcorr(prev, cur, size).astype(np.int64)
+            if 0 < k_next < n:
+                p, i = _hypergeom_sf_top(count, draws, k_next, n)
+                if p < best[0]:
+                    best = (p, t, int(shifts[i]), int(count[i]), float(draws[i] * k_next / n))
+            prev = cur
+            done += 1
+    except BudgetExhausted:
+        pass
+    except TargetError as exc:
+        return [error_result(ctx, SHIFT, str(exc))]
+    tests = max(done, 1) * (2 * n - 1)
+    p_all = min(1.0, tests * best[0])
+    q = float(ctx.contract.drop_probability(ctx.params, ctx.shape))
+    qe = min(q, 1 - q)
+    half = max(1.0, qe * n / 2)  # events of call t that stay in range at |s| = n / 2
+    rho = _power_z(FALSE_ALARM / tests, ctx.settings.power) * math.sqrt(qe / ((1 - qe) * half))
+    details = {"pairs": done, "units": n, "shifts": 2 * n - 1, "p_bonferroni": p_all, "threshold": FALSE_ALARM,
+               "worst_pair": best[1], "worst_shift": best[2], "co_events": best[3], "expected_co_events": best[4],
+               "detectable_reused_fraction": min(1.0, rho),
+               "statistic": "co-events of call t and call t+1 at shift s: exactly Hypergeom(n, K_{t+1}, a_t(s))"}
+    ok = p_all > FALSE_ALARM
+    d = -best[2]
+    if ok:
+        observed = (f"no shifted reuse: smallest Bonferroni p over {2 * n - 1} shifts x {done} call pairs = "
+                    f"{fmt(p_all)}")
+    else:
+        observed = (f"call t+1 reuses call t's draws shifted by {d} (element j of call {best[1] + 1} = element "
+                    f"j{'+' if d >= 0 else '-'}{abs(d)} of call {best[1]}: {best[3]} co-events vs "
+                    f"{best[4]:.1f} expected; p={p_all:.3g})")
+    expected = (f"independent calls: no shift with chance probability <= {FALSE_ALARM:g}; a reuse of "
+                f"{100 * min(1.0, rho):.2g} % of the draws at |shift| <= n/2 is detected with probability "
+                f"{ctx.settings.power:g}")
+    return [exact_result(ctx, SHIFT, ok, observed, expected, details, time.perf_counter() - start)]
+
+
+# ------------------------------------------------------------------------------ within-call lags
+
+def _chernoff_log_sf(count: np.ndarray, m: np.ndarray, pi: float) -> np.ndarray:
+    """log of the Chernoff bound exp(-m KL(c/m || pi)) on P(S >= c), S a sum of m negatively
+    associated indicators with mean pi each (0 where c <= m pi)."""
+    x = np.clip(count / np.maximum(m, 1), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.where(x > 0, x * np.log(x / pi), 0.0) + np.where(x < 1, (1 - x) * np.log((1 - x) / (1 - pi)), 0.0)
+        kl = np.where(x == 1, -np.log(pi), kl)
+    return np.where(x > pi, -m * kl, 0.0)
+
+
+def draws_not_shared_at_any_flat_lag(ctx: CheckContext) -> List[CheckResult]:
+    """Within a call, unit i and unit i + L are independent for every flat lag 1 <= L <= n/2
+    (C order of the mask units), in :data:`LAG_CALLS` calls. Given a call's event count K the
+    events are a uniformly random K-subset (negatively associated), so the co-events among the
+    pairs (i, i + L) with floor(i / L) even (or odd), disjoint pairs with chance K(K-1)/(n(n-1))
+    each, obey the Chernoff bound of independent indicators; the count at lag L exceeds c only
+    if one half exceeds c / 2. FAIL when the Bonferroni bound over lags and calls is <=
+    :data:`FALSE_ALARM`."""
+    start = time.perf_counter()
+    inputs, stream = ctx.shared_stream()
+    calls = min(LAG_CALLS, ctx.settings.max_calls)
+    best = (0.0, 0, 0, 0.0, 0.0)  # log p, call, lag, count, expected
+    done = 0
+    n = 0
+    try:
+        stream.prefetch(calls)
+        for t in range(calls):
+            e = _events(ctx, inputs, next(stream))
+            n = e.size
+            if n < 16:
+                raise NotInformative(f"{n} mask units per call: too few lags to test")
+            k = float(e.sum())
+            done += 1
+            if k < 2 or k > n - 1:
+                continue
+            size = spfft.next_fast_len(2 * n, real=True)
+            f = spfft.rfft(e, size)
+            auto = np.rint(spfft.irfft(f * np.conj(f), size)[1:n // 2 + 1])
+            lags = np.arange(1, n // 2 + 1)
+            pairs = n - lags
+            even = (pairs // (2 * lags)) * lags + np.minimum(lags, pairs % (2 * lags))
+            odd = pairs - even
+            pi = k * (k - 1) / (n * (n - 1))
+            half = np.ceil(auto / 2)
+            log_p = np.logaddexp(_chernoff_log_sf(half, even, pi), _chernoff_log_sf(half, odd, pi))
+            log_p = np.minimum(log_p, 0.0)
+            i = int(np.argmin(log_p))
+            if log_p[i] < best[0]:
+                best = (float(log_p[i]), t, int(lags[i]), float(auto[i]), float(pairs[i] * pi))
+    except BudgetExhausted:
+        pass
+    except TargetError as exc:
+        return [error_result(ctx, LAG, str(exc))]
+    tests = max(done, 1) * max(n // 2, 1)
+    log_all = min(0.0, math.log(tests) + best[0])
+    p_all = math.exp(log_all)
+    details = {"calls": done, "units": n, "lags": n // 2, "p_bonferroni": p_all, "log_p_bonferroni": log_all,
+               "threshold": FALSE_ALARM, "worst_call": best[1], "worst_lag": best[2], "co_events": best[3],
+               "expected_co_events": best[4],
+               "statistic": "co-events of units i and i+L in one call; Chernoff bound on each half of disjoint pairs"}
+    ok = p_all > FALSE_ALARM
+    if ok:
+        observed = f"no shared draws: smallest Bonferroni bound over {n // 2} lags x {done} calls = {fmt(p_all)}"
+    else:
+        observed = (f"elements {best[2]} apart share one draw ({best[3]:.0f} co-events at lag {best[2]} in call "
+                    f"{best[1]} vs {best[4]:.1f} expected; p <= {p_all:.3g})")
+    expected = f"independent units: no lag with chance probability <= {FALSE_ALARM:g}"
+    return [exact_result(ctx, LAG, ok, observed, expected, details, time.perf_counter() - start)]
