@@ -139,7 +139,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     from .report import summary_lines, write_scan
 
     settings = _settings(args)
-    if args.max_calls is None:
+    if args.max_calls is None and not getattr(args, "quick", None):
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
     checks = choose_checks(args.check) if args.check else None  # InvalidArgument (exit 2) for an unknown name
     device = args.device or "cpu"
