@@ -343,3 +343,23 @@ def test_committed_timm_report_is_what_the_readme_quotes():
     jsonschema = pytest.importorskip("jsonschema")
     from dropverify.report import schema_path
     jsonschema.Draft202012Validator(json.loads(schema_path().read_text())).validate(doc)
+
+
+def test_a_module_with_two_rates_and_an_unplumbed_one():
+    class TwoRates(nn.Module):
+        def __init__(self, plumbed=True):
+            super().__init__()
+            self.dropout_p, self.proj_drop, self.plumbed = 0.1, 0.3, plumbed
+
+        def forward(self, x):
+            q = x.unsqueeze(1)
+            y = F.scaled_dot_product_attention(q, q, q, dropout_p=self.dropout_p if self.training else 0.0)
+            return F.dropout(y.squeeze(1), self.proj_drop if self.plumbed else 0.0, self.training)
+
+    r = dropverify.scan(TwoRates(), torch.randn(4, 6, 8), **FAST)
+    assert r.ok, r.summary()
+    (ok,) = [x for x in r.results if x.target == "(model)[dropout]" and x.check == mc.SITE_TRAINING]
+    assert ok.message == ("(model): F.dropout received p=0.3 in training, as configured ((model).proj_drop; the first "
+                          "rate attribute, (model).dropout_p, is 0.1)")
+    r = dropverify.scan(TwoRates(plumbed=False), torch.randn(4, 6, 8), **FAST)
+    assert failing(r) == {("(model)[dropout]", mc.SITE_TRAINING)}

@@ -208,6 +208,7 @@ class Site:
     looked_for: Tuple[str, ...] = ()
     calls: List[Call] = field(default_factory=list)
     fop: Optional["FunctionalOp"] = None  # functional site: the op intercepted
+    alternatives: Tuple[Tuple[float, str], ...] = ()  # functional site: other rate attributes of the same module
 
     @property
     def label(self) -> str:
@@ -297,7 +298,8 @@ def configured_rates(model: nn.Module) -> Dict[str, Dict[str, Tuple[float, str]]
 
 def lookup_configured(site: Site, rates: Mapping[str, Mapping[str, Tuple[float, str]]]) -> None:
     """Fill ``site.configured`` for a functional site: the first attribute of the op's list
-    found on the calling module, else on its parent."""
+    found on the calling module, else on its parent (the module's other rate attributes of
+    the list go to ``site.alternatives``)."""
     attrs = SDPA_ATTRS if site.op == "scaled_dot_product_attention" else \
         MHA_ATTRS if site.op == "multi_head_attention_forward" else DROPOUT_ATTRS
     site.looked_for = attrs
@@ -306,10 +308,11 @@ def lookup_configured(site: Site, rates: Mapping[str, Mapping[str, Tuple[float, 
         candidates.append(site.path.rpartition(".")[0])
     for path in candidates:
         found = rates.get(path, {})
-        for name in attrs:
-            if name in found:
-                site.configured, site.configured_from = found[name]
-                return
+        names = [n for n in attrs if n in found]
+        if names:
+            site.configured, site.configured_from = found[names[0]]
+            site.alternatives = tuple(found[n] for n in names[1:])
+            return
 
 
 # ------------------------------------------------------------------------------ functional ops

@@ -5,7 +5,9 @@ Promises (each returns :class:`~dropverify.checks.CheckResult` objects, ``statis
 * :func:`eval_deterministic` — two eval-mode calls under different RNG seeds give identical
   outputs; a FAIL names the sites that dropped in eval.
 * :func:`site_training` — in training the site receives the rate its module is configured
-  with and is active (p > 0 and a training flag that lets it drop).
+  with and is active (p > 0 and a training flag that lets it drop). For a functional call the
+  configured rate is the first rate attribute found (:func:`~.discovery.lookup_configured`); a
+  nonzero rate equal to another rate attribute of the same module counts as that one's.
 * :func:`site_eval` — in eval the site applies nothing: a functional call passes p = 0 or
   training=False; a module site's output equals its contract's eval output on the real
   activations.
@@ -149,6 +151,14 @@ def site_training(site: Site, target: str, variant: str) -> CheckResult:
                        f"{site.label}: {what} received {pname}={got} in training; no configured rate found on "
                        f"{shown(site.path)} or its parent to compare (looked for {looked})", **details)
     wrong = [p for p in received if not _same(p, site.configured)]
+    # a module may keep several rates (attention and residual): a nonzero rate equal to another of its
+    # rate attributes is that one's; a zero where the first one is nonzero stays the unplumbed-rate FAIL
+    other = {p: next((w for v, w in site.alternatives if _same(p, v)), None) for p in wrong if p > 0}
+    if wrong and all(other.get(p) for p in wrong):
+        return _result(SITE_TRAINING, target, variant, True,
+                       f"{site.label}: {what} received {pname}={got} in training, as configured ("
+                       + ", ".join(other[p] for p in wrong) + f"; the first rate attribute, {site.configured_from}, "
+                       f"is {site.configured:g})", **details)
     if wrong:
         return _result(SITE_TRAINING, target, variant, False,
                        f"{site.label}: {what} received {pname}={wrong[0]:g} in training, but "
