@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..checks._core import fmt
 from ..report import jsonout
 from ..report._io import write_atomic
 from ..report.markdown import _ICON, READING_GUIDE, root_cause_line, run_line, summary_table
@@ -76,7 +75,7 @@ def schedule_table(report: Any) -> str:
     return "\n".join(lines)
 
 
-def _messages(target: Any, exact_only: bool = False) -> List[str]:
+def _messages(target: Any) -> List[str]:
     out = []
     for r in target.results:
         if r.check.split("[", 1)[0] in _SCAN_CHECKS or r.verdict != "PASS":
