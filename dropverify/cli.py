@@ -316,8 +316,10 @@ def _progress(quiet: bool) -> Optional[Progress]:
 
     The runner calls ``progress(label, done, total)`` as each check starts (``done`` checks
     finished so far) and ``("done", total, total)`` at the end; a check has finished when the
-    next call comes, so its time is the gap between the two calls. Labels after the checks
-    (targets run in a worker process) are printed as they start."""
+    next call comes, so its time is the gap between the two calls. Checks that read the shared
+    stream run together: the runner reports each as it finishes, with a label
+    ``"done <seconds>: <target>: <check>"``. Labels after the checks (targets run in a worker
+    process) are printed as they start."""
     if quiet:
         return None
     start = time.perf_counter()
@@ -332,11 +334,19 @@ def _progress(quiet: bool) -> Optional[Progress]:
     def log(label: str, done: int, total: int) -> None:
         now = time.perf_counter()
         running, state["running"] = state["running"], None
+        finished = label.startswith("done ") and ": " in label
         if running is not None and not state["checks_done"]:
             width = len(str(total))
-            sys.stderr.write(f"dropverify: [{min(done, total):>{width}}/{total}] {running} "
+            number = done - 1 if finished else done  # a finished shared check is counted in ``done``
+            sys.stderr.write(f"dropverify: [{min(number, total):>{width}}/{total}] {running} "
                              f"{now - state['since']:.1f} s (total {now - start:.1f} s)\n")
-        if label == "done" and not state["checks_done"]:
+        if finished and not state["checks_done"]:
+            secs, _, what = label[5:].partition(": ")
+            width = len(str(total))
+            sys.stderr.write(f"dropverify: [{min(done, total):>{width}}/{total}] {what} {float(secs):.1f} s "
+                             f"(total {now - start:.1f} s)\n")
+            state["since"] = now
+        elif label == "done" and not state["checks_done"]:
             state["checks_done"] = True
             sys.stderr.write(f"dropverify: {total}/{total} checks done in {now - start:.1f} s\n")
         elif state["checks_done"]:

@@ -197,9 +197,12 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
         skipped = dict(skipped)
         shared = [c for c in chosen if c.shares_stream]
         if shared:
-            if progress:
-                progress(f"{ctx.spec.name}: {len(shared)} checks on one stream of calls", done, total)
-            for check, outcome in zip(shared, _run_shared(shared, ctx)):
+            def finished(check: CheckSpec, seconds: float, before: int = done) -> None:
+                if progress:
+                    finished.count += 1
+                    progress(f"done {seconds:.1f}: {ctx.spec.name}: {check.name}", before + finished.count, total)
+            finished.count = 0
+            for check, outcome in zip(shared, _run_shared(shared, ctx, finished)):
                 if isinstance(outcome, NotInformative):
                     skipped[check.name] = f"not informative here: {outcome}"
                 else:
@@ -226,9 +229,11 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     return runs
 
 
-def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext) -> List[Any]:
+def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
+                finished: Optional[Callable[[CheckSpec, float], None]] = None) -> List[Any]:
     """Run the ``shares_stream`` checks of one configuration on ONE stream of calls (see
-    :mod:`dropverify.checks._shared`): per check, its results or its NotInformative."""
+    :mod:`dropverify.checks._shared`): per check, its results or its NotInformative;
+    ``finished(check, seconds)`` as each check finishes (after its last part)."""
     from .checks._core import TargetError
     from .checks._shared import SHARED_SALT, SharedHub
     inputs = ctx.probe(SHARED_SALT)
@@ -251,9 +256,18 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext) -> List[Any]:
         for job in parts if parts is not None else [lambda c=c: c.run(ctx)]:
             jobs.append(lambda c=c, job=job: _run_one(c, ctx, job))
             owner.append(i)
+    left = [owner.count(i) for i in range(len(checks))]
+    t_start = time.perf_counter()
+
+    def on_done(j: int, outcome: Any, seconds: float) -> None:
+        i = owner[j]
+        left[i] -= 1
+        if left[i] == 0 and finished is not None:
+            finished(checks[i], time.perf_counter() - t_start)
+
     ctx._hub = hub
     try:
-        outcomes = hub.run(jobs)
+        outcomes = hub.run(jobs, on_done)
     finally:
         ctx._hub = None
     out: List[Any] = [[] for _ in checks]
