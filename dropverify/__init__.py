@@ -21,11 +21,11 @@ __version__ = "0.1.0"
 CheckFailed.__module__ = __name__  # reported as dropverify.CheckFailed (its public name) in pytest summaries
 
 _LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("checks._core", "DEFAULT_SEED"),
-         "Settings": ("checks._core", "Settings")}
+         "Settings": ("checks._core", "Settings"), "scan": ("modelscan.api", "scan")}
 
 __all__ = [
     "CheckFailed", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec", "Report",
-    "Settings", "TargetUnavailable", "all_contracts", "get_contract", "verify", "__version__",
+    "Settings", "TargetUnavailable", "all_contracts", "get_contract", "scan", "verify", "__version__",
 ]
 
 

@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--search", type=int, default=4,
                    help="--sweep: configurations hypothesis may try after a clean covering phase. Default: %(default)r")
     _settings_args(r)
+    from .modelscan.cli import add_scan_parser
+    add_scan_parser(sub, _settings_args)
     lst = sub.add_parser("list", help="list variants, checks and targets")
     lst.add_argument("--params", action="store_true",
                      help="per variant: parameters, ranges, defaults, conventions and probe shape")
@@ -672,7 +674,14 @@ def cmd_list(args: argparse.Namespace, command: str) -> int:
     return 0
 
 
-COMMANDS = {"verify": cmd_verify, "verify-thirdparty": cmd_thirdparty, "run": cmd_run, "list": cmd_list}
+def cmd_scan(args: argparse.Namespace, command: str) -> int:
+    """``dropverify scan MODULE:FACTORY``: see :mod:`dropverify.modelscan.cli`."""
+    from .modelscan.cli import cmd_scan as scan
+    return scan(args, command)
+
+
+COMMANDS = {"verify": cmd_verify, "verify-thirdparty": cmd_thirdparty, "run": cmd_run, "list": cmd_list,
+            "scan": cmd_scan}
 
 
 def _one_line(exc: BaseException) -> str:

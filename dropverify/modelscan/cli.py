@@ -1,0 +1,191 @@
+"""``dropverify scan MODULE:FACTORY (--shape S [--dtype D] | --input MODULE:FN) [--report R.md]``.
+
+Exit codes as ``run``: 0 no FAIL or ERROR (``--strict``: no INCONCLUSIVE either), 1 otherwise,
+2 a usage error — one line on stderr, before any sampling: a bad MODULE:FACTORY, a factory
+that raises or returns no nn.Module, neither or both of --shape / --input, a bad shape or
+dtype, an input function that raises or returns no tensors, a model that raises on the
+example input, an output path that cannot be written. Importing this module does not
+import torch.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+SCAN_MAX_CALLS = 5000
+"""The scan's default budget per check (``run``: 20,000): a model has many sites; --max-calls raises it."""
+
+
+def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    """The ``scan`` subcommand (``settings_args`` adds --seed, --alpha, --check, --junit-xml ...)."""
+    s = sub.add_parser("scan", help="audit every dropout site of a torch model: dropverify scan MODULE:FACTORY "
+                                    "--shape S",
+                       description="MODULE:FACTORY is a callable taking no arguments and returning a torch "
+                                   "nn.Module (or an nn.Module object). The model runs on the example input in "
+                                   "train, eval, eval, train; every dropout-family module and functional dropout "
+                                   "call is recorded, checked at model level (exact) and verified in situ under "
+                                   "one family-wise false-alarm rate.")
+    s.add_argument("model", metavar="MODULE:FACTORY", help="a callable returning the nn.Module to scan")
+    s.add_argument("--shape", default=None, help="example input shape, e.g. 8,3,32,32 (a seeded standard normal)")
+    s.add_argument("--dtype", default=None, choices=("float16", "bfloat16", "float32", "float64"),
+                   help="dtype of the --shape input; the model is cast to it. Default: float32")
+    s.add_argument("--input", default=None, metavar="MODULE:FN",
+                   help="a callable taking no arguments and returning the example input: a tensor, a tuple of "
+                        "tensors (positional) or a dict (keyword)")
+    s.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device. Default: cpu")
+    s.add_argument("--report", default=None, metavar="PATH.md", help="write the Markdown report (JSON beside it)")
+    settings_args(s)
+
+
+def _usage(message: str) -> Exception:
+    from ..cli import UsageError
+    return UsageError(message)
+
+
+def _load(ref: str, what: str) -> Any:
+    from ..errors import InvalidArgument
+    from ..targets.user import load_factory
+    try:
+        return load_factory(ref)
+    except InvalidArgument as exc:
+        raise _usage(f"{what} {ref!r}: {exc}") from None
+
+
+def _call(fn: Any, ref: str) -> Any:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - the user's callable raised: a usage error, one line
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise _usage(f"{ref}() raised {type(exc).__name__}{': ' + text if text else ''}") from None
+
+
+def build_model(ref: str) -> Any:
+    """The nn.Module MODULE:FACTORY names (called without arguments unless it is a module)."""
+    import torch.nn as nn
+    obj = _load(ref, "model")
+    model = obj if isinstance(obj, nn.Module) else _call(obj, ref)
+    if not isinstance(model, nn.Module):
+        raise _usage(f"model {ref!r} returned a {type(model).__module__}.{type(model).__name__}, but should return "
+                     "a torch nn.Module")
+    return model
+
+
+def build_inputs(args: argparse.Namespace, seed: int) -> Any:
+    """The example input: a seeded standard normal of --shape / --dtype, or what --input returns."""
+    import torch
+    from ..cli import _parse_shape
+    if args.shape is None and args.input is None:
+        raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
+    if args.shape is not None and args.input is not None:
+        raise _usage("--shape and --input: give one")
+    if args.input is not None:
+        if args.dtype is not None:
+            raise _usage("--dtype applies to --shape (an --input function makes its own tensors)")
+        inputs = _call(_load(args.input, "--input"), args.input)
+        tensors = inputs if isinstance(inputs, (tuple, list)) else list(inputs.values()) \
+            if isinstance(inputs, dict) else [inputs]
+        if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+            raise _usage(f"--input {args.input!r} returned a {type(inputs).__name__}, but should return a tensor, "
+                         "a tuple of tensors or a dict of tensors")
+        return inputs
+    shape = _parse_shape(args.shape)
+    dtype = getattr(torch, args.dtype or "float32")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+
+
+def _to(inputs: Any, device: str) -> Any:
+    import torch
+    move = lambda t: t.to(device) if isinstance(t, torch.Tensor) else t  # noqa: E731
+    if isinstance(inputs, (tuple, list)):
+        return type(inputs)(move(t) for t in inputs)
+    if isinstance(inputs, dict):
+        return {k: move(v) for k, v in inputs.items()}
+    return move(inputs)
+
+
+def _progress(quiet: bool) -> Optional[Callable[[str, int, int], None]]:
+    if quiet:
+        return None
+    start = time.perf_counter()
+    state = {"target": None}
+
+    def log(label: str, done: int, total: int) -> None:
+        if label == "done":
+            sys.stderr.write(f"dropverify: in situ: {total}/{total} checks done in "
+                             f"{time.perf_counter() - start:.1f} s\n")
+            return
+        target = label.rsplit(": ", 1)[0]
+        if target != state["target"]:
+            state["target"] = target
+            sys.stderr.write(f"dropverify: in situ: {target} (checks {done}/{total} done, "
+                             f"{time.perf_counter() - start:.1f} s)\n")
+        sys.stderr.flush()
+    return log
+
+
+def cmd_scan(args: argparse.Namespace, command: str) -> int:
+    """``dropverify scan``: validate everything, scan, write the outputs, print the summary."""
+    import os
+    import torch
+    from ..cli import _check_writable, _settings
+    from ..report import write_junit, write_summary
+    from .api import scan
+    from .insitu import choose_checks
+    from .report import summary_lines, write_scan
+
+    settings = _settings(args)
+    if args.max_calls is None and not getattr(args, "quick", None):
+        settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
+    checks = choose_checks(args.check) if args.check else None  # InvalidArgument (exit 2) for an unknown name
+    device = args.device or "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise _usage("--device cuda, but torch sees no CUDA device")
+    junit = args.junit_xml
+    summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY") or None
+    if args.report is not None:
+        if not args.report.endswith(".md"):
+            raise _usage(f"--report {args.report!r}, but should end in .md (the JSON lands beside it)")
+        _check_writable("--report", args.report, folder=False)
+    if junit is not None:
+        _check_writable("--junit-xml", junit, folder=False)
+    if summary is not None:
+        _check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
+    inputs = build_inputs(args, settings.seed)
+    model = build_model(args.model)
+    if args.dtype is not None:
+        model = model.to(getattr(torch, args.dtype))
+    model, inputs = model.to(device), _to(inputs, device)
+    quiet = bool(args.quiet)
+    report = scan(model, inputs, settings=settings, checks=checks if args.check else None,
+                  progress=_progress(quiet), reproduce=command)
+    problems = []
+    jobs = []
+    if args.report is not None:
+        jobs.append((f"report {args.report}", lambda: write_scan(report, Path(args.report), command)))
+    if junit is not None:
+        jobs.append((f"JUnit XML {junit}", lambda: write_junit(report.run, junit, bool(args.strict), command)))
+    if summary is not None:
+        jobs.append((f"job summary {summary}", lambda: write_summary(report.run, summary, bool(args.strict), command)))
+    for what, job in jobs:
+        try:
+            job()
+            print(f"{what} written")
+        except OSError as exc:
+            problems.append(f"writing {what} failed: {exc.strerror or exc}")
+    for line in summary_lines(report):
+        print(line)
+    inconclusive = any(r.verdict == "INCONCLUSIVE" for r in report.results)
+    ok = report.ok and not (args.strict and inconclusive)
+    if report.ok and not ok:
+        print("NOT OK (--strict: INCONCLUSIVE fails)")
+    for line in problems:
+        print(f"dropverify: error: {line}", file=sys.stderr)
+    return 2 if problems else (0 if ok else 1)
+
+
+__all__ = ["SCAN_MAX_CALLS", "add_scan_parser", "build_inputs", "build_model", "cmd_scan"]

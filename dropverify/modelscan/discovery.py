@@ -1,0 +1,555 @@
+"""Discovery: every dropout-family site of a torch model, and what each received while the model ran.
+
+Promises:
+
+* :func:`module_sites` finds every dropout-family *module* in the tree: torch.nn ``Dropout``,
+  ``Dropout1d/2d/3d``, ``AlphaDropout``, ``FeatureAlphaDropout`` (and subclasses), timm
+  ``DropPath`` / ``DropBlock2d``, torchvision ``StochasticDepth`` / ``DropBlock2d`` / ``DropBlock3d``,
+  classes registered with :func:`register`, and parameter-free classes whose name says
+  DropPath / StochasticDepth / DropBlock / Dropout and that keep a drop probability (marked
+  ``guessed``).
+* :class:`Recorder` runs the model with forward pre/post hooks on every module (a stack of
+  module paths) and a ``TorchFunctionMode`` that sees ``F.dropout`` and its family,
+  ``torch.dropout`` and friends, ``F.scaled_dot_product_attention`` (``dropout_p``) and
+  ``F.multi_head_attention_forward``. A functional call made inside a module site belongs to
+  that site; any other becomes a *functional site* keyed by (calling module path, op, ordinal
+  of the call within one forward of that module). Every call records the p it received, the
+  training flag passed (and whether it was passed or defaulted), the calling module's
+  ``.training``, the input shapes, dtype and device.
+* :func:`configured_rates` reads, before the model runs, the rate each module is configured
+  with: attributes named like ``p``, ``dropout_p``, ``attn_drop``, ``drop_rate`` ... (floats,
+  or dropout modules whose ``p`` / ``drop_prob`` is read).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+ROOT = "(model)"
+"""How the root module's path (``""``) is shown."""
+
+
+def shown(path: str) -> str:
+    return path or ROOT
+
+
+# ------------------------------------------------------------------------------ module sites
+
+
+@dataclass(frozen=True)
+class ModuleKind:
+    """How a dropout-family class maps to a contract: ``variant`` (None: chosen from the
+    input rank by ``variant_for``), the attribute holding p, and the contract parameters read
+    from the module."""
+
+    name: str                      # shown in reports: "nn.Dropout", "timm DropPath"
+    variant: Optional[str]
+    p_attr: str
+    params: Callable[[nn.Module, int], Dict[str, Any]] = lambda m, rank: {}
+    variant_for: Optional[Callable[[int], Optional[str]]] = None
+    library: bool = True           # a library class: identical instances behave identically
+    guessed: bool = False          # classified from the class name only
+
+
+def _spatial_variant(dims: int) -> Callable[[int], Optional[str]]:
+    return lambda rank: f"spatial_dropout_{dims}d" if rank in (dims + 1, dims + 2) else None
+
+
+def _dropblock_variant(rank: int) -> Optional[str]:
+    return {4: "dropblock_2d", 5: "dropblock_3d", 3: "dropblock_2d"}.get(rank)
+
+
+_TORCH_NN: Dict[str, ModuleKind] = {
+    "Dropout": ModuleKind("nn.Dropout", "dropout", "p"),
+    "Dropout1d": ModuleKind("nn.Dropout1d", None, "p", lambda m, r: {"channels_last": False}, _spatial_variant(1)),
+    # torch treats a 3-D input to Dropout2d as batched 1-D (N, C, L) channel dropout (and warns): verified as that
+    "Dropout2d": ModuleKind("nn.Dropout2d", None, "p", lambda m, r: {"channels_last": False},
+                            lambda rank: {4: "spatial_dropout_2d", 3: "spatial_dropout_1d"}.get(rank)),
+    "Dropout3d": ModuleKind("nn.Dropout3d", None, "p", lambda m, r: {"channels_last": False}, _spatial_variant(3)),
+    "AlphaDropout": ModuleKind("nn.AlphaDropout", "alpha_dropout", "p"),
+    "FeatureAlphaDropout": ModuleKind("nn.FeatureAlphaDropout", "feature_alpha_dropout", "p"),
+}
+_TIMM: Dict[str, ModuleKind] = {
+    "DropPath": ModuleKind("timm DropPath", "drop_path", "drop_prob",
+                           lambda m, r: {"scale_by_keep": bool(getattr(m, "scale_by_keep", True))}),
+    "DropBlock2d": ModuleKind("timm DropBlock2d", "dropblock_2d", "drop_prob",
+                              lambda m, r: {"block_size": int(m.block_size),
+                                            "share_channels": bool(getattr(m, "couple_channels", False)),
+                                            "seed_region": "anywhere", "gamma_rule": "paper"}),
+}
+_TORCHVISION: Dict[str, ModuleKind] = {
+    "StochasticDepth": ModuleKind("torchvision StochasticDepth", "stochastic_depth", "p",
+                                  lambda m, r: {"mode": str(m.mode), "scaling": "inverted"}),
+    "DropBlock2d": ModuleKind("torchvision DropBlock2d", "dropblock_2d", "p",
+                              lambda m, r: {"block_size": int(m.block_size), "share_channels": False,
+                                            "seed_region": "valid", "gamma_rule": "paper"}),
+    "DropBlock3d": ModuleKind("torchvision DropBlock3d", "dropblock_3d", "p",
+                              lambda m, r: {"block_size": int(m.block_size), "share_channels": False,
+                                            "seed_region": "valid", "gamma_rule": "paper"}),
+}
+
+_REGISTERED: Dict[type, ModuleKind] = {}
+
+P_ATTRS = ("p", "drop_prob", "drop_rate", "rate", "dropout_p", "dropout", "prob")
+"""Where a dropout-family module keeps its rate (first numeric one wins)."""
+
+_NAME_RULES = ((re.compile(r"drop_?path", re.I), "drop_path"),
+               (re.compile(r"stochastic_?depth", re.I), "stochastic_depth"),
+               (re.compile(r"drop_?block", re.I), None),
+               (re.compile(r"dropout", re.I), "dropout"))
+
+
+def register(cls: type, variant: str, p: str = "p", **params: Any) -> None:
+    """Declare a module class a dropout-family site of ``variant`` for :func:`dropverify.scan`:
+    its rate is the attribute ``p`` names; ``params`` are the contract's other parameters
+    (e.g. ``scale_by_keep=True``). Raises InvalidArgument for an unknown variant."""
+    from ..contracts import get_contract
+    from ..errors import InvalidArgument
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise InvalidArgument(f"register({cls!r}, ...), but should be an nn.Module subclass")
+    get_contract(variant)
+    fixed = dict(params)
+    _REGISTERED[cls] = ModuleKind(f"{cls.__module__}.{cls.__qualname__} (registered)", variant, p,
+                                  lambda m, r: dict(fixed), library=False)
+
+
+def unregister(cls: type) -> None:
+    """Forget a class :func:`register` declared (tests)."""
+    _REGISTERED.pop(cls, None)
+
+
+def _number(v: Any) -> Optional[float]:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def module_rate(module: nn.Module, attr: str) -> Optional[float]:
+    try:
+        return _number(getattr(module, attr, None))
+    except Exception:  # noqa: BLE001 - a property that raises: no rate
+        return None
+
+
+def classify(module: nn.Module) -> Optional[ModuleKind]:
+    """The kind of a dropout-family module, or None for any other module."""
+    for cls in type(module).__mro__:
+        if cls in _REGISTERED:
+            return _REGISTERED[cls]
+    for cls in type(module).__mro__:
+        mod = cls.__module__ or ""
+        table = (_TORCH_NN if mod.startswith("torch.nn") else _TIMM if mod.startswith("timm.")
+                 else _TORCHVISION if mod.startswith("torchvision.") else None)
+        if table is not None and cls.__name__ in table:
+            kind = table[cls.__name__]
+            if cls is not type(module):
+                kind = ModuleKind(f"{type(module).__qualname__} (subclass of {kind.name})", kind.variant, kind.p_attr,
+                                  kind.params, kind.variant_for, library=False)
+            return kind
+    if any(True for _ in module.parameters()):
+        return None
+    name = type(module).__name__
+    for rule, variant in _NAME_RULES:
+        if rule.search(name):
+            attr = next((a for a in P_ATTRS if module_rate(module, a) is not None), None)
+            if attr is None:
+                return None
+            params = (lambda m, r: {"scale_by_keep": bool(getattr(m, "scale_by_keep", True))}) \
+                if variant == "drop_path" else (lambda m, r: {})
+            if variant is None:  # a DropBlock by name: its block size is needed
+                if module_rate(module, "block_size") is None:
+                    return None
+                params = lambda m, r: {"block_size": int(m.block_size), "share_channels": False,  # noqa: E731
+                                       "seed_region": "valid", "gamma_rule": "paper"}
+            return ModuleKind(f"{type(module).__module__}.{type(module).__qualname__} (by its name)", variant, attr,
+                              params, _dropblock_variant if variant is None else None, library=False, guessed=True)
+    return None
+
+
+@dataclass
+class Call:
+    """One call of a site while the model ran."""
+
+    phase: str                      # "train", "eval" or "train_after_eval"
+    p: float
+    applied: bool                   # dropout actually applied: p > 0 and the op was in training mode
+    flag: Optional[bool]            # the functional training argument (None: none, e.g. SDPA)
+    flag_given: bool                # the training argument reached the op by position or name (F.* functions
+                                    # pass every argument on by name under a TorchFunctionMode: always True)
+    module_training: bool           # the calling module's .training
+    shapes: Tuple[Tuple[int, ...], ...]
+    dtype: str
+    device: str
+    extra: Dict[str, Any] = field(default_factory=dict)
+    eval_off: Optional[Tuple[int, int]] = None  # module site in eval: (elements off the eval output, total)
+    seq: int = 0                    # order of the call among every recorded call
+
+
+@dataclass
+class Site:
+    """A dropout-family module, or a functional dropout call site, and its recorded calls."""
+
+    path: str                       # module path: the module itself, or the module that made the call
+    kind: str                       # "nn.Dropout", "F.scaled_dot_product_attention", ...
+    op: str                         # "module" or the functional op's name
+    ordinal: int = 0                # functional: which call of this op within one forward of the module
+    module_kind: Optional[ModuleKind] = None
+    snapshot: Optional[nn.Module] = None  # module site: a copy taken before the model ran
+    configured: Optional[float] = None
+    configured_from: Optional[str] = None  # "blocks.3.attn.attn_drop.p"
+    looked_for: Tuple[str, ...] = ()
+    calls: List[Call] = field(default_factory=list)
+    fop: Optional["FunctionalOp"] = None  # functional site: the op intercepted
+    alternatives: Tuple[Tuple[float, str], ...] = ()  # functional site: other rate attributes of the same module
+
+    @property
+    def label(self) -> str:
+        """The site as cause lines name it (``blocks.3.attn``; a second call of the same op in
+        one forward of the module: ``blocks.3.attn#2``)."""
+        return shown(self.path) + (f"#{self.ordinal + 1}" if self.ordinal else "")
+
+    @property
+    def name(self) -> str:
+        """A unique name: ``blocks.3.attn[scaled_dot_product_attention]``."""
+        op = self.kind.split(" (", 1)[0].split(".")[-1].split(" ")[-1] if self.op == "module" else self.op
+        return f"{self.label}[{op}]"
+
+    def phase(self, phase: str) -> List[Call]:
+        return [c for c in self.calls if c.phase == phase]
+
+    @property
+    def is_module(self) -> bool:
+        return self.op == "module"
+
+
+def module_sites(model: nn.Module) -> Dict[int, Site]:
+    """Every dropout-family module of ``model`` by ``id``, each with a pristine copy and its
+    configured rate (read now, before the model runs)."""
+    out: Dict[int, Site] = {}
+    for path, module in model.named_modules():
+        kind = classify(module)
+        if kind is None:
+            continue
+        try:
+            snap = copy.deepcopy(module)
+        except Exception:  # noqa: BLE001 - an uncopyable module is verified as it is after the passes
+            snap = None
+        rate = module_rate(module, kind.p_attr)
+        out[id(module)] = Site(path=path, kind=kind.name, op="module", module_kind=kind, snapshot=snap,
+                               configured=rate, configured_from=f"{shown(path)}.{kind.p_attr}",
+                               looked_for=(kind.p_attr,))
+    return out
+
+
+# ------------------------------------------------------------------------------ configured rates
+
+SDPA_ATTRS = ("dropout_p", "attn_drop", "attn_dropout", "attention_dropout", "attn_drop_rate", "attn_dropout_p",
+              "attn_p", "dropout_prob", "attention_probs_dropout_prob", "dropout_rate", "dropout", "drop_rate",
+              "drop", "p")
+"""Attributes read, in this order, for the rate a module passes to scaled_dot_product_attention."""
+MHA_ATTRS = ("dropout", "dropout_p", "attn_drop", "attn_dropout", "p")
+DROPOUT_ATTRS = ("p", "dropout_p", "drop_prob", "drop_rate", "dropout_rate", "dropout_prob", "dropout", "drop",
+                 "proj_drop", "resid_drop", "hidden_dropout", "rate")
+"""Attributes read, in this order, for the rate a module passes to F.dropout and its family."""
+
+
+def _configured_value(v: Any) -> Optional[float]:
+    """A float rate, or the rate of a dropout module (``p`` / ``drop_prob``)."""
+    n = _number(v)
+    if n is not None:
+        return n
+    if isinstance(v, nn.Module):
+        for attr in ("p", "drop_prob"):
+            n = module_rate(v, attr)
+            if n is not None:
+                return n
+    return None
+
+
+def configured_rates(model: nn.Module) -> Dict[str, Dict[str, Tuple[float, str]]]:
+    """path -> {attribute: (rate, where)} for every module, read before the model runs."""
+    names = dict.fromkeys(SDPA_ATTRS + MHA_ATTRS + DROPOUT_ATTRS)
+    out: Dict[str, Dict[str, Tuple[float, str]]] = {}
+    for path, module in model.named_modules():
+        found: Dict[str, Tuple[float, str]] = {}
+        for name in names:
+            try:
+                raw = getattr(module, name, None)
+            except Exception:  # noqa: BLE001
+                continue
+            v = _configured_value(raw)
+            if v is not None:
+                where = f"{shown(path)}.{name}" + (".p" if isinstance(raw, nn.Module) and _number(raw) is None
+                                                   and module_rate(raw, "p") is not None else
+                                                   ".drop_prob" if isinstance(raw, nn.Module) else "")
+                found[name] = (v, where)
+        if found:
+            out[path] = found
+    return out
+
+
+def lookup_configured(site: Site, rates: Mapping[str, Mapping[str, Tuple[float, str]]]) -> None:
+    """Fill ``site.configured`` for a functional site: the first attribute of the op's list
+    found on the calling module, else on its parent (the module's other rate attributes of
+    the list go to ``site.alternatives``)."""
+    attrs = SDPA_ATTRS if site.op == "scaled_dot_product_attention" else \
+        MHA_ATTRS if site.op == "multi_head_attention_forward" else DROPOUT_ATTRS
+    site.looked_for = attrs
+    candidates = [site.path]
+    if site.path:
+        candidates.append(site.path.rpartition(".")[0])
+    for path in candidates:
+        found = rates.get(path, {})
+        names = [n for n in attrs if n in found]
+        if names:
+            site.configured, site.configured_from = found[names[0]]
+            site.alternatives = tuple(found[n] for n in names[1:])
+            return
+
+
+# ------------------------------------------------------------------------------ functional ops
+
+
+@dataclass(frozen=True)
+class FunctionalOp:
+    """A functional op the recorder intercepts: its argument names (positional order), the
+    defaults of those that have one, the argument holding p and the training flag."""
+
+    name: str                      # "dropout", "scaled_dot_product_attention"
+    shown: str                     # "F.dropout"
+    variant: Optional[str]         # None: from the input rank (feature dropout)
+    names: Tuple[str, ...]
+    defaults: Mapping[str, Any]
+    p_arg: str
+    flag_arg: Optional[str]
+
+
+def _op_table() -> Dict[Any, FunctionalOp]:
+    table: Dict[Any, FunctionalOp] = {}
+
+    def python(fn: Any, shown_name: str, variant: Optional[str], p_arg: str = "p",
+               flag_arg: Optional[str] = "training") -> None:
+        sig = inspect.signature(fn)
+        names = tuple(sig.parameters)
+        defaults = {k: v.default for k, v in sig.parameters.items() if v.default is not inspect.Parameter.empty}
+        table[fn] = FunctionalOp(fn.__name__, shown_name, variant, names, defaults, p_arg, flag_arg)
+
+    python(F.dropout, "F.dropout", "dropout")
+    python(F.dropout1d, "F.dropout1d", "spatial_dropout_1d")
+    python(F.dropout2d, "F.dropout2d", "spatial_dropout_2d")
+    python(F.dropout3d, "F.dropout3d", "spatial_dropout_3d")
+    python(F.alpha_dropout, "F.alpha_dropout", "alpha_dropout")
+    python(F.feature_alpha_dropout, "F.feature_alpha_dropout", "feature_alpha_dropout")
+    python(F.multi_head_attention_forward, "F.multi_head_attention_forward", "attention_dropout", "dropout_p")
+    for name, variant in (("dropout", "dropout"), ("alpha_dropout", "alpha_dropout"), ("feature_dropout", None),
+                          ("feature_alpha_dropout", "feature_alpha_dropout")):
+        for suffix in ("", "_"):
+            fn = getattr(torch, name + suffix, None)
+            if fn is not None:
+                table[fn] = FunctionalOp(name + suffix, f"torch.{name}{suffix}", variant, ("input", "p", "train"),
+                                         {}, "p", "train")
+    table[F.scaled_dot_product_attention] = FunctionalOp(
+        "scaled_dot_product_attention", "F.scaled_dot_product_attention", "attention_dropout",
+        ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"),
+        {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None, "enable_gqa": False},
+        "dropout_p", None)
+    return table
+
+
+OPS = _op_table()
+
+
+def bind(op: FunctionalOp, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Tuple[Dict[str, Any], set]:
+    """The op's arguments by name (defaults filled in) and the names that were passed."""
+    values = dict(zip(op.names, args))
+    values.update(kwargs)
+    given = set(values)
+    for k, v in op.defaults.items():
+        values.setdefault(k, v)
+    return values, given
+
+
+# ------------------------------------------------------------------------------ the recorder
+
+
+@dataclass
+class _Frame:
+    path: str
+    module: nn.Module
+    counters: Dict[str, int] = field(default_factory=dict)
+    site: Optional[Site] = None
+    call: Optional[Call] = None
+    saved: Optional[torch.Tensor] = None
+
+
+def _first_tensor(args: Sequence[Any]) -> Optional[torch.Tensor]:
+    return next((a for a in args if isinstance(a, torch.Tensor)), None)
+
+
+def _dtype_name(t: torch.Tensor) -> str:
+    return str(t.dtype).replace("torch.", "")
+
+
+class Recorder(TorchFunctionMode):
+    """Records every dropout-family call of ``model`` while active (``with recorder.phase(...)``).
+
+    Use::
+
+        rec = Recorder(model, module_sites(model))
+        with rec.recording("train"):
+            model(x)
+        rec.sites  # module sites first, then functional sites in the order first seen
+    """
+
+    def __init__(self, model: nn.Module, modules: Dict[int, Site]) -> None:
+        super().__init__()
+        self.model = model
+        self.modules = modules
+        self.functional: Dict[Tuple[str, str, int], Site] = {}
+        self.stack: List[_Frame] = []
+        self.current = "train"
+        self.seq = 0
+        self._handles: List[Any] = []
+        self._paths = {id(m): p for p, m in model.named_modules()}
+
+    @property
+    def sites(self) -> List[Site]:
+        """Every site in the order of its first recorded call (never-called module sites last)."""
+        every = list(self.modules.values()) + list(self.functional.values())
+        return sorted(every, key=lambda s: min((c.seq for c in s.calls), default=1 << 62))
+
+    # -- hooks ---------------------------------------------------------------------------
+    def _pre(self, module: nn.Module, args: Tuple[Any, ...]) -> None:
+        frame = _Frame(self._paths.get(id(module), "?"), module)
+        site = self.modules.get(id(module))
+        if site is not None:
+            x = _first_tensor(args)
+            kind = site.module_kind
+            p = module_rate(module, kind.p_attr) if kind else None
+            frame.site = site
+            frame.call = Call(self.current, float(p or 0.0), bool(module.training and (p or 0.0) > 0), None, False,
+                              bool(module.training), (tuple(x.shape),) if x is not None else (),
+                              _dtype_name(x) if x is not None else "?", str(x.device) if x is not None else "?")
+            self.seq += 1
+            frame.call.seq = self.seq
+            site.calls.append(frame.call)
+            if self.current == "eval" and x is not None:
+                frame.saved = x.detach().clone()
+        self.stack.append(frame)
+
+    def _post(self, module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
+        if not self.stack:
+            return
+        frame = self.stack.pop()
+        if frame.saved is not None and isinstance(output, torch.Tensor) and frame.site is not None:
+            frame.call.eval_off = _eval_off(frame.site, frame.saved, output, frame.call.p)
+
+    def __enter__(self) -> "Recorder":
+        for module in self.model.modules():
+            self._handles.append(module.register_forward_pre_hook(self._pre))
+            self._handles.append(module.register_forward_hook(self._post, always_call=True))
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            for h in self._handles:
+                h.remove()
+            self._handles.clear()
+            self.stack.clear()
+
+    # -- the functional ops ----------------------------------------------------------------
+    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        op = OPS.get(func)
+        if op is not None:
+            self._record(op, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _record(self, op: FunctionalOp, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        values, given = bind(op, args, kwargs)
+        p = float(values.get(op.p_arg, 0.0) or 0.0)
+        flag = None if op.flag_arg is None else bool(values.get(op.flag_arg, True))
+        applied = p > 0 and (flag is None or flag)
+        named = [values[n] for n in op.names if isinstance(values.get(n), torch.Tensor)]  # signature order
+        tensors = named + [v for k, v in values.items() if k not in op.names and isinstance(v, torch.Tensor)]
+        frame = self.stack[-1] if self.stack else None
+        if frame is not None and frame.site is not None:  # inside a module site: what it really passed
+            call = frame.call
+            call.p, call.flag, call.flag_given, call.applied = p, flag, op.flag_arg in given, applied
+            call.extra["via"] = op.shown
+            return
+        path = frame.path if frame is not None else ""
+        module = frame.module if frame is not None else self.model
+        ordinal = 0
+        if frame is not None:
+            ordinal = frame.counters.get(op.name, 0)
+            frame.counters[op.name] = ordinal + 1
+        key = (path, op.name, ordinal)
+        site = self.functional.get(key)
+        if site is None:
+            site = Site(path=path, kind=op.shown, op=op.name, ordinal=ordinal, fop=op)
+            self.functional[key] = site
+        extra: Dict[str, Any] = {}
+        if op.name == "scaled_dot_product_attention":
+            extra = {"is_causal": bool(values.get("is_causal")), "attn_mask": values.get("attn_mask") is not None,
+                     "scale": values.get("scale"), "enable_gqa": bool(values.get("enable_gqa"))}
+        elif op.name == "multi_head_attention_forward":
+            extra = {"num_heads": int(values.get("num_heads", 1))}
+        first = tensors[0] if tensors else None
+        self.seq += 1
+        site.calls.append(Call(self.current, p, applied, flag, op.flag_arg in given, bool(module.training),
+                               tuple(tuple(t.shape) for t in tensors[:3]),
+                               _dtype_name(first) if first is not None else "?",
+                               str(first.device) if first is not None else "?", extra, seq=self.seq))
+
+    def recording(self, phase: str) -> "_Phase":
+        return _Phase(self, phase)
+
+
+class _Phase:
+    def __init__(self, rec: Recorder, phase: str) -> None:
+        self.rec, self.phase = rec, phase
+
+    def __enter__(self) -> Recorder:
+        self.rec.current = self.phase
+        return self.rec.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.rec.__exit__(*exc)
+
+
+def _eval_off(site: Site, x: torch.Tensor, y: torch.Tensor, p: float) -> Tuple[int, int]:
+    """Elements of a module site's eval output off its contract's eval output (the identity
+    for every torch, timm and torchvision layer; ``x (1 - p)`` under ``scaling='eval_scale'``)."""
+    if y.shape != x.shape:
+        return (int(y.numel()), int(y.numel()))
+    kind = site.module_kind
+    scale = 1.0
+    if kind is not None:
+        try:
+            params = kind.params(site.snapshot or nn.Module(), x.dim())
+        except Exception:  # noqa: BLE001
+            params = {}
+        if params.get("scaling") == "eval_scale":
+            scale = 1.0 - p
+    if scale == 1.0:
+        off = ~((y == x) | (torch.isnan(y) & torch.isnan(x)))
+    else:
+        expected = x.double() * scale
+        tol = 4 * torch.finfo(y.dtype).eps * expected.abs()
+        off = (y.double() - expected).abs() > tol
+    return (int(off.sum()), int(off.numel()))
+
+
+__all__ = ["Call", "FunctionalOp", "ModuleKind", "OPS", "ROOT", "Recorder", "Site", "classify",
+           "configured_rates", "lookup_configured", "module_sites", "register", "shown", "unregister"]

@@ -1,0 +1,320 @@
+"""In situ: each discovered site as a TargetSpec, at the shape, dtype, device and p it saw.
+
+Promises:
+
+* a module site is verified through the torch adapter on a copy of the module taken before
+  the model ran (so a module that rewrites its own rate is verified as configured);
+* a functional site is *replayed*: a module that applies the same functional op with the
+  arguments recorded in training (p, training flag) when in training mode, and those recorded
+  in eval when in eval mode (the identity where the site was not called in eval), on a probe
+  of the recorded shape and dtype. ``scaled_dot_product_attention`` and
+  ``multi_head_attention_forward`` go through the torch adapter's attention plumbing, whose
+  output is the dropped attention weights (B, H, Lq, Lk);
+* sites whose replay is identical by construction (the same library op or library class with
+  the same arguments, shape, dtype and device) share one spec, so one run stands for all;
+* a site that cannot be sampled (not called in training, p = 0 in training, inactive in
+  training, a rank no contract covers) gets no spec and a reason.
+
+The specs run through :func:`dropverify.runner.verify` in ONE call: one Holm family for the
+model. The layer's edge cases (p = 0, p = 1, invalid p, other dtypes, non-finite inputs, an
+empty batch) are not the site's: they are listed as not applicable, with the reason.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..contracts import Contract, get_contract
+from ..errors import InvalidArgument
+from ..targets._base import TargetSpec
+from ..targets.torch_nn import (FLOAT_DTYPES, TorchTarget, layouts_for, mha_call, mha_factory, sdpa_call,
+                                unbatched_call)
+from .discovery import Call, Site
+
+EDGE_CHECKS = ("p_zero_is_exact_identity", "p_one_gives_zeros_with_finite_gradients", "invalid_p_rejected",
+               "nonfinite_inputs_leave_others_untouched", "dtype_and_shape_preserved", "empty_batch_works")
+EDGE_REASON = ("the scan verifies the site as the model configures it (its p, shape and dtype); the layer's edge "
+               "cases at other p, dtypes and shapes are `dropverify run`'s")
+
+DEFAULT_CHECKS = ("drop_rate_matches_by_binomial", "expectation_matches_by_t_test", "multiplier_values_exact",
+                  "mask_constant_along_shared_axes", "masks_never_repeat_by_hash",
+                  "eval_mode_deterministic_and_exact", "gradient_uses_forward_mask",
+                  "drop_map_matches_theory_by_binomial", "gamma_matches_by_binomial", "block_rate_matches_by_t_test",
+                  "dropped_set_is_union_of_blocks", "block_mask_shared_across_channels")
+"""The checks a scan runs at each site unless told otherwise: the drop rate, the scale (mean and
+exact kept values), the mask structure, no repeated masks, nothing dropped in eval, the gradient
+through the forward mask, and DropBlock's map, gamma, block rate and contiguity."""
+
+
+@dataclass
+class Plan:
+    """The specs to run and, for each site (by name), the spec standing for it or why none."""
+
+    specs: List[TargetSpec] = field(default_factory=list)
+    spec_of: Dict[str, str] = field(default_factory=dict)      # site name -> spec name
+    members: Dict[str, List[str]] = field(default_factory=dict)  # spec name -> site names
+    skipped: Dict[str, str] = field(default_factory=dict)      # site name -> reason
+
+
+def _np_dtype(name: str) -> Any:
+    from ..targets._base import numpy_dtype
+    return numpy_dtype(name)
+
+
+class FunctionalReplay(nn.Module):
+    """``fn(x, p, flag)`` with the arguments a site passed in training (training mode) or in
+    eval (eval mode; ``None``: the site was not called in eval, so the identity)."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], train: Tuple[float, bool],
+                 eval_: Optional[Tuple[float, bool]]) -> None:
+        super().__init__()
+        self.fn, self.train_args, self.eval_args = fn, train, eval_
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        args = self.train_args if self.training else self.eval_args
+        if args is None:
+            return x
+        return self.fn(x, args[0], args[1])
+
+
+class SDPAReplay(nn.Module):
+    """``F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=1)`` with the dropout_p a site
+    passed in training (training mode) or in eval (eval mode; 0 where not called in eval). On
+    CPU under the MATH backend (the only CPU kernel that applies dropout); on CUDA the default
+    kernel selection."""
+
+    def __init__(self, p_train: float, p_eval: float, math_backend: bool) -> None:
+        super().__init__()
+        self.p_train, self.p_eval, self.math_backend = p_train, p_eval, math_backend
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        p = self.p_train if self.training else self.p_eval
+        if self.math_backend:
+            from torch.nn.attention import SDPBackend, sdpa_kernel
+            with sdpa_kernel(SDPBackend.MATH):
+                return F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=1.0)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=1.0)
+
+
+def _consistent(calls: Sequence[Call]) -> Tuple[Call, str]:
+    """The first call, and a note when later calls differ from it in p, shape or dtype."""
+    first = calls[0]
+    other = sum(1 for c in calls[1:] if (c.p, c.shapes, c.dtype, c.applied) != (first.p, first.shapes, first.dtype,
+                                                                                   first.applied))
+    note = (f" The site was called {len(calls)} times in training; {other} call(s) differ from the first in p, shape "
+            "or dtype, and the first is verified." if other else "")
+    return first, note
+
+
+def _weights_shape(q: Tuple[int, ...], k: Tuple[int, ...]) -> Tuple[int, ...]:
+    w = tuple(q[:-1]) + (k[-2],)
+    if len(w) > 4:
+        w = (int(np.prod(w[:-3])),) + w[-3:]
+    while len(w) < 3:
+        w = (1,) + w
+    return w
+
+
+def _not_applicable() -> Dict[str, str]:
+    return {c: EDGE_REASON for c in EDGE_CHECKS}
+
+
+def _spec(site: Site, name: str, variant: str, params: Dict[str, Any], shape: Tuple[int, ...], dtype: str,
+          device: str, make: Callable[[], nn.Module], description: str, call: Any = None,
+          contract: Optional[Contract] = None, conventions: Sequence[str] = (),
+          layouts: Optional[Tuple[str, ...]] = None, extra_na: Optional[Mapping[str, str]] = None) -> TargetSpec:
+    """A spec whose target is ``make()`` behind the torch adapter, at this site's parameters only."""
+    contract = contract or get_contract(variant)
+    canonical = contract.validate_params(params)
+    contract.check_shape(shape)
+    dt = _np_dtype(dtype)
+    dtypes = (dt,) + tuple(d for d in FLOAT_DTYPES if d is not dt)
+    lay = layouts or layouts_for(len(shape))
+
+    def build(prm: Mapping[str, Any]) -> TorchTarget:
+        if any(prm.get(k) != v for k, v in canonical.items()):
+            raise ValueError(f"the site {site.label} is verified at its own parameters {canonical} only, not {dict(prm)}")
+        return TorchTarget(make(), call=call, device=device, dtypes=dtypes, layouts=lay)
+
+    na = _not_applicable()
+    na.update(extra_na or {})
+    return TargetSpec(name=name, variant=variant, build=build, params=canonical, shape=tuple(shape),
+                      contract=contract, conventions=tuple(conventions), description=description,
+                      not_applicable=na, dtype=dtype if dtype in ("float16", "bfloat16", "float32", "float64")
+                      else "float32")
+
+
+def _module_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
+    kind = site.module_kind
+    module = site.snapshot
+    if kind is None or module is None:
+        return None, None, "the module could not be copied before the model ran"
+    shape = first.shapes[0] if first.shapes else ()
+    rank = len(shape)
+    variant = kind.variant or (kind.variant_for(rank) if kind.variant_for else None)
+    if variant is None:
+        return None, None, f"no contract covers {kind.name} on a rank-{rank} input {shape}"
+    params = {"p": first.p, **kind.params(module, rank)}
+    call = None
+    probe = shape
+    conventions = []
+    if variant.startswith("spatial_dropout_") and rank == int(variant[-2]) + 1:
+        call, probe = unbatched_call, (1,) + tuple(shape)
+        conventions.append(f"The site receives unbatched input {shape}: the probe adds a batch axis of 1 and feeds "
+                           "x[0] unbatched, as the model does.")
+    if kind.name == "nn.Dropout2d" and rank == 3:
+        conventions.append("PyTorch treats a 3-D input to Dropout2d as batched 1-D (N, C, L) and drops whole (n, c) "
+                           "rows (it warns): verified against that. If the site's 3-D input is an unbatched (C, H, W) "
+                           "map, it drops rows, not channels (pytorch 69801): add the batch axis.")
+    contract = None
+    if kind.name.startswith("torchvision DropBlock"):
+        from ..targets.torchvision_ops import eps_contract
+        contract = eps_contract(variant, float(getattr(module, "eps", 1e-6)))
+    if kind.guessed:
+        conventions.append(f"Classified as {variant} from its class name ({type(module).__name__}); "
+                           "dropverify.modelscan.register(cls, variant, p=..., ...) states it explicitly.")
+    description = (f"{site.label}: {site.kind} (p={first.p:g}) as the model configures it, on its input shape "
+                   f"{tuple(shape)} {first.dtype} on {first.device}.{note}")
+    key = None
+    if kind.library:
+        key = ("module", kind.name, tuple(sorted(params.items())), repr(module), tuple(shape), first.dtype,
+               first.device)
+    try:
+        spec = _spec(site, site.name, variant, params, probe, first.dtype, _device(first.device),
+                     lambda: copy.deepcopy(module), description, call=call, contract=contract,
+                     conventions=conventions)
+    except InvalidArgument as exc:
+        return None, None, str(exc)
+    return spec, key, ""
+
+
+def _device(device: str) -> str:
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def _functional_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
+    op = site.fop
+    evals = site.phase("eval")
+    e = evals[0] if evals else None
+    device = _device(first.device)
+    if op.name == "scaled_dot_product_attention":
+        if len(first.shapes) < 2:
+            return None, None, "the recorded call has no query / key shapes"
+        shape = _weights_shape(first.shapes[0], first.shapes[1])
+        p_eval = e.p if e is not None else 0.0
+        math_backend = device == "cpu"
+        description = (f"{site.label} calls F.scaled_dot_product_attention with dropout_p={first.p:g} in training "
+                       f"and {p_eval:g} in eval (q {first.shapes[0]}, k {first.shapes[1]}, {first.dtype} on "
+                       f"{first.device}); replayed on its attention weights {shape}.{note}")
+        conventions = ["Replay: the torch adapter's plumbing (logits [log x, log(2 - sum x)] against identity keys, "
+                       "v = 2 [I; 0], scale = 1) makes the output the dropped attention weights; the site's own "
+                       "attn_mask / is_causal / scale are not replayed (the plumbing needs every weight positive).",
+                       "On CPU the MATH backend (the only CPU kernel that applies dropout, as the site runs); on CUDA "
+                       "the default kernel selection for the replay's head dimension Lk + 1, which may differ from "
+                       "the kernel the site's own head dimension selects."]
+        spec = _spec(site, site.name, "attention_dropout", {"p": first.p, "renormalize": False}, shape, first.dtype,
+                     device, lambda: SDPAReplay(first.p, p_eval, math_backend), description, call=sdpa_call,
+                     conventions=conventions, layouts=("contiguous", "transposed"))
+        return spec, ("sdpa", first.p, p_eval, shape, first.dtype, first.device), ""
+    if op.name == "multi_head_attention_forward":
+        q, k = first.shapes[0], first.shapes[1]
+        heads = int(first.extra.get("num_heads", 1))
+        n = q[1] if len(q) == 3 else 1
+        shape = (n, heads, q[0], k[0])
+        description = (f"{site.label} calls F.multi_head_attention_forward with dropout_p={first.p:g} (query {q}, "
+                       f"key {k}, {heads} heads, {first.dtype} on {first.device}); verified as "
+                       f"nn.MultiheadAttention(dropout={first.p:g}) with identity projections on its attention "
+                       f"weights {shape}.{note}")
+        spec = _spec(site, site.name, "attention_dropout", {"p": first.p, "renormalize": False}, shape, first.dtype,
+                     device, lambda: mha_factory(heads, shape[-1])(first.p), description, call=mha_call,
+                     conventions=["nn.MultiheadAttention passes its own training flag: the eval behaviour of the "
+                                  "site's own call is judged by site_inactive_in_eval from the recorded flags."],
+                     layouts=("contiguous",))
+        return spec, ("mha", first.p, shape, first.dtype, first.device), ""
+    shape = first.shapes[0] if first.shapes else ()
+    variant = op.variant
+    if variant is None:  # torch.feature_dropout: channel dropout of (N, C, *spatial)
+        variant = {3: "spatial_dropout_1d", 4: "spatial_dropout_2d", 5: "spatial_dropout_3d"}.get(len(shape))
+        if variant is None:
+            return None, None, f"no contract covers {op.shown} on a rank-{len(shape)} input {shape}"
+    params: Dict[str, Any] = {"p": first.p}
+    if variant.startswith("spatial_dropout_"):
+        params["channels_last"] = False
+    fn = next(f for f, o in _ops().items() if o is op)
+    train = (first.p, bool(first.flag))
+    eval_ = (e.p, bool(e.flag)) if e is not None else None
+    eval_words = f"p={e.p:g}, {op.flag_arg}={e.flag}" if e is not None else "not called"
+    description = (f"{site.label} calls {op.shown}(p={first.p:g}, {op.flag_arg}={first.flag}) in training ({eval_words} "
+                   f"in eval) on {tuple(shape)} {first.dtype} on {first.device}; replayed with those arguments.{note}")
+    spec = _spec(site, site.name, variant, params, tuple(shape), first.dtype, device,
+                 lambda: FunctionalReplay(fn, train, eval_), description)
+    return spec, ("functional", op.name, train, eval_, tuple(shape), first.dtype, first.device), ""
+
+
+def _ops() -> Dict[Any, Any]:
+    from .discovery import OPS
+    return OPS
+
+
+def plan(sites: Sequence[Site]) -> Plan:
+    """One spec per distinct replay; every site mapped to its spec or to the reason it has none."""
+    out = Plan()
+    by_key: Dict[tuple, str] = {}
+    for site in sites:
+        calls = site.phase("train")
+        if not calls:
+            out.skipped[site.name] = "not called in training"
+            continue
+        first, note = _consistent(calls)
+        if first.p <= 0:
+            out.skipped[site.name] = "p=0 in training"
+            continue
+        if not first.applied:
+            out.skipped[site.name] = "inactive in training"
+            continue
+        try:
+            spec, key, why = (_module_spec if site.is_module else _functional_spec)(site, first, note)
+        except Exception as exc:  # noqa: BLE001 - an unplannable site is reported, the scan goes on
+            spec, key, why = None, None, f"could not build its replay: {type(exc).__name__}: {exc}"
+        if spec is None:
+            out.skipped[site.name] = why
+            continue
+        if key is not None and key in by_key:
+            owner = by_key[key]
+            out.spec_of[site.name] = owner
+            out.members[owner].append(site.name)
+            continue
+        if key is not None:
+            by_key[key] = spec.name
+        out.specs.append(spec)
+        out.spec_of[site.name] = spec.name
+        out.members[spec.name] = [site.name]
+    for spec_index, spec in enumerate(out.specs):
+        others = out.members[spec.name][1:]
+        if others:
+            shown_others = ", ".join(others[:6]) + (f" and {len(others) - 6} more" if len(others) > 6 else "")
+            out.specs[spec_index] = dataclasses.replace(
+                spec, description=spec.description + f" Stands for {len(others)} identical site(s) too: {shown_others}.")
+    return out
+
+
+def choose_checks(checks: Optional[Sequence[str]]) -> Optional[List[str]]:
+    """None: :data:`DEFAULT_CHECKS`; ``["all"]``: every check (edge cases stay not applicable);
+    otherwise the producing checks of the names given (InvalidArgument for an unknown name)."""
+    from ..checknames import producing_checks
+    if checks is None:
+        return list(DEFAULT_CHECKS)
+    names = [checks] if isinstance(checks, str) else list(checks)
+    if names == ["all"]:
+        return None
+    return producing_checks(names)
+
+
+__all__ = ["DEFAULT_CHECKS", "EDGE_CHECKS", "FunctionalReplay", "Plan", "SDPAReplay", "choose_checks", "plan"]

@@ -1,0 +1,317 @@
+"""Model-level checks of a scan: exact comparisons on what the recorder saw (no sampling).
+
+Promises (each returns :class:`~dropverify.checks.CheckResult` objects, ``statistical=False``):
+
+* :func:`eval_deterministic` — two eval-mode calls under different RNG seeds give identical
+  outputs; a FAIL names the sites that dropped in eval.
+* :func:`site_training` — in training the site receives the rate its module is configured
+  with and is active (p > 0 and a training flag that lets it drop). For a functional call the
+  configured rate is the first rate attribute found (:func:`~.discovery.lookup_configured`); a
+  nonzero rate equal to another rate attribute of the same module counts as that one's.
+* :func:`site_eval` — in eval the site applies nothing: a functional call passes p = 0 or
+  training=False; a module site's output equals its contract's eval output on the real
+  activations.
+* :func:`site_round_trip` — train -> eval -> train leaves every call's p and activity as before.
+* :func:`depth_schedules` — DropPath / stochastic-depth rates across repeated blocks rise
+  linearly with depth: p_k = p_0 + k (p_last - p_0) / (n - 1) for the k-th block in depth order,
+  within 1e-6 (absolute) + 1e-6 x p, never decreasing. timm and torchvision's
+  ``linspace(0, rate, depth)`` (p_0 = 0) and a constant rate both satisfy it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..checks._core import ERROR, FAIL, PASS, CheckResult
+from .discovery import Call, Site, shown
+
+EVAL_DETERMINISTIC = "eval_output_deterministic"
+SITE_TRAINING = "site_receives_configured_p_in_training"
+SITE_EVAL = "site_inactive_in_eval"
+SITE_ROUND_TRIP = "site_p_restored_after_eval"
+SCHEDULE = "depth_schedule_linear"
+
+P_TOL = 1e-6
+"""Relative tolerance between a configured and a received rate (a float32 round trip of p)."""
+SCHEDULE_TOL = 1e-6
+"""A depth schedule is linear when every rate is within 1e-6 + 1e-6 x p of the line."""
+
+
+def _result(check: str, target: str, variant: str, ok: bool, message: str, **details: Any) -> CheckResult:
+    return CheckResult(check=check, target=target, variant=variant, verdict=PASS if ok else FAIL,
+                       message=message, details=details)
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= P_TOL * max(abs(a), abs(b), 1e-12) or a == b
+
+
+def _p_name(site: Site) -> str:
+    return site.fop.p_arg if site.fop is not None else "p"
+
+
+def _flag_words(site: Site, call: Call) -> str:
+    """``F.dropout(p=0.1) called with training=True (F.dropout's default)``: the op's default is
+    named when the flag has the default's value (a forgotten ``training=self.training`` looks
+    like this; a functional op receives every argument by name, so whether it was passed is
+    not observable)."""
+    op = site.fop
+    if op is None or op.flag_arg is None:
+        return f"{site.kind}({_p_name(site)}={call.p:g})"
+    default = op.defaults.get(op.flag_arg, None)
+    how = f" ({op.shown}'s default; pass {op.flag_arg}=self.training)" if default is call.flag else ""
+    return f"{op.shown}({op.p_arg}={call.p:g}) called with {op.flag_arg}={call.flag}{how}"
+
+
+# ------------------------------------------------------------------------------ outputs
+
+
+def tensors_of(output: Any) -> List[torch.Tensor]:
+    """Every tensor in a model output (tensor, tuple, list, dict, dataclass-like outputs)."""
+    from torch.utils._pytree import tree_flatten
+    if hasattr(output, "to_tuple") and callable(output.to_tuple):  # transformers' ModelOutput
+        output = output.to_tuple()
+    leaves, _ = tree_flatten(output)
+    return [t for t in leaves if isinstance(t, torch.Tensor)]
+
+
+def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str) -> CheckResult:
+    """Two eval calls (different seeds): identical outputs, or a FAIL naming the active sites."""
+    a, b = tensors_of(y1), tensors_of(y2)
+    if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+        return _result(EVAL_DETERMINISTIC, target, "model", False,
+                       "eval output changes structure between two calls")
+    off = total = 0
+    worst = 0.0
+    for x, y in zip(a, b):
+        same = (x == y) | (torch.isnan(x) & torch.isnan(y)) if x.is_floating_point() else (x == y)
+        off += int((~same).sum())
+        total += int(x.numel())
+        if x.is_floating_point() and bool((~same).any()):
+            worst = max(worst, float((x.double() - y.double()).abs().nan_to_num(0.0).max()))
+    active = [s for s in sites if any(c.applied for c in s.phase("eval"))]
+    if off == 0:
+        return _result(EVAL_DETERMINISTIC, target, "model", True,
+                       f"two eval calls under different seeds give identical outputs ({total} elements)",
+                       elements=total)
+    named = ", ".join(f"{s.label} ({_active_words(s)})" for s in active[:3])
+    named += f" and {len(active) - 3} more site(s)" if len(active) > 3 else ""
+    where = ("; dropout applied in eval at " + named
+             if active else "; no intercepted dropout site was active in eval: the randomness comes from "
+                            "another op (a module classified as none, or a random op outside the dropout family)")
+    return _result(EVAL_DETERMINISTIC, target, "model", False,
+                   f"eval output differs between two calls under different seeds: {off} of {total} elements, "
+                   f"max |diff| {worst:.3g}{where}", elements_differing=off, elements=total,
+                   sites_active_in_eval=[s.label for s in active])
+
+
+def _active_words(site: Site) -> str:
+    call = next(c for c in site.phase("eval") if c.applied)
+    if site.op == "scaled_dot_product_attention":
+        return f"scaled_dot_product_attention dropout_p={call.p:g}"
+    if site.fop is not None:
+        return _flag_words(site, call)
+    return f"{site.kind} p={call.p:g} in training mode"
+
+
+# ------------------------------------------------------------------------------ sites
+
+
+def site_training(site: Site, target: str, variant: str) -> CheckResult:
+    """The rate received in training equals the configured one, and the site is active."""
+    calls = site.phase("train")
+    pname = _p_name(site)
+    received = sorted({c.p for c in calls})
+    got = ", ".join(f"{p:g}" for p in received)
+    what = site.kind if site.is_module else site.fop.shown if site.fop else site.kind
+    inactive = [c for c in calls if c.p > 0 and not c.applied]
+    details = {"received": received, "configured": site.configured, "configured_from": site.configured_from,
+               "calls": len(calls)}
+    if not calls:
+        return _result(SITE_TRAINING, target, variant, True,
+                       f"{site.label}: {what} not called in training (only in eval)", **details)
+    if inactive:
+        c = inactive[0]
+        if site.is_module and c.flag is None:
+            why = f"{site.label}: {what}({pname}={c.p:g}) is in eval mode while the model trains: it never drops"
+        elif site.is_module:
+            why = (f"{site.label}: {what} calls {c.extra.get('via', 'its op')}({pname}={c.p:g}) with training="
+                   f"{c.flag} in training: it never drops")
+        else:
+            why = f"{site.label}: {_flag_words(site, c)} in training: it never drops"
+        return _result(SITE_TRAINING, target, variant, False, why, **details)
+    if site.configured is None:
+        looked = ", ".join(site.looked_for)
+        return _result(SITE_TRAINING, target, variant, True,
+                       f"{site.label}: {what} received {pname}={got} in training; no configured rate found on "
+                       f"{shown(site.path)} or its parent to compare (looked for {looked})", **details)
+    wrong = [p for p in received if not _same(p, site.configured)]
+    # a module may keep several rates (attention and residual): a nonzero rate equal to another of its
+    # rate attributes is that one's; a zero where the first one is nonzero stays the unplumbed-rate FAIL
+    other = {p: next((w for v, w in site.alternatives if _same(p, v)), None) for p in wrong if p > 0}
+    if wrong and all(other.get(p) for p in wrong):
+        return _result(SITE_TRAINING, target, variant, True,
+                       f"{site.label}: {what} received {pname}={got} in training, as configured ("
+                       + ", ".join(other[p] for p in wrong) + f"; the first rate attribute, {site.configured_from}, "
+                       f"is {site.configured:g})", **details)
+    if wrong:
+        return _result(SITE_TRAINING, target, variant, False,
+                       f"{site.label}: {what} received {pname}={wrong[0]:g} in training, but "
+                       f"{site.configured:g} is configured ({site.configured_from}): the configured rate is not "
+                       f"plumbed into the call", **details)
+    return _result(SITE_TRAINING, target, variant, True,
+                   f"{site.label}: {what} received {pname}={got} in training, as configured ({site.configured_from})",
+                   **details)
+
+
+def site_eval(site: Site, target: str, variant: str) -> CheckResult:
+    """Nothing dropped in eval: by the arguments passed, and for module sites by the output."""
+    calls = site.phase("eval")
+    pname = _p_name(site)
+    if not calls:
+        return _result(SITE_EVAL, target, variant, True, f"{site.label}: not called in eval", calls=0)
+    bad = [c for c in calls if c.applied]
+    if bad:
+        c = bad[0]
+        if site.op == "scaled_dot_product_attention":
+            why = f"{site.label}: dropout_p={c.p:g} passed to scaled_dot_product_attention in eval"
+        elif not site.is_module:
+            why = f"{site.label}: {_flag_words(site, c)} in eval"
+        elif c.flag is not None:
+            why = (f"{site.label}: {site.kind} calls {c.extra.get('via', 'its op')}({pname}={c.p:g}) with training="
+                   f"{c.flag} in eval")
+        else:
+            why = f"{site.label}: {site.kind}({pname}={c.p:g}) is in training mode while the model is in eval"
+        return _result(SITE_EVAL, target, variant, False, why + f" ({len(bad)} of {len(calls)} eval calls)",
+                       calls=len(calls), active=len(bad))
+    off = [c.eval_off for c in calls if c.eval_off is not None and c.eval_off[0] > 0]
+    if off:
+        n, total = off[0]
+        return _result(SITE_EVAL, target, variant, False,
+                       f"{site.label}: {site.kind} output differs from its eval output (the input) in eval: "
+                       f"{n} of {total} elements on the real activations", calls=len(calls), elements_off=n)
+    how = ("output equal to its eval output on the real activations" if site.is_module
+           else f"{pname}=0 passed" if site.fop is None or site.fop.flag_arg is None
+           else f"{site.fop.flag_arg}=False or {pname}=0 passed")
+    return _result(SITE_EVAL, target, variant, True, f"{site.label}: inactive in {len(calls)} eval call(s) ({how})",
+                   calls=len(calls))
+
+
+def site_round_trip(site: Site, target: str, variant: str) -> CheckResult:
+    """train -> eval -> train: every call's p and activity as before the eval pass."""
+    before, after = site.phase("train"), site.phase("train_after_eval")
+    pname = _p_name(site)
+    if len(before) != len(after):
+        return _result(SITE_ROUND_TRIP, target, variant, False,
+                       f"{site.label}: called {len(before)} time(s) in training before an eval pass, {len(after)} "
+                       f"after it (train -> eval -> train)", before=len(before), after=len(after))
+    for a, b in zip(before, after):
+        if not _same(a.p, b.p):
+            return _result(SITE_ROUND_TRIP, target, variant, False,
+                           f"{site.label}: {pname}={a.p:g} in training before an eval pass, {b.p:g} after it "
+                           f"(train -> eval -> train): the rate is not restored", before=a.p, after=b.p)
+        if a.applied != b.applied:
+            return _result(SITE_ROUND_TRIP, target, variant, False,
+                           f"{site.label}: {'drops' if a.applied else 'does not drop'} in training before an eval "
+                           f"pass, {'drops' if b.applied else 'does not drop'} after it (train -> eval -> train)",
+                           before=a.applied, after=b.applied)
+    ps = ", ".join(f"{p:g}" for p in sorted({c.p for c in before})) or "none"
+    return _result(SITE_ROUND_TRIP, target, variant, True,
+                   f"{site.label}: {pname}={ps} in training before and after an eval pass ({len(before)} call(s))")
+
+
+# ------------------------------------------------------------------------------ depth schedules
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Rates of one repeated DropPath / stochastic-depth position across blocks, in depth order."""
+
+    pattern: str                         # "blocks.{i}.drop_path1"
+    paths: Tuple[str, ...]
+    rates: Tuple[float, ...]
+    identity: Tuple[bool, ...]           # True: an nn.Identity stands there (rate 0)
+    verdict: str = PASS
+    message: str = ""
+
+
+_NUM = re.compile(r"^\d+$")
+
+
+def _pattern(path: str) -> Tuple[str, Tuple[int, ...]]:
+    parts = path.split(".")
+    return ".".join("{i}" if _NUM.match(p) else p for p in parts), tuple(int(p) for p in parts if _NUM.match(p))
+
+
+def depth_schedules(model: nn.Module, sites: Sequence[Site]) -> List[Schedule]:
+    """Group DropPath / stochastic-depth module sites by their path with block indices
+    wildcarded; an ``nn.Identity`` at a matching path counts as rate 0 (timm's block 0)."""
+    groups: Dict[str, Dict[Tuple[int, ...], Tuple[str, float, bool]]] = {}
+    for s in sites:
+        kind = s.module_kind
+        if not s.is_module or kind is None or kind.variant not in ("drop_path", "stochastic_depth"):
+            continue
+        pattern, idx = _pattern(s.path)
+        if idx and s.configured is not None:
+            groups.setdefault(pattern, {})[idx] = (s.path, float(s.configured), False)
+    if not groups:
+        return []
+    for path, module in model.named_modules():
+        if type(module) is nn.Identity:
+            pattern, idx = _pattern(path)
+            if pattern in groups and idx not in groups[pattern]:
+                groups[pattern][idx] = (path, 0.0, True)
+    out = []
+    for pattern, members in groups.items():
+        if len(members) < 2:
+            continue
+        order = sorted(members)
+        paths = tuple(members[i][0] for i in order)
+        rates = tuple(members[i][1] for i in order)
+        ident = tuple(members[i][2] for i in order)
+        verdict, message = _judge(pattern, paths, rates)
+        out.append(Schedule(pattern, paths, rates, ident, verdict, message))
+    return out
+
+
+def _judge(pattern: str, paths: Sequence[str], rates: Sequence[float]) -> Tuple[str, str]:
+    n = len(rates)
+    listed = ", ".join(f"{r:.4g}" for r in rates)
+    for k in range(n - 1):
+        if rates[k + 1] < rates[k] - SCHEDULE_TOL * (1 + abs(rates[k])):
+            return FAIL, (f"{pattern}: drop rates decrease with depth ({paths[k]} {rates[k]:.4g} -> {paths[k + 1]} "
+                          f"{rates[k + 1]:.4g}); schedule {listed}; the linear rule rises from the first block to "
+                          f"the last (timm / torchvision: linspace(0, rate, depth))")
+    first, last = rates[0], rates[-1]
+    for k, r in enumerate(rates):
+        line = first + k * (last - first) / (n - 1)
+        if abs(r - line) > SCHEDULE_TOL * (1 + abs(line)):
+            return FAIL, (f"{pattern}: drop rates are not linear in depth: {paths[k]} has {r:.4g}, the line from "
+                          f"{first:.4g} to {last:.4g} gives {line:.4g} there; schedule {listed}")
+    if math.isclose(first, last, rel_tol=0, abs_tol=SCHEDULE_TOL):
+        return PASS, f"{pattern}: constant rate {first:.4g} over {n} blocks (a degenerate linear schedule)"
+    return PASS, (f"{pattern}: {n} rates rising linearly from {first:.4g} to {last:.4g} "
+                  f"(step {(last - first) / (n - 1):.4g}); schedule {listed}")
+
+
+def schedule_results(schedules: Sequence[Schedule], target: str) -> List[CheckResult]:
+    return [CheckResult(check=f"{SCHEDULE}[{s.pattern}]", target=target, variant="model", verdict=s.verdict,
+                        message=s.message, details={"paths": list(s.paths), "rates": list(s.rates),
+                                                    "identity": list(s.identity)})
+            for s in schedules]
+
+
+def error_result(check: str, target: str, variant: str, exc: BaseException, when: str) -> CheckResult:
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return CheckResult(check=check, target=target, variant=variant, verdict=ERROR,
+                       message=f"the model raised {type(exc).__name__}{': ' + text if text else ''} {when}")
+
+
+__all__ = ["EVAL_DETERMINISTIC", "SCHEDULE", "SITE_EVAL", "SITE_ROUND_TRIP", "SITE_TRAINING", "Schedule",
+           "depth_schedules", "error_result", "eval_deterministic", "schedule_results", "site_eval",
+           "site_round_trip", "site_training", "tensors_of"]

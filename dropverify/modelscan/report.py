@@ -1,0 +1,170 @@
+"""The scan's report: console summary, Markdown (the site table before the detailed rows) and
+its JSON twin (``kind`` "scan", every target's full document inside). Deterministic: no clock
+values in the Markdown or JSON; the timings go to ``<stem>.timings.json`` beside them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..report import jsonout
+from ..report._io import write_atomic
+from ..report.markdown import _ICON, READING_GUIDE, root_cause_line, run_line, summary_table
+
+_SCAN_CHECKS = {
+    "eval_output_deterministic": "two eval calls of the model under different seeds give identical outputs",
+    "site_receives_configured_p_in_training": "in training the site receives the rate its module is configured "
+                                              "with, and is active",
+    "site_inactive_in_eval": "in eval the site applies nothing (arguments passed; a module's output on the real "
+                             "activations)",
+    "site_p_restored_after_eval": "train -> eval -> train leaves every call's p and activity as before",
+    "depth_schedule_linear": "DropPath / stochastic-depth rates across repeated blocks rise linearly with depth",
+}
+
+
+def _counts(report: Any) -> Dict[str, int]:
+    out: Dict[str, int] = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0, "not called": 0}
+    for row in report.scan.sites:
+        out[row.verdict or "not called"] += 1
+    return out
+
+
+def _counts_text(report: Any) -> str:
+    return ", ".join(f"{v} {k}" for k, v in _counts(report).items() if v)
+
+
+def summary_lines(report: Any) -> List[str]:
+    """The console summary: verdict and site counts, cause lines, seed and Holm family."""
+    scan = report.scan
+    s = report.run.settings
+    lines = [f"{report.verdict:<12} scan of {scan.model} on {scan.inputs}: {len(scan.sites)} dropout site(s) "
+             f"({_counts_text(report)})"]
+    lines += [f"  cause: {c}" for c in scan.causes]
+    incon = sum(1 for r in report.results if r.verdict == "INCONCLUSIVE")
+    if incon:
+        lines.append(f"  {incon} in-situ result(s) INCONCLUSIVE (budget spent before certifying or rejecting; "
+                     "see the report)")
+    lines.append(f"{'OK' if report.ok else 'NOT OK'}: seed {s.seed}, family-wise false-alarm rate {s.alpha:g} over "
+                 f"{report.run.m_statistical} statistical results, {report.run.seconds:.1f} s")
+    if not report.ok:
+        lines.append(f"reproduce: {report.reproduce}")
+    return lines
+
+
+def _p(v: Optional[float]) -> str:
+    return "—" if v is None else f"{v:g}"
+
+
+def site_table(report: Any) -> str:
+    lines = ["| site | kind | configured p | observed p (train) | observed p (eval) | in situ | verdict |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report.scan.sites:
+        conf = _p(row.configured) + (f" (`{row.configured_from}`)" if row.configured_from and row.configured is not None
+                                     else "")
+        verdict = _ICON.get(row.verdict, row.verdict) if row.verdict else "not called"
+        lines.append(f"| `{row.label}` | {row.kind} | {conf} | {row.train} | {row.eval} | "
+                     f"{row.in_situ.replace('|', '/')} | {verdict} |")
+    return "\n".join(lines)
+
+
+def schedule_table(report: Any) -> str:
+    lines = ["| blocks | n | rates in depth order | verdict |", "|---|---|---|---|"]
+    for s in report.scan.schedules:
+        rates = ", ".join(f"{r:.4g}" + (" (identity)" if ident else "") for r, ident in zip(s.rates, s.identity))
+        lines.append(f"| `{s.pattern}` | {len(s.rates)} | {rates} | {_ICON[s.verdict]} |")
+    return "\n".join(lines)
+
+
+def _messages(target: Any) -> List[str]:
+    out = []
+    for r in target.results:
+        if r.check.split("[", 1)[0] in _SCAN_CHECKS or r.verdict != "PASS":
+            out.append(f"- `{r.check}` {r.verdict}: " + r.message.replace("\n", " "))
+    return out
+
+
+def scan_markdown(report: Any) -> str:
+    """The whole scan as one Markdown document."""
+    scan, run = report.scan, report.run
+    model = run.targets[0]
+    head = [f"# dropverify scan: `{scan.model}`", "",
+            f"Verdict: **{report.verdict}** — {len(scan.sites)} dropout site(s): {_counts_text(report)}.", "",
+            f"Example input: {scan.inputs}. The model ran four times on it: train, eval twice (different seeds), "
+            "train again; every dropout-family module and every functional dropout call "
+            "(F.dropout and its family, torch.dropout, F.scaled_dot_product_attention's dropout_p, "
+            "F.multi_head_attention_forward) was recorded with the module that made it.", "",
+            run_line(run),
+            "In situ, each site runs " + (", ".join(f"`{c}`" for c in scan.checks) if scan.checks else
+                                          "every applicable check") +
+            " (those that apply to its contract), at the shape, dtype and p it saw; the scan's own checks are exact.",
+            ""]
+    if report.reproduce and not report.reproduce.startswith("dropverify.scan("):
+        head += [f"Command: `{report.reproduce}`", ""]
+    head += ["## Causes", ""]
+    head += [f"- {c}" for c in scan.causes] or ["- none: no check failed"]
+    head += ["", "## Sites", "", site_table(report), "",
+             "Observed p is the effective rate: p where the call dropped, `0 (p=.., off)` where p was passed with "
+             "dropout off. Configured p is read before the model runs from the module's own rate, or for a "
+             "functional call from the first attribute found on the calling module (else its parent) among "
+             "p, dropout_p, attn_drop, drop_rate, dropout ... (`dropverify.modelscan.discovery`).", ""]
+    if scan.schedules:
+        head += ["## Stochastic-depth schedules", "", schedule_table(report), "",
+                 "Accepted: rates that rise linearly with the block's place in depth order, p_k = p_0 + k (p_last - "
+                 "p_0) / (n - 1), within 1e-6 + 1e-6 p, never decreasing (timm / torchvision linspace(0, rate, depth); "
+                 "a constant rate is the degenerate case). An nn.Identity where a block has no DropPath counts as "
+                 "rate 0.", ""]
+    head += ["## Model checks", "", summary_table(model), ""]
+    head += [f"- `{r.check}` {r.verdict}: {r.message}" for r in model.results]
+    head += ["", "## Site details"]
+    quiet = [t for t in run.targets[1:] if t.verdict == "PASS" and not any(r.statistical for r in t.results)
+             and all(r.check in _SCAN_CHECKS for r in t.results)]
+    if quiet:
+        head += ["", f"{len(quiet)} site(s) passed the scan's exact checks and were not sampled in situ (p = 0 in "
+                     "training, or verified by an identical site); their messages are in the JSON: "
+                 + ", ".join(f"`{t.spec_name}`" for t in quiet) + "."]
+    for t in run.targets[1:]:
+        if t.spec_name in {q.spec_name for q in quiet}:
+            continue
+        head += ["", f"### `{t.spec_name}` — {t.verdict}", "", t.description]
+        if t.root_causes:
+            head += [""] + [root_cause_line(c) for c in t.root_causes]
+        head += ["", summary_table(t), ""]
+        head += _messages(t)
+        if t.conventions:
+            head += [""] + [f"- Convention: {c}" for c in t.conventions]
+    never = [row for row in scan.sites if row.verdict is None]
+    if never:
+        head += ["", "Not called during the example forward (nothing recorded): "
+                 + ", ".join(f"`{row.label}` ({row.kind})" for row in never) + "."]
+    head += ["", "## The scan's checks", ""]
+    head += [f"- `{k}`: {v}." for k, v in _SCAN_CHECKS.items()]
+    head += ["- In-situ edge cases (p = 0, p = 1, invalid p, other dtypes, non-finite inputs, an empty batch) are "
+             "not applicable: the scan verifies each site as the model configures it; `dropverify run` covers the "
+             "layer's edge cases.", ""]
+    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
+    return "\n".join(head + [READING_GUIDE, f"Environment: {env}.", ""])
+
+
+def scan_dict(report: Any, command: Optional[str] = None) -> Dict[str, Any]:
+    """The JSON document (deterministic: no clock values)."""
+    run = report.run
+    doc = {"schema_version": jsonout.SCHEMA_VERSION, "kind": "scan", "verdict": report.verdict,
+           "run": jsonout.run_header(run, command), **report.scan.to_dict(),
+           "targets": [jsonout.target_dict(run, t, command) for t in run.targets]}
+    return json.loads(json.dumps(doc, default=str))
+
+
+def write_scan(report: Any, md_path: Path, command: Optional[str] = None) -> List[Path]:
+    """``md_path``, its JSON twin and ``<stem>.timings.json`` (atomic writes)."""
+    md_path = Path(md_path)
+    doc = scan_dict(report, command)
+    doc.update(ok=report.ok, seed=report.seed, reproduce=report.reproduce)
+    written = [write_atomic(md_path.with_suffix(".json"), json.dumps(doc, indent=1, sort_keys=True,
+                                                                     allow_nan=False) + "\n")]
+    written.append(write_atomic(md_path, scan_markdown(report)))
+    written.append(write_atomic(md_path.with_name(md_path.stem + ".timings.json"),
+                                jsonout.timings_json(report.run, command)))
+    return written
+
+
+__all__ = ["scan_dict", "scan_markdown", "site_table", "summary_lines", "write_scan"]
