@@ -164,6 +164,51 @@ def torch_throughput(shape: Tuple[int, ...], p: float = 0.3) -> Dict[str, float]
             "elements": int(np.prod(shape))}
 
 
+def one_stream_figures(shape: Tuple[int, ...] = (64, 32, 8, 8), p: float = 0.3) -> Dict[str, Any]:
+    """Issue 16: the default run of torch:Dropout at ``shape`` and ``p``, side by side with every
+    statistical check drawing its own copy of the stream (``shared_stream=False``, the behaviour
+    before) and reading one shared stream (the default): target calls, the calls of the most
+    demanding statistic, wall time, and whether the results are identical."""
+    from dropverify.targets.resolve import resolve_target
+    specs = resolve_target("torch:Dropout", None, {"p": p}, shape)
+    out: Dict[str, Any] = {}
+    for label, shared in (("own", False), ("shared", True)):
+        _core.reset_target_time()
+        t0 = time.perf_counter()
+        run = verify(specs, Settings(seed=1, shared_stream=shared))
+        wall = time.perf_counter() - t0
+        fwd = _core.target_time().get("forward", (0, 0.0))
+        out[label] = {"wall": wall, "calls": fwd[0], "target_s": fwd[1], "stream": dict(run.targets[0].stream),
+                      "fingerprint": [(r.check, r.verdict, r.estimate, r.p_value, r.n) for r in run.all_results()]}
+    stream = out["shared"]["stream"]
+    readers = {k: v for k, v in stream.items() if k != "drawn"}
+    top = max(readers, key=readers.get) if readers else ""
+    out["most_demanding"] = (top, readers.get(top, 0))
+    short = {k: v for k, v in readers.items() if k != "masks_never_repeat_over_stream_by_hash"}
+    out["most_demanding_short"] = max(short.items(), key=lambda kv: kv[1]) if short else ("", 0)
+    out["same"] = out["own"]["fingerprint"] == out["shared"]["fingerprint"]
+    return out
+
+
+def small_p_cli(p: float) -> Dict[str, Any]:
+    """Wall time of ``dropverify run torch:Dropout --param p=P`` at the default shape, as a user
+    runs it (its default time budget), and the verdicts it reached."""
+    import json
+    out_dir = Path(tempfile.mkdtemp(prefix="dv-bench-smallp-"))
+    exe = str(Path(sys.executable).with_name("dropverify"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([exe, "run", "torch:Dropout", "--param", f"p={p}", "--out", str(out_dir), "--quiet"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    docs = list(out_dir.glob("*.json"))
+    doc = next((json.loads(d.read_text()) for d in docs if d.name != "index.json"), {"results": []})
+    certified = sorted(r["check"] for r in doc["results"] if r.get("verdict") == "PASS" and r.get("statistical"))
+    verdicts: Dict[str, int] = {}
+    for r in doc["results"]:
+        verdicts[r.get("verdict", "?")] = verdicts.get(r.get("verdict", "?"), 0) + 1
+    return {"wall": wall, "rc": proc.returncode, "certified": certified, "verdicts": verdicts}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--out", default="reports/bench.md")
@@ -191,6 +236,8 @@ def main(argv=None) -> int:
     fast = harness_overhead(specs, settings, batch=_core.STREAM_BATCH, cache=True)
     same = base["fingerprint"] == fast["fingerprint"]
     sweep = sweep_seconds("torch:Dropout", Path(tempfile.mkdtemp(prefix="dv-bench-"))) if not args.no_sweep else None
+    one = one_stream_figures()
+    small = {p_small: small_p_cli(p_small) for p_small in (0.001, 0.999)}
     tshape = (64, 1024)
     th = torch_throughput(tshape)
     th_big = torch_throughput((1024, 1024))
@@ -233,6 +280,30 @@ def main(argv=None) -> int:
                       profile_run(one, Settings(seed=1, max_calls=SWEEP_MAX_CALLS), checks=list(SWEEP_CHECKS)),
                       "```"]
 
+    lines += ["", "## One stream of calls (issue 16)", "",
+              "The default run of `torch:Dropout` on (64, 32, 8, 8) at p = 0.3 (`Settings(seed=1)`, all checks), "
+              "side by side: every statistical check drawing its own copy of the stream (`shared_stream=False`, "
+              "the behaviour before issue 16) and all of them reading one shared stream (the default).", "",
+              "| mode | target calls | wall s | target s |", "|---|---|---|---|"]
+    for label, key in (("each check draws its own calls", "own"), ("one shared stream", "shared")):
+        r = one[key]
+        lines.append(f"| {label} | {r['calls']:,} | {r['wall']:.1f} | {r['target_s']:.1f} |")
+    top, most = one["most_demanding"]
+    stop, smost = one["most_demanding_short"]
+    lines += ["", f"The shared stream drew {one['shared']['stream'].get('drawn', 0):,} calls; its most demanding "
+              f"statistic, `{top}`, read {most:,} (the long-horizon hash, issue 16's >= 4096 calls); the most "
+              f"demanding of the others, `{stop}`, read {smost:,}. All target calls of the run / calls of the "
+              f"most demanding statistic: **{one['shared']['calls'] / max(most, 1):.2f}x** (goal <= ~2x). "
+              f"Results identical in both modes (check, verdict, estimate, p-value, n): "
+              f"**{'yes' if one['same'] else 'NO'}**.", "",
+              "Small p with the command line's defaults (`dropverify run torch:Dropout --param p=P`, default "
+              "shape, its 45 s time budget per configuration; goal: at most 60 s on 2 cores):", "",
+              "| p | wall s (incl. start-up) | exit | verdicts | statistical checks certified (PASS) |",
+              "|---|---|---|---|---|"]
+    for p_small, r in small.items():
+        lines.append(f"| {p_small:g} | {r['wall']:.1f} | {r['rc']} | "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(r["verdicts"].items())) + " | "
+                     + (", ".join(f"`{c}`" for c in r["certified"]) or "none") + " |")
     lines += ["", "### Harness overhead, side by side", "",
               f"`verify(reference_targets(), Settings(seed=1, max_calls={args.max_calls}))`, run twice in this "
               "process. Target time is measured in the worker thread around each call of the target only "
