@@ -55,6 +55,7 @@ test-frameworks: install-dev
 
 quality: install-dev
 	KERAS_BACKEND=torch $(PY) -m dropverify.quality --seed $(SEED) --out reports
+	$(PY) -m benchmarks.long_horizon --out reports/long_horizon.md
 
 bench: install-dev
 	$(PY) -m benchmarks.run

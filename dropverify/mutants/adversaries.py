@@ -67,3 +67,30 @@ ADVERSARIES: Tuple[Adversary, ...] = (
     Adversary(StaleMask, "masks_fresh_across_calls_by_fisher", 0.25),
 )
 """At p = 0.5 the default margins are 0.025 (rate) and 0.2 (relative risk)."""
+
+
+# ------------------------------------------------------------------------------ issue 16
+
+class OverDispersed25(Dropout):
+    """Each call drops at its own rate p + tau Z (Z standard normal), tau^2 = 1.5 p (1 - p) / n:
+    the per-call count's variance is 2.5x binomial, beyond the default dispersion margin
+    (1 ± 0.5); the mean rate is p."""
+
+    def draw_keep(self, shape):
+        import numpy as np
+        mshape = self.mask_shape(shape)
+        n = max(int(np.prod(mshape, dtype=np.int64)), 1)
+        tau = (1.5 * self.p * (1 - self.p) / n) ** 0.5
+        rate = float(np.clip(self.p + tau * self.rng.standard_normal(), 0.0, 1.0))
+        return self.rng.random(mshape) >= rate
+
+
+class LagSharedOnQuarter(Dropout):
+    """Draws shared 96 elements apart in a quarter of the 192-element blocks of the flattened
+    mask only (a weaker version of ``mutant:shared_draw_at_lag_96``)."""
+
+    def draw_keep(self, shape):
+        keep = super().draw_keep(shape).reshape(-1)
+        blocks = keep[:(keep.size // 192) * 192].reshape(-1, 2, 96)
+        blocks[::4, 1, :] = blocks[::4, 0, :]
+        return keep.reshape(self.mask_shape(shape))

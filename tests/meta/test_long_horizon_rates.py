@@ -16,7 +16,8 @@ import pytest
 from scipy import stats as sps
 
 from dropverify.checks import Settings, dispersion, longhorizon
-from dropverify.mutants._longhorizon import OverDispersedRate, SharedDrawAtLag96, ShiftedCounter
+from dropverify.mutants._longhorizon import ShiftedCounter
+from dropverify.mutants.adversaries import LagSharedOnQuarter, OverDispersed25
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
 
@@ -48,17 +49,6 @@ def test_dispersion_false_alarms_at_or_below_nominal(p):
     assert _not_above(small, 0.2), f"P(p <= 0.2) = {small}/{SEEDS}"
 
 
-class OverDispersed25(OverDispersedRate):
-    """Per-call count variance 2.5x binomial: beyond the default margin (1 +/- 0.5)."""
-
-    def draw_keep(self, shape):
-        import numpy as np
-        n = int(np.prod(shape))
-        tau = (1.5 * self.p * (1 - self.p) / n) ** 0.5
-        rate = float(np.clip(self.p + tau * self.rng.standard_normal(), 0.0, 1.0))
-        return self.rng.random(shape) >= rate
-
-
 def test_dispersion_false_passes_at_or_below_alpha():
     spec = numpy_spec("adversary:over-dispersed-2.5", "dropout", lambda prm: OverDispersed25(**prm), {"p": 0.3},
                       shape=(16, 64))
@@ -85,17 +75,6 @@ def test_repeat_union_bound_holds_where_chance_repeats_happen(monkeypatch):
     assert 1e-3 < bound <= NOMINAL  # the check ran where repeats have a real chance
     fails = sum(r.verdict == "FAIL" for r in results)
     assert _not_above(fails, bound), f"{fails}/{SEEDS} chance repeats, bound {bound:.3g}"
-
-
-class LagSharedOnQuarter(SharedDrawAtLag96):
-    """Draws shared 96 apart in a quarter of the 192-element blocks only."""
-
-    def draw_keep(self, shape):
-        import numpy as np
-        keep = super(SharedDrawAtLag96, self).draw_keep(shape).reshape(-1)
-        blocks = keep[:(keep.size // 192) * 192].reshape(-1, 2, 96)
-        blocks[::4, 1, :] = blocks[::4, 0, :]
-        return keep.reshape(shape)
 
 
 @pytest.mark.parametrize("layer,check", [(LagSharedOnQuarter, longhorizon.LAG),
