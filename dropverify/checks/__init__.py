@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Tuple
 
-from . import depth, edges, gradients, independence, moments, positions, rates, repeats, values
+from . import depth, edges, gradients, independence, inputs, moments, positions, rates, repeats, values
 from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
                     TargetError)
 
@@ -44,6 +44,8 @@ def _registry() -> Tuple[CheckSpec, ...]:
     specs = [
         CheckSpec(rates.NAME, "effective drop rate", rates.drop_rate_matches_by_binomial,
                   lambda c: rates.applies(c) and _random(c), _one),
+        CheckSpec(inputs.NAME, "drop rate independent of the input", inputs.drop_rate_independent_of_input_by_stratum,
+                  inputs.applies, _one),
         CheckSpec(positions.PER_POSITION, "per-position drop rate", positions.drop_rate_per_position_by_binomial,
                   positions.applies_per_position, _one),
         CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,
