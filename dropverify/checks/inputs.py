@@ -44,7 +44,8 @@ from ._core import (CallCounter, CheckContext, CheckResult, NotInformative, guar
 
 NAME = "drop_rate_independent_of_input_by_stratum"
 SALT = 11
-GROUPS = 10          # |x| bins: deciles of the probe law
+GROUPS = 10          # |x| bins: deciles of the probe law ...
+UNITS_PER_BIN = 50   # ... or fewer, equal bins, so that each holds this many units per call
 MIN_UNITS = 20       # fewer mask units per call: strata are too thin to form
 MIN_EVENTS = 10      # expected events of the rarer outcome in the thinnest stratum of one sample
 SIGN_LANE = "x < 0 vs x > 0"
@@ -60,9 +61,9 @@ def applies(ctx: CheckContext) -> bool:
     word-type, variational), attention dropout (|x| bins only: its probe is positive), and
     Gaussian dropout (continuous multiplier). Not: DropBlock (its rate varies by position),
     depth networks (a per-block schedule), DropConnect (the mask is over the weights), zoneout
-    (two inputs), layers with one draw per sample or per call (DropPath, stochastic depth:
-    every element of a sample shares the draw, so element strata cannot differ), or
-    configurations where the mask is not random (p = 0 or 1)."""
+    (two inputs), or configurations where the mask is not random (p = 0 or 1). DropPath and
+    stochastic depth apply (a unit is a sample, classified by its mean input); with fewer than
+    MIN_UNITS units per call (one draw per batch) the check is not informative."""
     c = ctx.contract
     if c.structure not in ("elementwise", "shared", "continuous") or c.decode is not None:
         return False
@@ -74,9 +75,6 @@ def applies(ctx: CheckContext) -> bool:
     p = float(ctx.params.get("p", 0.0))
     if not 0.0 < p < 1.0:
         return False
-    shared = set(c.shared_axes(ctx.params, ctx.shape))
-    if len(ctx.shape) < 1 or set(range(1, len(ctx.shape))) <= shared:
-        return False  # one draw per sample (or per call)
     inputs = ctx.probe(SALT)
     return len(inputs) == 1 and tuple(ctx.output_shape(inputs)) == tuple(np.shape(inputs[0]))
 
@@ -143,9 +141,9 @@ def _fmt_edge(v: float) -> str:
 
 def bin_words(k: int, edges: Sequence[float]) -> str:
     """A bin of |x| in words: 'the lowest decile (|x| < 1.6e-05)', 'the highest decile (|x| >= 6.3e+04)',
-    'decile 3 of 10 (4e-04 <= |x| < 6.3e-03)'."""
+    'decile 3 of 10 (0.0004 <= |x| < 0.0063)'."""
     groups = len(edges) + 1
-    name = "decile" if groups == 10 else f"1/{groups}"
+    name = {10: "decile", 5: "quintile", 4: "quartile", 2: "half"}.get(groups, f"1/{groups} bin")
     if k == 0:
         return f"the lowest {name} (|x| < {_fmt_edge(edges[0])})"
     if k == groups - 1:
@@ -174,7 +172,7 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
                              f"{MIN_UNITS}); the rate check sees the whole call")
     pilot = unit_inputs(ctx, ctx.probe(SALT)[0])
     signed = bool(np.mean(pilot < 0) >= 0.05 and np.mean(pilot > 0) >= 0.05)
-    groups = min(GROUPS, upc // 10)
+    groups = min(GROUPS, upc // UNITS_PER_BIN)
     edges = bin_edges(ctx, groups) if groups >= 2 else np.zeros(0)
     groups = edges.size + 1 if edges.size else 1
     names = ([SIGN_LANE] if signed else []) + [_decile_lane(k, groups) for k in range(groups if groups > 1 else 0)]

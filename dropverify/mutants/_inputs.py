@@ -52,6 +52,30 @@ class SubMarginSignRate(SignDependentRate):
     BIAS = 0.01
 
 
+class BoundarySignRate(SignDependentRate):
+    """Drop rate p * 1.03 for x < 0 and p * 0.97 for x >= 0: a difference of 0.06 p between
+    the strata, 1.2 x the default ``rate`` margin — just outside it (a PASS is a false pass)."""
+
+    BIAS = 0.03
+
+
+class IntermittentSignRate(_InputRate):
+    """On about 10 % of calls (a coin per call) the drop rate is p * 1.8 for x < 0 and p * 0.2
+    for x >= 0, p otherwise: every other call is correct, and the mean difference between the
+    strata over calls is 0.16 p (3.2 x the default ``rate`` margin)."""
+
+    STRUCK, BIAS = 0.10, 0.8
+
+    def draw_keep(self, shape: Tuple[int, ...]) -> np.ndarray:
+        self._struck = self.rng.random() < self.STRUCK
+        return super().draw_keep(shape)
+
+    def rate(self, x: np.ndarray) -> np.ndarray:
+        if not self._struck:
+            return np.full(x.shape, self.p)
+        return np.where(x < 0, (1 + self.BIAS) * self.p, (1 - self.BIAS) * self.p)
+
+
 class SmallMagnitudeRate(_InputRate):
     """Drop rate 1.5 p where |x| lies in the lowest decile of the probe's magnitude law
     (|x| < lo (hi / lo)^0.1 of ``probe_magnitudes``: 1.6e-5 in float64), p elsewhere (a
@@ -100,6 +124,8 @@ def contrast(layer: type, p: float) -> float:
     float64 probe (rate scale; GaussianSignMean: multiplier scale)."""
     if issubclass(layer, SignDependentRate):
         return 2 * layer.BIAS * p
+    if issubclass(layer, IntermittentSignRate):
+        return layer.STRUCK * 2 * layer.BIAS * p
     if issubclass(layer, SmallMagnitudeRate):
         return (layer.FACTOR - 1) * p
     if issubclass(layer, GaussianSignMean):

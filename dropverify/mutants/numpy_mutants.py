@@ -9,17 +9,18 @@ module                 family
 ``_sequence``          attention, token / word-type embedding, variational, zoneout, DropConnect
 ``_calllevel``         call-level faults of dropout: mask pools, stale masks, batch items reusing
                        masks, intermittent rates, position-skewed rates, value-dependent output
+``_inputs``            drop rates (Gaussian: mean multipliers) that depend on the input value
 =====================  =======================================================================
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from . import _calllevel, _dropblock, _elementwise, _sequence, _structured
+from . import _calllevel, _dropblock, _elementwise, _inputs, _sequence, _structured
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
-                               + _sequence.MUTANTS + _calllevel.MUTANTS)
+                               + _sequence.MUTANTS + _calllevel.MUTANTS + _inputs.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
