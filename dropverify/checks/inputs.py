@@ -248,16 +248,22 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
                 if math.isfinite(d):
                     lane.samples.append(d)
 
+    stacked: Dict[str, Any] = {"calls": -1}
+
     def tables(i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Lane i's call-wise 2x2 tables: (in-stratum events, stratum size, events, units)."""
-        s = np.asarray(sums).reshape(len(sums), groups, 2)
-        n = np.asarray(sizes).reshape(len(sizes), groups, 2)
+        """Lane i's call-wise 2x2 tables: (in-stratum events, stratum size, events, units)
+        (the calls so far stacked once per look, shared by every lane and component)."""
+        if stacked["calls"] != len(sums):
+            s = np.asarray(sums).reshape(len(sums), groups, 2)
+            n = np.asarray(sizes).reshape(len(sizes), groups, 2)
+            stacked.update(calls=len(sums), s=s, n=n, k=s.sum((1, 2)), units=n.sum((1, 2)))
+        s, n = stacked["s"], stacked["n"]
         if signed and i == 0:
             a, r = s[:, :, 0].sum(1), n[:, :, 0].sum(1)
         else:
             k = i - int(signed)
             a, r = s[:, k, :].sum(1), n[:, k, :].sum(1)
-        return a, r, s.sum((1, 2)), n.sum((1, 2))
+        return a, r, stacked["k"], stacked["units"]
 
     if binary:
         for i, lane in enumerate(lanes):
