@@ -26,7 +26,8 @@ _AXIS = re.compile(r"^masks_independent_along_axis(\d+)_by_")
 POOLED_UNIT_CHECKS = ("drop_rate_matches_by_binomial", "drop_rate_per_position_by_binomial",
                       "drop_map_matches_theory_by_binomial", "gamma_matches_by_binomial",
                       "masks_fresh_across_calls_by_fisher", "masks_independent_across_seeds_by_fisher",
-                      "seed_streams_do_not_overlap_by_fisher", "masks_independent_at_flat_offsets_by_fisher")
+                      "seed_streams_do_not_overlap_by_fisher", "masks_independent_at_flat_offsets_by_fisher",
+                      "drop_rate_independent_of_input_by_stratum")
 """Checks whose FAIL side pools mask units within a call (counted as independent)."""
 STRUCTURAL = ("mask_constant_along_shared_axes", "masks_never_repeat_by_hash", "weight_mask_convention",
               "masks_never_repeat_over_stream_by_hash", "draws_not_reused_shifted_across_calls",
@@ -243,7 +244,10 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     for cause, follows in CONSEQUENCES.items():  # e.g. shared draws -> over-dispersed counts
         if cause in failed:
             supporting += [c for c in follows if c in failed and c not in supporting and c != cause]
-    structural = [r for r in out if r.verdict == FAIL and r.check not in supporting
+    from .checks.inputs import input_cause  # an input-dependent rate, and the fixed-probe FAILs it explains
+    by_input = input_cause(out)
+    explained = set(by_input[1]) if by_input else set()
+    structural = [r for r in out if r.verdict == FAIL and r.check not in supporting and r.check not in explained
                   and structural_summary(r, layout) is not None]
     seen = set()
     for r in structural:
@@ -256,8 +260,10 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         extra = tuple(supporting) if first else own
         causes.append(RootCause(text, (r.check,) + tuple(dict.fromkeys(c for c in extra if c != r.check)),
                                 tuple(withdrawn) if first else ()))
-    return out, _merge_repeats(causes + _other_causes(out, {r.check for r in structural} | set(supporting), layout),
-                               out)
+    if by_input:
+        causes.append(RootCause(by_input[0], by_input[1]))
+    return out, _merge_repeats(causes + _other_causes(out, {r.check for r in structural} | set(supporting) | explained,
+                                                      layout), out)
 
 
 _REPEAT_PARTNERS = {"seeds": ("seed_streams_do_not_overlap_by_fisher", "masks_independent_across_seeds_by_fisher"),

@@ -58,6 +58,10 @@ FAMILIES: Tuple[Family, ...] = (
     Family("expected_depth_matches_by_t_test", "stochastic_depth_network", {"p": 0.5, "num_blocks": 8}, (64, 8)),
     # batch 1 and a rare outcome: the regime where a t-test on observed per-call rates false-alarmed
     Family("drop_rate_per_position_by_binomial", "dropout", {"p": 0.02}, (1, 32, 8, 8)),
+    # input dependence: element-wise, units that share a draw (5 |x| bins), continuous noise
+    Family("drop_rate_independent_of_input_by_stratum", "dropout", {"p": 0.3}, (16, 8, 4, 4)),
+    Family("drop_rate_independent_of_input_by_stratum", "spatial_dropout_2d", {"p": 0.3}, (16, 16, 2, 2)),
+    Family("drop_rate_independent_of_input_by_stratum", "gaussian_dropout", {"p": 0.3}, (16, 8, 4, 4)),
 )
 LEVELS = (0.001, 0.01, 0.05, 0.2)
 
@@ -127,10 +131,10 @@ def false_passes(seeds: int, base_seed: int, alphas: Sequence[float] = (0.05, 1e
     """Each adversary of :mod:`dropverify.mutants.adversaries` (a fault on some calls whose
     mean effect exceeds the margin) against the check it must not PASS, alone, under
     ``seeds`` seeds at each alpha: the measured false-pass rate with its exact 95 % CI."""
-    from .mutants.adversaries import ADVERSARIES
+    from .mutants.adversaries import ADVERSARIES, INPUT_ADVERSARIES
     rows = []
-    for adv in ADVERSARIES:
-        spec = numpy_spec(f"adversary:{adv.name}", "dropout", adv.factory, dict(adv.params), shape=(16, 64))
+    for adv in ADVERSARIES + INPUT_ADVERSARIES:
+        spec = numpy_spec(f"adversary:{adv.name}", adv.variant, adv.factory, dict(adv.params), shape=(16, 64))
         for alpha in alphas:
             verdicts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0}
             margin = None

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
-from . import depth, dispersion, edges, gradients, independence, longhorizon, moments, positions, rates, repeats, values
+from . import (depth, dispersion, edges, gradients, independence, inputs, longhorizon, moments, positions, rates,
+               repeats, values)
 from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
                     TargetError)
 
@@ -47,6 +48,8 @@ def _registry() -> Tuple[CheckSpec, ...]:
     specs = [
         CheckSpec(rates.NAME, "effective drop rate", rates.drop_rate_matches_by_binomial,
                   lambda c: rates.applies(c) and _random(c), _one, shares_stream=True),
+        CheckSpec(inputs.NAME, "drop rate independent of the input", inputs.drop_rate_independent_of_input_by_stratum,
+                  inputs.applies, _one),
         CheckSpec(positions.PER_POSITION, "per-position drop rate", positions.drop_rate_per_position_by_binomial,
                   positions.applies_per_position, _one, shares_stream=True),
         CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,

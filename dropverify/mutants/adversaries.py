@@ -52,6 +52,7 @@ class Adversary:
     check: str
     deviation: float
     params: Tuple[Tuple[str, Any], ...] = (("p", 0.5),)
+    variant: str = "dropout"
 
     @property
     def name(self) -> str:
@@ -67,6 +68,26 @@ ADVERSARIES: Tuple[Adversary, ...] = (
     Adversary(StaleMask, "masks_fresh_across_calls_by_fisher", 0.25),
 )
 """At p = 0.5 the default margins are 0.025 (rate) and 0.2 (relative risk)."""
+
+
+def _input_adversaries() -> Tuple[Tuple[Adversary, ...], Tuple[Adversary, ...]]:
+    from ._inputs import (CHECK, BoundarySignRate, GaussianSignMean, IntermittentSignRate, SignDependentRate,
+                          SmallMagnitudeRate, SubMarginSignRate, contrast)
+
+    def adv(layer: Any, variant: str = "dropout") -> Adversary:
+        return Adversary(layer, CHECK, contrast(layer, 0.3), (("p", 0.3),), variant)
+
+    beyond = (adv(SignDependentRate), adv(SmallMagnitudeRate), adv(BoundarySignRate), adv(IntermittentSignRate),
+              adv(GaussianSignMean, "gaussian_dropout"))
+    return beyond, (adv(SubMarginSignRate),)
+
+
+INPUT_ADVERSARIES, INPUT_WITHIN_MARGIN = _input_adversaries()
+"""Input-dependent rates against ``drop_rate_independent_of_input_by_stratum`` at p = 0.3
+(default margins: 0.015 on a rate difference, 0.01 on a mean multiplier difference):
+``INPUT_ADVERSARIES`` deviate by more (a PASS is a false pass), from 1.2 x the margin
+(BoundarySignRate) to 10 x; ``INPUT_WITHIN_MARGIN`` by 0.4 x the margin (a PASS is right; a
+FAIL is a true, small deviation and must say that its estimate lies inside the margin)."""
 
 
 # ------------------------------------------------------------------------------ issue 16

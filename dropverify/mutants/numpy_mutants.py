@@ -11,17 +11,18 @@ module                 family
                        masks, intermittent rates, position-skewed rates, value-dependent output
 ``_longhorizon``       long-horizon faults: a bank of 256 masks, a mask frozen after 1000 calls,
                        draws shared 96 elements apart, a shifted counter, an over-dispersed rate
+``_inputs``            drop rates (Gaussian: mean multipliers) that depend on the input value
 =====================  =======================================================================
 """
 from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from . import _calllevel, _dropblock, _elementwise, _longhorizon, _sequence, _structured
+from . import _calllevel, _dropblock, _elementwise, _inputs, _longhorizon, _sequence, _structured
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
-                               + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS)
+                               + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS + _inputs.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
