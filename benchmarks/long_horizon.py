@@ -64,6 +64,10 @@ def main(argv=None) -> int:
         spec = reference_spec("dropout", {"p": p}, shape=(16, 64))
         k = _count(spec, dispersion.NAME, "FAIL", n, alpha=0.05, max_calls=400)
         lines.append(f"| `{dispersion.NAME}` | dropout p={p} | alpha 0.05 | {_rate(k, n)} |")
+    spec = reference_spec("dropblock_2d", {"p": 0.2, "block_size": 3}, shape=(8, 4, 9, 7))
+    k = _count(spec, dispersion.NAME, "FAIL", n, alpha=0.05, max_calls=400)
+    lines.append(f"| `{dispersion.NAME}` | dropblock_2d p=0.2 bs=3, 8 x 4 x 9 x 7, against its simulated null "
+                 f"({dispersion.NULL_CALLS} reference calls) | alpha 0.05 | {_rate(k, n)} |")
     for check in (longhorizon.SHIFT, longhorizon.LAG):
         for p in (0.3, 0.03):
             spec = reference_spec("dropout", {"p": p}, shape=(16, 64))

@@ -84,3 +84,12 @@ def test_long_horizon_adversaries_never_pass(layer, check):
                       shape=(16, 32, 4, 4))
     passes = sum(r.verdict == "PASS" for r in _verdicts(spec, check))
     assert _not_above(passes, 1e-3), f"{layer.__name__}: {passes}/{SEEDS} false passes"
+
+
+def test_dropblock_dispersion_against_its_simulated_null_false_alarms_at_or_below_nominal(monkeypatch):
+    monkeypatch.setattr(dispersion, "NULL_CALLS", 300)
+    spec = reference_spec("dropblock_2d", {"p": 0.2, "block_size": 3}, shape=(8, 4, 9, 7))
+    results = _verdicts(spec, dispersion.NAME, alpha=NOMINAL, max_calls=300)
+    fails = sum(r.verdict == "FAIL" for r in results)
+    assert results[0].details["null"].startswith("300 calls of the numpy reference")
+    assert _not_above(fails), f"{fails}/{SEEDS} false alarms"
