@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-frameworks test-fast quality bench clean
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,11 @@ sweeps: install-thirdparty
 	done
 
 test: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not frameworks"
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not frameworks and not slow"
+
+# The 200-seed measurements of false-alarm and false-pass rates (tests/meta; .ci/run runs this after `make test`)
+test-slow: install-dev
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "slow and not frameworks"
 
 # JAX, TensorFlow and Keras on the jax / tensorflow backends (.ci/run runs this after `make test`)
 test-frameworks: install-dev

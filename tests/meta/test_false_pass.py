@@ -17,6 +17,8 @@ from dropverify.mutants.adversaries import ADVERSARIES
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec
 
+pytestmark = pytest.mark.slow  # 200-seed measurements: `make test-slow` (run by .ci/run)
+
 SEEDS = 200
 NOMINAL = 0.05
 SHAPE = (16, 64)

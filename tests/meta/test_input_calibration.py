@@ -17,6 +17,8 @@ from dropverify.checks.inputs import NAME
 from dropverify.runner import verify
 from dropverify.targets import reference_spec
 
+pytestmark = pytest.mark.slow  # 200-seed measurements: `make test-slow` (run by .ci/run)
+
 SEEDS = 200
 NOMINAL = 0.05
 

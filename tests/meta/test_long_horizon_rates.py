@@ -21,6 +21,8 @@ from dropverify.mutants.adversaries import LagSharedOnQuarter, OverDispersed25
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
 
+pytestmark = pytest.mark.slow  # 200-seed measurements: `make test-slow` (run by .ci/run)
+
 SEEDS = 200
 NOMINAL = 0.05
 
