@@ -10,7 +10,7 @@ import numpy as np
 from scipy import stats as sps
 
 from . import _core
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, _Raise, error_result,
+from ._core import (BudgetExhausted, CallCounter, CheckContext, CheckResult, TargetError, _Raise, error_result,
                     exact_result, mask_values, two_stage_t_plan, unit_view)
 
 CONSTANT = "mask_constant_along_shared_axes"
@@ -264,6 +264,10 @@ class _PrefetchedSteps(_Steps):
             except TargetError as exc:  # raised by CallCounter after the steps before it
                 out.append(_Raise(exc))
                 break
+            except BudgetExhausted:  # the stream ended: the whole steps drawn so far still count
+                if out:
+                    break
+                raise
         return out
 
 

@@ -39,17 +39,21 @@ class MaskBank256(Dropout):
 
 
 class FrozenAfter1000(Dropout):
-    """The mask freezes after 1000 calls (a generator state that stops advancing once a
-    buffer of 1000 offsets is used up): calls 999, 1000, 1001, ... all carry call 999's mask."""
+    """The mask freezes after 1000 calls since seeding (a generator state that stops advancing
+    once a buffer of 1000 offsets allocated at seeding is used up): calls 999, 1000, 1001, ...
+    all carry call 999's mask."""
 
     WARM_UP = 1000
 
     def draw_keep(self, shape: Tuple[int, ...]) -> np.ndarray:
-        t = self.__dict__.get("_calls", 0)
-        self._calls = t + 1
-        if t < self.WARM_UP or "_frozen" not in self.__dict__:
-            self._frozen = super().draw_keep(shape)
-        return self._frozen
+        if getattr(self, "_state_rng", None) is not self.rng:  # re-seeding resets the offset buffer
+            self._state_rng, self._calls, self._frozen = self.rng, {}, {}
+        key = tuple(shape)
+        t = self._calls.get(key, 0)
+        self._calls[key] = t + 1
+        if t < self.WARM_UP or key not in self._frozen:
+            self._frozen[key] = super().draw_keep(shape)
+        return self._frozen[key]
 
 
 class SharedDrawAtLag96(Dropout):

@@ -30,8 +30,10 @@ SMALL = Settings(seed=SEED, max_calls=1500, fault_fraction=0.1)
 # p = 0.3 takes ~20000 such calls) and the mean to
 # their margins takes thousands of (cheap) calls
 _MANY = Settings(seed=SEED, max_calls=4000, fault_fraction=0.1)
+# the shared stream holds at most max_calls calls; the freshness check reads it in steps of 9 calls
 SETTINGS = {"torchvision:StochasticDepth[batch]": Settings(seed=SEED, max_calls=24000, min_units_per_sample=50,
                                                             fault_fraction=0.1),
+            "torchvision:DropBlock2d[H!=W]": Settings(seed=SEED, max_calls=9 * 1500, fault_fraction=0.1),
             "torchvision:StochasticDepth[row]": _MANY, "timm:DropPath": _MANY,
             "timm:DropPath[scale_by_keep=False]": _MANY}
 
@@ -181,7 +183,10 @@ def test_torchvision_even_block_size_is_rejected_in_forward():
 def test_torchvision_stochastic_depth_passes(name):
     run = run_of(name)
     # batch mode is one draw per call: certifying the mean to 1 % takes ~10^5 calls, beyond this test's budget
-    assert_only(run, {"expectation_matches_by_t_test": INCONCLUSIVE} if name.endswith("[batch]") else {})
+    # batch mode: one draw per call; within 24000 calls of the shared stream neither the mean (to 1 %) nor
+    # freshness (2666 steps of 9 calls) can be certified: honestly INCONCLUSIVE, saying the budget is spent
+    assert_only(run, {"expectation_matches_by_t_test": INCONCLUSIVE, "masks_fresh_across_calls_by_fisher": INCONCLUSIVE}
+                if name.endswith("[batch]") else {})
     if name.endswith("[row]"):
         assert "mask_constant_along_shared_axes" in verdicts(run)
 
