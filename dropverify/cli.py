@@ -433,7 +433,6 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
 
 def _write_outputs(run, plan: Plan, command: str) -> List[str]:
     from .report import write_junit, write_reports, write_single_report, write_summary
-    problems: List[str] = []
     jobs: List[Tuple[str, Callable[[], Any]]] = []
     if plan.report is not None:
         jobs.append((f"report {plan.report}", lambda: write_single_report(run, plan.report, command=command)))
@@ -443,6 +442,12 @@ def _write_outputs(run, plan: Plan, command: str) -> List[str]:
         jobs.append((f"JUnit XML {plan.junit}", lambda: write_junit(run, plan.junit, plan.strict, command)))
     if plan.summary is not None:
         jobs.append((f"job summary {plan.summary}", lambda: write_summary(run, plan.summary, plan.strict, command)))
+    return write_jobs(jobs)
+
+
+def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
+    """Run each (what, write) job; print "<what> written", or collect a one-line problem."""
+    problems: List[str] = []
     for what, job in jobs:
         try:
             job()

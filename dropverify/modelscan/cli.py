@@ -171,12 +171,8 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         jobs.append((f"JUnit XML {junit}", lambda: write_junit(report.run, junit, bool(args.strict), command)))
     if summary is not None:
         jobs.append((f"job summary {summary}", lambda: write_summary(report.run, summary, bool(args.strict), command)))
-    for what, job in jobs:
-        try:
-            job()
-            print(f"{what} written")
-        except OSError as exc:
-            problems.append(f"writing {what} failed: {exc.strerror or exc}")
+    from ..cli import write_jobs
+    problems += write_jobs(jobs)
     for line in summary_lines(report):
         print(line)
     inconclusive = any(r.verdict == "INCONCLUSIVE" for r in report.results)
