@@ -15,14 +15,14 @@ import copy
 import dataclasses
 import inspect
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _session
 from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
-from .checks._core import DEFAULT_SEED, fmt
+from .checks._core import DEFAULT_SEED
+from .results import failure_row, worst
 from .errors import CheckFailed, InvalidArgument
 from .runner import RunResult, TargetRun
 
@@ -35,31 +35,6 @@ _P_NAMES = ("p", "rate", "drop_prob", "drop_rate", "dropout", "dropout_p")
 
 def _params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
-
-
-_NUMBERS = re.compile(r"\w+=\S+ \((?:[^()]|\([^()]*\))*\), but should be [^;]*(; p=[^;\s]+)?")
-"""The numbers part of a statistical message (``rate=0.22 (99.9% CI ..), but should be ..; p=..``)."""
-
-
-def failure_row(r: CheckResult) -> str:
-    """One line per FAIL / ERROR / INCONCLUSIVE result: check, target, and for statistical
-    results estimate, interval, expected ± margin, the Holm-adjusted p-value and n, then
-    whatever the message adds to those numbers."""
-    msg = r.message.rsplit(" [", 1)[0] if r.message.endswith("]") else r.message
-    head = f"{r.verdict} {r.check} [{r.target}]"
-    if r.statistical and r.estimate is not None:
-        ci = f"{fmt(r.ci[0])} .. {fmt(r.ci[1])}" if r.ci is not None else "n/a"
-        if r.p_adjusted is not None:
-            p = f"p(Holm)={r.p_adjusted:.3g}"
-        else:
-            p = f"p={r.p_value:.3g}" if r.p_value is not None else "p=n/a"
-        nums = f"estimate {fmt(r.estimate)}, CI {ci}, expected {fmt(r.expected)} ± {fmt(r.margin)}, {p}"
-        if r.n is not None:
-            nums += f", n={r.n} {r.n_unit}".rstrip()
-        rest = _NUMBERS.sub("", msg).strip().strip(";").strip()
-        rest = re.sub(r"\s*;\s*;\s*", "; ", rest)
-        return f"{head}: {nums}" + (f" — {rest}" if rest else "")
-    return f"{head}: {msg}"
 
 
 def _self_named(cause: Any) -> bool:
@@ -114,8 +89,7 @@ class Report:
         """The worst verdict: ERROR > FAIL > INCONCLUSIVE > PASS."""
         if self.run is None:
             return str(getattr(self.sweep, "verdict", PASS if self.ok else FAIL))
-        found = {r.verdict for r in self.results}
-        return next((v for v in (ERROR, FAIL, INCONCLUSIVE) if v in found), PASS)
+        return worst(r.verdict for r in self.results)
 
     def counts(self) -> Dict[str, int]:
         out = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0, ERROR: 0}

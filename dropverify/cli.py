@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import DropverifyError, key_value_pairs
+from .results import failure_row
 
 THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
@@ -471,7 +472,7 @@ def _finish(run, quiet: bool, strict: bool) -> int:
             if r.check in explained:
                 continue  # already said in full by its root-cause line
             if r.verdict in ("FAIL", "ERROR") or (r.verdict == "INCONCLUSIVE" and (strict or not quiet)):
-                print(f"    {r.verdict}: {r.check}: {r.message}")
+                print(f"    {failure_row(r)}")
     inconclusive = any(r.verdict == "INCONCLUSIVE" for t in run.targets for r in t.results)
     ok = run.ok and not (strict and inconclusive)
     why = " (--strict: INCONCLUSIVE fails)" if run.ok and not ok else ""

@@ -16,34 +16,41 @@ Runs before Holm, on sequential p-values; withdrawn results keep the call-level 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .checks._core import ERROR, FAIL, INCONCLUSIVE, CheckResult
+from .checks import POOLED, WITHIN_CALL, spec_for_result
+from .checks._words import AXIS_RESULT as _AXIS
+from .checks.dispersion import NAME as DISPERSION
+from .checks.dropblock import CONTIGUOUS, RATE as BLOCK_RATE
+from .checks.independence import FLAT, FRESH, OVERLAP, SEEDS
+from .checks.longhorizon import LAG
+from .checks.rates import NAME as RATE
+from .checks.repeats import NAME as REPEATS
+from .results import ERROR, FAIL, INCONCLUSIVE, CheckResult
 
-_AXIS = re.compile(r"^masks_independent_along_axis(\d+)_by_")
-POOLED_UNIT_CHECKS = ("drop_rate_matches_by_binomial", "drop_rate_per_position_by_binomial",
-                      "drop_map_matches_theory_by_binomial", "gamma_matches_by_binomial",
-                      "masks_fresh_across_calls_by_fisher", "masks_independent_across_seeds_by_fisher",
-                      "seed_streams_do_not_overlap_by_fisher", "masks_independent_at_flat_offsets_by_fisher",
-                      "drop_rate_independent_of_input_by_stratum")
-"""Checks whose FAIL side pools mask units within a call (counted as independent)."""
-STRUCTURAL = ("mask_constant_along_shared_axes", "masks_never_repeat_by_hash", "weight_mask_convention",
-              "masks_never_repeat_over_stream_by_hash", "draws_not_reused_shifted_across_calls",
-              "draws_not_shared_at_any_flat_lag", "per_call_rate_dispersion_by_chi_square")
-LAG = "draws_not_shared_at_any_flat_lag"
-SHIFT = "draws_not_reused_shifted_across_calls"
-STREAM_REPEAT = "masks_never_repeat_over_stream_by_hash"
-DISPERSION = "per_call_rate_dispersion_by_chi_square"
-CONSEQUENCES = {
-    LAG: (DISPERSION, "masks_independent_at_flat_offsets_by_fisher"),
-    SHIFT: ("masks_fresh_across_calls_by_fisher", DISPERSION),
-    STREAM_REPEAT: ("masks_fresh_across_calls_by_fisher", "masks_never_repeat_by_hash"),
-}
-"""Results that FAIL as a consequence of a cause another check establishes directly: shared
-draws inside a call inflate the per-call count's variance; a shifted or repeated stream makes
-calls dependent. They are grouped under that cause as supporting evidence."""
+
+def _role(r: CheckResult) -> str:
+    spec = spec_for_result(r.check)
+    return spec.role if spec is not None else ""
+
+
+def _producer(r: CheckResult) -> str:
+    spec = spec_for_result(r.check)
+    return spec.name if spec is not None else r.check
+
+
+def _about_masks(r: CheckResult) -> bool:
+    """A FAIL about how masks are drawn (dependence, repeats, streams, dispersion): its check
+    states its cause in words (``explain``)."""
+    spec = spec_for_result(r.check)
+    return spec is not None and spec.explain is not None
+
+
+def consequences(check: str) -> Tuple[str, ...]:
+    """The results a FAIL of ``check`` explains (its registry entry's ``consequences``)."""
+    spec = spec_for_result(check)
+    return spec.consequences if spec is not None else ()
 
 
 @dataclass(frozen=True)
@@ -60,62 +67,13 @@ class RootCause:
                 "kind": self.kind}
 
 
-def _short(message: str) -> str:
-    return message.rsplit(" [", 1)[0] if message.endswith("]") else message
-
-
-def _axis_words(axis: int, layout: str) -> str:
-    names = [a.strip() for a in re.sub(r"[()]", "", layout.split(" or ")[0]).split(",")] if layout else []
-    if axis == 0:
-        return "the batch axis"
-    if axis < len(names) and names[axis]:
-        label = {"C": "channels", "H": "rows", "W": "columns", "D": "depth", "T": "time steps", "L": "blocks"}
-        return f"axis {axis} ({label.get(names[axis], names[axis])})"
-    return f"axis {axis}"
-
-
 def structural_summary(r: CheckResult, layout: str = "") -> Optional[str]:
-    """The root cause a structural FAIL establishes, in words (None: not structural)."""
-    m = _AXIS.match(r.check)
-    identical = bool(r.details.get("identical")) if r.details else False
-    if m:
-        axis = int(m.group(1))
-        where = _axis_words(axis, layout)
-        if identical and axis == 0:
-            return "one draw per batch instead of one per item: every batch item shares the mask"
-        if identical and axis == 1 and "C" in layout:
-            return "mask shared by all channels instead of one per channel"
-        if identical:
-            return f"one mask shared along {where}: every unit pair identical ({r.details.get('worst_lane')})"
-        return f"masks dependent along {where} ({r.details.get('worst_lane', '')}: {_short(r.message)})"
-    if r.check == "masks_independent_at_flat_offsets_by_fisher" and identical:
-        return (f"identical masks at {r.details.get('identical')}: the random stream wraps or restarts "
-                "within a call")
-    if r.check == "masks_fresh_across_calls_by_fisher":
-        lag = r.details.get("worst_lane", "") if r.details else ""
-        if identical:
-            return f"the same mask on later calls ({lag}): the RNG does not advance"
-        return f"masks of different calls are dependent ({lag}): stale or cached masks"
-    if r.check == "masks_independent_across_seeds_by_fisher":
-        return "the seed is ignored: different seeds give dependent masks"
-    if r.check == "seed_streams_do_not_overlap_by_fisher":
-        return "seeded streams overlap: call 1 under seed s repeats call 0 under seed s + 1"
-    d = r.details or {}
-    if r.check == STREAM_REPEAT and d.get("pattern"):
-        return str(d["pattern"])
-    if r.check == SHIFT and "worst_shift" in d:
-        shift = -int(d["worst_shift"])
-        return f"call t+1 reuses call t's draws shifted by {shift}" if shift else \
-            "call t+1 reuses call t's draws unshifted (the same draws at the same positions)"
-    if r.check == LAG and "worst_lag" in d:
-        return f"elements {int(d['worst_lag'])} apart share one draw"
-    if r.check == DISPERSION and r.estimate is not None:
-        side = "over" if r.estimate > 1 else "under"
-        return (f"per-call rate {side}-dispersed (variance of the per-call dropped count {r.estimate:.3g}x "
-                "binomial)" + (": a fixed number of units dropped per call?" if side == "under" else ""))
-    if r.check in STRUCTURAL or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask"):
-        return _short(r.message)
-    return None
+    """The root cause a structural FAIL establishes, in words (None: not structural): the
+    ``explain`` of the check's registry entry."""
+    spec = spec_for_result(r.check)
+    if spec is None or spec.explain is None:
+        return None
+    return spec.explain(r, layout)
 
 
 def _dropblock_summary(r: CheckResult) -> Optional[str]:
@@ -134,16 +92,15 @@ def _dropblock_summary(r: CheckResult) -> Optional[str]:
 
 def _within_call(r: CheckResult) -> bool:
     """Does this structural FAIL make units inside a call dependent (so pooled tests count
-    copies of one draw as independent units)?"""
-    return bool(_AXIS.match(r.check)) or r.check in ("mask_constant_along_shared_axes", LAG) \
-        or r.check.startswith("mask_shared") or r.check.startswith("dropconnect_mask") \
-        or (r.check == "masks_independent_at_flat_offsets_by_fisher" and bool((r.details or {}).get("identical")))
+    copies of one draw as independent units)? Its role says so, or identical masks at flat
+    offsets inside a call."""
+    return _role(r) == WITHIN_CALL or (r.check == FLAT and bool((r.details or {}).get("identical")))
 
 
 def _calls_repeat(r: CheckResult) -> bool:
     """Hash check: at least half of the calls of the stream repeat an earlier call's mask
     (an RNG that does not advance, or a small pool): calls are then not independent."""
-    if r.check != "masks_never_repeat_by_hash" or r.verdict != FAIL or not r.details:
+    if r.check != REPEATS or r.verdict != FAIL or not r.details:
         return False
     calls = (r.details.get("classes") or {}).get("calls") or {}
     masks = int(calls.get("masks", 1) or 1)
@@ -162,14 +119,14 @@ def _single_call_p(r: CheckResult) -> float:
 def _inert_cause(out: Sequence[CheckResult]) -> Optional[RootCause]:
     """A layer that drops nothing (or everything) in every call: the rate check says so from
     every call, and the mask-structure FAILs (equal pairs, repeated masks) follow from it."""
-    rate = next((r for r in out if r.check == "drop_rate_matches_by_binomial" and r.verdict == FAIL), None)
+    rate = next((r for r in out if r.check == RATE and r.verdict == FAIL), None)
     pooled = (rate.details or {}).get("pooled_rate") if rate is not None else None
     if pooled not in (0.0, 1.0):
         return None
     text = ("no unit is dropped in any call: the layer has no effect in training mode" if pooled == 0.0 else
             "every unit is dropped in every call")
     follow = tuple(r.check for r in out if r.verdict == FAIL and r.check != rate.check
-                   and r.check.startswith(("masks_", "seed_", "drop_rate_", "drop_map_")))
+                   and (_about_masks(r) or _role(r) == POOLED))
     return RootCause(text, (rate.check,) + follow)
 
 
@@ -182,18 +139,16 @@ def _withdraw_all(out: List[CheckResult], root: CheckResult,
             "the RNG does not advance or masks come from a small pool")
     withdrawn = []
     for i, r in enumerate(out):
-        if r.verdict == FAIL and r.statistical and not r.check.startswith("masks_fresh_across_calls") \
+        if r.verdict == FAIL and r.statistical and _producer(r) != FRESH \
                 and _single_call_p(r) > alpha_each:
             out[i] = r.with_(verdict=INCONCLUSIVE, certified=False, p_value=1.0,
-                             message=f"not assessed (calls are not independent: {text}) [" +
-                                     r.message.rsplit(" [", 1)[-1],
+                             text=f"not assessed (calls are not independent: {text})", cause="",
                              details={**r.details, "withdrawn_because": text, "p_pooled_fail": r.p_value})
             withdrawn.append(r.check)
     withdrawn += [r.check for r in out if r.verdict != FAIL and r.details and r.details.get("withdrawn_because")
                   and r.check not in withdrawn]
     causes = [RootCause(text, (root.check,) + tuple(r.check for r in out if r.verdict == FAIL and r.check != root.check
-                                                      and (r.check.startswith(("masks_", "seed_", "draws_"))
-                                                           or r.check == DISPERSION)),
+                                                      and _about_masks(r)),
                         tuple(withdrawn))]
     return out, causes
 
@@ -215,7 +170,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
                     key=lambda r: (not (r.details or {}).get("identical"), r.check != LAG, r.check))
     supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)
-                             or r.check == "masks_independent_at_flat_offsets_by_fisher"]
+                             or r.check == FLAT]
     causes: List[RootCause] = []
     withdrawn: List[str] = [r.check for r in out if r.verdict != FAIL and r.details
                             and r.details.get("withdrawn_because")]
@@ -224,10 +179,10 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         for i, r in enumerate(out):
             if r.verdict != FAIL or _within_call(r):
                 continue
-            if r.check in ("masks_never_repeat_by_hash", "masks_independent_at_flat_offsets_by_fisher", DISPERSION):
+            if r.check in (REPEATS, FLAT, DISPERSION):
                 supporting.append(r.check)  # repeats / dependence at flat offsets follow from the shared draw
                 continue
-            if r.check not in POOLED_UNIT_CHECKS:
+            if _role(r) != POOLED:
                 continue
             p_call = r.details.get("p_call_level") if r.details else None
             if p_call is None:
@@ -236,13 +191,14 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
             if p_seq <= alpha_each:
                 continue  # the per-call evidence alone establishes this deviation too
             out[i] = r.with_(verdict=INCONCLUSIVE, p_value=p_seq, certified=False,
-                             message=f"not assessed from pooled units (they are not independent: {root}); "
-                                     f"per-call evidence alone p={p_seq:.3g} [" + r.message.rsplit(" [", 1)[-1],
+                             text=f"not assessed from pooled units (they are not independent: {root}); "
+                                  f"per-call evidence alone p={p_seq:.3g}", cause="",
                              details={**r.details, "withdrawn_because": root, "p_pooled_fail": r.p_value})
             withdrawn.append(r.check)
     failed = {r.check for r in out if r.verdict == FAIL}
-    for cause, follows in CONSEQUENCES.items():  # e.g. shared draws -> over-dispersed counts
-        if cause in failed:
+    for cause in sorted(failed):  # e.g. shared draws -> over-dispersed counts
+        follows = consequences(cause)
+        if follows:
             supporting += [c for c in follows if c in failed and c not in supporting and c != cause]
     from .checks.inputs import input_cause  # an input-dependent rate, and the fixed-probe FAILs it explains
     by_input = input_cause(out)
@@ -256,7 +212,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
             continue
         seen.add(text)
         first = bool(within) and r is within[0]
-        own = tuple(c for c in CONSEQUENCES.get(r.check, ()) if c in supporting)
+        own = tuple(c for c in consequences(r.check) if c in supporting)
         extra = tuple(supporting) if first else own
         causes.append(RootCause(text, (r.check,) + tuple(dict.fromkeys(c for c in extra if c != r.check)),
                                 tuple(withdrawn) if first else ()))
@@ -266,18 +222,17 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
                                                       layout), out)
 
 
-_REPEAT_PARTNERS = {"seeds": ("seed_streams_do_not_overlap_by_fisher", "masks_independent_across_seeds_by_fisher"),
-                    "calls": ("masks_fresh_across_calls_by_fisher",)}
+_REPEAT_PARTNERS = {"seeds": (OVERLAP, SEEDS), "calls": (FRESH,)}
 
 
 def _merge_repeats(causes: List[RootCause], out: Sequence[CheckResult]) -> List[RootCause]:
     """Exact repeats found only across seeds (or only across calls) are the same cause as the
     seed (freshness) check that FAILed: one line, both results as its evidence."""
-    rep = next((r for r in out if r.check == "masks_never_repeat_by_hash" and r.verdict == FAIL), None)
+    rep = next((r for r in out if r.check == REPEATS and r.verdict == FAIL), None)
     if rep is None:
         return causes
     found = _hash_classes(rep)
-    own = next((c for c in causes if c.evidence == ("masks_never_repeat_by_hash",)), None)
+    own = next((c for c in causes if c.evidence == (REPEATS,)), None)
     if own is None or len(found) != 1:
         return causes
     partners = _REPEAT_PARTNERS.get(next(iter(found)), ())
@@ -294,7 +249,7 @@ def _hash_classes(r: CheckResult) -> set:
     return {name for name, c in classes.items() if int((c or {}).get("repeats", 0))}
 
 
-_DROPBLOCK_CONSEQUENCES = ("block_rate_matches_by_t_test", "dropped_set_is_union_of_blocks")
+_DROPBLOCK_CONSEQUENCES = (BLOCK_RATE, CONTIGUOUS)
 
 
 def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> List[RootCause]:
@@ -328,7 +283,7 @@ def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> Li
             add("dropblock:" + scheme, scheme, r.check)
             continue
         stem, _, lay = r.check.partition("[")
-        message = _short(r.message)
+        message = r.summary
         if lay:
             message = message.replace(f" ({lay.rstrip(']')})", "")
         text = structural_summary(r, layout) or f"{stem}: {message}"
@@ -342,7 +297,7 @@ def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> Li
     errors: Dict[str, List[str]] = {}
     for r in out:
         if r.verdict == ERROR:
-            errors.setdefault(_short(r.message), []).append(r.check)
+            errors.setdefault(r.summary, []).append(r.check)
     for text, checks in errors.items():
         causes.append(RootCause(f"ERROR: {text}" + (f" (in {len(checks)} checks)" if len(checks) > 1 else ""),
                                 tuple(checks), kind=ERROR))

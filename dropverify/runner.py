@@ -16,6 +16,7 @@ from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, Check
 from .checks._core import NotInformative
 from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
+from .results import worst
 from .stats import holm
 from .targets._base import TargetSpec, numpy_dtype
 
@@ -42,11 +43,7 @@ class TargetRun:
 
     @property
     def verdict(self) -> str:
-        verdicts = {r.verdict for r in self.results}
-        for v in (ERROR, FAIL, INCONCLUSIVE):
-            if v in verdicts:
-                return v
-        return PASS
+        return worst(r.verdict for r in self.results)
 
     def counts(self) -> Dict[str, int]:
         out = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0, ERROR: 0}
@@ -248,7 +245,7 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
         target = ctx.build()  # its own instance: the stream's call indices are the layer's own
     except TargetError as exc:
         return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                             message=f"{exc} [{ctx.label}]", statistical=c.statistical(ctx) > 0)] for c in checks]
+                             text=str(exc), label=ctx.label, statistical=c.statistical(ctx) > 0)] for c in checks]
     from .checks import _core
     hub = SharedHub(ctx.stream(inputs, ctx.seed + SHARED_SALT, target=target), inputs, ctx.settings.max_calls,
                     _core.DEADLINE[0])
@@ -295,7 +292,7 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
             out[i] = value
         else:
             out[i].append(CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                                      message=f"check crashed: {type(value).__name__}: {value} [{ctx.label}]",
+                                      text=f"check crashed: {type(value).__name__}: {value}", label=ctx.label,
                                       statistical=c.statistical(ctx) > 0))
     return out
 
@@ -310,14 +307,14 @@ def _run_one(check: CheckSpec, ctx: CheckContext,
         raise
     except BudgetExhausted as why:  # the shared stream ended before the check's pilot
         return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name,
-                            verdict=INCONCLUSIVE, message=f"not assessed: {why} before its first look [{ctx.label}]",
+                            verdict=INCONCLUSIVE, text=f"not assessed: {why} before its first look", label=ctx.label,
                             statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0,
                             details={"budget": str(why)})]
     except Exception as exc:  # noqa: BLE001 - a crashing check or target is an ERROR; the run goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
         return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                            message=f"check crashed: {reason} (at {where.name}:{where.lineno}) [{ctx.label}]",
+                            text=f"check crashed: {reason} (at {where.name}:{where.lineno})", label=ctx.label,
                             statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0)]
 
 
@@ -331,11 +328,8 @@ def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
     for (i, j), rej, adj in zip(index, reject, adjusted):
         r = new[i][j]
         verdict = FAIL if rej else (PASS if r.certified else INCONCLUSIVE)
-        message = r.message
-        if verdict == FAIL and r.verdict != FAIL:
-            message = message.rsplit(" [", 1)[0] + f"; rejected by Holm at run level (p_adj={adj:.3g}) [" + \
-                message.rsplit(" [", 1)[-1]
-        new[i][j] = r.with_(p_adjusted=float(adj), verdict=verdict, message=message)
+        new[i][j] = r.with_(p_adjusted=float(adj), verdict=verdict,
+                            holm_rejected=verdict == FAIL and r.verdict != FAIL)
     out = []
     for t, res in zip(runs, new):
         _, causes = diagnose(res, t.contract.get("layout", ""))

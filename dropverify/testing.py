@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
 from .checks import Settings
 from .errors import CheckFailed
+from .results import failure_row
 from .runner import RunResult
 
 
@@ -31,7 +32,7 @@ def assert_run_ok(run: RunResult, strict: bool = False) -> RunResult:
     """Raise CheckFailed with one line per FAIL/ERROR (and INCONCLUSIVE when ``strict``) and the seed."""
     __tracebackhide__ = True
     bad = {"FAIL", "ERROR"} | ({"INCONCLUSIVE"} if strict else set())
-    lines = [f"{r.verdict} {r.check}: {r.message}" for r in run.all_results() if r.verdict in bad]
+    lines = [failure_row(r) for r in run.all_results() if r.verdict in bad]
     if lines:
         raise CheckFailed(f"{len(lines)} check(s) did not pass:\n" + "\n".join(lines) +
                           f"\nseed {run.settings.seed} (family-wise false-alarm rate {run.settings.alpha:g})")

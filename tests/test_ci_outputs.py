@@ -101,7 +101,7 @@ def test_schema_rejects_clock_values_and_missing_version(project, validator):
 def test_strict_fails_inconclusive(project, capsys):
     args = ["run", "numpy:dropout", *BASE]
     assert main(args) == 0
-    assert "INCONCLUSIVE: drop_rate_matches_by_binomial" in capsys.readouterr().out
+    assert "INCONCLUSIVE drop_rate_matches_by_binomial [numpy:dropout]" in capsys.readouterr().out
     assert main([*args, "--strict", "--junit-xml", "strict.xml"]) == 1
     out = capsys.readouterr().out
     assert "NOT OK (--strict: INCONCLUSIVE fails)" in out

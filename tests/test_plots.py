@@ -47,7 +47,7 @@ def test_non_finite_values_are_not_drawn_and_infinite_ends_are_marked():
 
 
 def _stat(check, verdict, est, ci, expected=0.2, margin=0.01, mdd=0.005):
-    return CheckResult(check=check, target="t", variant="dropout", verdict=verdict, message=f"{check} message [x]",
+    return CheckResult(check=check, target="t", variant="dropout", verdict=verdict, text=f"{check} message", label="x",
                        statistical=True, estimate=est, ci=ci, expected=expected, margin=margin, mdd=mdd)
 
 
@@ -61,8 +61,8 @@ def test_ci_figure_marks_off_scale_values_shows_failed_exact_checks_and_has_a_le
         _stat("expectation_matches_by_t_test", "FAIL", 0.5, (0.45, 0.55)),  # 30 margins off
         _stat("masks_fresh_across_calls_by_fisher", "INCONCLUSIVE", 0.19, (0.15, 0.23)),  # CI to -5 / +3
         CheckResult(check="p_one_gives_zeros_with_finite_gradients", target="t", variant="dropout", verdict="FAIL",
-                    message="p=1: non-finite outputs=12, but should be 0 [x]"),
-        CheckResult(check="invalid_p_rejected", target="t", variant="dropout", verdict="PASS", message="ok"),
+                    text="p=1: non-finite outputs=12, but should be 0", label="x"),
+        CheckResult(check="invalid_p_rejected", target="t", variant="dropout", verdict="PASS", text="ok"),
     ]
     fig = plots.ci_figure("title", results)
     ax = fig.axes[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,7 +19,7 @@ from ..contracts import Contract, Decoded, Inputs
 from ..stats import Look, SequentialPlan
 from ..targets._base import Target, TargetSpec
 
-PASS, FAIL, INCONCLUSIVE, ERROR = "PASS", "FAIL", "INCONCLUSIVE", "ERROR"
+from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Verdict, fmt  # noqa: F401  (re-exported)
 
 
 MARGIN_FIELDS = {
@@ -112,49 +112,6 @@ class Settings:
         return replace(self, **kw).validate()
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one check on one target, with everything a reader needs to trust it.
-
-    For statistical results: ``p_value`` is the sequential p-value of the check (valid at
-    the stopping time), ``p_adjusted`` the Holm-adjusted one across the run, ``alpha`` the
-    false-alarm budget the check was designed with, ``mdd`` the smallest deviation it
-    detects with probability ``power`` at the ``n`` samples it used, ``margin`` the
-    equivalence margin a PASS certifies. Exact checks have ``statistical=False`` and no
-    p-value: their verdict is a deterministic comparison.
-    """
-
-    check: str
-    target: str
-    variant: str
-    verdict: str
-    message: str
-    statistical: bool = False
-    estimate: Optional[float] = None
-    ci: Optional[Tuple[float, float]] = None
-    ci_level: Optional[float] = None
-    expected: Optional[float] = None
-    margin: Optional[float] = None
-    n: Optional[int] = None
-    n_unit: str = ""
-    p_value: Optional[float] = None
-    p_adjusted: Optional[float] = None
-    alpha: Optional[float] = None
-    power: Optional[float] = None
-    mdd: Optional[float] = None
-    looks: int = 0
-    stopped_early: bool = False
-    seconds: float = 0.0
-    certified: bool = False
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def with_(self, **kw: Any) -> "CheckResult":
-        return replace(self, **kw)
-
-    def __repr__(self) -> str:
-        return f"CheckResult({self.check}={self.verdict}: {self.message})"
-
-
 class TargetError(Exception):
     """The target raised, hung, or returned an output of the wrong shape or dtype."""
 
@@ -203,11 +160,16 @@ class CheckContext:
         params.update(overrides)
         return guarded(lambda: self.spec.build(params), self.settings.call_timeout_s, "build")
 
-    def rng(self, salt: int) -> np.random.Generator:
+    def seeds(self, name: str) -> "SeedStream":
+        """The random numbers of the check (or stream) called ``name`` in this configuration:
+        derived from the run's seed and the name, so no two checks share draws by accident and
+        adding a check changes no other check's numbers."""
+        return SeedStream(self, name)
+
+    def rng(self, salt: int) -> np.random.Generator:  # LEGACY-SALT (removed with the hand offsets)
         return np.random.default_rng([self.seed, salt])
 
     def probe(self, salt: int = 0, dtype: Any = None, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
-        """Probe inputs (default: the configuration's dtype)."""
         return self.contract.probe_inputs(shape or self.shape, self.rng(10_000 + salt),
                                           self.dtype if dtype is None else dtype)
 
@@ -238,11 +200,11 @@ class CheckContext:
         :mod:`._shared`): inside a run, every ``shares_stream`` check reads the same calls 0,
         1, 2, ... of one seeded stream; called outside a run (a check on its own) it is a
         private stream with the same probe and seed, so results agree either way."""
-        from ._shared import SHARED_SALT
+        from ._shared import SHARED_SALT as SHARED
         if self._hub is not None:
             return self._hub.inputs, self._hub.reader()
-        inputs = self.probe(SHARED_SALT)
-        return inputs, self.stream(inputs, self.seed + SHARED_SALT)
+        inputs = self.probe(SHARED)
+        return inputs, self.stream(inputs, self.seed + SHARED)
 
     def output_shape(self, inputs: Inputs) -> Tuple[int, ...]:
         """The output shape the contract promises (that of its eval output)."""
@@ -256,6 +218,40 @@ class CheckContext:
     def dropped(self, inputs: Inputs, y: np.ndarray) -> Optional[np.ndarray]:
         """``decode(inputs, y).dropped`` alone (cheaper: see :meth:`Contract.decode_dropped`)."""
         return self.contract.decode_dropped(inputs, y, self.params)
+
+
+def _name_key(name: str) -> int:
+    import zlib
+    return zlib.crc32(name.encode("utf-8"))
+
+
+class SeedStream:
+    """One check's seeds, generators and probe inputs, numbered ``i = 0, 1, ...`` within each
+    kind: ``np.random.SeedSequence([run seed, crc32(name), kind, i])`` (kinds: target seeds,
+    generators, probes), so the three never share a stream and every number depends only on the
+    run's seed, the check's name and ``i``."""
+
+    SEED, RNG, PROBE = 0, 1, 2
+
+    def __init__(self, ctx: "CheckContext", name: str) -> None:
+        self.ctx, self.name, self._key = ctx, name, _name_key(name)
+
+    def _sequence(self, kind: int, i: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence([int(self.ctx.seed), self._key, kind, int(i)])
+
+    def seed(self, i: int = 0) -> int:
+        """The ``i``-th seed to give a target (an int in [0, 2**31))."""
+        return int(self._sequence(self.SEED, i).generate_state(1, np.uint32)[0] >> 1)
+
+    def rng(self, i: int = 0) -> np.random.Generator:
+        """The ``i``-th numpy generator of the check (offsets, gradients, random choices)."""
+        return np.random.default_rng(self._sequence(self.RNG, i))
+
+    def probe(self, i: int = 0, dtype: Any = None, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
+        """The ``i``-th probe inputs (default: the configuration's shape and dtype)."""
+        return self.ctx.contract.probe_inputs(shape or self.ctx.shape,
+                                              np.random.default_rng(self._sequence(self.PROBE, i)),
+                                              self.ctx.dtype if dtype is None else dtype)
 
 
 class Stream:
@@ -500,36 +496,24 @@ def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = F
 
 # --------------------------------------------------------------------------- results
 
-def fmt(v: Optional[float]) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-        return str(v)
-    a = abs(v)
-    if a != 0 and (a < 1e-3 or a >= 1e5):
-        return f"{v:.3e}"
-    return f"{v:.4f}"
-
-
 def exact_result(ctx: CheckContext, check: str, ok: bool, observed: str, expected: str,
                  details: Optional[Mapping[str, Any]] = None, seconds: float = 0.0) -> CheckResult:
-    """A deterministic check's result, message in the one house format."""
-    msg = f"{observed}, {'as' if ok else 'but'} should be {expected} [{ctx.label}]" if not ok else \
-        f"{observed}, as required: {expected} [{ctx.label}]"
+    """A deterministic check's result: what was observed against what the contract requires."""
+    text = f"{observed}, as required: {expected}" if ok else f"{observed}, but should be {expected}"
     return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name,
-                       verdict=PASS if ok else FAIL, message=msg, statistical=False,
+                       verdict=PASS if ok else FAIL, text=text, label=ctx.label, statistical=False,
                        details=dict(details or {}), seconds=seconds)
 
 
 def error_result(ctx: CheckContext, check: str, reason: str, statistical: bool = False) -> CheckResult:
     return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                       message=f"{reason} [{ctx.label}]", statistical=statistical)
+                       text=reason, label=ctx.label, statistical=statistical)
 
 
 def skipped_result(ctx: CheckContext, check: str, reason: str) -> CheckResult:
     """A check that cannot run on this target (e.g. no gradients): INCONCLUSIVE, with why."""
     return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name,
-                       verdict=INCONCLUSIVE, message=f"not run: {reason} [{ctx.label}]")
+                       verdict=INCONCLUSIVE, text=f"not run: {reason}", label=ctx.label)
 
 
 def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look, plan: SequentialPlan,
@@ -546,32 +530,15 @@ def statistical_result(ctx: CheckContext, check: str, quantity: str, look: Look,
     else:
         verdict = INCONCLUSIVE
     ci = (look.ci.low, look.ci.high)
-    tail = 1 - look.ci.level
-    lvl = f"{100 * look.ci.level:.6g}%" if tail >= 1e-5 else f"1-{tail:.2g}"
-    obs = f"{quantity}={fmt(look.estimate)} ({lvl} CI {fmt(ci[0])}..{fmt(ci[1])}, n={look.n} {n_unit})"
-    if info.get("identical"):
-        obs = f"identical masks ({info['identical']}); " + obs
-    exp = f"{fmt(look.expected)} ± {fmt(look.margin)}"
-    hidden = info.get("hidden_fault_fraction")
-    faults = (f"; a fault striking fewer than 1 call in {1 / hidden:,.0f} could hide"
-              if hidden and hidden > 0 else "")
     certifiable = max(abs(ci[0] - look.expected), abs(ci[1] - look.expected)) \
         if all(math.isfinite(v) for v in ci) else math.inf
     info["certifiable_margin"] = certifiable
     if verdict == FAIL:
         inside = abs(look.estimate - look.expected) <= look.margin if math.isfinite(look.estimate) else False
         info["estimate_inside_margin"] = bool(inside)
-        note = (" (a deviation is established, but the estimate lies inside the margin: statistically "
-                "significant, possibly small)") if inside else ""
-        msg = f"{obs}, but should be {exp}; p={p_seq:.3g}{note} [{ctx.label}]"
-    elif verdict == PASS:
-        msg = f"{obs}, certified within {exp}; undetectable below {fmt(look.mdd)}{faults} [{ctx.label}]"
-    else:
-        why = info.get("not_certified_because") or f"could certify only ± {fmt(certifiable)}"
-        msg = (f"{obs}: neither a deviation nor the margin {fmt(look.margin)} certified ({why}); "
-               f"a deviation up to {fmt(max(look.mdd, certifiable))} could hide [{ctx.label}]")
     return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=verdict,
-                       message=msg, statistical=True, estimate=look.estimate, ci=ci,
+                       label=ctx.label, statistical=True, quantity=quantity, look_verdict=verdict,
+                       estimate=look.estimate, ci=ci,
                        ci_level=look.ci.level, expected=look.expected, margin=look.margin, n=look.n,
                        n_unit=n_unit, p_value=p_seq, alpha=plan.alpha, power=plan.power, mdd=look.mdd,
                        looks=looks_used, stopped_early=looks_used < len(plan.looks) and verdict != INCONCLUSIVE,
@@ -611,8 +578,8 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
         return error_result(ctx, check, str(exc), statistical=True)
     if look is None:
         return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=INCONCLUSIVE,
-                           message=f"not assessed: {budget_note or 'no calls drawn'} before its first look "
-                                   f"[{ctx.label}]", statistical=True, details={"budget": budget_note})
+                           text=f"not assessed: {budget_note or 'no calls drawn'} before its first look",
+                           label=ctx.label, statistical=True, details={"budget": budget_note})
     if look.constant and not look.rejects:
         raise NotInformative(f"{quantity} took one value in every one of {look.n} samples "
                              f"({fmt(look.estimate)}): a statistic that never varies gives no evidence either way "

@@ -133,7 +133,7 @@ def diagnose(details: Mapping[str, Any]) -> Optional[str]:
 def _with_diagnosis(result: CheckResult) -> CheckResult:
     """Prefix a non-PASS result's message with its root cause in words (when there is one)."""
     words = diagnose(result.details) if result.verdict != "PASS" else None
-    return result.with_(message=f"{words}: {result.message}") if words else result
+    return result.with_(cause=words) if words else result
 
 
 def _pooled_counts(ctx: CheckContext, salt: int, fit: Optional[_FitData] = None):
@@ -387,7 +387,7 @@ def block_mask_shared_across_channels(ctx: CheckContext, calls: int = 6) -> List
     out = []
     for r in mask_constant_along_shared_axes(ctx, calls):
         words = "one mask per channel (contract: one shared by all channels)" if r.verdict == "FAIL" else None
-        out.append(r.with_(check=CHANNELS, message=f"{words}: {r.message}" if words else r.message))
+        out.append(r.with_(check=CHANNELS, cause=words or r.cause))
     return out
 
 
@@ -400,13 +400,15 @@ def _zero(ctx: CheckContext) -> int:
 
 
 def _specs():
-    from . import CheckSpec
+    from . import POOLED, STRUCTURAL, CheckSpec
+    from ._words import stated
     return (
-        CheckSpec(MAP, "per-position drop map", drop_map_matches_theory, applies_map, _one, shares_stream=True),
-        CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one, shares_stream=True),
+        CheckSpec(MAP, "per-position drop map", drop_map_matches_theory, applies_map, _one, role=POOLED,
+                  shares_stream=True),
+        CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one, role=POOLED, shares_stream=True),
         CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one, shares_stream=True),
         CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero,
                   shares_stream=True),
         CheckSpec(CHANNELS, "mask structure", block_mask_shared_across_channels, applies_shared_channels, _zero,
-                  shares_stream=True),
+                  role=STRUCTURAL, explain=stated, shares_stream=True),
     )

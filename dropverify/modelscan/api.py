@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..api import Report, _settings_for, failure_row
-from ..checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
+from ..api import Report, _settings_for
+from ..results import failure_row, worst
+from ..checks import ERROR, FAIL, INCONCLUSIVE, CheckResult, Settings
 from ..diagnosis import RootCause
 from ..errors import InvalidArgument
 from ..runner import RunResult, TargetRun, environment
@@ -171,10 +172,6 @@ def _shown_rate(calls: Sequence[Any]) -> str:
         else:
             seen["0"] = None
     return ", ".join(seen)
-
-
-def _worst(verdicts: Sequence[str]) -> str:
-    return next((v for v in (ERROR, FAIL, INCONCLUSIVE) if v in verdicts), PASS)
 
 
 def _contract_dict(variant: Optional[str], params: Mapping[str, Any]) -> Tuple[str, Dict[str, Any]]:
@@ -345,7 +342,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                 desc += f" In situ: {in_situ}."
             t = TargetRun(site.name, var, params, tuple(calls[0].shapes[0]) if calls[0].shapes else (),
                           contract, (), desc, tuple(exact), 0.0, (), tuple(exact_causes))
-            verdict = _worst([t.verdict] + ([shared.verdict] if shared is not None else []))
+            verdict = worst([t.verdict] + ([shared.verdict] if shared is not None else []))
         targets.append(t)
         rows.append(SiteRow(site.name, site.label, site.kind, variant, site.configured, site.configured_from,
                             _shown_rate(site.phase("train")), _shown_rate(site.phase("eval")),

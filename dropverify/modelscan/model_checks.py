@@ -44,7 +44,7 @@ SCHEDULE_TOL = 1e-6
 
 def _result(check: str, target: str, variant: str, ok: bool, message: str, **details: Any) -> CheckResult:
     return CheckResult(check=check, target=target, variant=variant, verdict=PASS if ok else FAIL,
-                       message=message, details=details)
+                       text=message, details=details)
 
 
 def _same(a: float, b: float) -> bool:
@@ -301,7 +301,7 @@ def _judge(pattern: str, paths: Sequence[str], rates: Sequence[float]) -> Tuple[
 
 def schedule_results(schedules: Sequence[Schedule], target: str) -> List[CheckResult]:
     return [CheckResult(check=f"{SCHEDULE}[{s.pattern}]", target=target, variant="model", verdict=s.verdict,
-                        message=s.message, details={"paths": list(s.paths), "rates": list(s.rates),
+                        text=s.message, details={"paths": list(s.paths), "rates": list(s.rates),
                                                     "identity": list(s.identity)})
             for s in schedules]
 
@@ -309,7 +309,7 @@ def schedule_results(schedules: Sequence[Schedule], target: str) -> List[CheckRe
 def error_result(check: str, target: str, variant: str, exc: BaseException, when: str) -> CheckResult:
     text = str(exc).splitlines()[0][:200] if str(exc) else ""
     return CheckResult(check=check, target=target, variant=variant, verdict=ERROR,
-                       message=f"the model raised {type(exc).__name__}{': ' + text if text else ''} {when}")
+                       text=f"the model raised {type(exc).__name__}{': ' + text if text else ''} {when}")
 
 
 __all__ = ["EVAL_DETERMINISTIC", "SCHEDULE", "SITE_EVAL", "SITE_ROUND_TRIP", "SITE_TRAINING", "Schedule",

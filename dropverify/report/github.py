@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
+from ..results import failure_row
 from ..runner import RunResult
 from .markdown import _ICON, root_cause_line, run_line, summary_table
 
@@ -30,7 +31,7 @@ def job_summary(run: RunResult, strict: bool = False, command: Optional[str] = N
         if t.root_causes:
             lines += [root_cause_line(cause) for cause in t.root_causes] + [""]
         lines += [summary_table(t, only=("FAIL", "ERROR", "INCONCLUSIVE")), ""]
-        lines += [f"- `{r.check}` {r.verdict}: " + r.message.rsplit(" [", 1)[0].replace("\n", " ")
+        lines += [f"- {failure_row(r)}".replace("\n", " ")
                   for r in t.results if r.verdict != "PASS"]
         lines += ["", "</details>"]
     return "\n".join(lines) + "\n"

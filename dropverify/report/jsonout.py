@@ -54,6 +54,7 @@ def _clean(obj: Any) -> Any:
 
 def _result(r: Any) -> Dict[str, Any]:
     doc = _clean(r)
+    doc["message"], doc["summary"] = r.message, r.summary  # the rendered text, beside the fields it comes from
     for key in _VOLATILE:
         doc.pop(key, None)
     return doc

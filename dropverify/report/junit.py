@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import List, Optional
 from xml.etree import ElementTree as ET
 
-from ..checks._core import fmt
+from ..results import failure_row, fmt
 from ..runner import RunResult, TargetRun
 
 
 def result_text(r, seed: Optional[int] = None) -> str:
     """The numbers of one result in one readable block (used as failure text)."""
-    lines = [f"{r.verdict}: {r.check} on {r.target}", r.message]
+    lines = [failure_row(r), r.message]
     if r.statistical and r.estimate is not None:
         ci = f"{fmt(r.ci[0])} .. {fmt(r.ci[1])}" if r.ci is not None else "n/a"
         lines.append(f"estimate {fmt(r.estimate)}; CI {ci}; expected {fmt(r.expected)} ± {fmt(r.margin)}; "
@@ -43,10 +43,11 @@ def _suite(run: RunResult, t: TargetRun, strict: bool, command: Optional[str]) -
     for r in t.results:
         case = ET.SubElement(suite, "testcase", classname=t.spec_name, name=r.check, time=f"{float(r.seconds):.3f}")
         counts["tests"] += 1
-        short = r.message.rsplit(" [", 1)[0][:500]
+        short = failure_row(r)[:500]
         if r.verdict == "FAIL" or (r.verdict == "INCONCLUSIVE" and strict):
             kind = "FAIL" if r.verdict == "FAIL" else "INCONCLUSIVE (--strict)"
-            el = ET.SubElement(case, "failure", message=f"{kind}: {short}", type=r.verdict)
+            el = ET.SubElement(case, "failure", message=short if r.verdict == "FAIL" else f"{kind}: {short}",
+                               type=r.verdict)
             el.text = result_text(r, run.settings.seed)
             counts["failures"] += 1
         elif r.verdict == "ERROR":
@@ -54,7 +55,7 @@ def _suite(run: RunResult, t: TargetRun, strict: bool, command: Optional[str]) -
             el.text = result_text(r, run.settings.seed)
             counts["errors"] += 1
         elif r.verdict == "INCONCLUSIVE":
-            ET.SubElement(case, "skipped", message=f"INCONCLUSIVE: {short}")
+            ET.SubElement(case, "skipped", message=short)
             counts["skipped"] += 1
         else:
             ET.SubElement(case, "system-out").text = r.message

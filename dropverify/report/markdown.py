@@ -172,7 +172,7 @@ def index_markdown(run: RunResult, links: Dict[str, str], title: str, command: O
         c = t.counts()
         problem = next((r for r in t.results if r.verdict in ("FAIL", "ERROR")), None) or \
             next((r for r in t.results if r.verdict == "INCONCLUSIVE"), None)
-        why = (f"`{problem.check}`: " + problem.message.rsplit(" [", 1)[0].replace("|", "/")) if problem else ""
+        why = (f"`{problem.check}`: " + problem.summary.replace("|", "/")) if problem else ""
         if t.root_causes:
             why = "; ".join(c.summary for c in t.root_causes[:2]).replace("|", "/") + \
                 (f" (+{len(t.root_causes) - 2} more)" if len(t.root_causes) > 2 else "")

@@ -90,8 +90,8 @@ def _plottable(r: CheckResult) -> bool:
                 and r.estimate is not None and math.isfinite(r.estimate))
 
 
-def _short(message: str, n: int = 56) -> str:
-    text = message.rsplit(" [", 1)[0] if message.endswith("]") else message
+def _short(r: CheckResult, n: int = 56) -> str:
+    text = r.summary
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -137,7 +137,7 @@ def ci_figure(title: str, results: Sequence[CheckResult]):
         color = _COLOR.get(r.verdict, "tab:red")
         ax.plot([0], [i], "X", color=color, ms=9)
         kind = "exact" if not r.statistical else "no estimate"
-        ax.text(0.2, i, f"{r.verdict} ({kind}): {_short(r.message)}", fontsize=7, color=color, va="center")
+        ax.text(0.2, i, f"{r.verdict} ({kind}): {_short(r)}", fontsize=7, color=color, va="center")
     ax.axvline(0, color="0.3", lw=0.8)
     for x in (-1, 1):
         ax.axvline(x, color="0.5", lw=0.8, ls="--")

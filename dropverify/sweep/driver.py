@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from ..checks import Settings
 from ..errors import InvalidArgument
+from ..results import worst
 from ..targets._base import check_layout_rank, layouts_for_rank, probe_shape_arg
 from .execute import LARGE_CHECKS, SWEEP_CHECKS, Executor, Task, make_executor, run_task, task_settings
 from .space import (Axis, Config, DTYPE_ORDER, Space, covering, large_config, p_values, param_values,
@@ -69,10 +70,7 @@ class SweepResult:
     def verdict(self) -> str:
         verdicts = {r["verdict"] for r in self.rows if r.get("phase") in ("covering", "large", "confirm")}
         verdicts |= {"FAIL" for m in self.minimal if m.get("confirmed")}
-        for v in ("ERROR", "FAIL", "INCONCLUSIVE"):
-            if v in verdicts:
-                return v
-        return "PASS"
+        return worst(verdicts)
 
     @property
     def ok(self) -> bool:
