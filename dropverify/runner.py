@@ -239,15 +239,16 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
     :mod:`dropverify.checks._shared`): per check, its results or its NotInformative;
     ``finished(check, seconds)`` as each check finishes (after its last part)."""
     from .checks._core import TargetError
-    from .checks._shared import SHARED_SALT, SharedHub
-    inputs = ctx.probe(SHARED_SALT)
+    from .checks._shared import SHARED, SharedHub
+    seeds = ctx.seeds(SHARED)
+    inputs = seeds.probe()
     try:
         target = ctx.build()  # its own instance: the stream's call indices are the layer's own
     except TargetError as exc:
         return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
                              text=str(exc), label=ctx.label, statistical=c.statistical(ctx) > 0)] for c in checks]
     from .checks import _core
-    hub = SharedHub(ctx.stream(inputs, ctx.seed + SHARED_SALT, target=target), inputs, ctx.settings.max_calls,
+    hub = SharedHub(ctx.stream(inputs, seeds.seed(), target=target), inputs, ctx.settings.max_calls,
                     _core.DEADLINE[0])
     jobs, owner = [], []
     for i, c in enumerate(checks):

@@ -45,7 +45,7 @@ class CheckSpec:
     run: Callable[[CheckContext], List[CheckResult]]
     applies: Callable[[CheckContext], bool]
     statistical: Callable[[CheckContext], int]
-    role: str = CALL_LEVEL
+    role: str  # one of ROLES: required, so that no entry leaves the diagnosis to guess
     results: Tuple[str, ...] = ()
     explain: Optional[Explain] = None
     consequences: Tuple[str, ...] = ()
@@ -101,11 +101,12 @@ def _registry() -> Tuple[CheckSpec, ...]:
         CheckSpec(positions.PER_POSITION, "per-position drop rate", positions.drop_rate_per_position_by_binomial,
                   positions.applies_per_position, _one, role=POOLED, shares_stream=True),
         CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,
-                  lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one, shares_stream=True),
-        CheckSpec(moments.VARIANCE, "variance", moments.variance_matches_by_t_test, moments.applies_variance, _one,
+                  lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one, role=CALL_LEVEL,
                   shares_stream=True),
+        CheckSpec(moments.VARIANCE, "variance", moments.variance_matches_by_t_test, moments.applies_variance, _one,
+                  shares_stream=True, role=CALL_LEVEL),
         CheckSpec(values.NAME, "multiplier values", values.multiplier_values_exact, values.applies, _zero,
-                  results=(f"{values.NAME}[LAYOUT]",)),
+                  results=(f"{values.NAME}[LAYOUT]",), role=CALL_LEVEL),
         CheckSpec(independence.CONSTANT, "mask structure", independence.mask_constant_along_shared_axes,
                   lambda c: bool(c.contract.shared_axes(c.params, c.shape)) and c.contract.structure != "block",
                   _zero, role=WITHIN_CALL, explain=_words.stated, shares_stream=True),
@@ -124,7 +125,8 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   _random, _one, role=POOLED, results=_twin(independence.SEEDS), explain=_words.seed_ignored),
         CheckSpec(independence.OVERLAP, "independent seeded streams", independence.seed_streams_do_not_overlap,
                   _random, _one, role=POOLED, results=_twin(independence.OVERLAP), explain=_words.seeds_overlap),
-        CheckSpec(independence.REPRO, "same seed reproduces", independence.same_seed_reproduces, _always, _zero),
+        CheckSpec(independence.REPRO, "same seed reproduces", independence.same_seed_reproduces, _always, _zero,
+                  role=CALL_LEVEL),
         CheckSpec(repeats.NAME, "mask structure", repeats.masks_never_repeat_by_hash, _random, _zero,
                   role=STRUCTURAL, explain=_words.stated),
         CheckSpec(longhorizon.REPEAT, "long-horizon repeats", longhorizon.masks_never_repeat_over_stream_by_hash,
@@ -141,24 +143,25 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   shares_stream=True),
         *dropblock._specs(),
         CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one,
-                  shares_stream=True),
+                  shares_stream=True, role=CALL_LEVEL),
         CheckSpec(gradients.FORWARD_MASK, "gradient consistency", gradients.gradient_uses_forward_mask,
-                  gradients.applies, _zero),
+                  gradients.applies, _zero, role=CALL_LEVEL),
         CheckSpec(gradients.FINITE_DIFF, "gradient consistency", gradients.gradient_matches_finite_differences,
-                  gradients.applies, _zero),
+                  gradients.applies, _zero, role=CALL_LEVEL),
         CheckSpec(dropconnect.NAME, "mask structure", dropconnect.weight_mask_convention_exact, dropconnect.applies,
                   _zero, role=STRUCTURAL, explain=_words.stated),  # a convention stated exactly; withdraws nothing
-        CheckSpec(lookup.NAME, "mask structure", lookup.lookup_reuses_forward_mask_exact, lookup.applies, _zero),
+        CheckSpec(lookup.NAME, "mask structure", lookup.lookup_reuses_forward_mask_exact, lookup.applies, _zero,
+                  role=CALL_LEVEL),
         CheckSpec(edges.EVAL, "eval mode", edges.eval_mode_deterministic_and_exact,
-                  lambda c: c.contract.eval_output is not None, _zero),
-        CheckSpec(edges.P_ZERO, "edge cases", edges.p_zero_is_exact_identity, _always, _zero),
+                  lambda c: c.contract.eval_output is not None, _zero, role=CALL_LEVEL),
+        CheckSpec(edges.P_ZERO, "edge cases", edges.p_zero_is_exact_identity, _always, _zero, role=CALL_LEVEL),
         CheckSpec(edges.P_ONE, "edge cases", edges.p_one_gives_zeros_with_finite_gradients,
-                  edges.applies_p_one, _zero),
-        CheckSpec(edges.INVALID, "edge cases", edges.invalid_p_rejected, _always, _zero),
+                  edges.applies_p_one, _zero, role=CALL_LEVEL),
+        CheckSpec(edges.INVALID, "edge cases", edges.invalid_p_rejected, _always, _zero, role=CALL_LEVEL),
         CheckSpec(edges.NONFINITE, "edge cases", edges.nonfinite_inputs_leave_others_untouched,
-                  lambda c: c.contract.multiplicative, _zero),
-        CheckSpec(edges.DTYPES, "edge cases", edges.dtype_and_shape_preserved, _always, _zero),
-        CheckSpec(edges.EMPTY, "edge cases", edges.empty_batch_works, _always, _zero),
+                  lambda c: c.contract.multiplicative, _zero, role=CALL_LEVEL),
+        CheckSpec(edges.DTYPES, "edge cases", edges.dtype_and_shape_preserved, _always, _zero, role=CALL_LEVEL),
+        CheckSpec(edges.EMPTY, "edge cases", edges.empty_batch_works, _always, _zero, role=CALL_LEVEL),
     ]
     return tuple(specs)
 

@@ -166,13 +166,6 @@ class CheckContext:
         adding a check changes no other check's numbers."""
         return SeedStream(self, name)
 
-    def rng(self, salt: int) -> np.random.Generator:  # LEGACY-SALT (removed with the hand offsets)
-        return np.random.default_rng([self.seed, salt])
-
-    def probe(self, salt: int = 0, dtype: Any = None, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
-        return self.contract.probe_inputs(shape or self.shape, self.rng(10_000 + salt),
-                                          self.dtype if dtype is None else dtype)
-
     def call(self, target: Target, inputs: Inputs, training: bool = True, layout: Optional[str] = None,
              expect_shape: Optional[Tuple[int, ...]] = None) -> np.ndarray:
         """One guarded forward (default layout: the configuration's): exceptions, hangs and
@@ -200,11 +193,12 @@ class CheckContext:
         :mod:`._shared`): inside a run, every ``shares_stream`` check reads the same calls 0,
         1, 2, ... of one seeded stream; called outside a run (a check on its own) it is a
         private stream with the same probe and seed, so results agree either way."""
-        from ._shared import SHARED_SALT as SHARED
+        from ._shared import SHARED
         if self._hub is not None:
             return self._hub.inputs, self._hub.reader()
-        inputs = self.probe(SHARED)
-        return inputs, self.stream(inputs, self.seed + SHARED)
+        seeds = self.seeds(SHARED)
+        inputs = seeds.probe()
+        return inputs, self.stream(inputs, seeds.seed())
 
     def output_shape(self, inputs: Inputs) -> Tuple[int, ...]:
         """The output shape the contract promises (that of its eval output)."""
@@ -247,11 +241,15 @@ class SeedStream:
         """The ``i``-th numpy generator of the check (offsets, gradients, random choices)."""
         return np.random.default_rng(self._sequence(self.RNG, i))
 
-    def probe(self, i: int = 0, dtype: Any = None, shape: Optional[Tuple[int, ...]] = None) -> Inputs:
-        """The ``i``-th probe inputs (default: the configuration's shape and dtype)."""
-        return self.ctx.contract.probe_inputs(shape or self.ctx.shape,
-                                              np.random.default_rng(self._sequence(self.PROBE, i)),
-                                              self.ctx.dtype if dtype is None else dtype)
+    def probe_rng(self, i: int = 0) -> np.random.Generator:
+        """The generator behind :meth:`probe` ``(i)`` (for probes the contract builds otherwise)."""
+        return np.random.default_rng(self._sequence(self.PROBE, i))
+
+    def probe(self, i: int = 0, dtype: Any = None, shape: Optional[Tuple[int, ...]] = None, **kw: Any) -> Inputs:
+        """The ``i``-th probe inputs (default: the configuration's shape and dtype; ``kw`` go to
+        the contract's ``probe_inputs``, e.g. ``zeros=True``: the same values with zeros planted)."""
+        return self.ctx.contract.probe_inputs(shape or self.ctx.shape, self.probe_rng(i),
+                                              self.ctx.dtype if dtype is None else dtype, **kw)
 
 
 class Stream:

@@ -27,8 +27,8 @@ import numpy as np
 
 from ._core import STREAM_BATCH, BudgetExhausted, Stream, TargetError, _Raise
 
-SHARED_SALT = 1
-"""Probe salt and seed offset of the shared stream (``ctx.probe(1)``, seed ``ctx.seed + 1``)."""
+SHARED = "shared stream"
+"""The name the shared stream's probe and seed derive from (``ctx.seeds(SHARED)``)."""
 
 
 class SharedReader:

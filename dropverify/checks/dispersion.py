@@ -66,7 +66,7 @@ def simulated_null_counts(ctx: CheckContext, inputs) -> np.ndarray:
     from ..variants import variant_class
     numel = int(np.prod(np.shape(inputs[0]), dtype=np.int64))
     calls = int(max(200, min(NULL_CALLS, NULL_ELEMENTS // max(numel, 1))))
-    layer = variant_class(ctx.contract.name)(**ctx.params, seed=int(ctx.rng(77).integers(2**31)))
+    layer = variant_class(ctx.contract.name)(**ctx.params, seed=ctx.seeds(NAME).seed())
     out = np.empty(calls, np.float64)
     for i in range(calls):  # one reference call per sample: the null's own independent draws
         y = layer.forward(*inputs)

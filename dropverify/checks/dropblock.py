@@ -400,14 +400,14 @@ def _zero(ctx: CheckContext) -> int:
 
 
 def _specs():
-    from . import POOLED, STRUCTURAL, CheckSpec
+    from . import CALL_LEVEL, POOLED, STRUCTURAL, CheckSpec
     from ._words import stated
     return (
         CheckSpec(MAP, "per-position drop map", drop_map_matches_theory, applies_map, _one, role=POOLED,
                   shares_stream=True),
         CheckSpec(GAMMA, "DropBlock gamma", gamma_matches, applies, _one, role=POOLED, shares_stream=True),
-        CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one, shares_stream=True),
-        CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero,
+        CheckSpec(RATE, "DropBlock mean rate", block_rate_matches, applies, _one, role=CALL_LEVEL, shares_stream=True),
+        CheckSpec(CONTIGUOUS, "DropBlock contiguity", dropped_set_is_union_of_blocks, applies, _zero, role=CALL_LEVEL,
                   shares_stream=True),
         CheckSpec(CHANNELS, "mask structure", block_mask_shared_across_channels, applies_shared_channels, _zero,
                   role=STRUCTURAL, explain=stated, shares_stream=True),

@@ -74,7 +74,7 @@ def weight_mask_convention_exact(ctx: CheckContext) -> List[CheckResult]:
     0 or 1 for that). A layer that cannot be decoded is left to the value check."""
     start = time.perf_counter()
     declared, p = ctx.params["mask_per"], ctx.params["p"]
-    inputs = ctx.contract.extra["gradient_probe"](tuple(ctx.shape), ctx.rng(10_131), np.float64)
+    inputs = ctx.contract.extra["gradient_probe"](tuple(ctx.shape), ctx.seeds(NAME).probe_rng(), np.float64)
     decode = ctx.contract.extra["sample_masks"]
     observed = inputs[0] != 0
     groups = _groups(observed)
@@ -88,7 +88,7 @@ def weight_mask_convention_exact(ctx: CheckContext) -> List[CheckResult]:
                                           f"probability {math.exp(per_call):.3g} per call; {calls} calls needed")]
     differ = compared = 0
     try:
-        stream = ctx.stream(inputs, ctx.seed + 131)
+        stream = ctx.stream(inputs, ctx.seeds(NAME).seed())
         for _ in range(calls):
             y = next(stream)
             masks = decode(inputs, y, ctx.params)

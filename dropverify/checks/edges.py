@@ -28,11 +28,12 @@ def eval_mode_deterministic_and_exact(ctx: CheckContext) -> List[CheckResult]:
     """Exact: two eval calls under different seeds are identical and equal the contract's
     eval output (float tolerance): catches layers still dropping at inference."""
     start = time.perf_counter()
-    inputs = ctx.probe(41)
+    seeds = ctx.seeds(EVAL)
+    inputs = seeds.probe()
     try:
-        ctx.target.seed(ctx.seed + 41)
+        ctx.target.seed(seeds.seed(0))
         a = ctx.call(ctx.target, inputs, training=False)
-        ctx.target.seed(ctx.seed + 42)
+        ctx.target.seed(seeds.seed(1))
         b = ctx.call(ctx.target, inputs, training=False)
     except TargetError as exc:
         return [error_result(ctx, EVAL, str(exc))]
@@ -57,8 +58,8 @@ def p_zero_is_exact_identity(ctx: CheckContext) -> List[CheckResult]:
     try:
         tgt = ctx.build(p=0.0)
         for dt in _dtypes(ctx):
-            inputs = ctx.probe(51, dtype=dt.type)
-            tgt.seed(ctx.seed + 51)
+            inputs = ctx.seeds(P_ZERO).probe(dtype=dt.type)
+            tgt.seed(ctx.seeds(P_ZERO).seed())
             for _ in range(3):
                 y = ctx.call(tgt, inputs)
                 ref = ctx.call(tgt, inputs, training=False)
@@ -89,10 +90,10 @@ def p_one_gives_zeros_with_finite_gradients(ctx: CheckContext) -> List[CheckResu
     start = time.perf_counter()
     if not ctx.contract.p_one_allowed:
         return [skipped_result(ctx, P_ONE, f"p=1 is outside {ctx.contract.name}'s range")]
-    inputs = ctx.probe(61)
+    inputs = ctx.seeds(P_ONE).probe()
     try:
         tgt = ctx.build(p=1.0)
-        tgt.seed(ctx.seed + 61)
+        tgt.seed(ctx.seeds(P_ONE).seed())
         y = ctx.call(tgt, inputs)
         expected = _all_dropped(ctx, inputs)
         rtol, atol = value_tolerance(y.dtype)
@@ -123,12 +124,12 @@ def invalid_p_rejected(ctx: CheckContext) -> List[CheckResult]:
     start = time.perf_counter()
     bad_values = [-0.1, 1.5] + ([] if ctx.contract.p_one_allowed else [1.0])
     accepted = []
-    inputs = ctx.probe(71)
+    inputs = ctx.seeds(INVALID).probe()
     for value in bad_values:
         try:
             params = dict(ctx.params, p=value)
             tgt = guarded(lambda: ctx.spec.build(params), ctx.settings.call_timeout_s, "build")
-            tgt.seed(ctx.seed)
+            tgt.seed(ctx.seeds(INVALID).seed())
             ctx.call(tgt, inputs)
             accepted.append(value)
         except TargetError:
@@ -141,18 +142,19 @@ def nonfinite_inputs_leave_others_untouched(ctx: CheckContext) -> List[CheckResu
     """Exact: NaN/inf planted in a few elements (same seed) change no other element of an
     element-wise or unit-wise variant; what the poisoned elements become is reported."""
     start = time.perf_counter()
-    inputs = ctx.probe(81)
+    seeds = ctx.seeds(NONFINITE)
+    inputs = seeds.probe()
     x = np.array(inputs[0])  # the configuration's dtype: the poisoned call must differ only where planted
     flat = x.reshape(-1)
-    idx = ctx.rng(81).choice(flat.size, size=min(8, flat.size), replace=False)
+    idx = seeds.rng().choice(flat.size, size=min(8, flat.size), replace=False)
     poison = x.copy().reshape(-1)
     poison[idx[::2]] = np.nan
     poison[idx[1::2]] = np.inf
     poisoned = (poison.reshape(x.shape),) + tuple(inputs[1:])
     try:
-        ctx.target.seed(ctx.seed + 81)
+        ctx.target.seed(seeds.seed())
         clean = ctx.call(ctx.target, inputs)
-        ctx.target.seed(ctx.seed + 81)
+        ctx.target.seed(seeds.seed())
         dirty = ctx.call(ctx.target, poisoned)
     except TargetError as exc:
         return [error_result(ctx, NONFINITE, str(exc))]
@@ -179,8 +181,8 @@ def dtype_and_shape_preserved(ctx: CheckContext) -> List[CheckResult]:
     bad = []
     try:
         for dt in _dtypes(ctx):
-            inputs = ctx.probe(91, dtype=dt.type)
-            ctx.target.seed(ctx.seed + 91)
+            inputs = ctx.seeds(DTYPES).probe(dtype=dt.type)
+            ctx.target.seed(ctx.seeds(DTYPES).seed())
             y = ctx.call(ctx.target, inputs)
             if y.dtype != dt or y.shape != ctx.output_shape(inputs):
                 bad.append(f"{dt.name}->{y.dtype.name}{y.shape}")
@@ -197,11 +199,11 @@ def empty_batch_works(ctx: CheckContext) -> List[CheckResult]:
     if "empty_shape" in ctx.contract.extra:
         shape = ctx.contract.extra["empty_shape"](ctx.shape)
     try:
-        inputs = ctx.probe(95, shape=shape)
+        inputs = ctx.seeds(EMPTY).probe(shape=shape)
     except Exception as exc:  # the contract cannot probe an empty batch
         return [skipped_result(ctx, EMPTY, f"no empty probe: {exc}")]
     try:
-        ctx.target.seed(ctx.seed)
+        ctx.target.seed(ctx.seeds(EMPTY).seed())
         y = ctx.call(ctx.target, inputs)
         z = ctx.call(ctx.target, inputs, training=False)
     except TargetError as exc:

@@ -17,14 +17,14 @@ def applies(ctx: CheckContext) -> bool:
     return ctx.contract.input_gradients is not None
 
 
-def _probe(ctx: CheckContext, salt: int, dtype=None):
+def _probe(ctx: CheckContext, check: str, i: int, dtype=None):
     """The contract's ``extra['gradient_probe']`` (float64) where it has one -- a probe whose
     output shows every random draw the backward uses (DropConnect's packed probe) -- else its
     usual probe."""
     make = ctx.contract.extra.get("gradient_probe")
     if make is None:
-        return ctx.probe(salt, dtype=dtype)
-    return make(tuple(ctx.shape), ctx.rng(10_000 + salt), np.float64)
+        return ctx.seeds(check).probe(i, dtype=dtype)
+    return make(tuple(ctx.shape), ctx.seeds(check).probe_rng(i), np.float64)
 
 
 def _grad_tol(dtype) -> float:
@@ -47,11 +47,12 @@ def gradient_uses_forward_mask(ctx: CheckContext, calls: int = 3) -> List[CheckR
     worst = 0.0
     unknown = 0
     try:
-        tgt.seed(ctx.seed + 21)
+        seeds = ctx.seeds(FORWARD_MASK)
+        tgt.seed(seeds.seed())
         for i in range(calls):
-            inputs = _probe(ctx, 21 + i)
+            inputs = _probe(ctx, FORWARD_MASK, i)
             # grad_out in the configuration's dtype, as a framework's backward receives it
-            g = ctx.rng(21 + i).normal(size=ctx.output_shape(inputs)).astype(np.asarray(inputs[0]).dtype)
+            g = seeds.rng(i).normal(size=ctx.output_shape(inputs)).astype(np.asarray(inputs[0]).dtype)
             y, grads = guarded(lambda: tgt.forward_backward(inputs, g), ctx.settings.call_timeout_s, "backward")
             expected = ctx.contract.input_gradients(inputs, np.asarray(y), g, ctx.params)
             if len(grads) < len(expected):
@@ -68,7 +69,7 @@ def gradient_uses_forward_mask(ctx: CheckContext, calls: int = 3) -> List[CheckR
                 worst = max(worst, float(np.max(np.where(np.isnan(err), np.inf, err), initial=0.0)))
     except TargetError as exc:
         return [error_result(ctx, FORWARD_MASK, str(exc))]
-    tol = _grad_tol(np.asarray(_probe(ctx, 21)[0]).dtype) * 10
+    tol = _grad_tol(np.asarray(_probe(ctx, FORWARD_MASK, 0)[0]).dtype) * 10
     return [exact_result(ctx, FORWARD_MASK, worst <= tol, f"max relative gradient error={worst:.3g}",
                          f"<= {tol:g} ({ctx.contract.gradient_rule})",
                          {"max_rel_error": worst, "entries_not_determined": unknown},
@@ -95,9 +96,9 @@ def gradient_matches_finite_differences(ctx: CheckContext, directions: int = 3, 
     worst = 0.0
     try:
         for k in range(directions):
-            seed = ctx.seed + 31 + k
-            inputs = _probe(ctx, 31 + k, np.float64)  # finite differences need float64
-            rng = ctx.rng(31 + k)
+            seed = ctx.seeds(FINITE_DIFF).seed(k)
+            inputs = _probe(ctx, FINITE_DIFF, k, np.float64)  # finite differences need float64
+            rng = ctx.seeds(FINITE_DIFF).rng(k)
             g = rng.normal(size=ctx.output_shape(inputs))
             # relative steps: each element moves by about eps * |a| (eps where a == 0), so the
             # signed, wide-range probe (|x| from 1e-6 to 1e6) is differenced at one relative

@@ -18,6 +18,9 @@ FRESH = "masks_fresh_across_calls_by_fisher"
 SEEDS = "masks_independent_across_seeds_by_fisher"
 OVERLAP = "seed_streams_do_not_overlap_by_fisher"
 REPRO = "same_seed_reproduces"
+AXES = "masks_independent_along_axes_by_fisher"
+OUTPUT_SHAPE = "output shape"
+"""The named stream of the probe that only tells the output shape (no check reads its values)."""
 _AXIS_NAMES = {0: "batch"}
 
 
@@ -28,7 +31,7 @@ def along_name(axis: int) -> str:
 def independent_axes(ctx: CheckContext) -> Tuple[int, ...]:
     """Non-shared output axes with at least two units (candidates for pair tests)."""
     shared = set(ctx.contract.shared_axes(ctx.params, ctx.shape))
-    out_shape = ctx.output_shape(ctx.probe(0))
+    out_shape = ctx.output_shape(ctx.seeds(OUTPUT_SHAPE).probe())
     axes = tuple(a for a, s in enumerate(out_shape) if a not in shared and s >= 2)
     if ctx.contract.structure == "block":  # blocks span the spatial axes by design
         axes = tuple(a for a in axes if a < 2)
@@ -427,7 +430,7 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
     that reuse a seed."""
     inputs, stream = ctx.shared_stream()
     out_shape = ctx.output_shape(inputs)
-    offsets = axis_offsets(out_shape[axis], ctx.rng(4_000 + axis))
+    offsets = axis_offsets(out_shape[axis], ctx.seeds(AXES).rng(axis))
     pairs = [_disjoint_pairs(out_shape[axis], d) for d in offsets]
     q = np.broadcast_to(np.asarray(ctx.contract.drop_probability(ctx.params, ctx.shape), np.float64), out_shape)
     q_units = unit_view(ctx, q, keepdims=True)
@@ -503,7 +506,7 @@ def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
     generators whose streams repeat or correlate at a stride that no single axis shows."""
     inputs, stream = ctx.shared_stream()
     size = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
-    offsets = flat_offsets(size, ctx.rng(11_000))
+    offsets = flat_offsets(size, ctx.seeds(FLAT).rng())
     sizes = [_disjoint_pair_count(size, d) for d in offsets]
 
     def step():
@@ -524,14 +527,15 @@ def masks_independent_at_flat_offsets(ctx: CheckContext) -> List[CheckResult]:
 def applies_flat(ctx: CheckContext) -> bool:
     if _nonuniform(ctx) or not randomness_is_observable(ctx):
         return False
-    size = int(unit_view(ctx, np.empty(ctx.output_shape(ctx.probe(0)), bool)).size)
-    return len(flat_offsets(size, ctx.rng(11_000))) > 0 and size >= 32
+    size = int(unit_view(ctx, np.empty(ctx.output_shape(ctx.seeds(OUTPUT_SHAPE).probe()), bool)).size)
+    return len(flat_offsets(size, ctx.seeds(FLAT).rng())) > 0 and size >= 32
 
 
 def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:
     """The first call after seeding with s and with s' != s are uncorrelated: catches a
     seed that is ignored (same mask on every replica / device / run)."""
-    inputs = ctx.probe(6)
+    seeds = ctx.seeds(SEEDS)
+    inputs = seeds.probe()
     counter = {"j": 0}
 
     def first(seed: int) -> np.ndarray:
@@ -539,8 +543,9 @@ def masks_independent_across_seeds(ctx: CheckContext) -> List[CheckResult]:
 
     def step():
         j = counter["j"]; counter["j"] += 1
-        a, binary = mask_values(ctx, inputs, first(ctx.seed + 7_000 + 2 * j))
-        b, _ = mask_values(ctx, inputs, first(ctx.seed + 7_001 + 2 * j))
+        s = seeds.seed(j)
+        a, binary = mask_values(ctx, inputs, first(s))
+        b, _ = mask_values(ctx, inputs, first(s + 1))
         return [(unit_view(ctx, a, keepdims=True), unit_view(ctx, b, keepdims=True), binary)]
 
     per = int(unit_view(ctx, np.empty(ctx.output_shape(inputs), bool)).size)
@@ -552,12 +557,13 @@ def seed_streams_do_not_overlap(ctx: CheckContext) -> List[CheckResult]:
     """The SECOND call after seeding with s is uncorrelated with the FIRST call after
     seeding with s + 1: catches generators that derive call k of seed s from seed s + k,
     so that replicas seeded base + rank replay each other's masks one call apart."""
-    inputs = ctx.probe(9)
+    seeds = ctx.seeds(OVERLAP)
+    inputs = seeds.probe()
     counter = {"j": 0}
 
     def step():
         j = counter["j"]; counter["j"] += 1
-        base = ctx.seed + 9_000 + 2 * j
+        base = seeds.seed(j)
         stream = ctx.stream(inputs, base)
         next(stream)
         a, binary = mask_values(ctx, inputs, next(stream))
@@ -600,11 +606,12 @@ def mask_constant_along_shared_axes(ctx: CheckContext, calls: int = 6) -> List[C
 def same_seed_reproduces(ctx: CheckContext) -> List[CheckResult]:
     """Exact: re-seeding with the same seed reproduces the same two consecutive outputs."""
     start = time.perf_counter()
-    inputs = ctx.probe(8)
+    seeds = ctx.seeds(REPRO)
+    inputs = seeds.probe()
     try:
-        s1 = ctx.stream(inputs, ctx.seed + 9)
+        s1 = ctx.stream(inputs, seeds.seed())
         a1, a2 = next(s1), next(s1)
-        s2 = ctx.stream(inputs, ctx.seed + 9)
+        s2 = ctx.stream(inputs, seeds.seed())
         b1, b2 = next(s2), next(s2)
     except TargetError as exc:
         return [error_result(ctx, REPRO, str(exc))]

@@ -43,7 +43,6 @@ from ._core import (CallCounter, CheckContext, CheckResult, NotInformative, guar
                     units_per_call)
 
 NAME = "drop_rate_independent_of_input_by_stratum"
-SALT = 11
 GROUPS = 10          # |x| bins: deciles of the probe law ...
 UNITS_PER_BIN = 50   # ... or fewer, equal bins, so that each holds this many units per call
 MIN_UNITS = 20       # fewer mask units per call: strata are too thin to form
@@ -75,7 +74,7 @@ def applies(ctx: CheckContext) -> bool:
     p = float(ctx.params.get("p", 0.0))
     if not 0.0 < p < 1.0:
         return False
-    inputs = ctx.probe(SALT)
+    inputs = ctx.seeds(NAME).probe()
     return len(inputs) == 1 and tuple(ctx.output_shape(inputs)) == tuple(np.shape(inputs[0]))
 
 
@@ -119,7 +118,7 @@ def unit_inputs(ctx: CheckContext, x: np.ndarray) -> np.ndarray:
 def bin_edges(ctx: CheckContext, groups: int) -> np.ndarray:
     """Inner edges of the |x| bins: the probe law's quantiles at k / groups (from a pilot probe
     of its own generator, so the bins are a fixed function of x); empty when |x| does not vary."""
-    pilots = [unit_inputs(ctx, ctx.contract.probe_inputs(ctx.shape, ctx.rng(20_000 + SALT + i), ctx.dtype)[0])
+    pilots = [unit_inputs(ctx, ctx.seeds(NAME).probe(1 + i)[0])
               for i in range(4)]
     mags = np.abs(np.concatenate(pilots))
     edges = np.unique(np.quantile(mags, np.arange(1, groups) / groups))
@@ -170,7 +169,7 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
     if upc < MIN_UNITS:
         raise NotInformative(f"{upc} mask units per call: too few to split by the input value (at least "
                              f"{MIN_UNITS}); the rate check sees the whole call")
-    pilot = unit_inputs(ctx, ctx.probe(SALT)[0])
+    pilot = unit_inputs(ctx, ctx.seeds(NAME).probe()[0])
     signed = bool(np.mean(pilot < 0) >= 0.05 and np.mean(pilot > 0) >= 0.05)
     groups = min(GROUPS, upc // UNITS_PER_BIN)
     edges = bin_edges(ctx, groups) if groups >= 2 else np.zeros(0)
@@ -210,7 +209,7 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
     sizes: List[np.ndarray] = []
     squares = np.zeros(cells)
     block: List[int] = [0]
-    stream = FreshInputs(ctx, ctx.seed + SALT, ctx.rng(30_000 + SALT))
+    stream = FreshInputs(ctx, ctx.seeds(NAME).seed(), ctx.seeds(NAME).rng())
 
     def contrasts(s: np.ndarray, n: np.ndarray) -> List[float]:
         """Per lane: stratum minus rest (nan where either side is empty) from one sample's cells."""

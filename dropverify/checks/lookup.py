@@ -40,12 +40,13 @@ def lookup_reuses_forward_mask_exact(ctx: CheckContext, calls: int = 3,
     tgt = ctx.target
     if not (getattr(tgt, "has_lookup", False) and callable(getattr(tgt, "lookup", None))):
         return [skipped_result(ctx, NAME, "the target has no lookup(ids)")]
-    inputs = ctx.probe(141)
+    seeds = ctx.seeds(NAME)
+    inputs = seeds.probe()
     vocab = int(np.shape(inputs[0])[0])
-    rng = ctx.rng(141)
+    rng = seeds.rng()
     bad = split = total = 0
     try:
-        stream = ctx.stream(inputs, ctx.seed + 141)
+        stream = ctx.stream(inputs, seeds.seed())
         for _ in range(calls):
             y = np.asarray(next(stream))
             ids = rng.integers(0, vocab, size=ids_shape)

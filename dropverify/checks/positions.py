@@ -19,6 +19,7 @@ from scipy import stats as sps
 from ..stats import Interval, Look, calls_to_expose, hidden_fault_fraction, position_binomial_look
 from ._calls import call_plan
 from ._core import CallCounter, CheckContext, CheckResult, run_sequential, unit_view
+from .independence import OUTPUT_SHAPE
 
 PER_POSITION = "drop_rate_per_position_by_binomial"
 MAP = "drop_map_matches_theory_by_binomial"
@@ -40,7 +41,7 @@ def applies_per_position(ctx: CheckContext) -> bool:
 
 def _layout(ctx: CheckContext) -> Tuple[int, int]:
     """(units per position per call, positions) of the unit view: axis 0 is the units axis."""
-    view = unit_view(ctx, np.empty(ctx.output_shape(ctx.probe(0)), bool), keepdims=False)
+    view = unit_view(ctx, np.empty(ctx.output_shape(ctx.seeds(OUTPUT_SHAPE).probe()), bool), keepdims=False)
     if view.ndim == 0:
         return 1, 1
     return int(view.shape[0]), int(view.size // max(view.shape[0], 1))

@@ -45,7 +45,6 @@ SEEDS = 8
 CALLS_PER_SEED = 3
 """Calls drawn after each of the seeds s+1..s+7 (call k of s vs call 0 of s+j: overlapping streams)."""
 
-_SALT = 131
 _SHOWN = 6  # repeats quoted per class in the message (all counted, the first 20 kept in details)
 
 
@@ -319,8 +318,9 @@ def masks_never_repeat_by_hash(ctx: CheckContext) -> List[CheckResult]:
     examined class (the union bound on a chance repeat, stated per class in the details);
     classes above it are skipped, and the check is not run when all three are."""
     start = time.perf_counter()
-    inputs = ctx.probe(_SALT)
-    base = ctx.seed + 131_000
+    seeds = ctx.seeds(NAME)
+    inputs = seeds.probe()
+    base = seeds.seed()  # the "seed ignored" class reads seeds base + 1 .. base + 7
 
     def draw(stream) -> np.ndarray:
         return np.asarray(unit_view(ctx, mask_values(ctx, inputs, next(stream))[0]))

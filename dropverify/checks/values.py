@@ -45,14 +45,15 @@ def _kept_depends_on_mask(ctx: CheckContext, inputs) -> bool:
     return not np.array_equal(a, b, equal_nan=True)
 
 
-def _values_probe(ctx: CheckContext, salt: int):
+def _values_probe(ctx: CheckContext):
     """(inputs, zeros planted?): the contract's probe with exact zeros planted (signed,
     wide-range values otherwise), unless the contract cannot take zeros or its kept value
     depends on the mask."""
-    plain = ctx.probe(salt)
+    seeds = ctx.seeds(NAME)
+    plain = seeds.probe()
     if _kept_depends_on_mask(ctx, plain):
         return plain, False
-    inputs = ctx.contract.probe_inputs(ctx.shape, ctx.rng(10_000 + salt), ctx.dtype, zeros=True)
+    inputs = seeds.probe(zeros=True)
     planted = not all(np.array_equal(a, b) for a, b in zip(inputs, plain))
     return inputs, planted
 
@@ -92,7 +93,7 @@ def multiplier_values_exact(ctx: CheckContext, calls: int = 4) -> List[CheckResu
         return [error_result(ctx, NAME, str(exc))]
     results = []
     for layout in layouts:
-        inputs, zeros = _values_probe(ctx, 11)
+        inputs, zeros = _values_probe(ctx)
         if not all(layout_fits(layout, np.ndim(a)) for a in inputs):
             continue  # e.g. channels_last on a 2-D probe: no such layout at this rank
         expect = ctx.output_shape(inputs)
@@ -106,7 +107,7 @@ def multiplier_values_exact(ctx: CheckContext, calls: int = 4) -> List[CheckResu
         seen = np.zeros(3, np.int64)
         worst = None
         try:
-            ctx.target.seed(ctx.seed + 11)
+            ctx.target.seed(ctx.seeds(NAME).seed())
             for _ in range(calls):
                 y = ctx.call(ctx.target, inputs, layout=layout, expect_shape=expect)
                 dec = ctx.decode(inputs, y)
