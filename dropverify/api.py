@@ -37,11 +37,6 @@ def _params_text(params: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items())
 
 
-def _self_named(cause: Any) -> bool:
-    """True for a root cause that is just its single result's own message ("check: ...")."""
-    return len(cause.evidence) == 1 and cause.summary.startswith(f"{cause.evidence[0]}:")
-
-
 @dataclass(frozen=True, repr=False)
 class Report:
     """The outcome of one :func:`verify` call (small and frozen, like scipy's result objects).
@@ -136,7 +131,7 @@ class Report:
             lines.append(f"{t.verdict:<12} {t.spec_name} {t.variant}({_params_text(t.params)}) shape "
                          f"{tuple(t.shape)}: " + " ".join(f"{k}={v}" for k, v in c.items() if v))
             for cause in t.root_causes:
-                own = [r for r in t.results if _self_named(cause) and r.check == cause.evidence[0]
+                own = [r for r in t.results if cause.self_named and r.check == cause.evidence[0]
                        and r.verdict in (FAIL, ERROR)]
                 lines += ([f"  {failure_row(r)}" for r in own] if own else
                           [f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]"])
@@ -206,7 +201,7 @@ class Report:
         lines = [f"{self._label()}: {counts}; seed {self.seed}"]
         for t in self.targets:
             for cause in t.root_causes:
-                if not _self_named(cause):  # a cause that only repeats its one row is left to the row
+                if not cause.self_named:  # a cause that only repeats its one row is left to the row
                     lines.append(f"cause: {cause.summary}  [{', '.join(cause.evidence)}]")
         lines += [failure_row(r) for r in rows]
         if self.run is not None:

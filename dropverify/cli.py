@@ -466,8 +466,7 @@ def _finish(run, quiet: bool, strict: bool) -> int:
         for cause in target.root_causes:
             print(f"  cause: {cause.summary}  [{', '.join(cause.evidence)}]")
         explained = {c for cause in target.root_causes if cause.kind == "ERROR" for c in cause.evidence}
-        explained |= {cause.evidence[0] for cause in target.root_causes
-                      if cause.summary.startswith(f"{cause.evidence[0]}:")}
+        explained |= {cause.evidence[0] for cause in target.root_causes if cause.restated == cause.evidence[0]}
         for r in target.results:
             if r.check in explained:
                 continue  # already said in full by its root-cause line

@@ -61,6 +61,15 @@ class RootCause:
     evidence: Tuple[str, ...]
     withdrawn: Tuple[str, ...] = ()
     kind: str = "FAIL"  # FAIL | ERROR
+    restated: str = ""
+    """The check (without a layout suffix) whose own result sentence this cause restates, when the
+    diagnosis has no words of its own for it ("" otherwise)."""
+
+    @property
+    def self_named(self) -> bool:
+        """True when the cause is just its single result's own sentence: readers show that
+        result's row instead of repeating it as a cause line."""
+        return len(self.evidence) == 1 and self.restated == self.evidence[0]
 
     def to_dict(self) -> Dict[str, object]:
         return {"summary": self.summary, "evidence": list(self.evidence), "withdrawn": list(self.withdrawn),
@@ -262,13 +271,13 @@ def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> Li
     keys: Dict[str, int] = {}
     fails = [r for r in out if r.verdict == FAIL and r.check not in explained]
 
-    def add(key: str, text: str, check: str) -> None:
+    def add(key: str, text: str, check: str, restated: str = "") -> None:
         if key in keys:
             c = causes[keys[key]]
-            causes[keys[key]] = RootCause(c.summary, c.evidence + (check,), c.withdrawn)
+            causes[keys[key]] = RootCause(c.summary, c.evidence + (check,), c.withdrawn, restated=c.restated)
         else:
             keys[key] = len(causes)
-            causes.append(RootCause(text, (check,)))
+            causes.append(RootCause(text, (check,), restated=restated))
 
     scheme = None
     for r in fails:
@@ -286,14 +295,14 @@ def _other_causes(out: Sequence[CheckResult], explained: set, layout: str) -> Li
         message = r.summary
         if lay:
             message = message.replace(f" ({lay.rstrip(']')})", "")
-        text = structural_summary(r, layout) or f"{stem}: {message}"
-        add(stem + ":" + message, text, r.check)
+        words = structural_summary(r, layout)
+        add(stem + ":" + message, words or f"{stem}: {message}", r.check, restated="" if words else stem)
     for i, c in enumerate(causes):  # name the layouts when one exact check failed on several
         lays = [e.partition("[")[2].rstrip("]") for e in c.evidence if "[" in e]
-        if len(lays) > 1 and c.summary.startswith(c.evidence[0].partition("[")[0] + ":"):
-            stem = c.evidence[0].partition("[")[0]
+        if len(lays) > 1 and c.restated:
+            stem = c.restated
             causes[i] = RootCause(f"{stem} on {', '.join(lays)}:" + c.summary[len(stem) + 1:], c.evidence,
-                                  c.withdrawn)
+                                  c.withdrawn, restated=stem)
     errors: Dict[str, List[str]] = {}
     for r in out:
         if r.verdict == ERROR:
