@@ -16,6 +16,7 @@ from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, Check
 from .checks._core import NotInformative
 from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
+from .isolation import Isolated, is_foreign, portable, rebuild
 from .stats import holm
 from .targets._base import TargetSpec, numpy_dtype
 
@@ -144,7 +145,6 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         unknown = sorted(set(checks) - {c.name for c in CHECKS})
         if unknown:
             raise InvalidArgument(f"check={unknown[0]!r}, but should be one of: {', '.join(c.name for c in CHECKS)}")
-    from .isolation import Isolated, is_foreign, portable
     start = time.perf_counter()
     local = [i for i, s in enumerate(specs) if not is_foreign(s)]
     groups: Dict[Tuple[Tuple[str, str], ...], List[int]] = {}
@@ -157,19 +157,31 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     try:
         m = _statistical_count(plans)
         for key, idx in groups.items():
-            m += isolated.count(dict(key), [items[i] for i in idx], idx, settings, checks)
+            m += isolated.call(dict(key), _count_in_worker, [items[i] for i in idx], idx, settings, checks)
         alpha_each = settings.alpha / max(m, 1)
         by_position = dict(zip(local, _run_plans(plans, alpha_each, progress)))
         for key, idx in groups.items():
             if progress:
                 progress(f"{len(idx)} target(s) in a worker with {dict(key)}", 0, 1)
-            by_position.update(zip(idx, isolated.run(dict(key), [items[i] for i in idx], idx, settings, checks,
-                                                     alpha_each)))
+            by_position.update(zip(idx, isolated.call(dict(key), _run_in_worker, [items[i] for i in idx], idx,
+                                                      settings, checks, alpha_each)))
     finally:
         isolated.close()
     runs = [by_position[i] for i in range(len(specs))]
     runs = _apply_holm(runs, settings.alpha)
     return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment(specs))
+
+
+def _count_in_worker(items: Sequence[Dict[str, Any]], positions: Sequence[int], settings: Settings,
+                     checks: Optional[Sequence[str]]) -> int:
+    """In an isolation worker: the statistical results of the specs ``items`` describe."""
+    return _statistical_count(_contexts([rebuild(i) for i in items], settings, checks, positions))
+
+
+def _run_in_worker(items: Sequence[Dict[str, Any]], positions: Sequence[int], settings: Settings,
+                   checks: Optional[Sequence[str]], alpha_each: float) -> List[TargetRun]:
+    """In an isolation worker: run the specs ``items`` describe (before Holm)."""
+    return _run_plans(_contexts([rebuild(i) for i in items], settings, checks, positions), alpha_each)
 
 
 def _statistical_count(plans) -> int:
