@@ -533,7 +533,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
             params = {**_current_params(target), **params}
             if "p" not in params:
                 raise InvalidArgument(f"cannot read p from the {type(target).__name__} object: give p=...")
-            from .contracts import get_contract
+            from .variants import get_contract
             known = {ps.name for ps in get_contract(variant).params}
             own = {k: v for k, v in params.items() if k in known}
             factory = layer_factory(target, own)

@@ -650,7 +650,7 @@ def cmd_thirdparty(args: argparse.Namespace, command: str) -> int:
 def cmd_list(args: argparse.Namespace, command: str) -> int:
     from .checknames import result_names
     from .checks import CHECKS
-    from .contracts import all_contracts
+    from .variants import all_contracts
     from .errors import TargetUnavailable
     from .targets import ADAPTERS, target_names
     print("variants:")

@@ -178,7 +178,7 @@ def _worst(verdicts: Sequence[str]) -> str:
 
 
 def _contract_dict(variant: Optional[str], params: Mapping[str, Any]) -> Tuple[str, Dict[str, Any]]:
-    from ..contracts import get_contract
+    from ..variants import get_contract
     if variant:
         try:
             return variant, get_contract(variant).describe(params)

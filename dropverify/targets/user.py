@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from ..contracts import get_contract
 from ..errors import InvalidArgument
 from ._base import TargetSpec
 from .numpy_ref import numpy_spec
@@ -118,6 +117,7 @@ def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Map
     """The spec of the layer ``factory(**params)`` builds (torch, Keras, Flax NNX / Linen,
     Equinox, a plain JAX function or numpy, detected from what it returns); InvalidArgument for
     any mistake in the factory."""
+    from ..variants import get_contract
     contract = get_contract(variant)
     given = dict(params or {})
     canonical = contract.validate_params(given)
