@@ -22,9 +22,12 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import DropverifyError, key_value_pairs
+
+if TYPE_CHECKING:  # the runner loads the checks: imported when a command runs
+    from .runner import Progress
 
 THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
@@ -305,7 +308,6 @@ def _command_line(argv: Sequence[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- running
-Progress = Callable[[str, int, int], None]
 
 
 def _progress(quiet: bool) -> Optional[Progress]:

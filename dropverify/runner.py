@@ -21,6 +21,9 @@ from .stats import holm
 from .targets._base import TargetSpec, numpy_dtype
 
 Progress = Callable[[str, int, int], None]
+"""The runner's progress callback: ``progress(label, done, total)`` as each check starts (``done``
+checks finished so far), ``("done <seconds>: <target>: <check>", ...)`` as each shared-stream
+check finishes, and ``("done", total, total)`` at the end."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if TYPE_CHECKING:
+    from ..runner import Progress
 
 SCAN_MAX_CALLS = 5000
 """The scan's default budget per check (``run``: 20,000): a model has many sites; --max-calls raises it."""
@@ -108,7 +111,7 @@ def _to(inputs: Any, device: str) -> Any:
     return move(inputs)
 
 
-def _progress(quiet: bool) -> Optional[Callable[[str, int, int], None]]:
+def _progress(quiet: bool) -> Optional[Progress]:
     if quiet:
         return None
     start = time.perf_counter()

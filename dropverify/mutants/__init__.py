@@ -15,14 +15,11 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checks import ERROR, FAIL, CheckResult, Settings
+from ..checks._core import DEFAULT_SEED
 from ..runner import RunResult, verify
 from ..targets import TargetSpec, numpy_spec, reference_spec
 from ._core import BUG_CLASSES, Mutant
 from .numpy_mutants import CONTROLS, FAMILIES, MUTANTS, family_of
-
-DEFAULT_SEED = 20261126
-"""The seed of the corpus' default settings (the Makefile's SEED)."""
-
 
 def default_settings() -> Settings:
     """Default harness settings with the corpus' fixed seed."""

@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 from ..checks import Settings
 from ..errors import InvalidArgument
 from ..targets._base import check_layout_rank, layouts_for_rank, probe_shape_arg
-from .execute import LARGE_CHECKS, SWEEP_CHECKS, Executor, Task, make_executor, run_task, task_settings
+from .execute import (LARGE_CHECKS, SWEEP_CHECKS, SWEEP_MAX_CALLS, Executor, Task, make_executor, run_task,
+                      task_settings)
 from .space import (Axis, Config, DTYPE_ORDER, Space, covering, large_config, p_values, param_values,
                     shape_values, simplifications, strategy)
 
@@ -35,9 +36,6 @@ ALPHA_A, ALPHA_B, ALPHA_C = 0.5, 0.3, 0.2
 MAX_CONFIRM = 3
 MAX_STARTS = 2
 """Failing covering configurations shrunk (one per distinct set of failing checks)."""
-SWEEP_MAX_CALLS = 4000
-"""Calls per statistical check in a sweep configuration (the single-configuration run uses
-``--max-calls``): a sweep looks for configurations that FAIL, which large deviations do early."""
 LARGE_MAX_CALLS = 8
 """Calls per check on the large tensor (each has >= 2^25 elements): enough for the first look,
 where a wrapping stream (identical masks at a power-of-two flat offset, millions of pairs per
