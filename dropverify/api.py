@@ -353,9 +353,9 @@ def layer_factory(layer: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
 
 
 def _is_layer_object(target: Any) -> bool:
-    from .targets.user import _kind
+    from .targets.user import layer_kind
     # a plain JAX function f(x, key, ...) is a layer only inside a factory: it has no p to read
-    return not isinstance(target, type) and _kind(target) not in ("unknown", "jax")
+    return not isinstance(target, type) and layer_kind(target) not in ("unknown", "jax")
 
 
 def _importable(fn: Any) -> Optional[str]:
@@ -376,7 +376,9 @@ def _importable(fn: Any) -> Optional[str]:
 # --------------------------------------------------------------------------- verify
 
 
-def _settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float]) -> Settings:
+def settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float]) -> Settings:
+    """``settings`` (default: Settings()) with ``seed`` and ``alpha`` where given, validated;
+    InvalidArgument for a seed that is not an integer >= 0."""
     s = settings or Settings()
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -449,10 +451,11 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     """
     from .runner import verify as run_checks
     from .targets._base import check_layout_rank, probe_shape_arg
-    from .targets.resolve import check_capabilities, resolve_target
+    from .naming import resolve_target
+    from .targets.resolve import check_capabilities
     from .targets.user import factory_spec
 
-    settings = _settings_for(settings, seed, alpha)
+    settings = settings_for(settings, seed, alpha)
     fixed_axes = {k: v for k, v in (("dtype", dtype), ("layout", layout)) if v is not None}
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..api import Report, _settings_for, failure_row
+from ..api import Report, settings_for, failure_row
 from ..checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
 from ..diagnosis import RootCause
 from ..errors import InvalidArgument
@@ -228,7 +228,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     if not isinstance(model, nn.Module):
         raise InvalidArgument(f"model is a {type(model).__name__}, but should be a torch nn.Module")
     from .cli import SCAN_MAX_CALLS
-    settings = _settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
+    settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
     chosen = insitu.choose_checks(checks)
     args, kwargs = as_args(example_inputs)
     rng = torch.random.get_rng_state()

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from ..cliargs import UsageError, check_writable, parse_shape, settings_from_args, write_jobs
+
 if TYPE_CHECKING:
     from ..runner import Progress
 
@@ -45,7 +47,6 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
 
 
 def _usage(message: str) -> Exception:
-    from ..cli import UsageError
     return UsageError(message)
 
 
@@ -80,7 +81,6 @@ def build_model(ref: str) -> Any:
 def build_inputs(args: argparse.Namespace, seed: int) -> Any:
     """The example input: a seeded standard normal of --shape / --dtype, or what --input returns."""
     import torch
-    from ..cli import _parse_shape
     if args.shape is None and args.input is None:
         raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
     if args.shape is not None and args.input is not None:
@@ -95,7 +95,7 @@ def build_inputs(args: argparse.Namespace, seed: int) -> Any:
             raise _usage(f"--input {args.input!r} returned a {type(inputs).__name__}, but should return a tensor, "
                          "a tuple of tensors or a dict of tensors")
         return inputs
-    shape = _parse_shape(args.shape)
+    shape = parse_shape(args.shape)
     dtype = getattr(torch, args.dtype or "float32")
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
@@ -135,13 +135,12 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     """``dropverify scan``: validate everything, scan, write the outputs, print the summary."""
     import os
     import torch
-    from ..cli import _check_writable, _settings
     from ..report import write_junit, write_summary
     from .api import scan
     from .insitu import choose_checks
     from .report import summary_lines, write_scan
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     if args.max_calls is None and not getattr(args, "quick", None):
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
     checks = choose_checks(args.check) if args.check else None  # InvalidArgument (exit 2) for an unknown name
@@ -153,11 +152,11 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     if args.report is not None:
         if not args.report.endswith(".md"):
             raise _usage(f"--report {args.report!r}, but should end in .md (the JSON lands beside it)")
-        _check_writable("--report", args.report, folder=False)
+        check_writable("--report", args.report, folder=False)
     if junit is not None:
-        _check_writable("--junit-xml", junit, folder=False)
+        check_writable("--junit-xml", junit, folder=False)
     if summary is not None:
-        _check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
+        check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
     inputs = build_inputs(args, settings.seed)
     model = build_model(args.model)
     if args.dtype is not None:
@@ -174,7 +173,6 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         jobs.append((f"JUnit XML {junit}", lambda: write_junit(report.run, junit, bool(args.strict), command)))
     if summary is not None:
         jobs.append((f"job summary {summary}", lambda: write_summary(report.run, summary, bool(args.strict), command)))
-    from ..cli import write_jobs
     problems += write_jobs(jobs)
     for line in summary_lines(report):
         print(line)

@@ -90,7 +90,7 @@ def build_space(target: str, variant: Optional[str], fixed: Mapping[str, Any], s
     """The axes of ``target`` (see :mod:`.space`): p, dtype, layout, shape, the variant's own
     parameters; values in ``fixed`` (``--param``, ``--dtype``, ``--layout``, ``--shape``)
     are not swept."""
-    from ..targets.resolve import resolve_target
+    from ..naming import resolve_target
     params = {k: v for k, v in fixed.items() if k not in ("dtype", "layout", "shape", "device")}
     shape = probe_shape_arg(fixed["shape"]) if "shape" in fixed else None
     specs = spec_factory(None) if spec_factory else resolve_target(target, variant, params, shape)
@@ -241,7 +241,7 @@ def shrink_starts(failing: Sequence[Mapping[str, Any]], limit: int = MAX_STARTS)
 
 
 def _variant_of(target: str, spec_factory) -> str:
-    from ..targets.resolve import resolve_target
+    from ..naming import resolve_target
     specs = spec_factory(None) if spec_factory else resolve_target(target)
     return specs[0].variant
 

@@ -62,7 +62,7 @@ def run_task(task: Task, spec_factory: Optional[Callable[[Config], list]] = None
         if spec_factory is not None:
             specs = spec_factory(cfg)
         else:
-            from ..targets.resolve import resolve_target
+            from ..naming import resolve_target
             specs = resolve_target(task.target, task.variant, cfg.all_params(), cfg.shape, cfg.dtype, cfg.layout,
                                    cfg.device)
         run = verify(specs, task.settings, checks=list(task.checks))
