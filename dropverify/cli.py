@@ -26,11 +26,11 @@ from .cliargs import CLI_TIME_BUDGET, QUICK, UsageError, write_jobs
 from .cliargs import check_writable as _check_writable, default_seed as _default_seed, parse_shape as _parse_shape
 from .cliargs import settings_from_args as _settings
 from .errors import DropverifyError
+from .targets import THIRDPARTY
 
 if TYPE_CHECKING:  # the runner loads the checks: imported when a command runs
     from .runner import Progress
 
-THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_OUT = "reports"
 

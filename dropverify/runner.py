@@ -18,6 +18,7 @@ from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
 from .isolation import Isolated, is_foreign, portable, rebuild
 from .stats import holm
+from .targets import framework_packages
 from .targets._base import TargetSpec, numpy_dtype
 
 Progress = Callable[[str, int, int], None]
@@ -113,7 +114,8 @@ def _applies(check: CheckSpec, ctx: CheckContext) -> bool:
         return False
 
 
-FRAMEWORK_PACKAGES = ("torch", "torchvision", "timm", "keras", "jax", "jaxlib", "flax", "equinox", "tensorflow")
+FRAMEWORK_PACKAGES = framework_packages()
+"""The packages of every third-party framework (:data:`dropverify.targets.FRAMEWORKS`)."""
 
 
 def environment(specs: Sequence[TargetSpec] = ()) -> Dict[str, str]:
@@ -124,12 +126,11 @@ def environment(specs: Sequence[TargetSpec] = ()) -> Dict[str, str]:
     import statsmodels
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
            "scipy": scipy.__version__, "statsmodels": statsmodels.__version__}
-    named = {part for s in specs for part in s.name.split(":", 1)[0].replace("]", "").split("[")}
-    named |= {"tensorflow" for n in named if n == "tf"}
+    named = set(framework_packages(tuple(s.name.split(":", 1)[0] for s in specs)))
     for mod in FRAMEWORK_PACKAGES:
         if mod in sys.modules:
             env[mod] = getattr(sys.modules[mod], "__version__", "?")
-        elif mod in named or (mod == "jaxlib" and "jax" in named):
+        elif mod in named:
             for dist in (mod, mod + "-cpu"):  # tensorflow installs as tensorflow-cpu too
                 try:
                     env[mod] = importlib.metadata.version(dist)

@@ -247,3 +247,69 @@ def test_runner_and_isolation_share_only_public_names():
             assert imp.name is None or not _private(imp.name), imp
     assert not any(_top(i.module) == "dropverify.runner" for i in imports(modules())
                    if i.importer == "dropverify.isolation"), "isolation imports the runner"
+
+
+# --------------------------------------------------------------------------- the framework registry
+
+def _defines_targets(path: Path) -> bool:
+    """True when the module assigns ``TARGETS`` at module level (an adapter's built-in targets)."""
+    for node in ast.parse(path.read_text()).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        if any(isinstance(t, ast.Name) and t.id == "TARGETS" for t in targets):
+            return True
+    return False
+
+
+def test_registry_covers_every_module_that_defines_targets():
+    from dropverify.targets import FRAMEWORKS
+    known = modules()
+    defining = {m for m, path in known.items() if m.startswith("dropverify.targets.") and _defines_targets(path)}
+    registered = {f.module for f in FRAMEWORKS}
+    assert defining, "no adapter module found"
+    assert defining <= registered, f"adapters missing from dropverify.targets.FRAMEWORKS: {sorted(defining - registered)}"
+    for f in FRAMEWORKS:
+        assert f.module in known, f
+        assert f.name == "numpy" or _defines_targets(known[f.module]), f"{f.module} defines no TARGETS"
+    assert len({f.name for f in FRAMEWORKS}) == len(FRAMEWORKS)
+
+
+def test_registry_extras_exist_and_install_the_packages():
+    import re
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    from dropverify.targets import FRAMEWORKS
+    extras = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for f in FRAMEWORKS:
+        if f.extra is None:
+            continue
+        names = f.extra.split(",")
+        assert set(names) <= set(extras), (f.name, names)
+        installed = {re.split(r"[\[<>=!~; ]", req, 1)[0] for n in names for req in extras[n]}
+        for package in f.packages:
+            if package != "jaxlib":  # comes with jax
+                assert any(dist.startswith(package) for dist in installed), (f.name, package, sorted(installed))
+
+
+def test_every_framework_list_is_the_registry(capsys, monkeypatch):
+    import dropverify.cli as cli
+    import dropverify.runner as runner
+    import dropverify.targets as targets
+    from dropverify.targets.resolve import is_builtin
+    names = tuple(f.name for f in targets.FRAMEWORKS)
+    thirdparty = names[1:]
+    assert names[0] == "numpy" and targets.THIRDPARTY == thirdparty == tuple(targets.ADAPTERS)
+    assert all(is_builtin(f"{n}:Layer") for n in names) and not is_builtin("mutant:x")
+    assert runner.FRAMEWORK_PACKAGES == targets.framework_packages(thirdparty)
+    parser = cli.build_parser()
+    choices = next(a.choices for sub in parser._subparsers._group_actions  # noqa: SLF001 - argparse has no API
+                   for name, p in sub.choices.items() if name == "verify-thirdparty"
+                   for a in p._actions if "--framework" in a.option_strings)
+    assert tuple(choices) == thirdparty
+    # ``dropverify list``: numpy, then one line per framework, in registry order (adapters not imported here)
+    monkeypatch.setattr(targets, "target_names", lambda fw: (f"{fw}:Layer",))
+    assert cli.main(["list"]) == 0
+    lines = capsys.readouterr().out.split("targets (", 1)[1].splitlines()[1:len(names) + 1]
+    assert [line.split()[0].split(":")[0] for line in lines] == list(names)

@@ -35,9 +35,9 @@ class TargetRef:
 
 def is_builtin(target: str) -> bool:
     """True for ``FRAMEWORK:LAYER`` names of a known framework (numpy, torch, timm ...)."""
-    from . import ADAPTERS
+    from . import BY_NAME
     framework, sep, _ = target.partition(":")
-    return bool(sep) and (framework == "numpy" or framework in ADAPTERS)
+    return bool(sep) and framework in BY_NAME
 
 
 NamedSpec = Callable[[str], Optional[TargetSpec]]
