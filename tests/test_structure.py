@@ -216,6 +216,23 @@ def test_cycle_report_names_the_path():
     assert cycle_path(graph, ["a", "b", "c"], where) == "a (a.py:1) -> b (b.py:2) -> c (c.py:3) -> a"
 
 
+def test_a_fresh_sweep_worker_resolves_mutant_names():
+    """``mutant:NAME`` is resolved above the targets (dropverify.naming); a sweep worker that has
+    imported only the sweep still gets there."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "from dropverify.checks import Settings\n"
+            "from dropverify.sweep.execute import Task, run_task\n"
+            "from dropverify.sweep.space import Config\n"
+            "assert 'dropverify.mutants' not in sys.modules\n"
+            "row = run_task(Task('mutant:sweep_float16_no_rescale', None, Config(p=0.1, dtype='float16', "
+            "shape=(8, 4, 4)), Settings(seed=3, max_calls=50), ['multiplier_values_exact']))\n"
+            "print(row['verdict'], row.get('error'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["FAIL", "None"]
+
+
 def _top(module: str) -> str:
     return ".".join(module.split(".")[:2])
 

@@ -16,6 +16,11 @@ from ..errors import InvalidArgument, key_value_pairs
 from ._base import TargetSpec, check_layout_rank, numpy_dtype, probe_shape_arg
 
 
+NamedSpec = Callable[[str], Optional[TargetSpec]]
+"""A resolver of names defined above the targets (``mutant:NAME``): the spec a name stands
+for, None for a name it does not know; it raises InvalidArgument for a name it owns but lacks."""
+
+
 @dataclass(frozen=True)
 class TargetRef:
     """A picklable description of one target configuration (see the module docstring)."""
@@ -28,9 +33,11 @@ class TargetRef:
     layout: str = "contiguous"
     device: str = "cpu"
 
-    def specs(self) -> List[TargetSpec]:
+    def specs(self, named: Optional[NamedSpec] = None) -> List[TargetSpec]:
+        """The specs this describes (:func:`resolve_target`; ``named`` as there: a ``mutant:NAME``
+        needs :func:`dropverify.naming.named_spec`)."""
         return resolve_target(self.target, self.variant, self.params, self.shape, self.dtype, self.layout,
-                              self.device)
+                              self.device, named=named)
 
 
 def is_builtin(target: str) -> bool:
@@ -38,11 +45,6 @@ def is_builtin(target: str) -> bool:
     from . import BY_NAME
     framework, sep, _ = target.partition(":")
     return bool(sep) and framework in BY_NAME
-
-
-NamedSpec = Callable[[str], Optional[TargetSpec]]
-"""A resolver of names defined above the targets (``mutant:NAME``): the spec a name stands
-for, None for a name it does not know; it raises InvalidArgument for a name it owns but lacks."""
 
 
 def resolve_target(target: str, variant: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
