@@ -33,7 +33,7 @@ def default_seed() -> int:
 
 
 def settings_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None,
-                       margins: Optional[Mapping[str, float]] = None) -> "Settings":
+                       margins: Optional[Mapping[str, float]] = None) -> Settings:
     """Settings from the config's values (``base``), overridden by every option given;
     UsageError (one line) for a value out of range."""
     from .checks import Settings
