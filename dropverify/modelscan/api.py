@@ -25,6 +25,8 @@ from ..diagnosis import RootCause
 from ..errors import InvalidArgument
 from ..runner import RunResult, TargetRun, environment
 
+SCAN_MAX_CALLS = 5000
+"""The scan's default budget per check (``run``: 20,000): a model has many sites; --max-calls raises it."""
 MODEL = "(model)"
 """The name of the model-level target in the run (its checks are exact)."""
 
@@ -218,7 +220,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     on the device and in the dtype the model runs in. ``checks``: the checks run at each site
     in situ (default :data:`~dropverify.modelscan.insitu.DEFAULT_CHECKS`; ``"all"`` every
     applicable check). ``seed``, ``alpha`` and ``settings`` as for :func:`dropverify.verify`; without
-    ``settings`` the budget is :data:`~dropverify.modelscan.cli.SCAN_MAX_CALLS` calls per check.
+    ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check.
     Bad arguments, and a model that raises on its first training pass, raise InvalidArgument.
     """
     import torch
@@ -227,7 +229,6 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
 
     if not isinstance(model, nn.Module):
         raise InvalidArgument(f"model is a {type(model).__name__}, but should be a torch nn.Module")
-    from .cli import SCAN_MAX_CALLS
     settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
     chosen = insitu.choose_checks(checks)
     args, kwargs = as_args(example_inputs)
@@ -371,4 +372,4 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     return ScanReport(run=full, reproduce=reproduce, scan=result)
 
 
-__all__ = ["MODEL", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]
+__all__ = ["MODEL", "SCAN_MAX_CALLS", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]

@@ -21,10 +21,6 @@ from ..cliargs import UsageError, check_writable, parse_shape, settings_from_arg
 if TYPE_CHECKING:
     from ..runner import Progress
 
-SCAN_MAX_CALLS = 5000
-"""The scan's default budget per check (``run``: 20,000): a model has many sites; --max-calls raises it."""
-
-
 def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``scan`` subcommand (``settings_args`` adds --seed, --alpha, --check, --junit-xml ...)."""
     s = sub.add_parser("scan", help="audit every dropout site of a torch model: dropverify scan MODULE:FACTORY "
@@ -136,7 +132,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     import os
     import torch
     from ..report import write_junit, write_summary
-    from .api import scan
+    from .api import SCAN_MAX_CALLS, scan
     from .insitu import choose_checks
     from .report import summary_lines, write_scan
 
@@ -185,4 +181,4 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     return 2 if problems else (0 if ok else 1)
 
 
-__all__ = ["SCAN_MAX_CALLS", "add_scan_parser", "build_inputs", "build_model", "cmd_scan"]
+__all__ = ["add_scan_parser", "build_inputs", "build_model", "cmd_scan"]
