@@ -19,10 +19,10 @@ import numpy as np
 
 from dropverify.checks import Settings
 from dropverify.checks import _core
-from dropverify.contracts import all_contracts
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import reference_targets
+from dropverify.variants import all_contracts
 from dropverify.variants import _dropblock_theory as dbtheory
 from dropverify.variants import variant_class
 

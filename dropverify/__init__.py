@@ -6,14 +6,14 @@ The Python way in::
     report = dropverify.verify("torch:Dropout", p=0.2)   # or a factory / layer object + variant
     report.assert_ok()                                   # AssertionError listing every FAIL, seed, reproduction
 
-``verify``, ``Report``, ``Settings`` and ``DEFAULT_SEED`` are imported on first use, so
+``verify``, ``Report``, ``Settings``, ``DEFAULT_SEED`` and the contract lookups are imported on first use, so
 ``import dropverify`` (and the pytest plugin) stay light.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .contracts import Contract, ParamSpec, all_contracts, get_contract
+from .contracts import Contract, ParamSpec
 from .errors import CheckFailed, DropverifyError, InvalidArgument, TargetUnavailable
 
 __version__ = "0.1.0"
@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 CheckFailed.__module__ = __name__  # reported as dropverify.CheckFailed (its public name) in pytest summaries
 
 _LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("checks._core", "DEFAULT_SEED"),
-         "Settings": ("checks._core", "Settings"), "scan": ("modelscan.api", "scan")}
+         "Settings": ("checks._core", "Settings"), "scan": ("modelscan.api", "scan"),
+         "get_contract": ("variants", "get_contract"), "all_contracts": ("variants", "all_contracts")}
 
 __all__ = [
     "CheckFailed", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec", "Report",

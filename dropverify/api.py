@@ -24,6 +24,7 @@ from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
 from .checks._core import DEFAULT_SEED
 from .results import failure_row, worst
 from .errors import CheckFailed, InvalidArgument
+from .reproduce import reproduce_command, reproduce_python
 from .runner import RunResult, TargetRun
 
 _P_NAMES = ("p", "rate", "drop_prob", "drop_rate", "dropout", "dropout_p")
@@ -321,9 +322,9 @@ def layer_factory(layer: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
 
 
 def _is_layer_object(target: Any) -> bool:
-    from .targets.user import _kind
+    from .targets.user import layer_kind
     # a plain JAX function f(x, key, ...) is a layer only inside a factory: it has no p to read
-    return not isinstance(target, type) and _kind(target) not in ("unknown", "jax")
+    return not isinstance(target, type) and layer_kind(target) not in ("unknown", "jax")
 
 
 def _importable(fn: Any) -> Optional[str]:
@@ -341,74 +342,12 @@ def _importable(fn: Any) -> Optional[str]:
     return f"{module}:{qual}" if obj is fn else None
 
 
-# --------------------------------------------------------------------------- reproduction
-
-
-def _settings_flags(settings: Settings) -> List[str]:
-    from .checks._core import MARGIN_FIELDS
-    base = Settings()
-    out = [f"--seed {settings.seed}"]
-    for name, flag in (("alpha", "--alpha"), ("power", "--power"), ("max_calls", "--max-calls"),
-                       ("fault_fraction", "--fault-fraction")):
-        if getattr(settings, name) != getattr(base, name):
-            out.append(f"{flag} {getattr(settings, name)!r}")
-    for short, fld in MARGIN_FIELDS.items():
-        if getattr(settings, fld) != getattr(base, fld):
-            out.append(f"--margin {short}={getattr(settings, fld)!r}")
-    return out
-
-
-def _settings_kwargs(settings: Settings) -> List[str]:
-    base = Settings()
-    return [f"{f.name}={getattr(settings, f.name)!r}" for f in dataclasses.fields(Settings)
-            if f.name not in ("seed", "alpha") and getattr(settings, f.name) != getattr(base, f.name)]
-
-
-def reproduce_command(target: str, variant: str, params: Mapping[str, Any], shape: Optional[Sequence[int]],
-                      settings: Settings, dtype: str = "float64", layout: str = "contiguous",
-                      device: str = "cpu", checks: Optional[Sequence[str]] = None) -> str:
-    """The ``dropverify run`` command line that repeats a run of a named target."""
-    parts = ["dropverify run", target, f"--variant {variant}"]
-    parts += [f"--param {k}={v!r}" if isinstance(v, str) else f"--param {k}={v}" for k, v in params.items()]
-    if shape:
-        parts.append("--shape " + ",".join(str(int(s)) for s in shape))
-    if dtype != "float64":
-        parts.append(f"--dtype {dtype}")
-    if layout != "contiguous":
-        parts.append(f"--layout {layout}")
-    if device != "cpu":
-        parts.append(f"--device {device}")
-    parts += _settings_flags(settings)
-    parts += [f"--check {c}" for c in checks or ()]
-    return " ".join(parts)
-
-
-def reproduce_python(name: str, variant: str, params: Mapping[str, Any], shape: Optional[Sequence[int]],
-                     settings: Settings, dtype: str = "float64", layout: str = "contiguous",
-                     device: str = "cpu", checks: Optional[Sequence[str]] = None) -> str:
-    """The ``dropverify.verify(...)`` call that repeats a run of a callable or layer object."""
-    args = [name, repr(variant)]
-    if shape:
-        args.append(f"shape={tuple(int(s) for s in shape)!r}")
-    args.append(f"seed={settings.seed}")
-    if settings.alpha != Settings().alpha:
-        args.append(f"alpha={settings.alpha!r}")
-    for k, v in (("dtype", dtype), ("layout", layout), ("device", device)):
-        if v != {"dtype": "float64", "layout": "contiguous", "device": "cpu"}[k]:
-            args.append(f"{k}={v!r}")
-    if checks:
-        args.append(f"checks={list(checks)!r}")
-    extra = _settings_kwargs(settings)
-    if extra:
-        args.append(f"settings=dropverify.Settings({', '.join(extra)})")
-    args += [f"{k}={v!r}" for k, v in params.items()]
-    return f"dropverify.verify({', '.join(args)}).assert_ok()"
-
-
 # --------------------------------------------------------------------------- verify
 
 
-def _settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float]) -> Settings:
+def settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float]) -> Settings:
+    """``settings`` (default: Settings()) with ``seed`` and ``alpha`` where given, validated;
+    InvalidArgument for a seed that is not an integer >= 0."""
     s = settings or Settings()
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -481,10 +420,11 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     """
     from .runner import verify as run_checks
     from .targets._base import check_layout_rank, probe_shape_arg
-    from .targets.resolve import check_capabilities, resolve_target
+    from .naming import resolve_target
+    from .targets.resolve import check_capabilities
     from .targets.user import factory_spec
 
-    settings = _settings_for(settings, seed, alpha)
+    settings = settings_for(settings, seed, alpha)
     fixed_axes = {k: v for k, v in (("dtype", dtype), ("layout", layout)) if v is not None}
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
@@ -502,7 +442,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
             params = {**_current_params(target), **params}
             if "p" not in params:
                 raise InvalidArgument(f"cannot read p from the {type(target).__name__} object: give p=...")
-            from .contracts import get_contract
+            from .variants import get_contract
             known = {ps.name for ps in get_contract(variant).params}
             own = {k: v for k, v in params.items() if k in known}
             factory = layer_factory(target, own)

@@ -14,30 +14,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import DropverifyError, key_value_pairs
+from .cliargs import CLI_TIME_BUDGET, QUICK, UsageError, write_jobs
+from .cliargs import check_writable as _check_writable, default_seed as _default_seed, parse_shape as _parse_shape
+from .cliargs import settings_from_args as _settings
+from .errors import DropverifyError
 from .results import failure_row
+from .targets import THIRDPARTY
 
-THIRDPARTY = ("torch", "torchvision", "timm", "keras", "keras[jax]", "keras[tensorflow]", "tf", "flax", "equinox", "jax")
+if TYPE_CHECKING:  # the runner loads the checks: imported when a command runs
+    from .runner import Progress
+
 DTYPE_CHOICES = ("float16", "bfloat16", "float32", "float64")
 DEFAULT_OUT = "reports"
-CLI_TIME_BUDGET = 45.0
-"""Seconds of statistical sampling per configuration on the command line (small p ends in ~1 min)."""
-QUICK = {"max_calls": 1000, "time_budget_s": 20.0}
-"""The ``--quick`` preset."""
-
-
-class UsageError(DropverifyError):
-    """A command-line mistake: one line on stderr, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,11 +44,6 @@ class _Parser(argparse.ArgumentParser):
 def _version() -> str:
     from .report.jsonout import tool_version
     return tool_version()
-
-
-def _default_seed() -> int:
-    from .checks._core import DEFAULT_SEED
-    return DEFAULT_SEED
 
 
 # ----------------------------------------------------------------------------- arguments
@@ -166,82 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- validation
-def _settings(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None,
-              margins: Optional[Mapping[str, float]] = None):
-    """Settings from the config's values (``base``), overridden by every option given."""
-    from .checks import Settings
-    values: Dict[str, Any] = dict(base or {})
-    values.setdefault("time_budget_s", CLI_TIME_BUDGET)
-    if getattr(args, "quick", None):
-        values.update(QUICK)
-    for key in ("seed", "alpha", "power", "max_calls", "fault_fraction"):
-        given = getattr(args, key, None)
-        if given is not None:
-            values[key] = given
-    budget = getattr(args, "time_budget", None)
-    if budget is not None:
-        if not (budget >= 0 and math.isfinite(budget)):
-            raise UsageError(f"--time-budget {budget:g}, but should be a number of seconds >= 0 (0: none)")
-        values["time_budget_s"] = budget or None
-    seed = values.get("seed", _default_seed())
-    if seed < 0:
-        raise UsageError(f"--seed {seed}, but should be a non-negative integer")
-    merged = dict(margins or {})
-    given_margins: Dict[str, float] = {}
-    for name, value in key_value_pairs(args.margin, "--margin", "NAME=VALUE", "rate=0.02"):
-        try:
-            given_margins[name] = float(value)
-        except ValueError:
-            raise UsageError(f"--margin {name}={value!r}, but should be a positive number") from None
-    merged.update(given_margins)
-    settings = Settings(**values).validate()
-    return settings.with_margins(**merged) if merged else settings
-
-
 def _checks(args: argparse.Namespace, config_checks: Optional[Sequence[str]] = None) -> Optional[List[str]]:
     from .checknames import producing_checks
     names = args.check if args.check else config_checks
     return producing_checks(names) if names else None
-
-
-def _parse_shape(text: Optional[str]) -> Optional[Tuple[int, ...]]:
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        raise UsageError(f"--shape {text!r}, but should be comma-separated integers, e.g. 64,32,8,8") from None
-    if not shape or any(s < 1 for s in shape):
-        raise UsageError(f"--shape {text!r}, but every size should be at least 1")
-    return shape
-
-
-def _nearest_existing(path: Path) -> Path:
-    for folder in (path, *path.parents):
-        if folder.exists():
-            return folder
-    return Path(".")
-
-
-def _check_writable(option: str, value: str, folder: bool) -> None:
-    """Raise UsageError now (before sampling) if ``value`` cannot be written."""
-    path = Path(value)
-    if folder and path.exists() and not path.is_dir():
-        raise UsageError(f"{option} {value!r}, but it is a file, not a folder")
-    if not folder and path.is_dir():
-        raise UsageError(f"{option} {value!r}, but it is a folder, not a file")
-    if not folder and path.exists() and not os.access(path, os.W_OK):
-        raise UsageError(f"{option} {value!r}, but the file is not writable")
-    anchor = _nearest_existing(path if folder else path.parent)
-    if not anchor.is_dir():
-        raise UsageError(f"{option} {value!r}, but {str(anchor)!r} is a file, not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".dropverify-write-test.", dir=anchor)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UsageError(f"{option} {value!r}, but {str(anchor)!r} is not writable ({exc.strerror or exc})") \
-            from None
 
 
 def _user_ref(target: str) -> str:
@@ -252,7 +171,8 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
              dtype: str, layout: str, device: str, variant_for_builtins: bool = True) -> list:
     """Specs of one target configuration (built-in or factory); InvalidArgument for any mistake.
     ``variant`` is checked against a built-in's own unless ``variant_for_builtins`` is False."""
-    from .targets.resolve import is_builtin, resolve_target
+    from .naming import resolve_target
+    from .targets.resolve import is_builtin
     ref = _user_ref(target)
     if ":" not in ref.strip(":"):
         raise UsageError(f"target {target!r}, but should look like FRAMEWORK:LAYER (a built-in, e.g. torch:Dropout2d) "
@@ -306,7 +226,6 @@ def _command_line(argv: Sequence[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- running
-Progress = Callable[[str, int, int], None]
 
 
 def _progress(quiet: bool) -> Optional[Progress]:
@@ -444,18 +363,6 @@ def _write_outputs(run, plan: Plan, command: str) -> List[str]:
     if plan.summary is not None:
         jobs.append((f"job summary {plan.summary}", lambda: write_summary(run, plan.summary, plan.strict, command)))
     return write_jobs(jobs)
-
-
-def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
-    """Run each (what, write) job; print "<what> written", or collect a one-line problem."""
-    problems: List[str] = []
-    for what, job in jobs:
-        try:
-            job()
-            print(f"{what} written")
-        except OSError as exc:
-            problems.append(f"writing {what} failed: {exc.strerror or exc}")
-    return problems
 
 
 def _finish(run, quiet: bool, strict: bool) -> int:
@@ -650,7 +557,7 @@ def cmd_thirdparty(args: argparse.Namespace, command: str) -> int:
 def cmd_list(args: argparse.Namespace, command: str) -> int:
     from .checknames import result_names
     from .checks import CHECKS
-    from .contracts import all_contracts
+    from .variants import all_contracts
     from .errors import TargetUnavailable
     from .targets import ADAPTERS, target_names
     print("variants:")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -458,28 +458,22 @@ def all_axes_independent(params: Params, shape: Shape) -> Tuple[int, ...]:
 
 
 # ------------------------------------------------------------------------------
-# registry: every variant module registers its contract here on import
+# registry: every variant module registers its contract here on import; the lookups
+# (:func:`dropverify.variants.get_contract`, :func:`dropverify.variants.all_contracts`) live
+# in the variants package, which imports every variant module first
 
 _REGISTRY: dict = {}
 
 
 def register(contract: Contract) -> Contract:
+    """Add ``contract`` to the registry under its name (once); returns it."""
     if contract.name in _REGISTRY:
         raise InvalidArgument(f"contract {contract.name!r} registered twice")
     _REGISTRY[contract.name] = contract
     return contract
 
 
-def get_contract(name: str) -> Contract:
-    """The contract of a canonical variant name; InvalidArgument lists the known names."""
-    from . import variants  # noqa: F401  (imports every variant module, filling the registry)
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InvalidArgument(
-            f"variant={name!r}, but should be one of: {', '.join(sorted(_REGISTRY))}") from None
-
-
-def all_contracts() -> Tuple[Contract, ...]:
-    from . import variants  # noqa: F401
-    return tuple(_REGISTRY[k] for k in sorted(_REGISTRY))
+def registered() -> Dict[str, Contract]:
+    """The contracts registered so far, by name (a copy): every variant's once
+    :mod:`dropverify.variants` is imported."""
+    return dict(_REGISTRY)

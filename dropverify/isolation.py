@@ -3,15 +3,17 @@ environment (Keras 3 fixes its backend at first import: ``KERAS_BACKEND=jax``) r
 spawned worker started with that environment, one worker per distinct environment.
 
 The worker rebuilds the spec from its ``ref`` (the built-in name and position), applies the
-parent's parameters, shape, dtype, layout and waivers, and runs the checks with the run's
-alpha and the spec's position in the run (so its seeds are those of an in-process run). The
-parent counts the worker's statistical results first, so one Holm family spans every process.
+parent's parameters, shape, dtype, layout and waivers (:func:`portable`, :func:`rebuild`). What
+it runs is the caller's: the runner submits its own module-level functions (they count the
+statistical results first, so one Holm family spans every process, then run the checks with
+the run's alpha and each spec's position in the run, so its seeds are those of an in-process
+run). This module never imports the runner.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 from .targets._base import TargetSpec
 
@@ -32,7 +34,8 @@ def portable(spec: TargetSpec) -> Dict[str, Any]:
             "margins": dict(getattr(spec, "margins", None) or {})}
 
 
-def _rebuild(item: Mapping[str, Any]) -> TargetSpec:
+def rebuild(item: Mapping[str, Any]) -> TargetSpec:
+    """The spec :func:`portable` described, rebuilt in this process from its built-in name."""
     from .targets import get_target
     name, k = item["ref"]
     spec = get_target(name)[k]
@@ -46,18 +49,6 @@ def _rebuild(item: Mapping[str, Any]) -> TargetSpec:
 
 def _set_env(env: Mapping[str, str]) -> None:
     os.environ.update(env)
-
-
-def _count(items: Sequence[Mapping[str, Any]], positions: Sequence[int], settings, checks) -> int:
-    from .runner import _contexts, _statistical_count
-    specs = [_rebuild(i) for i in items]
-    return _statistical_count(_contexts(specs, settings, checks, positions))
-
-
-def _run(items: Sequence[Mapping[str, Any]], positions: Sequence[int], settings, checks, alpha_each: float):
-    from .runner import _contexts, _run_plans
-    specs = [_rebuild(i) for i in items]
-    return _run_plans(_contexts(specs, settings, checks, positions), alpha_each)
 
 
 class Isolated:
@@ -75,11 +66,10 @@ class Isolated:
                                                      initargs=(dict(env),))
         return self.pools[key]
 
-    def count(self, env, items, positions, settings, checks) -> int:
-        return self.pool(env).submit(_count, items, positions, settings, checks).result()
-
-    def run(self, env, items, positions, settings, checks, alpha_each: float) -> List[Any]:
-        return self.pool(env).submit(_run, items, positions, settings, checks, alpha_each).result()
+    def call(self, env: Mapping[str, str], fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the worker of ``env`` (``fn``: a module-level function, picklable
+        by name), waiting for its result."""
+        return self.pool(env).submit(fn, *args).result()
 
     def close(self) -> None:
         for p in self.pools.values():

@@ -24,6 +24,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .checks import Settings
+from .checks._core import DEFAULT_SEED
 from .report import write_atomic
 from .runner import verify
 from .targets import numpy_spec, reference_spec
@@ -310,7 +311,7 @@ def quality_markdown(kills: Sequence[Dict[str, Any]], calib: Sequence[Dict[str, 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dropverify.quality")
-    parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--out", default="reports")
     parser.add_argument("--seeds", type=int, default=500, help="seeds per calibration family. Default: %(default)r")
     parser.add_argument("--power-seeds", type=int, default=100, help="seeds per power point. Default: %(default)r")

@@ -16,11 +16,16 @@ from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, Check
 from .checks._core import NotInformative
 from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
+from .isolation import Isolated, is_foreign, portable, rebuild
 from .results import worst
 from .stats import holm
+from .targets import framework_packages
 from .targets._base import TargetSpec, numpy_dtype
 
 Progress = Callable[[str, int, int], None]
+"""The runner's progress callback: ``progress(label, done, total)`` as each check starts (``done``
+checks finished so far), ``("done <seconds>: <target>: <check>", ...)`` as each shared-stream
+check finishes, and ``("done", total, total)`` at the end."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,8 @@ def _applies(check: CheckSpec, ctx: CheckContext) -> bool:
         return False
 
 
-FRAMEWORK_PACKAGES = ("torch", "torchvision", "timm", "keras", "jax", "jaxlib", "flax", "equinox", "tensorflow")
+FRAMEWORK_PACKAGES = framework_packages()
+"""The packages of every third-party framework (:data:`dropverify.targets.FRAMEWORKS`)."""
 
 
 def environment(specs: Sequence[TargetSpec] = ()) -> Dict[str, str]:
@@ -117,12 +123,11 @@ def environment(specs: Sequence[TargetSpec] = ()) -> Dict[str, str]:
     import statsmodels
     env = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
            "scipy": scipy.__version__, "statsmodels": statsmodels.__version__}
-    named = {part for s in specs for part in s.name.split(":", 1)[0].replace("]", "").split("[")}
-    named |= {"tensorflow" for n in named if n == "tf"}
+    named = set(framework_packages(tuple(s.name.split(":", 1)[0] for s in specs)))
     for mod in FRAMEWORK_PACKAGES:
         if mod in sys.modules:
             env[mod] = getattr(sys.modules[mod], "__version__", "?")
-        elif mod in named or (mod == "jaxlib" and "jax" in named):
+        elif mod in named:
             for dist in (mod, mod + "-cpu"):  # tensorflow installs as tensorflow-cpu too
                 try:
                     env[mod] = importlib.metadata.version(dist)
@@ -141,7 +146,6 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         unknown = sorted(set(checks) - {c.name for c in CHECKS})
         if unknown:
             raise InvalidArgument(f"check={unknown[0]!r}, but should be one of: {', '.join(c.name for c in CHECKS)}")
-    from .isolation import Isolated, is_foreign, portable
     start = time.perf_counter()
     local = [i for i, s in enumerate(specs) if not is_foreign(s)]
     groups: Dict[Tuple[Tuple[str, str], ...], List[int]] = {}
@@ -154,19 +158,31 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     try:
         m = _statistical_count(plans)
         for key, idx in groups.items():
-            m += isolated.count(dict(key), [items[i] for i in idx], idx, settings, checks)
+            m += isolated.call(dict(key), _count_in_worker, [items[i] for i in idx], idx, settings, checks)
         alpha_each = settings.alpha / max(m, 1)
         by_position = dict(zip(local, _run_plans(plans, alpha_each, progress)))
         for key, idx in groups.items():
             if progress:
                 progress(f"{len(idx)} target(s) in a worker with {dict(key)}", 0, 1)
-            by_position.update(zip(idx, isolated.run(dict(key), [items[i] for i in idx], idx, settings, checks,
-                                                     alpha_each)))
+            by_position.update(zip(idx, isolated.call(dict(key), _run_in_worker, [items[i] for i in idx], idx,
+                                                      settings, checks, alpha_each)))
     finally:
         isolated.close()
     runs = [by_position[i] for i in range(len(specs))]
     runs = _apply_holm(runs, settings.alpha)
     return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment(specs))
+
+
+def _count_in_worker(items: Sequence[Dict[str, Any]], positions: Sequence[int], settings: Settings,
+                     checks: Optional[Sequence[str]]) -> int:
+    """In an isolation worker: the statistical results of the specs ``items`` describe."""
+    return _statistical_count(_contexts([rebuild(i) for i in items], settings, checks, positions))
+
+
+def _run_in_worker(items: Sequence[Dict[str, Any]], positions: Sequence[int], settings: Settings,
+                   checks: Optional[Sequence[str]], alpha_each: float) -> List[TargetRun]:
+    """In an isolation worker: run the specs ``items`` describe (before Holm)."""
+    return _run_plans(_contexts([rebuild(i) for i in items], settings, checks, positions), alpha_each)
 
 
 def _statistical_count(plans) -> int:

@@ -6,7 +6,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from dropverify.contracts import all_contracts, value_tolerance
+from dropverify.contracts import value_tolerance
+from dropverify.variants import all_contracts
 from dropverify.variants import variant_class
 
 

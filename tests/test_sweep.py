@@ -151,7 +151,7 @@ def test_report_has_table_figure_json_and_a_runnable_reproduction(tmp_path):
 
 def test_default_single_run_is_not_blind_to_a_scale_by_one_over_p_or_a_keep_drop_swap():
     """No options: the default p is asymmetric, so 1/p != 1/(1-p) and a swap changes the rate."""
-    from dropverify.contracts import get_contract
+    from dropverify.variants import get_contract
     from dropverify.mutants import all_mutants, mutant_spec
     from dropverify.runner import verify
     assert get_contract("dropout").validate_params({})["p"] != 0.5

@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ..api import Report, _settings_for
-from ..results import failure_row, worst
+from ..api import Report, settings_for
 from ..checks import ERROR, FAIL, INCONCLUSIVE, CheckResult, Settings
+from ..results import failure_row, worst
 from ..diagnosis import RootCause
 from ..errors import InvalidArgument
 from ..runner import RunResult, TargetRun, environment
 
+SCAN_MAX_CALLS = 5000
+"""The scan's default budget per check (``run``: 20,000): a model has many sites; --max-calls raises it."""
 MODEL = "(model)"
 """The name of the model-level target in the run (its checks are exact)."""
 
@@ -175,7 +177,7 @@ def _shown_rate(calls: Sequence[Any]) -> str:
 
 
 def _contract_dict(variant: Optional[str], params: Mapping[str, Any]) -> Tuple[str, Dict[str, Any]]:
-    from ..contracts import get_contract
+    from ..variants import get_contract
     if variant:
         try:
             return variant, get_contract(variant).describe(params)
@@ -215,7 +217,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     on the device and in the dtype the model runs in. ``checks``: the checks run at each site
     in situ (default :data:`~dropverify.modelscan.insitu.DEFAULT_CHECKS`; ``"all"`` every
     applicable check). ``seed``, ``alpha`` and ``settings`` as for :func:`dropverify.verify`; without
-    ``settings`` the budget is :data:`~dropverify.modelscan.cli.SCAN_MAX_CALLS` calls per check.
+    ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check.
     Bad arguments, and a model that raises on its first training pass, raise InvalidArgument.
     """
     import torch
@@ -224,8 +226,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
 
     if not isinstance(model, nn.Module):
         raise InvalidArgument(f"model is a {type(model).__name__}, but should be a torch nn.Module")
-    from .cli import SCAN_MAX_CALLS
-    settings = _settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
+    settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
     chosen = insitu.choose_checks(checks)
     args, kwargs = as_args(example_inputs)
     rng = torch.random.get_rng_state()
@@ -368,4 +369,4 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     return ScanReport(run=full, reproduce=reproduce, scan=result)
 
 
-__all__ = ["MODEL", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]
+__all__ = ["MODEL", "SCAN_MAX_CALLS", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]

@@ -14,11 +14,12 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-SCAN_MAX_CALLS = 5000
-"""The scan's default budget per check (``run``: 20,000): a model has many sites; --max-calls raises it."""
+from ..cliargs import UsageError, check_writable, parse_shape, settings_from_args, write_jobs
 
+if TYPE_CHECKING:
+    from ..runner import Progress
 
 def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``scan`` subcommand (``settings_args`` adds --seed, --alpha, --check, --junit-xml ...)."""
@@ -42,7 +43,6 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
 
 
 def _usage(message: str) -> Exception:
-    from ..cli import UsageError
     return UsageError(message)
 
 
@@ -77,7 +77,6 @@ def build_model(ref: str) -> Any:
 def build_inputs(args: argparse.Namespace, seed: int) -> Any:
     """The example input: a seeded standard normal of --shape / --dtype, or what --input returns."""
     import torch
-    from ..cli import _parse_shape
     if args.shape is None and args.input is None:
         raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
     if args.shape is not None and args.input is not None:
@@ -92,7 +91,7 @@ def build_inputs(args: argparse.Namespace, seed: int) -> Any:
             raise _usage(f"--input {args.input!r} returned a {type(inputs).__name__}, but should return a tensor, "
                          "a tuple of tensors or a dict of tensors")
         return inputs
-    shape = _parse_shape(args.shape)
+    shape = parse_shape(args.shape)
     dtype = getattr(torch, args.dtype or "float32")
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
@@ -108,7 +107,7 @@ def _to(inputs: Any, device: str) -> Any:
     return move(inputs)
 
 
-def _progress(quiet: bool) -> Optional[Callable[[str, int, int], None]]:
+def _progress(quiet: bool) -> Optional[Progress]:
     if quiet:
         return None
     start = time.perf_counter()
@@ -132,13 +131,12 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     """``dropverify scan``: validate everything, scan, write the outputs, print the summary."""
     import os
     import torch
-    from ..cli import _check_writable, _settings
     from ..report import write_junit, write_summary
-    from .api import scan
+    from .api import SCAN_MAX_CALLS, scan
     from .insitu import choose_checks
     from .report import summary_lines, write_scan
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     if args.max_calls is None and not getattr(args, "quick", None):
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
     checks = choose_checks(args.check) if args.check else None  # InvalidArgument (exit 2) for an unknown name
@@ -150,11 +148,11 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     if args.report is not None:
         if not args.report.endswith(".md"):
             raise _usage(f"--report {args.report!r}, but should end in .md (the JSON lands beside it)")
-        _check_writable("--report", args.report, folder=False)
+        check_writable("--report", args.report, folder=False)
     if junit is not None:
-        _check_writable("--junit-xml", junit, folder=False)
+        check_writable("--junit-xml", junit, folder=False)
     if summary is not None:
-        _check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
+        check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
     inputs = build_inputs(args, settings.seed)
     model = build_model(args.model)
     if args.dtype is not None:
@@ -171,7 +169,6 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         jobs.append((f"JUnit XML {junit}", lambda: write_junit(report.run, junit, bool(args.strict), command)))
     if summary is not None:
         jobs.append((f"job summary {summary}", lambda: write_summary(report.run, summary, bool(args.strict), command)))
-    from ..cli import write_jobs
     problems += write_jobs(jobs)
     for line in summary_lines(report):
         print(line)
@@ -184,4 +181,4 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     return 2 if problems else (0 if ok else 1)
 
 
-__all__ = ["SCAN_MAX_CALLS", "add_scan_parser", "build_inputs", "build_model", "cmd_scan"]
+__all__ = ["add_scan_parser", "build_inputs", "build_model", "cmd_scan"]

@@ -111,7 +111,7 @@ def register(cls: type, variant: str, p: str = "p", **params: Any) -> None:
     """Declare a module class a dropout-family site of ``variant`` for :func:`dropverify.scan`:
     its rate is the attribute ``p`` names; ``params`` are the contract's other parameters
     (e.g. ``scale_by_keep=True``). Raises InvalidArgument for an unknown variant."""
-    from ..contracts import get_contract
+    from ..variants import get_contract
     from ..errors import InvalidArgument
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise InvalidArgument(f"register({cls!r}, ...), but should be an nn.Module subclass")

@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contracts import Contract, get_contract
+from ..contracts import Contract
 from ..errors import InvalidArgument
 from ..targets._base import TargetSpec
 from ..targets.torch_nn import (FLOAT_DTYPES, TorchTarget, layouts_for, mha_call, mha_factory, sdpa_call,
@@ -131,7 +131,9 @@ def _spec(site: Site, name: str, variant: str, params: Dict[str, Any], shape: Tu
           contract: Optional[Contract] = None, conventions: Sequence[str] = (),
           layouts: Optional[Tuple[str, ...]] = None, extra_na: Optional[Mapping[str, str]] = None) -> TargetSpec:
     """A spec whose target is ``make()`` behind the torch adapter, at this site's parameters only."""
-    contract = contract or get_contract(variant)
+    if contract is None:
+        from ..variants import get_contract
+        contract = get_contract(variant)
     canonical = contract.validate_params(params)
     contract.check_shape(shape)
     dt = _np_dtype(dtype)

@@ -15,14 +15,12 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checks import ERROR, FAIL, CheckResult, Settings
+from ..checks._core import DEFAULT_SEED
+from ..errors import InvalidArgument
 from ..runner import RunResult, verify
 from ..targets import TargetSpec, numpy_spec, reference_spec
 from ._core import BUG_CLASSES, Mutant
 from .numpy_mutants import CONTROLS, FAMILIES, MUTANTS, family_of
-
-DEFAULT_SEED = 20261126
-"""The seed of the corpus' default settings (the Makefile's SEED)."""
-
 
 def default_settings() -> Settings:
     """Default harness settings with the corpus' fixed seed."""
@@ -51,6 +49,17 @@ def mutant_spec(m: Mutant) -> TargetSpec:
         from ..targets.torch_nn import torch_spec
         return torch_spec(m.target_name, m.variant, m.factory, m.params, **kw)
     return numpy_spec(m.target_name, m.variant, m.factory, m.params, **kw)
+
+
+def spec_by_name(target: str) -> TargetSpec:
+    """The spec of ``mutant:NAME`` (sweep corner cases first, then the numpy and torch corpus);
+    InvalidArgument for an unknown NAME."""
+    name = target.partition(":")[2]
+    from ._sweep import SWEEP_MUTANTS
+    for m in tuple(SWEEP_MUTANTS) + tuple(all_mutants()):
+        if m.name == name:
+            return mutant_spec(m)
+    raise InvalidArgument(f"target={target!r}: no mutant called {name!r}")
 
 
 def reference_spec_for(m: Mutant) -> TargetSpec:
@@ -171,4 +180,4 @@ def kill_rate(rows: Sequence[Dict[str, Any]]) -> float:
 
 __all__ = ["BUG_CLASSES", "checks_for", "CONTROLS", "DEFAULT_SEED", "FAMILIES", "MUTANTS", "Mutant", "all_mutants",
            "default_settings", "evaluate", "family_of", "kill_rate", "kill_table", "killed_by", "matching",
-           "mutant_spec", "reference_spec_for", "run_one", "torch_corpus"]
+           "mutant_spec", "reference_spec_for", "run_one", "spec_by_name", "torch_corpus"]

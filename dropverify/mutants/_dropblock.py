@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from ..variants import _dropblock_theory as theory
-from ..variants.dropblock import DropBlock2d, DropBlock3d, _DropBlockNd
+from ..variants.dropblock import DropBlock2d, DropBlock3d, DropBlockNd
 from ._core import Mutant, mutant
 
 Extents = Tuple[Tuple[int, int], ...]
@@ -61,7 +61,7 @@ def valid_allowed(dims: Sequence[int], ks: Sequence[int]) -> np.ndarray:
     return out
 
 
-def draw_blocks(layer: _DropBlockNd, shape: Tuple[int, ...], gamma: float, allowed: Optional[np.ndarray],
+def draw_blocks(layer: DropBlockNd, shape: Tuple[int, ...], gamma: float, allowed: Optional[np.ndarray],
                 extents: Extents, share_channels: Optional[bool] = None) -> np.ndarray:
     """Seeds (N, 1 or C, *dims) from ``layer.rng``; returns the DROPPED indicator."""
     dims = tuple(shape[2:])
@@ -73,7 +73,7 @@ def draw_blocks(layer: _DropBlockNd, shape: Tuple[int, ...], gamma: float, allow
     return box_or(seeds, extents)
 
 
-def _apply(layer: _DropBlockNd, x: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+def _apply(layer: DropBlockNd, x: np.ndarray, dropped: np.ndarray) -> np.ndarray:
     keep = ~dropped
     kept = int(np.count_nonzero(keep))
     scale = keep.size / kept if kept else 0.0

@@ -13,7 +13,7 @@ from typing import Tuple
 import numpy as np
 
 from ..contracts import probe_magnitudes
-from ..variants.dropout import Dropout, GaussianDropout, _gaussian_sigma
+from ..variants.dropout import Dropout, GaussianDropout, gaussian_sigma
 from ._core import Mutant, mutant
 
 CHECK = "drop_rate_independent_of_input_by_stratum"
@@ -100,7 +100,7 @@ class GaussianSignMean(GaussianDropout):
         if not self.training or self.p == 0.0:
             return super()._forward(x)
         centre = np.where(x < 0, 1.0 + self.SHIFT, 1.0 - self.SHIFT)
-        m = (centre + _gaussian_sigma(self.p) * self.rng.standard_normal(x.shape)).astype(x.dtype)
+        m = (centre + gaussian_sigma(self.p) * self.rng.standard_normal(x.shape)).astype(x.dtype)
         self._saved = ("noise", m)
         return x * m
 

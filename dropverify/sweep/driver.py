@@ -28,7 +28,8 @@ from ..checks import Settings
 from ..errors import InvalidArgument
 from ..results import worst
 from ..targets._base import check_layout_rank, layouts_for_rank, probe_shape_arg
-from .execute import LARGE_CHECKS, SWEEP_CHECKS, Executor, Task, make_executor, run_task, task_settings
+from .execute import (LARGE_CHECKS, SWEEP_CHECKS, SWEEP_MAX_CALLS, Executor, Task, make_executor, run_task,
+                      task_settings)
 from .space import (Axis, Config, DTYPE_ORDER, Space, covering, large_config, p_values, param_values,
                     shape_values, simplifications, strategy)
 
@@ -36,9 +37,6 @@ ALPHA_A, ALPHA_B, ALPHA_C = 0.5, 0.3, 0.2
 MAX_CONFIRM = 3
 MAX_STARTS = 2
 """Failing covering configurations shrunk (one per distinct set of failing checks)."""
-SWEEP_MAX_CALLS = 4000
-"""Calls per statistical check in a sweep configuration (the single-configuration run uses
-``--max-calls``): a sweep looks for configurations that FAIL, which large deviations do early."""
 LARGE_MAX_CALLS = 8
 """Calls per check on the large tensor (each has >= 2^25 elements): enough for the first look,
 where a wrapping stream (identical masks at a power-of-two flat offset, millions of pairs per
@@ -90,7 +88,7 @@ def build_space(target: str, variant: Optional[str], fixed: Mapping[str, Any], s
     """The axes of ``target`` (see :mod:`.space`): p, dtype, layout, shape, the variant's own
     parameters; values in ``fixed`` (``--param``, ``--dtype``, ``--layout``, ``--shape``)
     are not swept."""
-    from ..targets.resolve import resolve_target
+    from ..naming import resolve_target
     params = {k: v for k, v in fixed.items() if k not in ("dtype", "layout", "shape", "device")}
     shape = probe_shape_arg(fixed["shape"]) if "shape" in fixed else None
     specs = spec_factory(None) if spec_factory else resolve_target(target, variant, params, shape)
@@ -241,7 +239,7 @@ def shrink_starts(failing: Sequence[Mapping[str, Any]], limit: int = MAX_STARTS)
 
 
 def _variant_of(target: str, spec_factory) -> str:
-    from ..targets.resolve import resolve_target
+    from ..naming import resolve_target
     specs = spec_factory(None) if spec_factory else resolve_target(target)
     return specs[0].variant
 

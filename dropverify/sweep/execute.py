@@ -28,6 +28,9 @@ or the variant's parameters (exact repeats included: an odd batch or a small map
 items share masks). Seed handling, pair tests along every axis and the edge cases run
 once, in the single-configuration run (``dropverify run`` without ``--sweep``)."""
 
+SWEEP_MAX_CALLS = 4000
+"""Calls per statistical check in a sweep configuration (the single-configuration run uses
+``--max-calls``): a sweep looks for configurations that FAIL, which large deviations do early."""
 LARGE_CHECKS = ("drop_rate_matches_by_binomial", "masks_independent_at_flat_offsets_by_fisher")
 """Checks on the large tensor: its rate, and independence at power-of-two flat offsets (where
 a random stream that wraps repeats itself)."""
@@ -59,7 +62,7 @@ def run_task(task: Task, spec_factory: Optional[Callable[[Config], list]] = None
         if spec_factory is not None:
             specs = spec_factory(cfg)
         else:
-            from ..targets.resolve import resolve_target
+            from ..naming import resolve_target
             specs = resolve_target(task.target, task.variant, cfg.all_params(), cfg.shape, cfg.dtype, cfg.layout,
                                    cfg.device)
         run = verify(specs, task.settings, checks=list(task.checks))

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, List, Optional, Union
 
-from .execute import SWEEP_CHECKS
+from ..reproduce import run_command
+from .execute import SWEEP_CHECKS, SWEEP_MAX_CALLS
 
 _MARK = {"PASS": "P", "FAIL": "**F**", "INCONCLUSIVE": "i", "ERROR": "**E**"}
 
@@ -27,28 +27,20 @@ def reproduce_command(result, row: Dict[str, Any]) -> str:
     """The ``dropverify run`` line that repeats this configuration's run: same target, variant,
     parameters, shape, dtype, layout, seed, alpha, call budget and checks."""
     cfg = row["config"]
-    parts = ["dropverify", "run", result.target]
-    if result.variant and ":" in result.target and not _builtin(result.target):
-        parts += ["--variant", result.variant]
-    for k, v in cfg.all_params().items():
-        parts += ["--param", f"{k}={_literal(v)}"]
-    parts += ["--shape", ",".join(str(s) for s in cfg.shape), "--dtype", cfg.dtype, "--layout", cfg.layout]
-    if cfg.device != "cpu":
-        parts += ["--device", cfg.device]
-    parts += ["--seed", str(row["seed"]), "--alpha", f"{row['alpha']:.6g}",
-              "--max-calls", str(row.get("max_calls") or _max_calls(result))]
-    ran = []
+    named = result.variant and ":" in result.target and not _builtin(result.target)
+    ran: List[str] = []
     for r in row.get("results", []):
         b = base_check(r["check"])
         if b in SWEEP_CHECKS and b not in ran:
             ran.append(b)
-    for b in ran:
-        parts += ["--check", b]
-    return " ".join(shlex.quote(p) for p in parts)
+    options = ["--seed", str(row["seed"]), "--alpha", f"{row['alpha']:.6g}",
+               "--max-calls", str(row.get("max_calls") or _max_calls(result))]
+    return run_command(result.target, result.variant if named else None, cfg.all_params(), shape=cfg.shape,
+                       dtype=cfg.dtype, layout=cfg.layout, device=cfg.device, options=options, checks=ran,
+                       literal=_literal, quote=True)
 
 
 def _max_calls(result) -> int:
-    from .driver import SWEEP_MAX_CALLS
     return int(getattr(result, "max_calls", SWEEP_MAX_CALLS))
 
 

@@ -8,28 +8,64 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Callable, Dict, List, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import InvalidArgument, TargetUnavailable
 from ._base import Target, TargetSpec, relayout
 from .numpy_ref import NumpyTarget, numpy_spec, reference_spec
 
-# framework prefix -> (adapter module, pip extra that provides the framework)
-ADAPTERS: Dict[str, Tuple[str, str]] = {
-    "torch": ("dropverify.targets.torch_nn", "torch"),
-    "torchvision": ("dropverify.targets.torchvision_ops", "vision"),
-    "timm": ("dropverify.targets.timm_layers", "vision"),
-    "keras": ("dropverify.targets.keras_layers", "keras"),
+
+
+@dataclass(frozen=True)
+class Framework:
+    """One framework whose built-in targets are named ``<name>:<Layer>``."""
+
+    name: str
+    """The name prefix: ``torch`` in ``torch:Dropout2d``."""
+    module: str
+    """The module that defines its targets (an adapter's ``TARGETS``; numpy's come from the variants)."""
+    extra: Optional[str]
+    """The pip extra(s) that install it: ``pip install dropverify[<extra>]`` (None: always installed)."""
+    packages: Tuple[str, ...]
+    """The Python packages it imports (their versions go in a run's environment)."""
+
+
+FRAMEWORKS: Tuple[Framework, ...] = (
+    Framework("numpy", "dropverify.targets.numpy_ref", None, ("numpy",)),
+    Framework("torch", "dropverify.targets.torch_nn", "torch", ("torch",)),
+    Framework("torchvision", "dropverify.targets.torchvision_ops", "vision", ("torchvision",)),
+    Framework("timm", "dropverify.targets.timm_layers", "vision", ("timm",)),
+    Framework("keras", "dropverify.targets.keras_layers", "keras", ("keras",)),
     # Keras on another backend: the names are listed in any process; their specs carry the
     # environment (KERAS_BACKEND=...) a worker needs to run them
-    "keras[jax]": ("dropverify.targets.keras_layers", "keras,jax"),
-    "keras[tensorflow]": ("dropverify.targets.keras_layers", "keras,tf"),
-    "tf": ("dropverify.targets.tf_ops", "tf"),
+    Framework("keras[jax]", "dropverify.targets.keras_layers", "keras,jax", ("keras", "jax", "jaxlib")),
+    Framework("keras[tensorflow]", "dropverify.targets.keras_layers", "keras,tf", ("keras", "tensorflow")),
+    Framework("tf", "dropverify.targets.tf_ops", "tf", ("tensorflow",)),
     # JAX adapters (each enables jax_enable_x64 when imported)
-    "flax": ("dropverify.targets.flax_layers", "jax"),
-    "equinox": ("dropverify.targets.equinox_layers", "jax"),
-    "jax": ("dropverify.targets.jax_layers", "jax"),
-}
+    Framework("flax", "dropverify.targets.flax_layers", "jax", ("flax",)),
+    Framework("equinox", "dropverify.targets.equinox_layers", "jax", ("equinox",)),
+    Framework("jax", "dropverify.targets.jax_layers", "jax", ("jax", "jaxlib")),
+)
+"""THE registry of frameworks with built-in targets; every list of them is derived from it."""
+
+BY_NAME: Dict[str, Framework] = {f.name: f for f in FRAMEWORKS}
+
+ADAPTERS: Dict[str, Tuple[str, str]] = {f.name: (f.module, f.extra) for f in FRAMEWORKS if f.extra is not None}
+"""The third-party frameworks (all but numpy): name prefix -> (adapter module, pip extra)."""
+
+THIRDPARTY: Tuple[str, ...] = tuple(ADAPTERS)
+"""The third-party framework names, in registry order (``dropverify verify-thirdparty``)."""
+
+
+def framework_packages(frameworks: Tuple[str, ...] = THIRDPARTY) -> Tuple[str, ...]:
+    """The Python packages ``frameworks`` import, each once, in registry order (unknown names: none)."""
+    out: List[str] = []
+    for name in frameworks:
+        for package in BY_NAME[name].packages if name in BY_NAME else ():
+            if package not in out:
+                out.append(package)
+    return tuple(out)
 
 
 def reference_targets() -> List[TargetSpec]:
@@ -41,7 +77,7 @@ def reference_targets() -> List[TargetSpec]:
 def adapter_module(framework: str):
     """Import the adapter of ``framework``; TargetUnavailable names the extra to install."""
     if framework not in ADAPTERS:
-        raise InvalidArgument(f"framework={framework!r}, but should be one of: numpy, {', '.join(ADAPTERS)}")
+        raise InvalidArgument(f"framework={framework!r}, but should be one of: {', '.join(BY_NAME)}")
     module_name, extra = ADAPTERS[framework]
     try:
         return importlib.import_module(module_name)
@@ -72,5 +108,6 @@ def get_target(name: str) -> List[TargetSpec]:
     return [dataclasses.replace(s, ref=(name, k)) for k, s in enumerate(made)]
 
 
-__all__ = ["ADAPTERS", "NumpyTarget", "Target", "TargetSpec", "adapter_module", "get_target",
-           "numpy_spec", "reference_spec", "reference_targets", "relayout", "target_names"]
+__all__ = ["ADAPTERS", "BY_NAME", "FRAMEWORKS", "Framework", "NumpyTarget", "THIRDPARTY", "Target", "TargetSpec",
+           "adapter_module", "framework_packages", "get_target", "numpy_spec", "reference_spec", "reference_targets",
+           "relayout", "target_names"]

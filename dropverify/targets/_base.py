@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Protocol, Tuple, runtime_ch
 
 import numpy as np
 
-from ..contracts import Contract, Inputs, get_contract
+from ..contracts import Contract, Inputs
 
 
 @runtime_checkable
@@ -65,7 +65,10 @@ class TargetSpec:
     ref: Optional[Tuple[str, int]] = None
 
     def resolved_contract(self) -> Contract:
-        return self.contract if self.contract is not None else get_contract(self.variant)
+        if self.contract is not None:
+            return self.contract
+        from ..variants import get_contract  # on first use: the variants import scipy
+        return get_contract(self.variant)
 
     def resolved_params(self, **overrides: Any) -> dict:
         merged = dict(self.params)

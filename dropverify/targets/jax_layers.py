@@ -38,7 +38,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from ..contracts import Inputs, get_contract  # noqa: E402
+from ..contracts import Inputs  # noqa: E402
 from ..errors import InvalidArgument  # noqa: E402
 from ._base import TargetSpec, relayout  # noqa: E402
 

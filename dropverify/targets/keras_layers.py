@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 
 import keras  # noqa: E402  (ImportError here -> TargetUnavailable in the registry)
 
-from ..contracts import Inputs, get_contract  # noqa: E402
+from ..contracts import Inputs  # noqa: E402
 from ..errors import TargetUnavailable  # noqa: E402
 from ._base import TargetSpec, relayout  # noqa: E402
 
@@ -378,6 +378,7 @@ def keras_spec(name: str, variant: str, factory: Factory, params: Optional[Mappi
     dtypes = kw.pop("dtypes", None)
     layouts = kw.pop("layouts", None)
     if layouts is None:
+        from ..variants import get_contract
         contract = kw.get("contract") or get_contract(variant)
         rank = len(kw.get("shape") or contract.default_shape)
         layouts = ("contiguous", "transposed", "strided") + (("channels_last",) if rank in (4, 5) else ())

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import InvalidArgument, key_value_pairs
 from ._base import TargetSpec, check_layout_rank, numpy_dtype, probe_shape_arg
+
+
+NamedSpec = Callable[[str], Optional[TargetSpec]]
+"""A resolver of names defined above the targets (``mutant:NAME``): the spec a name stands
+for, None for a name it does not know; it raises InvalidArgument for a name it owns but lacks."""
 
 
 @dataclass(frozen=True)
@@ -28,32 +33,37 @@ class TargetRef:
     layout: str = "contiguous"
     device: str = "cpu"
 
-    def specs(self) -> List[TargetSpec]:
+    def specs(self, named: Optional[NamedSpec] = None) -> List[TargetSpec]:
+        """The specs this describes (:func:`resolve_target`; ``named`` as there: a ``mutant:NAME``
+        needs :func:`dropverify.naming.named_spec`)."""
         return resolve_target(self.target, self.variant, self.params, self.shape, self.dtype, self.layout,
-                              self.device)
+                              self.device, named=named)
 
 
 def is_builtin(target: str) -> bool:
     """True for ``FRAMEWORK:LAYER`` names of a known framework (numpy, torch, timm ...)."""
-    from . import ADAPTERS
+    from . import BY_NAME
     framework, sep, _ = target.partition(":")
-    return bool(sep) and (framework == "numpy" or framework in ADAPTERS)
+    return bool(sep) and framework in BY_NAME
 
 
 def resolve_target(target: str, variant: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
                    shape: Optional[Tuple[int, ...]] = None, dtype: str = "float64", layout: str = "contiguous",
-                   device: str = "cpu") -> List[TargetSpec]:
+                   device: str = "cpu", *, named: Optional[NamedSpec] = None) -> List[TargetSpec]:
     """The spec(s) of ``target`` configured as asked; InvalidArgument (one line) for any mistake.
 
     Built-in names take canonical parameters (``p``, ``block_size`` ...; each adapter maps
     them to its library's own: ``rate``, ``drop_prob``) on top of the built-in's own; a
     ``variant`` other than the built-in's is refused. User factories need ``variant``.
+    ``named`` (given by a layer above: :func:`dropverify.naming.resolve_target`) resolves
+    other names first; its spec is configured as a built-in's.
     """
     params = dict(params or {})
     numpy_dtype(dtype)  # validates the name
     shape = None if isinstance(shape, (tuple, list)) and not shape else probe_shape_arg(shape)  # () = default
-    if target.startswith("mutant:"):
-        return [_configured(_mutant_spec(target), variant, params, shape, dtype, layout)]
+    spec = named(target) if named is not None else None
+    if spec is not None:
+        return [_configured(spec, variant, params, shape, dtype, layout)]
     if is_builtin(target):
         from . import get_target
         specs = get_target(target)
@@ -100,18 +110,6 @@ def check_capabilities(specs: List[TargetSpec], flags: bool = False) -> None:
             raise InvalidArgument(f"{given}, but {spec.name} takes {', '.join(str(d) for d in dtypes)}")
 
 
-def _mutant_spec(target: str) -> TargetSpec:
-    """``mutant:NAME``: a mutant of the corpus (sweep corner cases first, then the numpy and
-    torch corpus), so worker processes can rebuild mutants by name."""
-    from ..mutants import all_mutants, mutant_spec
-    from ..mutants._sweep import SWEEP_MUTANTS
-    name = target.partition(":")[2]
-    for m in tuple(SWEEP_MUTANTS) + tuple(all_mutants()):
-        if m.name == name:
-            return mutant_spec(m)
-    raise InvalidArgument(f"target={target!r}: no mutant called {name!r}")
-
-
 def _configured(spec: TargetSpec, variant: Optional[str], params: Mapping[str, Any],
                 shape: Optional[Tuple[int, ...]], dtype: str, layout: str) -> TargetSpec:
     if variant is not None and variant != spec.variant:
@@ -145,4 +143,4 @@ def parse_params(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["TargetRef", "is_builtin", "parse_params", "resolve_target"]
+__all__ = ["NamedSpec", "TargetRef", "is_builtin", "parse_params", "resolve_target"]

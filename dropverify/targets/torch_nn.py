@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..contracts import Inputs, get_contract
+from ..contracts import Inputs
 from ._base import TargetSpec
 
 CallHook = Callable[[nn.Module, Tuple[torch.Tensor, ...]], torch.Tensor]
@@ -167,6 +167,7 @@ def torch_spec(name: str, variant: str, factory: Callable[..., nn.Module],
         ``contract``, ``conventions``, ``description``) to :class:`TargetSpec`.
     """
     target_kw = {k: kw.pop(k) for k in _TARGET_KW if k in kw}
+    from ..variants import get_contract
     contract = kw.get("contract") or get_contract(variant)
     rank = len(kw.get("shape") or contract.default_shape)
     target_kw.setdefault("layouts", layouts_for(rank))

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torchvision.ops as tvops
 
-from ..contracts import Contract, Inputs, get_contract
+from ..contracts import Contract, Inputs
 from ._base import TargetSpec
 from .torch_nn import layouts_for, to_tensor, torch_spec  # noqa: F401  (re-exported for tests)
 
@@ -41,6 +41,7 @@ def eps_contract(variant: str, eps: float = _EPS) -> Contract:
     """The canonical DropBlock contract with torchvision's documented renormalisation
     ``numel / (eps + kept)`` instead of ``numel / kept`` (a relative 1e-6/kept, visible at
     float64 tolerance)."""
+    from ..variants import get_contract
     base = get_contract(variant)
 
     def kept_value(inputs: Inputs, params: Mapping[str, Any], dropped: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from ..contracts import get_contract
 from ..errors import InvalidArgument
 from ._base import TargetSpec
 from .numpy_ref import numpy_spec
@@ -81,7 +80,9 @@ def _accepted(factory: Callable[..., Any], params: Mapping[str, Any], given: Map
     return pick
 
 
-def _kind(obj: Any) -> str:
+def layer_kind(obj: Any) -> str:
+    """The framework a layer object (or factory output) belongs to: torch, keras, tf, nnx, linen,
+    equinox, numpy, jax (a plain function taking ``key``) or unknown."""
     for cls in type(obj).__mro__:
         mod = cls.__module__ or ""
         if mod.startswith("torch.nn") and cls.__name__ == "Module":
@@ -118,6 +119,7 @@ def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Map
     """The spec of the layer ``factory(**params)`` builds (torch, Keras, Flax NNX / Linen,
     Equinox, a plain JAX function or numpy, detected from what it returns); InvalidArgument for
     any mistake in the factory."""
+    from ..variants import get_contract
     contract = get_contract(variant)
     given = dict(params or {})
     canonical = contract.validate_params(given)
@@ -130,7 +132,7 @@ def factory_spec(factory: Callable[..., Any], variant: str, params: Optional[Map
         probe = factory(**pick(canonical))
     except Exception as exc:  # noqa: BLE001
         raise InvalidArgument(f"{ref}(**{pick(canonical)}) raised {type(exc).__name__}: {exc}") from None
-    kind = _kind(probe)
+    kind = layer_kind(probe)
     make = lambda prm: factory(**pick(prm))  # noqa: E731
     if kind == "numpy":
         if device != "cpu":

@@ -1,10 +1,14 @@
 """Reference implementations, one module per family; importing this package registers
-every module's contract. Adding a variant = adding one module here (with its contract)."""
+every module's contract (:func:`dropverify.contracts.register`), so the lookups of contracts by
+name live here. Adding a variant = adding one module here (with its contract)."""
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Tuple
 
+from ..contracts import Contract, registered
+from ..errors import InvalidArgument
 from ._base import BernoulliMaskVariant, Variant
 
 _CLASSES: dict = {}
@@ -19,9 +23,24 @@ def _load() -> None:
             _CLASSES[cls.contract.name] = cls
 
 
+def get_contract(name: str) -> Contract:
+    """The contract of a canonical variant name; InvalidArgument lists the known names."""
+    contracts = registered()
+    try:
+        return contracts[name]
+    except KeyError:
+        raise InvalidArgument(
+            f"variant={name!r}, but should be one of: {', '.join(sorted(contracts))}") from None
+
+
+def all_contracts() -> Tuple[Contract, ...]:
+    """Every registered contract, sorted by name."""
+    contracts = registered()
+    return tuple(contracts[k] for k in sorted(contracts))
+
+
 def variant_class(name: str) -> type:
     """The reference class of a canonical variant name."""
-    from ..contracts import get_contract
     get_contract(name)  # raises InvalidArgument with the list of names
     return _CLASSES[name]
 
@@ -32,4 +51,4 @@ def variant_names() -> tuple:
 
 _load()
 
-__all__ = ["Variant", "BernoulliMaskVariant", "variant_class", "variant_names"]
+__all__ = ["Variant", "BernoulliMaskVariant", "all_contracts", "get_contract", "variant_class", "variant_names"]

@@ -176,7 +176,7 @@ DROPBLOCK_3D = _make_contract(3, "dropblock_3d", "(N, C, D, H, W)", (8, 4, 6, 8,
 # ------------------------------------------------------------------------------
 # layers
 
-class _DropBlockNd(Variant):
+class DropBlockNd(Variant):
     """DropBlock over the trailing ``spatial_rank`` axes of (N, C, *spatial)."""
 
     spatial_rank: ClassVar[int]
@@ -226,14 +226,14 @@ class _DropBlockNd(Variant):
         return np.where(keep, grad_out * grad_out.dtype.type(scale), grad_out.dtype.type(0))
 
 
-class DropBlock2d(_DropBlockNd):
+class DropBlock2d(DropBlockNd):
     """DropBlock on (N, C, H, W); see the ``dropblock_2d`` contract."""
 
     contract = DROPBLOCK_2D
     spatial_rank = 2
 
 
-class DropBlock3d(_DropBlockNd):
+class DropBlock3d(DropBlockNd):
     """DropBlock on (N, C, D, H, W); see the ``dropblock_3d`` contract."""
 
     contract = DROPBLOCK_3D

@@ -60,7 +60,7 @@ class Dropout(BernoulliMaskVariant):
 # ------------------------------------------------------------------------------
 # Gaussian dropout
 
-def _gaussian_sigma(p: float) -> float:
+def gaussian_sigma(p: float) -> float:
     """Standard deviation sqrt(p/(1-p)) of the Gaussian multiplier, p in [0, 1)."""
     return math.sqrt(p / (1.0 - p))
 
@@ -110,7 +110,7 @@ class GaussianDropout(Variant):
             self._saved = ("identity",)
             return x
         noise = self.rng.standard_normal(x.shape)
-        m = (1.0 + _gaussian_sigma(self.p) * noise).astype(x.dtype)
+        m = (1.0 + gaussian_sigma(self.p) * noise).astype(x.dtype)
         self._saved = ("noise", m)
         return x * m
 

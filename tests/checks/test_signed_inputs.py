@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, strategies as st
 
 from dropverify.checks import Settings
-from dropverify.contracts import (PROBE_P_MAX, all_contracts, get_contract, probe_magnitudes, signed_probe,
-                                  signed_probe_with_zeros, value_tolerance)
+from dropverify.contracts import (PROBE_P_MAX, probe_magnitudes, signed_probe, signed_probe_with_zeros,
+                                  value_tolerance)
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec
-from dropverify.variants import variant_class
+from dropverify.variants import all_contracts, get_contract, variant_class
 
 Dropout = variant_class("dropout")
 VALUES = "multiplier_values_exact"

@@ -17,7 +17,7 @@ pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 
 from dropverify.checks import ERROR, FAIL, INCONCLUSIVE, PASS, Settings  # noqa: E402
-from dropverify.contracts import get_contract  # noqa: E402
+from dropverify.variants import get_contract  # noqa: E402
 from dropverify.runner import TargetRun, verify  # noqa: E402
 from dropverify.targets import get_target, target_names  # noqa: E402
 from dropverify.targets import torchvision_ops as tv  # noqa: E402

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from dropverify.contracts import get_contract
+from dropverify.variants import get_contract
 from dropverify.errors import InvalidArgument
 from dropverify.variants import variant_class
 

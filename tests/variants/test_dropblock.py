@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 from scipy import stats
 
-from dropverify.contracts import get_contract
+from dropverify.variants import get_contract
 from dropverify.errors import InvalidArgument
 from dropverify.variants import _dropblock_theory as th
 from dropverify.variants import variant_class

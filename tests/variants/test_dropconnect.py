@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from dropverify.contracts import get_contract, probe_magnitudes, value_tolerance
+from dropverify.contracts import probe_magnitudes, value_tolerance
 from dropverify.errors import InvalidArgument
-from dropverify.variants import variant_class
+from dropverify.variants import get_contract, variant_class
 from dropverify.variants.dropconnect import (MASK_CONVENTIONS, PACK_BITS, DropConnectLinear, decode_sample_masks,
                                              packed_probe, windows)
 

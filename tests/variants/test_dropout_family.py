@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from dropverify.contracts import get_contract, value_tolerance
+from dropverify.contracts import value_tolerance
 from dropverify.errors import InvalidArgument
-from dropverify.variants import variant_class
+from dropverify.variants import get_contract, variant_class
 from dropverify.variants.dropout import ALPHA_PRIME, alpha_affine, alpha_probe
 
 GaussianDropout = variant_class("gaussian_dropout")

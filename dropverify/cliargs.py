@@ -1,0 +1,122 @@
+"""What every ``dropverify`` subcommand shares (``run`` / ``verify`` / ``list`` in
+:mod:`dropverify.cli`, ``scan`` in :mod:`dropverify.modelscan.cli`): the usage error, the
+Settings its options make, ``--shape``, checking output paths before sampling, and writing the
+outputs."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .errors import DropverifyError, key_value_pairs
+
+if TYPE_CHECKING:
+    from .checks import Settings
+
+CLI_TIME_BUDGET = 45.0
+"""Seconds of statistical sampling per configuration on the command line (small p ends in ~1 min)."""
+QUICK = {"max_calls": 1000, "time_budget_s": 20.0}
+"""The ``--quick`` preset."""
+
+
+class UsageError(DropverifyError):
+    """A command-line mistake: one line on stderr, exit 2."""
+
+
+def default_seed() -> int:
+    """:data:`dropverify.DEFAULT_SEED`, imported on first use (the CLI starts light)."""
+    from .checks._core import DEFAULT_SEED
+    return DEFAULT_SEED
+
+
+def settings_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None,
+                       margins: Optional[Mapping[str, float]] = None) -> Settings:
+    """Settings from the config's values (``base``), overridden by every option given;
+    UsageError (one line) for a value out of range."""
+    from .checks import Settings
+    values: Dict[str, Any] = dict(base or {})
+    values.setdefault("time_budget_s", CLI_TIME_BUDGET)
+    if getattr(args, "quick", None):
+        values.update(QUICK)
+    for key in ("seed", "alpha", "power", "max_calls", "fault_fraction"):
+        given = getattr(args, key, None)
+        if given is not None:
+            values[key] = given
+    budget = getattr(args, "time_budget", None)
+    if budget is not None:
+        if not (budget >= 0 and math.isfinite(budget)):
+            raise UsageError(f"--time-budget {budget:g}, but should be a number of seconds >= 0 (0: none)")
+        values["time_budget_s"] = budget or None
+    seed = values.get("seed", default_seed())
+    if seed < 0:
+        raise UsageError(f"--seed {seed}, but should be a non-negative integer")
+    merged = dict(margins or {})
+    given_margins: Dict[str, float] = {}
+    for name, value in key_value_pairs(args.margin, "--margin", "NAME=VALUE", "rate=0.02"):
+        try:
+            given_margins[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--margin {name}={value!r}, but should be a positive number") from None
+    merged.update(given_margins)
+    settings = Settings(**values).validate()
+    return settings.with_margins(**merged) if merged else settings
+
+
+def parse_shape(text: Optional[str]) -> Optional[Tuple[int, ...]]:
+    """``--shape 64,32,8,8`` -> (64, 32, 8, 8) (None stays None); UsageError for anything else."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise UsageError(f"--shape {text!r}, but should be comma-separated integers, e.g. 64,32,8,8") from None
+    if not shape or any(s < 1 for s in shape):
+        raise UsageError(f"--shape {text!r}, but every size should be at least 1")
+    return shape
+
+
+def _nearest_existing(path: Path) -> Path:
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return folder
+    return Path(".")
+
+
+def check_writable(option: str, value: str, folder: bool) -> None:
+    """Raise UsageError now (before sampling) if ``value`` cannot be written."""
+    path = Path(value)
+    if folder and path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {value!r}, but it is a file, not a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{option} {value!r}, but it is a folder, not a file")
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"{option} {value!r}, but the file is not writable")
+    anchor = _nearest_existing(path if folder else path.parent)
+    if not anchor.is_dir():
+        raise UsageError(f"{option} {value!r}, but {str(anchor)!r} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dropverify-write-test.", dir=anchor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{option} {value!r}, but {str(anchor)!r} is not writable ({exc.strerror or exc})") \
+            from None
+
+
+def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
+    """Run each (what, write) job; print "<what> written", or collect a one-line problem."""
+    problems: List[str] = []
+    for what, job in jobs:
+        try:
+            job()
+            print(f"{what} written")
+        except OSError as exc:
+            problems.append(f"writing {what} failed: {exc.strerror or exc}")
+    return problems
+
+
+__all__ = ["CLI_TIME_BUDGET", "QUICK", "UsageError", "check_writable", "default_seed", "parse_shape",
+           "settings_from_args", "write_jobs"]
