@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _session
-from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
-from .checks._core import DEFAULT_SEED
+from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
+from .settings import DEFAULT_SEED, Settings
 from .results import failure_row, worst
 from .errors import CheckFailed, InvalidArgument
 from .runner import RunResult, TargetRun
@@ -350,7 +350,7 @@ def _importable(fn: Any) -> Optional[str]:
 
 
 def _settings_flags(settings: Settings) -> List[str]:
-    from .checks._core import MARGIN_FIELDS
+    from .settings import MARGIN_FIELDS
     base = Settings()
     out = [f"--seed {settings.seed}"]
     for name, flag in (("alpha", "--alpha"), ("power", "--power"), ("max_calls", "--max-calls"),

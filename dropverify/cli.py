@@ -51,7 +51,7 @@ def _version() -> str:
 
 
 def _default_seed() -> int:
-    from .checks._core import DEFAULT_SEED
+    from .settings import DEFAULT_SEED
     return DEFAULT_SEED
 
 
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _settings(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None,
               margins: Optional[Mapping[str, float]] = None):
     """Settings from the config's values (``base``), overridden by every option given."""
-    from .checks import Settings
+    from .settings import Settings
     values: Dict[str, Any] = dict(base or {})
     values.setdefault("time_budget_s", CLI_TIME_BUDGET)
     if getattr(args, "quick", None):

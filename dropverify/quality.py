@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats as sps
 
-from .checks import Settings
+from .settings import Settings
 from .report import write_atomic
 from .runner import verify
 from .targets import numpy_spec, reference_spec
