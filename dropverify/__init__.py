@@ -20,8 +20,8 @@ __version__ = "0.1.0"
 
 CheckFailed.__module__ = __name__  # reported as dropverify.CheckFailed (its public name) in pytest summaries
 
-_LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("checks._core", "DEFAULT_SEED"),
-         "Settings": ("checks._core", "Settings"), "scan": ("modelscan.api", "scan"),
+_LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("settings", "DEFAULT_SEED"),
+         "Settings": ("settings", "Settings"), "scan": ("modelscan.api", "scan"),
          "get_contract": ("variants", "get_contract"), "all_contracts": ("variants", "all_contracts")}
 
 __all__ = [

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _session
-from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Settings
-from .checks._core import DEFAULT_SEED
+from .checks import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
+from .settings import DEFAULT_SEED, Settings
 from .results import failure_row, worst
 from .errors import CheckFailed, InvalidArgument
 from .reproduce import reproduce_command, reproduce_python

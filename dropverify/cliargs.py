@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from .errors import DropverifyError, key_value_pairs
 
 if TYPE_CHECKING:
-    from .checks import Settings
+    from .settings import Settings
 
 CLI_TIME_BUDGET = 45.0
 """Seconds of statistical sampling per configuration on the command line (small p ends in ~1 min)."""
@@ -28,7 +28,7 @@ class UsageError(DropverifyError):
 
 def default_seed() -> int:
     """:data:`dropverify.DEFAULT_SEED`, imported on first use (the CLI starts light)."""
-    from .checks._core import DEFAULT_SEED
+    from .settings import DEFAULT_SEED
     return DEFAULT_SEED
 
 
@@ -36,7 +36,7 @@ def settings_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any
                        margins: Optional[Mapping[str, float]] = None) -> Settings:
     """Settings from the config's values (``base``), overridden by every option given;
     UsageError (one line) for a value out of range."""
-    from .checks import Settings
+    from .settings import Settings
     values: Dict[str, Any] = dict(base or {})
     values.setdefault("time_budget_s", CLI_TIME_BUDGET)
     if getattr(args, "quick", None):

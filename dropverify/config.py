@@ -226,7 +226,7 @@ def _str_list(value: Any, path: Path, key: str, choices: Optional[Sequence[str]]
 
 
 def _margins(value: Any, path: Path, key: str) -> Dict[str, float]:
-    from .checks._core import MARGIN_FIELDS
+    from .settings import MARGIN_FIELDS
     if not isinstance(value, dict):
         raise _err(path, key, f"= {value!r}, but should be a table, e.g. {{ rate = 0.05 }}")
     out = {}

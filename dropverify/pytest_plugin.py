@@ -209,7 +209,7 @@ class Verifier:
         """Verify, then fail the test (CheckFailed) on any FAIL or ERROR; returns the Report."""
         __tracebackhide__ = True
         from .api import verify
-        from .checks import Settings
+        from .settings import Settings
         report = verify(target, variant, settings=Settings(**self.opts), **{**dict(params or {}), **kwargs})
         report.assert_ok(strict=self.strict)
         return report
@@ -228,7 +228,7 @@ def dropverify(request: Any) -> Verifier:
     opts = _settings_opts(request)
     strict = bool(opts.pop("strict", False))
     opts.setdefault("seed", _default_seed())
-    from .checks import Settings
+    from .settings import Settings
     from .errors import InvalidArgument
     try:
         Settings(**opts).validate()
@@ -238,7 +238,7 @@ def dropverify(request: Any) -> Verifier:
 
 
 def _default_seed() -> int:
-    from .checks._core import DEFAULT_SEED
+    from .settings import DEFAULT_SEED
     return DEFAULT_SEED
 
 

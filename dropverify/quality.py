@@ -23,8 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats as sps
 
-from .checks import Settings
-from .checks._core import DEFAULT_SEED
+from .settings import DEFAULT_SEED, Settings
 from .report import write_atomic
 from .runner import verify
 from .targets import numpy_spec, reference_spec

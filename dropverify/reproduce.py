@@ -8,7 +8,7 @@ import dataclasses
 import shlex
 from typing import Any, Callable, List, Mapping, Optional, Sequence
 
-from .checks import Settings
+from .settings import Settings
 
 
 def _api_literal(v: Any) -> str:
@@ -43,7 +43,7 @@ def run_command(target: str, variant: Optional[str], params: Mapping[str, Any], 
 
 def settings_flags(settings: Settings) -> List[str]:
     """The CLI words that set ``settings``: ``--seed`` always, the others where not the default."""
-    from .checks._core import MARGIN_FIELDS
+    from .settings import MARGIN_FIELDS
     base = Settings()
     out = ["--seed", str(settings.seed)]
     for name, flag in (("alpha", "--alpha"), ("power", "--power"), ("max_calls", "--max-calls"),

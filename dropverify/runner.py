@@ -12,12 +12,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, CheckSpec, Settings
-from .checks._core import NotInformative
+from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, CheckSpec
+from .checks._sequential import NotInformative
 from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
 from .isolation import Isolated, is_foreign, portable, rebuild
 from .results import worst
+from .settings import Settings
 from .stats import holm
 from .targets import framework_packages
 from .targets._base import TargetSpec, numpy_dtype
@@ -202,12 +203,12 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
-    from .checks import _core
+    from .checks import _stream
     for ctx, chosen, skipped in plans:
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
         budget = ctx.settings.time_budget_s
-        _core.DEADLINE[0] = None if budget is None else t0 + budget
+        _stream.DEADLINE[0] = None if budget is None else t0 + budget
         results: List[CheckResult] = []
         skipped = dict(skipped)
         shared = [c for c in chosen if c.shares_stream]
@@ -237,7 +238,7 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
             except NotInformative as why:
                 skipped[check.name] = f"not informative here: {why}"
             done += 1
-        _core.DEADLINE[0] = None
+        _stream.DEADLINE[0] = None
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -254,7 +255,7 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
     """Run the ``shares_stream`` checks of one configuration on ONE stream of calls (see
     :mod:`dropverify.checks._shared`): per check, its results or its NotInformative;
     ``finished(check, seconds)`` as each check finishes (after its last part)."""
-    from .checks._core import TargetError
+    from .checks._worker import TargetError
     from .checks._shared import SHARED, SharedHub
     seeds = ctx.seeds(SHARED)
     inputs = seeds.probe()
@@ -263,9 +264,9 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
     except TargetError as exc:
         return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
                              text=str(exc), label=ctx.label, statistical=c.statistical(ctx) > 0)] for c in checks]
-    from .checks import _core
+    from .checks import _stream
     hub = SharedHub(ctx.stream(inputs, seeds.seed(), target=target), inputs, ctx.settings.max_calls,
-                    _core.DEADLINE[0])
+                    _stream.DEADLINE[0])
     jobs, owner = [], []
     for i, c in enumerate(checks):
         parts = None
@@ -316,7 +317,7 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
 
 def _run_one(check: CheckSpec, ctx: CheckContext,
              job: Optional[Callable[[], List[CheckResult]]] = None) -> List[CheckResult]:
-    from .checks._core import BudgetExhausted
+    from .checks._stream import BudgetExhausted
     t0 = time.perf_counter()
     try:
         return list(job() if job is not None else check.run(ctx))

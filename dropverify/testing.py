@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Optional, Sequence, Tuple
 
-from .checks import Settings
+from .settings import Settings
 from .errors import CheckFailed
 from .results import failure_row
 from .runner import RunResult

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from dropverify.checks import Settings
-from dropverify.checks import _core
+from dropverify.checks import _stream
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
 from dropverify.variants import _dropblock_theory as theory
@@ -32,12 +32,12 @@ SHARED = ["seed_streams_do_not_overlap_by_fisher", "same_seed_reproduces", "mask
 
 
 def _fingerprint(specs, settings, checks=None, batch=None, cache=True):
-    old = _core.STREAM_BATCH, theory.CACHE
-    _core.STREAM_BATCH, theory.CACHE = old[0] if batch is None else batch, cache
+    old = _stream.STREAM_BATCH, theory.CACHE
+    _stream.STREAM_BATCH, theory.CACHE = old[0] if batch is None else batch, cache
     try:
         run = verify(specs, settings, checks=checks)
     finally:
-        _core.STREAM_BATCH, theory.CACHE = old
+        _stream.STREAM_BATCH, theory.CACHE = old
     return [(r.target, r.check, r.verdict, repr(r.estimate), repr(r.p_value), repr(r.p_adjusted), r.n, r.message)
             for r in run.all_results()]
 

@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..settings import Settings
 from . import (_words, depth, dispersion, edges, gradients, independence, inputs, longhorizon, moments, positions,
                rates, repeats, values)
-from ._core import (ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, Settings,
-                    TargetError)
+from ._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, TargetError
 
 WITHIN_CALL = "structural-within-call"
 """A FAIL means units inside one call share or couple their draws: the pooled checks then count

@@ -9,7 +9,7 @@ decided (or the configuration's call / time budget ends).
 
 Mechanics. Each reading check runs in its own thread, but only one thread runs at a time: a
 check that needs calls not yet drawn hands the baton to the driver, which draws as many calls
-as the most demanding waiting check asked for (at most :data:`~._core.STREAM_BATCH` per
+as the most demanding waiting check asked for (at most :data:`~._stream.STREAM_BATCH` per
 dispatch), appends them to every reader's queue, and hands the baton to each waiting reader
 in registration order. Execution is therefore sequential and deterministic: same seed, same
 calls, same results, whatever the thread scheduler does. A reader sees exactly the calls
@@ -25,7 +25,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._core import STREAM_BATCH, BudgetExhausted, Stream, TargetError, _Raise
+from ._stream import STREAM_BATCH, BudgetExhausted, Stream, _Raise
+from ._worker import TargetError
 
 SHARED = "shared stream"
 """The name the shared stream's probe and seed derive from (``ctx.seeds(SHARED)``)."""
@@ -33,7 +34,7 @@ SHARED = "shared stream"
 
 class SharedReader:
     """One check's view of the shared stream: ``next``, ``take`` and ``prefetch`` as on a
-    :class:`~._core.Stream`, served from the driver's draws. When the budget has ended,
+    :class:`~._stream.Stream`, served from the driver's draws. When the budget has ended,
     ``take`` returns ``[]`` and ``next`` raises :class:`BudgetExhausted`."""
 
     def __init__(self, hub: "SharedHub", index: int, inputs: Any) -> None:

@@ -9,7 +9,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 from scipy import stats as sps
 
-from . import _core
+from . import _stream
 from ._core import (BudgetExhausted, CallCounter, CheckContext, CheckResult, TargetError, _Raise, error_result,
                     exact_result, mask_values, two_stage_t_plan, unit_view)
 
@@ -258,7 +258,7 @@ class _PrefetchedSteps(_Steps):
         self.stream, self.calls = stream, calls
 
     def take(self, n: int) -> list:
-        n = max(1, min(n, _core.STREAM_BATCH // self.calls))  # at most one dispatch's worth buffered
+        n = max(1, min(n, _stream.STREAM_BATCH // self.calls))  # at most one dispatch's worth buffered
         self.stream.prefetch(n * self.calls)
         out: list = []
         for _ in range(n):

@@ -15,7 +15,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checks import ERROR, FAIL, CheckResult, Settings
-from ..checks._core import DEFAULT_SEED
+from ..settings import DEFAULT_SEED
 from ..errors import InvalidArgument
 from ..runner import RunResult, verify
 from ..targets import TargetSpec, numpy_spec, reference_spec

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..checks._core import fmt
+from ..results import fmt
 from ..runner import RunResult, TargetRun
 
 _ICON = {"PASS": "PASS", "FAIL": "**FAIL**", "INCONCLUSIVE": "_INCONCLUSIVE_", "ERROR": "**ERROR**"}

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from dropverify.checks import Settings, _core, dispersion, longhorizon
+from dropverify.checks import Settings, _worker, dispersion, longhorizon
 from dropverify.checks.longhorizon import _repeat_pattern
 from dropverify.mutants import MUTANTS, default_settings, mutant_spec, reference_spec_for
 from dropverify.runner import verify
@@ -93,13 +93,13 @@ STREAM_CHECKS = ["drop_rate_matches_by_binomial", "expectation_matches_by_t_test
 
 
 def _forward_calls() -> int:
-    return _core.target_time().get("forward", (0, 0.0))[0]
+    return _worker.target_time().get("forward", (0, 0.0))[0]
 
 
 def test_one_stream_feeds_every_check_and_is_deterministic():
     spec = reference_spec("dropout", {"p": 0.3}, shape=(16, 64))
     settings = Settings(seed=11, max_calls=3000)
-    _core.reset_target_time()
+    _worker.reset_target_time()
     first = verify([spec], settings, checks=STREAM_CHECKS)
     calls = _forward_calls()
     second = verify([spec], settings, checks=STREAM_CHECKS)
@@ -113,7 +113,7 @@ def test_one_stream_feeds_every_check_and_is_deterministic():
 
 def test_max_calls_bounds_the_stream_and_the_report_says_so():
     spec = reference_spec("dropout", {"p": 0.3}, shape=(16, 64))
-    _core.reset_target_time()
+    _worker.reset_target_time()
     run = verify([spec], Settings(seed=11, max_calls=120), checks=[longhorizon.REPEAT, dispersion.NAME])
     assert _forward_calls() <= 120
     rep = next(r for r in run.all_results() if r.check == longhorizon.REPEAT)

@@ -1,0 +1,177 @@
+"""Streams of training calls and the budget that ends them.
+
+Promises: a :class:`Stream` makes the same calls in the same order whether drawn one at a
+time or in batches (:data:`STREAM_BATCH` per dispatch); :class:`CallCounter` draws up to a
+cumulative count and raises :class:`BudgetExhausted` once the configuration's
+:data:`DEADLINE` has passed or the stream has ended. Rebind :data:`STREAM_BATCH` and mutate
+:data:`DEADLINE` here, on this module.
+"""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from ..contracts import Inputs
+from ..targets._base import Target
+from ._worker import _LOCAL, TargetError, _progress, _target_error, guarded
+
+if TYPE_CHECKING:
+    from ._core import CheckContext
+
+
+class BudgetExhausted(Exception):
+    """The configuration's shared stream ended (its call or time budget is spent) before the
+    check drew all the calls it planned: the check evaluates what it has (its last look)."""
+
+
+class Stream:
+    """Successive training calls of one target after one seed (what :meth:`CheckContext.stream`
+    returns). ``next(stream)`` makes one guarded call, as before; :meth:`take` makes ``n``
+    consecutive calls in ONE dispatch to the worker thread. Both run exactly the calls one at
+    a time would, in the same order (the seed lazily, at the first draw): only the number of
+    thread hand-offs differs. Only a consumer that touches no target between the draws may
+    use :meth:`take` (:class:`CallCounter`, whose sink only reads outputs)."""
+
+    def __init__(self, ctx: "CheckContext", target: Target, inputs: Inputs, seed: int,
+                 expect_shape: Optional[Tuple[int, ...]]) -> None:
+        self.ctx, self.target, self.inputs, self.seed = ctx, target, inputs, seed
+        self.expect_shape = None if expect_shape is None else tuple(expect_shape)
+        self.seeded = False
+        self._buffer: List[Any] = []  # calls drawn ahead by :meth:`prefetch`, oldest first
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def _seed(self) -> None:
+        if not self.seeded:
+            tgt, seed = self.target, self.seed
+            guarded(lambda: tgt.seed(seed), self.ctx.settings.call_timeout_s, "seed")
+            self.seeded = True
+
+    def __next__(self) -> np.ndarray:
+        if self._buffer:
+            y = self._buffer.pop(0)
+            if isinstance(y, _Raise):
+                raise y.error
+            return y
+        self._seed()
+        return self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)
+
+    def prefetch(self, n: int) -> None:
+        """Draw the next ``n`` calls now, in as few dispatches as :meth:`take` allows;
+        ``next`` then serves them in order (a failed call raises where it would have). Only
+        for a consumer certain to draw at least ``n`` more calls of this stream and touching no
+        other target in between: the target then sees the same calls in the same order."""
+        while len(self._buffer) < n and not (self._buffer and isinstance(self._buffer[-1], _Raise)):
+            try:
+                got = self._draw(n - len(self._buffer))
+            except TargetError as exc:
+                got = [_Raise(exc)]
+            if not got:
+                break
+            self._buffer.extend(got)
+
+    def take(self, n: int) -> List[np.ndarray]:
+        """Up to ``n`` outputs of consecutive calls, drawn in one dispatch; stops after the
+        first call whose output is too large to buffer more (:data:`BATCH_BYTES`). A call that
+        raises or returns the wrong shape ends the batch with a :class:`_Raise` holding the
+        TargetError that :meth:`CheckContext.call` would raise: the consumer raises it after
+        the outputs before it, exactly where one call at a time would have. (A sink that raises
+        mid-batch leaves the target some calls further on; its check then ends in an ERROR,
+        and a later check that seeds the target first is unaffected.)"""
+        if self._buffer:
+            got, self._buffer = self._buffer[:n], self._buffer[n:]
+            return got
+        return self._draw(n)
+
+    def _draw(self, n: int) -> List[Any]:
+        """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch."""
+        self._seed()
+        if n <= 1 or STREAM_BATCH <= 1:
+            return [self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)]
+        ctx, tgt, inputs, shape = self.ctx, self.target, self.inputs, self.expect_shape
+        layout = ctx.layout
+        n = min(n, STREAM_BATCH)
+
+        def calls(record: Callable[[str, float], None]) -> Tuple[List[np.ndarray], Optional[BaseException]]:
+            out: List[np.ndarray] = []
+            worker = getattr(_LOCAL, "worker", None)
+            for _ in range(n):
+                if worker is not None and worker.abandoned:  # its caller gave up: touch the target no more
+                    break
+                t0 = time.perf_counter()
+                try:
+                    y = tgt.forward(inputs, training=True, layout=layout)
+                except BaseException as exc:  # noqa: BLE001 - reported after the outputs before it
+                    record("forward", time.perf_counter() - t0)
+                    return out, exc
+                record("forward", time.perf_counter() - t0)
+                _progress()
+                y = np.asarray(y)
+                out.append(y)
+                if (shape is not None and y.shape != shape) or y.nbytes * len(out) >= BATCH_BYTES:
+                    break
+            return out, None
+
+        outs, exc = guarded(calls, ctx.settings.call_timeout_s, "forward", batch=True)
+        if outs and shape is not None and outs[-1].shape != shape:
+            return outs[:-1] + [_Raise(TargetError(f"output shape {outs[-1].shape}, but should be {shape}"))]
+        if exc is not None:
+            return outs + [_Raise(_target_error("forward", exc))]
+        return outs
+
+
+class _Raise:
+    """Placeholder in a batch: raise this error when the consumer reaches it."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+STREAM_BATCH = 64
+"""Most calls of one stream per dispatch to the worker thread (1: one call per dispatch)."""
+BATCH_BYTES = 32 << 20
+"""A batch stops growing once its buffered outputs reach this many bytes."""
+
+
+DEADLINE: List[Optional[float]] = [None]
+"""``time.perf_counter()`` after which the running configuration draws no more calls for its
+statistical checks (set by the runner from ``Settings.time_budget_s``; one configuration runs at
+a time in a process)."""
+
+
+def deadline_passed() -> bool:
+    return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
+
+
+class CallCounter:
+    """Draws calls from a stream up to a cumulative count, feeding each output to ``sink``.
+
+    A :class:`Stream` is drawn in batches (:meth:`Stream.take`): between two draws only the
+    sink runs, and sinks only read outputs, so the target sees the same calls in the same
+    order as one at a time."""
+
+    def __init__(self, stream: Iterator[np.ndarray], sink: Callable[[np.ndarray], None]) -> None:
+        self.stream, self.sink, self.done = stream, sink, 0
+
+    def __call__(self, k: int) -> None:
+        take = getattr(self.stream, "take", None)
+        while self.done < k:
+            if deadline_passed() and not hasattr(self.stream, "hub"):  # the shared hub keeps its own time
+                raise BudgetExhausted(f"the configuration's time budget ended after {self.done} calls")
+            if take is None:
+                self.sink(next(self.stream))
+                self.done += 1
+                continue
+            got = take(k - self.done)
+            if not got:
+                hub = getattr(self.stream, "hub", None)
+                raise BudgetExhausted(getattr(hub, "exhausted_reason", "")
+                                      or f"the stream ended after {self.done} calls")
+            for y in got:
+                if isinstance(y, _Raise):
+                    raise y.error
+                self.sink(y)
+                self.done += 1

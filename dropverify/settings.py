@@ -1,0 +1,103 @@
+"""Run-wide settings: :class:`Settings`, the margin names :data:`MARGIN_FIELDS` and :data:`DEFAULT_SEED`.
+
+Promises: plain data and its validation, nothing else; it imports no check, target or
+runner, so the runner, CLI, API and config can read it without loading the checks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+from .errors import InvalidArgument, out_of_range
+
+
+MARGIN_FIELDS = {
+    "rate": "rate_rel", "position": "position_rel", "mean": "mean_tol", "variance": "variance_tol",
+    "dependence": "dependence_rr", "correlation": "correlation_tol", "gamma": "gamma_rel",
+    "dispersion": "dispersion_rel",
+}
+"""CLI / Python names of the equivalence margins (``--margin rate=0.02``) -> Settings fields."""
+
+DEFAULT_SEED = 20261126
+"""The one default master seed: Settings, ``dropverify.verify()``, the CLI and the pytest plugin."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Run-wide settings.
+
+    alpha: family-wise false-alarm rate of the whole run (Holm across its statistical
+    results); power: detection probability that defines each minimum detectable deviation;
+    max_calls: sampling budget of one statistical check in calls (or independent steps) of
+    the target, and the most calls the configuration's shared stream draws; max_units: soft
+    cap on mask units per check (never below the calls that ``fault_fraction`` requires);
+    fault_fraction: a PASS needs enough independent calls that a
+    fault striking at least this fraction of calls appears in one of them with probability
+    >= 1 - alpha (a fault in fewer calls could hide; the report states the fraction).
+
+    Equivalence margins (what a PASS certifies; stated, never widened — where the budget
+    cannot certify one the verdict is INCONCLUSIVE with the margin it could certify):
+    ``rate_rel`` x min(p, 1-p) on the drop rate; ``position_rel`` x min(q, 1-q) on every
+    position's rate; ``mean_tol`` relative bias of the output; ``variance_tol`` relative;
+    ``dependence_rr`` on the relative risk P(event | partner event) / P(event) - 1 of binary
+    masks (the event is the rarer outcome, so it is meaningful for p near 0 and near 1);
+    ``correlation_tol`` absolute, continuous noise; ``gamma_rel`` relative, DropBlock gamma;
+    ``dispersion_rel`` on the ratio of the per-call dropped count's variance to the binomial's.
+    time_budget_s: wall-clock budget of a configuration's shared stream of calls (None: none);
+    when it ends, every check reading the stream evaluates what it has (results then depend on
+    the machine's speed; ``max_calls`` bounds a run reproducibly). shared_stream: the
+    statistical checks read one stream of calls per configuration (False: each draws its own
+    copy of that stream from the same seed — same results, more calls; for comparison).
+    call_timeout_s: a single call slower than this is an ERROR (a hung target).
+    """
+
+    alpha: float = 1e-3
+    power: float = 0.99
+    max_calls: int = 20000
+    max_units: int = 8_000_000
+    min_units_per_sample: int = 2000
+    rate_rel: float = 0.05
+    position_rel: float = 0.25
+    mean_tol: float = 0.01
+    variance_tol: float = 0.05
+    dependence_rr: float = 0.2
+    correlation_tol: float = 0.05
+    gamma_rel: float = 0.1
+    dispersion_rel: float = 0.5
+    fault_fraction: float = 0.05
+    call_timeout_s: float = 60.0
+    seed: int = DEFAULT_SEED
+    time_budget_s: Optional[float] = None
+    shared_stream: bool = True
+
+    def validate(self) -> "Settings":
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise out_of_range("seed", self.seed, "an integer >= 0")
+        if not 0 < self.alpha < 1:
+            raise out_of_range("alpha", self.alpha, "in (0, 1)")
+        if not 0 < self.power < 1:
+            raise out_of_range("power", self.power, "in (0, 1)")
+        if self.max_calls < 4:
+            raise out_of_range("max_calls", self.max_calls, ">= 4")
+        if self.time_budget_s is not None and not 0 < self.time_budget_s < math.inf:
+            raise out_of_range("time_budget_s", self.time_budget_s, "a positive number of seconds")
+        if not 0 < self.fault_fraction < 1:
+            raise out_of_range("fault_fraction", self.fault_fraction, "in (0, 1)")
+        for name, fld in MARGIN_FIELDS.items():
+            v = getattr(self, fld)
+            if not (isinstance(v, (int, float)) and 0 < v < math.inf):
+                raise out_of_range(f"margin {name}", v, "a positive number")
+        return self
+
+    def with_margins(self, **margins: float) -> "Settings":
+        """A copy with margins set by their short names (rate, position, mean, variance,
+        dependence, correlation, gamma); an unknown name raises InvalidArgument."""
+        kw = {}
+        for name, value in margins.items():
+            if name not in MARGIN_FIELDS:
+                raise InvalidArgument(f"margin {name!r} unknown; known: {', '.join(MARGIN_FIELDS)}")
+            kw[MARGIN_FIELDS[name]] = float(value)
+        return replace(self, **kw).validate()
