@@ -326,10 +326,11 @@ def test_verify_without_a_config_needs_reference_to_verify_every_reference_varia
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-README_COMMANDS = [  # the CLI examples of the README, each checked to be there verbatim
-    "dropverify run mylayers:make --variant dropout --param p=0.2 --shape 64,32,8,8 --report reports/mine.md",
-    "dropverify run timm:DropBlock2d --param p=0.1 --param block_size=7 --shape 64,16,14,14",
-    "dropverify run torch:Dropout2d keras:SpatialDropout2D --param p=0.2 --dtype float32 --out reports/",
+USAGE = Path(__file__).resolve().parents[1] / "docs" / "usage.md"
+README_COMMANDS = [  # the CLI examples of the README and docs/usage.md, each checked to be there verbatim
+    "dropverify run mylayers:make --variant dropout --param p=0.2 --shape 16,8,4,4 --max-calls 2000 --report reports/mine.md",
+    "dropverify run timm:DropBlock2d --param p=0.1 --param block_size=7 --shape 16,8,14,14 --max-calls 2000",
+    "dropverify run torch:Dropout2d keras:SpatialDropout2D --param p=0.2 --dtype float32 --shape 16,8,4,4 --max-calls 2000 --out reports/",
 ]
 
 
@@ -342,7 +343,7 @@ def test_readme_commands_resolve_before_sampling(tmp_path, monkeypatch):
     import dropverify.cli as cli
     for mod in ("torch", "timm", "keras"):
         pytest.importorskip(mod)
-    text = README.read_text()
+    text = README.read_text() + USAGE.read_text()
     factory = next(b for b in re.findall(r"```python\n(.*?)```", text, re.S) if b.startswith("# mylayers.py"))
     (tmp_path / "mylayers.py").write_text(factory)
     monkeypatch.chdir(tmp_path)
@@ -354,11 +355,11 @@ def test_readme_commands_resolve_before_sampling(tmp_path, monkeypatch):
         assert command in text, command
         assert main(shlex.split(command)[1:]) == 0, command
     assert [len(p.specs) for p in planned] == [1, 2, 3]
-    assert planned[1].specs[0].params["block_size"] == 7 and planned[1].specs[0].shape == (64, 16, 14, 14)
+    assert planned[1].specs[0].params["block_size"] == 7 and planned[1].specs[0].shape == (16, 8, 14, 14)
 
 
 def test_readme_config_is_the_example_projects():
     import re
-    block = next(b for b in re.findall(r"```toml\n(.*?)```", README.read_text(), re.S) if "[tool.dropverify]" in b)
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", USAGE.read_text(), re.S) if "[tool.dropverify]" in b)
     example = Path(__file__).resolve().parents[1] / "examples" / "project" / "pyproject.toml"
     assert block.strip() in example.read_text()

@@ -1,6 +1,6 @@
 """The README's Python and pytest examples run as written: the ``pycon`` block of "From Python"
 as a doctest, the test file of "From pytest" under pytester with the README's command, its
-pasted output matched line by line (times and addresses aside)."""
+pasted output (in docs/usage.md, "From pytest") matched line by line (times and addresses aside)."""
 from __future__ import annotations
 
 import doctest
@@ -13,10 +13,11 @@ import pytest
 pytest_plugins = ["pytester"]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+USAGE = Path(__file__).resolve().parents[1] / "docs" / "usage.md"
 
 
-def _section(heading: str) -> str:
-    text = README.read_text(encoding="utf-8")
+def _section(heading: str, doc: Path = README) -> str:
+    text = doc.read_text(encoding="utf-8")
     start = text.index(f"\n{heading}\n")
     end = re.search(r"\n#{2,3} ", text[start + len(heading) + 2:])
     return text[start: start + len(heading) + 2 + (end.start() if end else len(text))]
@@ -65,9 +66,9 @@ def test_pytest_example_gives_the_pasted_output(pytester):
     section = _section("### From pytest: the `dropverify` fixture")
     [test_file] = [b for b in _blocks(section, "python") if b.startswith("# test_mylayers.py")]
     [command] = _blocks(section, "sh")
-    [output] = _blocks(section, "text")
+    [output] = _blocks(_section("## From pytest", USAGE), "text")
     pytester.makepyfile(mylayers=_mylayers(), test_mylayers=test_file)
-    args = shlex.split(command.strip())
+    args = shlex.split(command.strip(), comments=True)
     assert args[0] == "pytest"
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args[1:])
     lines = [line for line in output.splitlines() if line.strip()]

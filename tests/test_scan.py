@@ -331,8 +331,8 @@ def test_committed_timm_report_is_what_the_readme_quotes():
     root = Path(__file__).resolve().parents[1]
     report = root / "reports" / "scan" / "timm_vit_tiny.md"
     text = report.read_text()
-    readme = (root / "README.md").read_text()
-    section = readme[readme.index("## Audit a whole model: `dropverify scan`"):readme.index("## Your project's layers")]
+    readme = (root / "docs" / "frameworks.md").read_text()
+    section = readme[readme.index("## Audit a whole model: `dropverify scan`"):]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert len(rows) == 6 and all(row in text.splitlines() for row in rows)
     assert "Verdict: **INCONCLUSIVE** — 84 dropout site(s): 66 PASS, 6 INCONCLUSIVE, 12 not called." in text

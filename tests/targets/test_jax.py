@@ -356,12 +356,12 @@ def test_unknown_return_names_every_accepted_kind() -> None:
         assert kind in text
 
 
-README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "README.md")
+README = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "docs", "frameworks.md")
 
 
 @pytest.mark.parametrize("module", ["mynnx", "mylinen", "myeqx", "myjaxfn"])
 def test_readme_examples_pass(tmp_path, module: str) -> None:
-    """The README's JAX factory examples, run as written through the CLI's factory path."""
+    """The JAX factory examples of docs/frameworks.md, run as written through the CLI's factory path."""
     import re
     text = open(README, encoding="utf-8").read()
     [code] = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if b.startswith(f"# {module}.py\n")]

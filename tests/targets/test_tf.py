@@ -293,7 +293,7 @@ def test_keras_backend_specs_carry_their_env() -> None:
 def test_readme_tensorflow_example_passes(tmp_path) -> None:
     import re
     from pathlib import Path
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "docs" / "frameworks.md").read_text(encoding="utf-8")
     [code] = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if b.startswith("# mytflayers.py")]
     (tmp_path / "mytflayers.py").write_text(code)
     spec = user_spec(f"{tmp_path / 'mytflayers.py'}:make", "dropout", {"p": 0.2}, shape=SHAPE)
