@@ -22,11 +22,13 @@ CheckFailed.__module__ = __name__  # reported as dropverify.CheckFailed (its pub
 
 _LAZY = {"verify": ("api", "verify"), "Report": ("api", "Report"), "DEFAULT_SEED": ("settings", "DEFAULT_SEED"),
          "Settings": ("settings", "Settings"), "scan": ("modelscan.api", "scan"),
-         "get_contract": ("variants", "get_contract"), "all_contracts": ("variants", "all_contracts")}
+         "get_contract": ("variants", "get_contract"), "all_contracts": ("variants", "all_contracts"),
+         "CheckResult": ("results", "CheckResult"), "Verdict": ("results", "Verdict"), "worst": ("results", "worst")}
 
 __all__ = [
-    "CheckFailed", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec", "Report",
-    "Settings", "TargetUnavailable", "all_contracts", "get_contract", "scan", "verify", "__version__",
+    "CheckFailed", "CheckResult", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec",
+    "Report", "Settings", "TargetUnavailable", "Verdict", "all_contracts", "get_contract", "scan", "verify", "worst",
+    "__version__",
 ]
 
 
