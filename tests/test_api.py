@@ -33,8 +33,9 @@ def make_sticky(p):
 
 def test_public_names_are_exactly_all():
     assert sorted(dropverify.__all__) == sorted([
-        "CheckFailed", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec", "Report",
-        "Settings", "TargetUnavailable", "all_contracts", "get_contract", "scan", "verify", "__version__"])
+        "CheckFailed", "CheckResult", "Contract", "DEFAULT_SEED", "DropverifyError", "InvalidArgument", "ParamSpec",
+        "Report", "Settings", "TargetUnavailable", "Verdict", "all_contracts", "get_contract", "scan", "verify", "worst",
+        "__version__"])
     for name in dropverify.__all__:
         assert getattr(dropverify, name) is not None
     with pytest.raises(AttributeError):
