@@ -357,7 +357,8 @@ def _write_outputs(run, plan: Plan, command: str) -> List[str]:
     if plan.report is not None:
         jobs.append((f"report {plan.report}", lambda: write_single_report(run, plan.report, command=command)))
     if plan.out is not None:
-        jobs.append((f"reports in {plan.out}/", lambda: write_reports(run, plan.out, plan.title, command=command)))
+        folder = str(plan.out).rstrip("/") or "/"  # "reports/" is written "reports/", not "reports//"
+        jobs.append((f"reports in {folder}/", lambda: write_reports(run, plan.out, plan.title, command=command)))
     if plan.junit is not None:
         jobs.append((f"JUnit XML {plan.junit}", lambda: write_junit(run, plan.junit, plan.strict, command)))
     if plan.summary is not None:

@@ -363,3 +363,26 @@ def test_readme_config_is_the_example_projects():
     block = next(b for b in re.findall(r"```toml\n(.*?)```", USAGE.read_text(), re.S) if "[tool.dropverify]" in b)
     example = Path(__file__).resolve().parents[1] / "examples" / "project" / "pyproject.toml"
     assert block.strip() in example.read_text()
+
+
+def test_out_folder_with_a_trailing_slash_is_named_once(tmp_path):
+    code, out, err = run_cli("verify", "--reference", "--variant", "dropout", "--max-calls", "200", "--time-budget", "0",
+                             "--check", "invalid_p_rejected", "--out", "rep/", cwd=tmp_path)
+    assert code == 0 and "reports in rep/ written" in out and "rep//" not in out, out + err
+
+
+def test_a_missing_framework_names_the_extra_to_install(monkeypatch):
+    import importlib
+
+    from dropverify import targets
+    from dropverify.errors import TargetUnavailable
+    real = importlib.import_module
+
+    def no_torch(name, *args, **kw):
+        if name == "dropverify.targets.torch_nn":
+            raise ImportError("No module named 'torch'")
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(importlib, "import_module", no_torch)
+    with pytest.raises(TargetUnavailable, match=r'pip install -e "\.\[torch\]"'):
+        targets.adapter_module("torch")

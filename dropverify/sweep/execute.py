@@ -145,7 +145,8 @@ class DaskExecutor(Executor):
             from distributed import Client, LocalCluster
         except ImportError:
             from ..errors import TargetUnavailable
-            raise TargetUnavailable("--scheduler needs `pip install dropverify[dask]` (distributed)") from None
+            raise TargetUnavailable('--scheduler needs the [dask] extra: `pip install -e ".[dask]"` '
+                                    "(distributed)") from None
         self.cluster = None
         if scheduler == "local":
             self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

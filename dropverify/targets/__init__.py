@@ -26,7 +26,7 @@ class Framework:
     module: str
     """The module that defines its targets (an adapter's ``TARGETS``; numpy's come from the variants)."""
     extra: Optional[str]
-    """The pip extra(s) that install it: ``pip install dropverify[<extra>]`` (None: always installed)."""
+    """The pip extra(s) that install it: ``pip install -e ".[<extra>]"`` (None: always installed)."""
     packages: Tuple[str, ...]
     """The Python packages it imports (their versions go in a run's environment)."""
 
@@ -82,7 +82,8 @@ def adapter_module(framework: str):
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
-        raise TargetUnavailable(f"{framework} targets need `pip install dropverify[{extra}]` ({exc})") from None
+        raise TargetUnavailable(f"{framework} targets need the [{extra}] extra: "
+                                f"`pip install -e \".[{extra}]\"` in a dropverify checkout ({exc})") from None
 
 
 def target_names(framework: str) -> Tuple[str, ...]:
