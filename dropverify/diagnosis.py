@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .checks import POOLED, WITHIN_CALL, spec_for_result
+from .checks import POOLED, WITHIN_CALL, dropblock, role_of, spec_for_result
 from .checks._words import AXIS_RESULT as _AXIS
 from .checks.dispersion import NAME as DISPERSION
 from .checks.dropblock import CONTIGUOUS, RATE as BLOCK_RATE
@@ -28,11 +28,6 @@ from .checks.longhorizon import LAG
 from .checks.rates import NAME as RATE
 from .checks.repeats import NAME as REPEATS
 from .results import ERROR, FAIL, INCONCLUSIVE, CheckResult
-
-
-def _role(r: CheckResult) -> str:
-    spec = spec_for_result(r.check)
-    return spec.role if spec is not None else ""
 
 
 def _producer(r: CheckResult) -> str:
@@ -86,15 +81,10 @@ def structural_summary(r: CheckResult, layout: str = "") -> Optional[str]:
 
 
 def _dropblock_summary(r: CheckResult) -> Optional[str]:
-    try:
-        from .checks import dropblock
-    except ImportError:  # pragma: no cover
-        return None
-    fn = getattr(dropblock, "diagnose", None)
-    if fn is None or not r.details:
+    if not r.details:
         return None
     try:
-        return fn(r.details)
+        return dropblock.diagnose(r.details)
     except Exception:  # noqa: BLE001 - a diagnosis must never break a run
         return None
 
@@ -103,7 +93,7 @@ def _within_call(r: CheckResult) -> bool:
     """Does this structural FAIL make units inside a call dependent (so pooled tests count
     copies of one draw as independent units)? Its role says so, or identical masks at flat
     offsets inside a call."""
-    return _role(r) == WITHIN_CALL or (r.check == FLAT and bool((r.details or {}).get("identical")))
+    return role_of(r.check) == WITHIN_CALL or (r.check == FLAT and bool((r.details or {}).get("identical")))
 
 
 def _calls_repeat(r: CheckResult) -> bool:
@@ -135,7 +125,7 @@ def _inert_cause(out: Sequence[CheckResult]) -> Optional[RootCause]:
     text = ("no unit is dropped in any call: the layer has no effect in training mode" if pooled == 0.0 else
             "every unit is dropped in every call")
     follow = tuple(r.check for r in out if r.verdict == FAIL and r.check != rate.check
-                   and (_about_masks(r) or _role(r) == POOLED))
+                   and (_about_masks(r) or role_of(r.check) == POOLED))
     return RootCause(text, (rate.check,) + follow)
 
 
@@ -191,7 +181,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
             if r.check in (REPEATS, FLAT, DISPERSION):
                 supporting.append(r.check)  # repeats / dependence at flat offsets follow from the shared draw
                 continue
-            if _role(r) != POOLED:
+            if role_of(r.check) != POOLED:
                 continue
             p_call = r.details.get("p_call_level") if r.details else None
             if p_call is None:
