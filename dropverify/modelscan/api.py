@@ -46,7 +46,7 @@ class SiteRow:
     eval: str                 # observed effective rate in eval, as shown
     calls: Dict[str, int]
     in_situ: str              # the spec name, "shared with X", or why none
-    verdict: Optional[str]    # None: never called
+    verdict: Optional[str]    # "NOT EXERCISED": not called in training (never a PASS)
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,8 @@ def _run_passes(work: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], rec: A
 
 def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
          checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
-         progress: Any = None, reproduce: Optional[str] = None) -> ScanReport:
+         progress: Any = None, reproduce: Optional[str] = None,
+         eval_active: Optional[Sequence[str]] = None) -> ScanReport:
     """Audit every dropout site of the torch ``model`` on ``example_inputs``; returns a
     :class:`ScanReport` (a :class:`~dropverify.Report`).
 
@@ -217,8 +218,11 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     on the device and in the dtype the model runs in. ``checks``: the checks run at each site
     in situ (default :data:`~dropverify.modelscan.insitu.DEFAULT_CHECKS`; ``"all"`` every
     applicable check). ``seed``, ``alpha`` and ``settings`` as for :func:`dropverify.verify`; without
-    ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check.
-    Bad arguments, and a model that raises on its first training pass, raise InvalidArgument.
+    ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check. ``eval_active``: fnmatch
+    patterns of sites that drop in eval by design (MC dropout), matched against a site's label,
+    path or name: they are verified as dropout in eval (at their training rate) instead of failed.
+    Bad arguments, a model that raises on its first training pass, and a model with no dropout
+    site, raise InvalidArgument.
     """
     import torch
     import torch.nn as nn
@@ -228,11 +232,14 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
         raise InvalidArgument(f"model is a {type(model).__name__}, but should be a torch nn.Module")
     settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
     chosen = insitu.choose_checks(checks)
+    patterns = [eval_active] if isinstance(eval_active, str) else list(eval_active or ())
+    if not all(isinstance(p, str) and p for p in patterns):
+        raise InvalidArgument(f"eval_active={eval_active!r}, but should be a list of site patterns (fnmatch)")
     args, kwargs = as_args(example_inputs)
     rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
-        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce)
+        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns))
     finally:  # the passes and the in-situ runs seed torch: the caller's RNG state comes back
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
@@ -242,8 +249,19 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     return report
 
 
+SEARCHED = ("searched the module tree for torch.nn Dropout / Dropout1d-3d / AlphaDropout / FeatureAlphaDropout, "
+            "nn.LSTM / GRU / RNN with dropout > 0, timm DropPath / DropBlock2d, torchvision StochasticDepth / "
+            "DropBlock, registered classes and rate-keeping classes named *Dropout* / *DropPath* / *DropBlock* / "
+            "*StochasticDepth*, and a training pass for F.dropout and its family, torch.dropout, "
+            "F.scaled_dot_product_attention(dropout_p) and F.multi_head_attention_forward calls")
+"""What a scan looks for: the one-line message of a model with no dropout site says it."""
+NOT_EXERCISED = "NOT EXERCISED"
+"""A site's verdict when the training pass never called it (never counted as PASS)."""
+
+
 def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: Settings,
-          chosen: Optional[List[str]], progress: Any, reproduce: Optional[str]) -> ScanReport:
+          chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
+          eval_active: Tuple[str, ...] = ()) -> ScanReport:
     """The scan proper (see :func:`scan`)."""
     import torch
     from . import insitu, model_checks as mc
@@ -269,6 +287,10 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                                   f"({_describe_inputs(args, kwargs)}) in training{': ' + text if text else ''}") \
                 from None
         sites = rec.sites
+        if not sites:
+            raise InvalidArgument(f"no dropout site found in {type(model).__module__}.{type(model).__qualname__}: "
+                                  f"{SEARCHED}; nothing to scan (a layer this does not know: "
+                                  "dropverify.modelscan.register(cls, variant, p=...))")
         for s in sites:
             if not s.is_module:
                 lookup_configured(s, rates)
@@ -285,13 +307,13 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     if bad_eval is not None:
         model_results.append(mc.error_result(mc.EVAL_DETERMINISTIC, MODEL, "model", bad_eval, "in eval"))
     else:
-        model_results.append(mc.eval_deterministic(y1, y2, sites, MODEL))
+        model_results.append(mc.eval_deterministic(y1, y2, sites, MODEL, eval_active))
     model_results += mc.schedule_results(schedules, MODEL)
     round_trip_error = outputs.get("train_after_eval") if isinstance(outputs.get("train_after_eval"),
                                                                      Exception) else None
 
     # in situ
-    plan = insitu.plan(sites)
+    plan = insitu.plan(sites, eval_active)
     if plan.specs:
         run = run_checks(plan.specs, settings, checks=chosen, progress=progress)
     else:
@@ -306,12 +328,14 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         insitu_name = plan.spec_of.get(site.name)
         if not called:
             rows.append(SiteRow(site.name, site.label, site.kind, None, site.configured, site.configured_from,
-                                "not called", "not called", {}, "not called during the example forward", None))
+                                "not called", "not called", {}, "not called during the example forward",
+                                NOT_EXERCISED))
             continue
-        variant = site.module_kind.variant if site.is_module and site.module_kind else \
-            site.fop.variant if site.fop else None
+        variant = site.identified or (site.module_kind.variant if site.is_module and site.module_kind else
+                                      site.fop.variant if site.fop else None)
         exact = [mc.site_training(site, site.name, variant or "unknown"),
-                 mc.site_eval(site, site.name, variant or "unknown")]
+                 mc.site_eval(site, site.name, variant or "unknown",
+                              eval_active=insitu.eval_active_match(site, eval_active) if eval_active else False)]
         if round_trip_error is not None:
             exact.append(mc.error_result(mc.SITE_ROUND_TRIP, site.name, variant or "unknown", round_trip_error,
                                          "in training after an eval pass"))
@@ -344,8 +368,13 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
             t = TargetRun(site.name, var, params, tuple(calls[0].shapes[0]) if calls[0].shapes else (),
                           contract, (), desc, tuple(exact), 0.0, (), tuple(exact_causes))
             verdict = worst([t.verdict] + ([shared.verdict] if shared is not None else []))
+        if not site.phase("train") and verdict == "PASS":
+            verdict = NOT_EXERCISED  # called in eval only: nothing in training was verified
         targets.append(t)
-        rows.append(SiteRow(site.name, site.label, site.kind, variant, site.configured, site.configured_from,
+        kind = site.kind
+        if site.identified and site.module_kind is not None and site.identified != site.module_kind.variant:
+            kind += f", {site.identified} (by its behaviour)"
+        rows.append(SiteRow(site.name, site.label, kind, variant, site.configured, site.configured_from,
                             _shown_rate(site.phase("train")), _shown_rate(site.phase("eval")),
                             {ph: len(site.phase(ph)) for ph in ("train", "eval", "train_after_eval")},
                             in_situ, verdict))
@@ -369,4 +398,4 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     return ScanReport(run=full, reproduce=reproduce, scan=result)
 
 
-__all__ = ["MODEL", "SCAN_MAX_CALLS", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]
+__all__ = ["MODEL", "NOT_EXERCISED", "SCAN_MAX_CALLS", "SEARCHED", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]

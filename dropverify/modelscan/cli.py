@@ -39,6 +39,9 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
                         "tensors (positional) or a dict (keyword)")
     s.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device. Default: cpu")
     s.add_argument("--report", default=None, metavar="PATH.md", help="write the Markdown report (JSON beside it)")
+    s.add_argument("--eval-active", action="append", default=None, metavar="PATTERN",
+                   help="sites that drop in eval by design (MC dropout), an fnmatch pattern of the site's label or "
+                        "path (repeatable): verified as dropout in eval at their training rate instead of failed")
     settings_args(s)
 
 
@@ -160,7 +163,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     model, inputs = model.to(device), _to(inputs, device)
     quiet = bool(args.quiet)
     report = scan(model, inputs, settings=settings, checks=checks if args.check else None,
-                  progress=_progress(quiet), reproduce=command)
+                  progress=_progress(quiet), reproduce=command, eval_active=args.eval_active)
     problems = []
     jobs = []
     if args.report is not None:

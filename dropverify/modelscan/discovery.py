@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -57,6 +58,8 @@ class ModuleKind:
     variant_for: Optional[Callable[[int], Optional[str]]] = None
     library: bool = True           # a library class: identical instances behave identically
     guessed: bool = False          # classified from the class name only
+    observe: bool = False          # the variant is confirmed from the module's behaviour (:mod:`.behaviour`)
+    rnn: bool = False              # nn.LSTM / GRU / RNN: the dropout between stacked layers
 
 
 def _spatial_variant(dims: int) -> Callable[[int], Optional[str]]:
@@ -76,15 +79,29 @@ _TORCH_NN: Dict[str, ModuleKind] = {
     "Dropout3d": ModuleKind("nn.Dropout3d", None, "p", lambda m, r: {"channels_last": False}, _spatial_variant(3)),
     "AlphaDropout": ModuleKind("nn.AlphaDropout", "alpha_dropout", "p"),
     "FeatureAlphaDropout": ModuleKind("nn.FeatureAlphaDropout", "feature_alpha_dropout", "p"),
+    # the dropout torch applies between stacked layers (not after the last): element-wise on each layer's output
+    "LSTM": ModuleKind("nn.LSTM dropout", "dropout", "dropout", rnn=True),
+    "GRU": ModuleKind("nn.GRU dropout", "dropout", "dropout", rnn=True),
+    "RNN": ModuleKind("nn.RNN dropout", "dropout", "dropout", rnn=True),
 }
 _TIMM: Dict[str, ModuleKind] = {
     "DropPath": ModuleKind("timm DropPath", "drop_path", "drop_prob",
                            lambda m, r: {"scale_by_keep": bool(getattr(m, "scale_by_keep", True))}),
-    "DropBlock2d": ModuleKind("timm DropBlock2d", "dropblock_2d", "drop_prob",
-                              lambda m, r: {"block_size": int(m.block_size),
-                                            "share_channels": bool(getattr(m, "couple_channels", False)),
-                                            "seed_region": "anywhere", "gamma_rule": "paper"}),
+    "DropBlock2d": ModuleKind("timm DropBlock2d", "dropblock_2d", "drop_prob", lambda m, r: _timm_dropblock(m)),
 }
+
+
+def _timm_dropblock(m: nn.Module) -> Dict[str, Any]:
+    """timm DropBlock2d's contract parameters, read from the module. ``_gamma_scale``: timm multiplies
+    the paper's gamma by ``gamma_scale`` (0.25 at a ResNet's layer3): the same law as the paper's rule
+    at p * gamma_scale. ``_unsupported``: options no contract covers (noise, no rescaling, one mask
+    per batch)."""
+    unsupported = [w for w, on in (("with_noise=True", getattr(m, "with_noise", False) is True),
+                                   ("scale_by_keep=False", getattr(m, "scale_by_keep", True) is False),
+                                   ("batchwise=True", getattr(m, "batchwise", False) is True)) if on]
+    return {"block_size": int(m.block_size), "share_channels": bool(getattr(m, "couple_channels", False)),
+            "seed_region": "anywhere", "gamma_rule": "paper",
+            "_gamma_scale": float(getattr(m, "gamma_scale", 1.0)), "_unsupported": tuple(unsupported)}
 _TORCHVISION: Dict[str, ModuleKind] = {
     "StochasticDepth": ModuleKind("torchvision StochasticDepth", "stochastic_depth", "p",
                                   lambda m, r: {"mode": str(m.mode), "scaling": "inverted"}),
@@ -152,7 +169,7 @@ def classify(module: nn.Module) -> Optional[ModuleKind]:
             kind = table[cls.__name__]
             if cls is not type(module):
                 kind = ModuleKind(f"{type(module).__qualname__} (subclass of {kind.name})", kind.variant, kind.p_attr,
-                                  kind.params, kind.variant_for, library=False)
+                                  kind.params, kind.variant_for, library=False, observe=not kind.rnn, rnn=kind.rnn)
             return kind
     if any(True for _ in module.parameters()):
         return None
@@ -170,7 +187,8 @@ def classify(module: nn.Module) -> Optional[ModuleKind]:
                 params = lambda m, r: {"block_size": int(m.block_size), "share_channels": False,  # noqa: E731
                                        "seed_region": "valid", "gamma_rule": "paper"}
             return ModuleKind(f"{type(module).__module__}.{type(module).__qualname__} (by its name)", variant, attr,
-                              params, _dropblock_variant if variant is None else None, library=False, guessed=True)
+                              params, _dropblock_variant if variant is None else None, library=False, guessed=True,
+                              observe=True)
     return None
 
 
@@ -209,6 +227,9 @@ class Site:
     calls: List[Call] = field(default_factory=list)
     fop: Optional["FunctionalOp"] = None  # functional site: the op intercepted
     alternatives: Tuple[Tuple[float, str], ...] = ()  # functional site: other rate attributes of the same module
+    identified: Optional[str] = None  # module site: the variant its observed behaviour shows, and how (in situ)
+    identified_words: str = ""
+    outside: Optional[str] = None     # functional site: made by a dropout module the model does not register
 
     @property
     def label(self) -> str:
@@ -236,8 +257,8 @@ def module_sites(model: nn.Module) -> Dict[int, Site]:
     out: Dict[int, Site] = {}
     for path, module in model.named_modules():
         kind = classify(module)
-        if kind is None:
-            continue
+        if kind is None or (kind.rnn and not (module_rate(module, "dropout") or 0.0) > 0):
+            continue  # an RNN without dropout has no dropout site
         try:
             snap = copy.deepcopy(module)
         except Exception:  # noqa: BLE001 - an uncopyable module is verified as it is after the passes
@@ -247,6 +268,13 @@ def module_sites(model: nn.Module) -> Dict[int, Site]:
                                configured=rate, configured_from=f"{shown(path)}.{kind.p_attr}",
                                looked_for=(kind.p_attr,))
     return out
+
+
+def rnn_extra(module: nn.Module) -> Dict[str, Any]:
+    """What the in-situ replay of an RNN's inter-layer dropout needs: layers, layout, the width of a
+    layer's output (hidden or projection size times directions)."""
+    width = int(getattr(module, "proj_size", 0) or module.hidden_size) * (2 if module.bidirectional else 1)
+    return {"num_layers": int(module.num_layers), "batch_first": bool(module.batch_first), "width": width}
 
 
 # ------------------------------------------------------------------------------ configured rates
@@ -435,13 +463,16 @@ class Recorder(TorchFunctionMode):
             kind = site.module_kind
             p = module_rate(module, kind.p_attr) if kind else None
             frame.site = site
-            frame.call = Call(self.current, float(p or 0.0), bool(module.training and (p or 0.0) > 0), None, False,
-                              bool(module.training), (tuple(x.shape),) if x is not None else (),
+            stacked = not kind.rnn or int(getattr(module, "num_layers", 1)) > 1  # torch drops between layers only
+            frame.call = Call(self.current, float(p or 0.0), bool(module.training and (p or 0.0) > 0 and stacked),
+                              None, False, bool(module.training), (tuple(x.shape),) if x is not None else (),
                               _dtype_name(x) if x is not None else "?", str(x.device) if x is not None else "?")
+            if kind.rnn:
+                frame.call.extra.update(rnn_extra(module))
             self.seq += 1
             frame.call.seq = self.seq
             site.calls.append(frame.call)
-            if self.current == "eval" and x is not None:
+            if self.current == "eval" and x is not None and not kind.rnn:
                 frame.saved = x.detach().clone()
         self.stack.append(frame)
 
@@ -500,6 +531,11 @@ class Recorder(TorchFunctionMode):
             site = Site(path=path, kind=op.shown, op=op.name, ordinal=ordinal, fop=op)
             self.functional[key] = site
         extra: Dict[str, Any] = {}
+        outside = self._unregistered_caller()
+        if outside is not None:  # an nn.Dropout (or kin) the model does not register made this call
+            extra["module"] = f"{classify(outside).name}(p={p:g})"
+            extra["module_id"] = id(outside)
+            site.outside = self._holder(outside)
         if op.name == "scaled_dot_product_attention":
             extra = {"is_causal": bool(values.get("is_causal")), "attn_mask": values.get("attn_mask") is not None,
                      "scale": values.get("scale"), "enable_gqa": bool(values.get("enable_gqa"))}
@@ -511,6 +547,35 @@ class Recorder(TorchFunctionMode):
                                tuple(tuple(t.shape) for t in tensors[:3]),
                                _dtype_name(first) if first is not None else "?",
                                str(first.device) if first is not None else "?", extra, seq=self.seq))
+
+    def _unregistered_caller(self) -> Optional[nn.Module]:
+        """The dropout-family module whose forward made the current functional call when the model
+        does not register it (the Python frames up to the nearest registered module)."""
+        frame = sys._getframe(2)
+        for _ in range(16):
+            if frame is None:
+                return None
+            obj = frame.f_locals.get("self")
+            if isinstance(obj, nn.Module):
+                if id(obj) in self._paths:
+                    return None
+                if classify(obj) is not None:
+                    return obj
+            frame = frame.f_back
+        return None
+
+    def _holder(self, obj: nn.Module) -> str:
+        """Where an unregistered module lives: ``list (model).drops`` (a plain container of a
+        registered module), else ``forward`` (not held: built inside a forward)."""
+        for path, module in self.model.named_modules():
+            for name, value in vars(module).items():
+                if name.startswith("_"):
+                    continue
+                items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) \
+                    else ()
+                if any(item is obj for item in items):
+                    return f"{type(value).__name__} {shown(path)}.{name}"
+        return "forward"
 
     def recording(self, phase: str) -> "_Phase":
         return _Phase(self, phase)

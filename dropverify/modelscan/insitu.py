@@ -153,20 +153,121 @@ def _spec(site: Site, name: str, variant: str, params: Dict[str, Any], shape: Tu
                       else "float32")
 
 
-def _module_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
+def _clone_call(inner: Optional[Callable[..., torch.Tensor]]) -> Callable[..., torch.Tensor]:
+    """A call hook feeding the module clones of the probe tensors: an in-place layer then writes into
+    a non-leaf tensor (gradients flow through the clone), as it does inside a model."""
+    def call(module: nn.Module, tensors: Tuple[torch.Tensor, ...]) -> torch.Tensor:
+        clones = tuple(t.clone() for t in tensors)
+        return inner(module, clones) if inner is not None else module(*clones)
+    return call
+
+
+class RNNDropoutReplay(nn.Module):
+    """The dropout torch applies between the stacked layers of an RNN, observable: ``nn.RNN(relu,
+    num_layers=2, dropout=p, bias=False)`` with identity input weights and zero recurrent weights
+    gives ``D relu(x)`` for the inter-layer mask ``D``; run on relu(x) and relu(-x) under the same
+    RNG state, the difference is ``D x``. ATen applies the same ``at::dropout`` between the layers
+    of LSTM, GRU and RNN (RNN.cpp, ``apply_layer_stack``)."""
+
+    def __init__(self, p: float, width: int, batch_first: bool) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(width, width, num_layers=2, nonlinearity="relu", bias=False, dropout=p,
+                          batch_first=batch_first)
+        with torch.no_grad():
+            for k in range(2):
+                getattr(self.rnn, f"weight_ih_l{k}").copy_(torch.eye(width))
+                getattr(self.rnn, f"weight_hh_l{k}").zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        state = torch.random.get_rng_state()
+        a, _ = self.rnn(x.clamp(min=0))
+        torch.random.set_rng_state(state)
+        b, _ = self.rnn((-x).clamp(min=0))
+        return a - b
+
+
+class EvalModeReplay(nn.Module):
+    """A declared eval-active (MC dropout) site: the module runs in eval mode whatever mode the
+    harness asks for, so the training-mode checks verify the rate it applies in eval."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        self.inner.eval()
+        return self.inner(*xs)
+
+
+EVAL_ACTIVE_NA = {"eval_mode_deterministic_and_exact": "declared eval-active (MC dropout, eval_active=...): the "
+                                                       "site drops in eval by design; its eval rate is what the "
+                                                       "training-mode checks verify"}
+
+
+def _rnn_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
+    extra = first.extra
+    shape = first.shapes[0] if first.shapes else ()
+    if len(shape) not in (2, 3):
+        return None, None, f"the recorded input is not a (T, N, H) / (N, T, H) / (T, H) tensor: {shape or 'none'}"
+    if first.device.startswith("cuda"):
+        return None, None, ("on CUDA cuDNN keeps its own dropout state for RNNs: the observable replay runs on the "
+                            "CPU kernel only (the exact checks judge the site)")
+    probe = tuple(shape[:-1]) + (int(extra["width"]),)
+    batch_first = bool(extra["batch_first"])
+    description = (f"{site.label}: {site.kind.split(' ')[0]}(num_layers={extra['num_layers']}, dropout={first.p:g}): "
+                   f"the dropout between stacked layers, on a layer's output {probe} {first.dtype} (element-wise, "
+                   f"one fresh mask per call).{note}")
+    conventions = ["Replay: nn.RNN(relu, num_layers=2, dropout=p, bias=False) with identity input weights and zero "
+                   "recurrent weights, run on relu(x) and relu(-x) under one RNG state: the difference is the "
+                   "inter-layer dropout of x. ATen applies the same at::dropout between the layers of LSTM, GRU "
+                   "and RNN on the CPU; the site's own weights do not enter the dropout."]
+    try:
+        spec = _spec(site, site.name, "dropout", {"p": first.p}, probe, first.dtype, "cpu",
+                     lambda: RNNDropoutReplay(first.p, probe[-1], batch_first), description,
+                     conventions=conventions, layouts=("contiguous",))
+    except InvalidArgument as exc:
+        return None, None, str(exc)
+    return spec, ("rnn", first.p, probe, batch_first, first.dtype), ""
+
+
+def _module_spec(site: Site, first: Call, note: str,
+                 eval_active: bool = False) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
     kind = site.module_kind
     module = site.snapshot
     if kind is None or module is None:
         return None, None, "the module could not be copied before the model ran"
+    if kind.rnn:
+        return _rnn_spec(site, first, note)
     shape = first.shapes[0] if first.shapes else ()
     rank = len(shape)
     variant = kind.variant or (kind.variant_for(rank) if kind.variant_for else None)
+    conventions = []
+    read = dict(kind.params(module, rank))
+    gamma_scale = float(read.pop("_gamma_scale", 1.0))
+    unsupported = read.pop("_unsupported", ())
+    if unsupported:
+        return None, None, f"no contract covers {kind.name} with {', '.join(unsupported)}"
+    if kind.observe:
+        from .behaviour import identify
+        found = identify(module, tuple(shape), getattr(torch, first.dtype, torch.float32), _device(first.device),
+                         first.p)
+        if found is not None:
+            site.identified, site.identified_words = found.variant, found.words
+            if found.variant != variant:
+                conventions.append(f"Identified as {found.variant} by its behaviour ({found.words}); its class "
+                                   f"name alone suggested {variant or 'no variant'}.")
+                variant, read = found.variant, dict(found.params)
+            else:
+                conventions.append(f"Its behaviour confirms {variant}: {found.words}.")
     if variant is None:
         return None, None, f"no contract covers {kind.name} on a rank-{rank} input {shape}"
-    params = {"p": first.p, **kind.params(module, rank)}
+    params = {"p": first.p * gamma_scale, **read}
+    if gamma_scale != 1.0:
+        conventions.append(f"gamma_scale={gamma_scale:g} (read from the module): timm multiplies the paper's gamma "
+                           f"by it, which is the paper's rule at p = drop_prob x gamma_scale = {first.p:g} x "
+                           f"{gamma_scale:g} = {params['p']:g}; verified at that p.")
     call = None
     probe = shape
-    conventions = []
     if variant.startswith("spatial_dropout_") and rank == int(variant[-2]) + 1:
         call, probe = unbatched_call, (1,) + tuple(shape)
         conventions.append(f"The site receives unbatched input {shape}: the probe adds a batch axis of 1 and feeds "
@@ -175,23 +276,34 @@ def _module_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpe
         conventions.append("PyTorch treats a 3-D input to Dropout2d as batched 1-D (N, C, L) and drops whole (n, c) "
                            "rows (it warns): verified against that. If the site's 3-D input is an unbatched (C, H, W) "
                            "map, it drops rows, not channels (pytorch 69801): add the batch axis.")
+    if getattr(module, "inplace", False) is True:
+        call = _clone_call(call)
+        conventions.append("The module works in place (inplace=True): each call receives a clone of the probe, a "
+                           "non-leaf tensor under autograd, as inside a model.")
     contract = None
     if kind.name.startswith("torchvision DropBlock"):
         from ..targets.torchvision_ops import eps_contract
         contract = eps_contract(variant, float(getattr(module, "eps", 1e-6)))
-    if kind.guessed:
+    if kind.guessed and site.identified is None:
         conventions.append(f"Classified as {variant} from its class name ({type(module).__name__}); "
                            "dropverify.modelscan.register(cls, variant, p=..., ...) states it explicitly.")
+    make: Callable[[], nn.Module] = lambda: copy.deepcopy(module)  # noqa: E731
+    extra_na = None
+    if eval_active:
+        make = lambda: EvalModeReplay(copy.deepcopy(module))  # noqa: E731
+        extra_na = EVAL_ACTIVE_NA
+        conventions.append("Declared eval-active (MC dropout): every call runs the module in eval mode, so the "
+                           "rate, scale and mask checks verify what it applies in eval.")
     description = (f"{site.label}: {site.kind} (p={first.p:g}) as the model configures it, on its input shape "
                    f"{tuple(shape)} {first.dtype} on {first.device}.{note}")
     key = None
     if kind.library:
         key = ("module", kind.name, tuple(sorted(params.items())), repr(module), tuple(shape), first.dtype,
-               first.device)
+               first.device, eval_active)
     try:
         spec = _spec(site, site.name, variant, params, probe, first.dtype, _device(first.device),
-                     lambda: copy.deepcopy(module), description, call=call, contract=contract,
-                     conventions=conventions)
+                     make, description, call=call, contract=contract,
+                     conventions=conventions, extra_na=extra_na)
     except InvalidArgument as exc:
         return None, None, str(exc)
     return spec, key, ""
@@ -201,16 +313,23 @@ def _device(device: str) -> str:
     return "cuda" if device.startswith("cuda") else "cpu"
 
 
-def _functional_spec(site: Site, first: Call, note: str) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
+def _functional_spec(site: Site, first: Call, note: str,
+                     eval_active: bool = False) -> Tuple[Optional[TargetSpec], Optional[tuple], str]:
     op = site.fop
     evals = site.phase("eval")
     e = evals[0] if evals else None
     device = _device(first.device)
+    if eval_active:  # MC dropout: the replay applies what the site applied in eval, in both modes
+        if e is None or not e.applied:
+            return None, None, "declared eval-active, but it did not drop in eval (site_inactive_in_eval says how)"
+        first = dataclasses.replace(first, p=e.p, flag=e.flag)
     if op.name == "scaled_dot_product_attention":
         if len(first.shapes) < 2:
             return None, None, "the recorded call has no query / key shapes"
         shape = _weights_shape(first.shapes[0], first.shapes[1])
         p_eval = e.p if e is not None else 0.0
+        if eval_active:
+            p_eval = first.p
         math_backend = device == "cpu"
         description = (f"{site.label} calls F.scaled_dot_product_attention with dropout_p={first.p:g} in training "
                        f"and {p_eval:g} in eval (q {first.shapes[0]}, k {first.shapes[1]}, {first.dtype} on "
@@ -223,8 +342,8 @@ def _functional_spec(site: Site, first: Call, note: str) -> Tuple[Optional[Targe
                        "the kernel the site's own head dimension selects."]
         spec = _spec(site, site.name, "attention_dropout", {"p": first.p, "renormalize": False}, shape, first.dtype,
                      device, lambda: SDPAReplay(first.p, p_eval, math_backend), description, call=sdpa_call,
-                     conventions=conventions, layouts=("contiguous", "transposed"))
-        return spec, ("sdpa", first.p, p_eval, shape, first.dtype, first.device), ""
+                     conventions=conventions, layouts=("contiguous", "transposed"), extra_na=EVAL_ACTIVE_NA if eval_active else None)
+        return spec, ("sdpa", first.p, p_eval, shape, first.dtype, first.device, eval_active), ""
     if op.name == "multi_head_attention_forward":
         q, k = first.shapes[0], first.shapes[1]
         heads = int(first.extra.get("num_heads", 1))
@@ -238,8 +357,8 @@ def _functional_spec(site: Site, first: Call, note: str) -> Tuple[Optional[Targe
                      device, lambda: mha_factory(heads, shape[-1])(first.p), description, call=mha_call,
                      conventions=["nn.MultiheadAttention passes its own training flag: the eval behaviour of the "
                                   "site's own call is judged by site_inactive_in_eval from the recorded flags."],
-                     layouts=("contiguous",))
-        return spec, ("mha", first.p, shape, first.dtype, first.device), ""
+                     layouts=("contiguous",), extra_na=EVAL_ACTIVE_NA if eval_active else None)
+        return spec, ("mha", first.p, shape, first.dtype, first.device, eval_active), ""
     shape = first.shapes[0] if first.shapes else ()
     variant = op.variant
     if variant is None:  # torch.feature_dropout: channel dropout of (N, C, *spatial)
@@ -252,12 +371,14 @@ def _functional_spec(site: Site, first: Call, note: str) -> Tuple[Optional[Targe
     fn = next(f for f, o in _ops().items() if o is op)
     train = (first.p, bool(first.flag))
     eval_ = (e.p, bool(e.flag)) if e is not None else None
+    if eval_active:
+        eval_ = train
     eval_words = f"p={e.p:g}, {op.flag_arg}={e.flag}" if e is not None else "not called"
     description = (f"{site.label} calls {op.shown}(p={first.p:g}, {op.flag_arg}={first.flag}) in training ({eval_words} "
                    f"in eval) on {tuple(shape)} {first.dtype} on {first.device}; replayed with those arguments.{note}")
     spec = _spec(site, site.name, variant, params, tuple(shape), first.dtype, device,
-                 lambda: FunctionalReplay(fn, train, eval_), description)
-    return spec, ("functional", op.name, train, eval_, tuple(shape), first.dtype, first.device), ""
+                 lambda: FunctionalReplay(fn, train, eval_), description, extra_na=EVAL_ACTIVE_NA if eval_active else None)
+    return spec, ("functional", op.name, train, eval_, tuple(shape), first.dtype, first.device, eval_active), ""
 
 
 def _ops() -> Dict[Any, Any]:
@@ -265,8 +386,16 @@ def _ops() -> Dict[Any, Any]:
     return OPS
 
 
-def plan(sites: Sequence[Site]) -> Plan:
-    """One spec per distinct replay; every site mapped to its spec or to the reason it has none."""
+def eval_active_match(site: Site, patterns: Sequence[str]) -> bool:
+    """Whether a site is declared eval-active: a pattern (fnmatch) matches its label, its path or its
+    unique name."""
+    import fnmatch
+    return any(fnmatch.fnmatchcase(n, pat) for pat in patterns for n in {site.label, site.path, site.name})
+
+
+def plan(sites: Sequence[Site], eval_active: Sequence[str] = ()) -> Plan:
+    """One spec per distinct replay; every site mapped to its spec or to the reason it has none.
+    Sites matching an ``eval_active`` pattern are verified as dropout in eval (MC dropout)."""
     out = Plan()
     by_key: Dict[tuple, str] = {}
     for site in sites:
@@ -282,7 +411,8 @@ def plan(sites: Sequence[Site]) -> Plan:
             out.skipped[site.name] = "inactive in training"
             continue
         try:
-            spec, key, why = (_module_spec if site.is_module else _functional_spec)(site, first, note)
+            spec, key, why = (_module_spec if site.is_module else _functional_spec)(
+                site, first, note, eval_active=eval_active_match(site, eval_active))
         except Exception as exc:  # noqa: BLE001 - an unplannable site is reported, the scan goes on
             spec, key, why = None, None, f"could not build its replay: {type(exc).__name__}: {exc}"
         if spec is None:
@@ -319,4 +449,5 @@ def choose_checks(checks: Optional[Sequence[str]]) -> Optional[List[str]]:
     return producing_checks(names)
 
 
-__all__ = ["DEFAULT_CHECKS", "EDGE_CHECKS", "FunctionalReplay", "Plan", "SDPAReplay", "choose_checks", "plan"]
+__all__ = ["DEFAULT_CHECKS", "EDGE_CHECKS", "EvalModeReplay", "FunctionalReplay", "Plan", "RNNDropoutReplay",
+           "SDPAReplay", "choose_checks", "eval_active_match", "plan"]

@@ -80,8 +80,11 @@ def tensors_of(output: Any) -> List[torch.Tensor]:
     return [t for t in leaves if isinstance(t, torch.Tensor)]
 
 
-def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str) -> CheckResult:
-    """Two eval calls (different seeds): identical outputs, or a FAIL naming the active sites."""
+def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str,
+                       eval_active: Sequence[str] = ()) -> CheckResult:
+    """Two eval calls (different seeds): identical outputs, or a FAIL naming the active sites. Outputs
+    that differ PASS when every site that dropped in eval is declared eval-active (MC dropout) and
+    at least one did."""
     a, b = tensors_of(y1), tensors_of(y2)
     if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
         return _result(EVAL_DETERMINISTIC, target, "model", False,
@@ -95,6 +98,14 @@ def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str) -> 
         if x.is_floating_point() and bool((~same).any()):
             worst = max(worst, float((x.double() - y.double()).abs().nan_to_num(0.0).max()))
     active = [s for s in sites if any(c.applied for c in s.phase("eval"))]
+    declared = [s for s in active if _declared(s, eval_active)]
+    if off and active and len(declared) == len(active):
+        return _result(EVAL_DETERMINISTIC, target, "model", True,
+                       f"eval output differs between two calls under different seeds ({off} of {total} elements), "
+                       f"as declared: only eval-active (MC dropout) sites dropped in eval ("
+                       + ", ".join(s.label for s in declared[:3]) + (" ..." if len(declared) > 3 else "") + ")",
+                       elements_differing=off, elements=total, sites_active_in_eval=[s.label for s in active])
+    active = [s for s in active if not _declared(s, eval_active)]
     if off == 0:
         return _result(EVAL_DETERMINISTIC, target, "model", True,
                        f"two eval calls under different seeds give identical outputs ({total} elements)",
@@ -110,8 +121,25 @@ def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str) -> 
                    sites_active_in_eval=[s.label for s in active])
 
 
+def _declared(site: Site, eval_active: Sequence[str]) -> bool:
+    from .insitu import eval_active_match
+    return bool(eval_active) and eval_active_match(site, eval_active)
+
+
+def outside_words(site: Site, call: Call) -> str:
+    """Why a dropout module the model does not register drops in eval, and the fix that fits."""
+    module = call.extra.get("module", site.kind)
+    if site.outside and site.outside != "forward":
+        return (f"{module} kept in a plain Python {site.outside} is not a registered submodule, so model.eval() "
+                f"does not reach it and it stays in training mode: use nn.ModuleList (or nn.ModuleDict)")
+    return (f"{module} built inside forward() is a new module on every call, in training mode whatever the model's "
+            f"mode: build it in __init__ (or call F.dropout(x, p, training=self.training))")
+
+
 def _active_words(site: Site) -> str:
     call = next(c for c in site.phase("eval") if c.applied)
+    if site.outside:
+        return outside_words(site, call)
     if site.op == "scaled_dot_product_attention":
         return f"scaled_dot_product_attention dropout_p={call.p:g}"
     if site.fop is not None:
@@ -137,6 +165,13 @@ def site_training(site: Site, target: str, variant: str) -> CheckResult:
                        f"{site.label}: {what} not called in training (only in eval)", **details)
     if inactive:
         c = inactive[0]
+        if site.module_kind is not None and site.module_kind.rnn and c.module_training:
+            layers = c.extra.get("num_layers", 1)
+            return _result(SITE_TRAINING, target, variant, False,
+                           f"{site.label}: {site.kind.split(' ')[0]}(num_layers={layers}, dropout={c.p:g}) never "
+                           f"drops: torch applies an RNN's dropout only between stacked layers, so with one layer "
+                           f"it is a no-op (torch warns); use num_layers >= 2, or an nn.Dropout on the output",
+                           **details)
         if site.is_module and c.flag is None:
             why = f"{site.label}: {what}({pname}={c.p:g}) is in eval mode while the model trains: it never drops"
         elif site.is_module:
@@ -169,16 +204,33 @@ def site_training(site: Site, target: str, variant: str) -> CheckResult:
                    **details)
 
 
-def site_eval(site: Site, target: str, variant: str) -> CheckResult:
-    """Nothing dropped in eval: by the arguments passed, and for module sites by the output."""
+def site_eval(site: Site, target: str, variant: str, eval_active: bool = False) -> CheckResult:
+    """Nothing dropped in eval: by the arguments passed, and for module sites by the output. A site
+    declared eval-active (MC dropout) must instead drop in every eval call at its training rate."""
     calls = site.phase("eval")
     pname = _p_name(site)
     if not calls:
         return _result(SITE_EVAL, target, variant, True, f"{site.label}: not called in eval", calls=0)
     bad = [c for c in calls if c.applied]
+    if eval_active:
+        rates = sorted({c.p for c in site.phase("train")})
+        drops = lambda c: c.applied or bool(c.eval_off and c.eval_off[0] > 0)  # noqa: E731
+        off = [c for c in calls if not drops(c) or not any(_same(c.p, r) for r in rates)]
+        if off:
+            c = off[0]
+            how = "does not drop" if not drops(c) else f"drops at {pname}={c.p:g}, not its training rate"
+            return _result(SITE_EVAL, target, variant, False,
+                           f"{site.label}: declared eval-active (MC dropout), but {how} in {len(off)} of "
+                           f"{len(calls)} eval call(s)", calls=len(calls), active=len(bad))
+        return _result(SITE_EVAL, target, variant, True,
+                       f"{site.label}: declared eval-active (MC dropout): drops in all {len(calls)} eval call(s) at "
+                       f"{pname}=" + ", ".join(f"{c:g}" for c in sorted({c.p for c in calls})) + ", its training "
+                       "rate", calls=len(calls), active=len(bad))
     if bad:
         c = bad[0]
-        if site.op == "scaled_dot_product_attention":
+        if site.outside:
+            why = f"{site.label}: {outside_words(site, c)}; it drops in eval"
+        elif site.op == "scaled_dot_product_attention":
             why = f"{site.label}: dropout_p={c.p:g} passed to scaled_dot_product_attention in eval"
         elif not site.is_module:
             why = f"{site.label}: {_flag_words(site, c)} in eval"

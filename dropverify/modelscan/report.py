@@ -23,9 +23,9 @@ _SCAN_CHECKS = {
 
 
 def _counts(report: Any) -> Dict[str, int]:
-    out: Dict[str, int] = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0, "not called": 0}
+    out: Dict[str, int] = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0, "NOT EXERCISED": 0}
     for row in report.scan.sites:
-        out[row.verdict or "not called"] += 1
+        out[row.verdict or "NOT EXERCISED"] += 1
     return out
 
 
@@ -40,6 +40,10 @@ def summary_lines(report: Any) -> List[str]:
     lines = [f"{report.verdict:<12} scan of {scan.model} on {scan.inputs}: {len(scan.sites)} dropout site(s) "
              f"({_counts_text(report)})"]
     lines += [f"  cause: {c}" for c in scan.causes]
+    idle = [row.label for row in scan.sites if row.verdict == "NOT EXERCISED"]
+    if idle:
+        lines.append(f"  {len(idle)} site(s) NOT EXERCISED (not called in training on this input, nothing verified "
+                     f"there): " + ", ".join(idle[:4]) + (f" and {len(idle) - 4} more" if len(idle) > 4 else ""))
     incon = sum(1 for r in report.results if r.verdict == "INCONCLUSIVE")
     if incon:
         lines.append(f"  {incon} in-situ result(s) INCONCLUSIVE (budget spent before certifying or rejecting; "
@@ -132,7 +136,7 @@ def scan_markdown(report: Any) -> str:
         head += _messages(t)
         if t.conventions:
             head += [""] + [f"- Convention: {c}" for c in t.conventions]
-    never = [row for row in scan.sites if row.verdict is None]
+    never = [row for row in scan.sites if not row.calls]
     if never:
         head += ["", "Not called during the example forward (nothing recorded): "
                  + ", ".join(f"`{row.label}` ({row.kind})" for row in never) + "."]
