@@ -98,3 +98,27 @@ def test_usage_errors_are_one_line_exit_2_and_write_nothing(args, message, tmp_p
     assert len(lines) == 1 and lines[0].startswith("dropverify: error: ") and message in lines[0], err
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_without_dropout_sites_exits_2_saying_what_was_searched(tmp_path, capsys):
+    (tmp_path / "plain.py").write_text("import torch.nn as nn\n\ndef lstm():\n    return nn.LSTM(8, 8, num_layers=2)\n")
+    code = main(["scan", f"{tmp_path / 'plain.py'}:lstm", "--shape", "3,2,8", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("dropverify: error: no dropout site found in torch.nn.modules.rnn.LSTM: searched the "
+                             "module tree for torch.nn Dropout")
+    assert "F.scaled_dot_product_attention(dropout_p)" in err[0]
+
+
+def test_eval_active_declares_mc_dropout(tmp_path, capsys):
+    (tmp_path / "mc.py").write_text(
+        "import torch.nn as nn\nimport torch.nn.functional as F\n\n"
+        "class MC(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc, self.p = nn.Linear(16, 16), 0.25\n\n"
+        "    def forward(self, x):\n        return F.dropout(self.fc(x), self.p, training=True)\n")
+    args = ["scan", f"{tmp_path / 'mc.py'}:MC", "--shape", "8,16", *FAST]
+    assert main(args) == 1
+    assert "cause: (model): F.dropout(p=0.25) called with training=True" in capsys.readouterr().out
+    assert main([*args, "--eval-active", "(model)"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("PASS") and "cause:" not in out

@@ -148,7 +148,7 @@ def test_rnn_dropout_is_a_site_verified_between_layers():
     r = scan(LM(), x_(5, 16, 8), checks=["drop_rate_matches_by_binomial", *EXACT], max_calls=400)
     (row,) = r.scan.sites
     assert (row.label, row.kind, row.configured, row.train, row.in_situ) == \
-        ("rnn", "nn.LSTM dropout", 0.3, "0.3", "verified")
+        ("rnn", "nn.LSTM (between-layer dropout)", 0.3, "0.3", "verified")
     assert r.ok and bad(r) == set(), r.summary()
     (t,) = r.run.targets[1:]
     assert t.shape == (5, 16, 12)
@@ -162,7 +162,7 @@ def test_rnn_dropout_is_a_site_verified_between_layers():
                               "num_layers >= 2, or an nn.Dropout on the output",)
     zeroed = scan(LM(zero=True), x_(5, 16, 8))
     assert bad(zeroed) == {("rnn[LSTM]", mc.SITE_TRAINING)}
-    assert zeroed.scan.causes[0].startswith("rnn: nn.LSTM dropout received p=0 in training, but 0.3 is configured")
+    assert zeroed.scan.causes[0].startswith("rnn: nn.LSTM (between-layer dropout) received p=0 in training, but 0.3 is configured")
 
 
 # ------------------------------------------------------------------------------ every site accounted for

@@ -80,9 +80,9 @@ _TORCH_NN: Dict[str, ModuleKind] = {
     "AlphaDropout": ModuleKind("nn.AlphaDropout", "alpha_dropout", "p"),
     "FeatureAlphaDropout": ModuleKind("nn.FeatureAlphaDropout", "feature_alpha_dropout", "p"),
     # the dropout torch applies between stacked layers (not after the last): element-wise on each layer's output
-    "LSTM": ModuleKind("nn.LSTM dropout", "dropout", "dropout", rnn=True),
-    "GRU": ModuleKind("nn.GRU dropout", "dropout", "dropout", rnn=True),
-    "RNN": ModuleKind("nn.RNN dropout", "dropout", "dropout", rnn=True),
+    "LSTM": ModuleKind("nn.LSTM (between-layer dropout)", "dropout", "dropout", rnn=True),
+    "GRU": ModuleKind("nn.GRU (between-layer dropout)", "dropout", "dropout", rnn=True),
+    "RNN": ModuleKind("nn.RNN (between-layer dropout)", "dropout", "dropout", rnn=True),
 }
 _TIMM: Dict[str, ModuleKind] = {
     "DropPath": ModuleKind("timm DropPath", "drop_path", "drop_prob",
