@@ -253,3 +253,47 @@ def test_declared_eval_active_sites_are_verified_as_dropout_in_eval():
     assert "(model): declared eval-active (MC dropout), but does not drop in 2 of 2 eval call(s)" in off.scan.causes
     with pytest.raises(InvalidArgument, match="eval_active="):
         dropverify.scan(MC(), x_(8, 16), eval_active=[3])
+
+
+# ------------------------------------------------------------------------------ dropouts in series
+
+
+class Series(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how, self.fc = how, nn.Linear(16, 16)
+        self.drop1, self.drop2 = nn.Dropout(0.3), nn.Dropout(0.3, inplace=how == "inplace")
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        y = self.drop1(self.fc(x))
+        if self.how == "series":
+            return self.drop2(y)
+        if self.how == "twice":
+            return self.drop1(y)
+        if self.how == "functional":
+            return F.dropout(y, 0.3, self.training)
+        return self.drop2(self.act(y))  # an in-place ReLU between: not in series
+
+
+@pytest.mark.parametrize("how, words", [
+    ("series", "drop2 is applied to the output of drop1 with nothing between: p 0.3 then 0.3 is one dropout at "
+               "effective p = 1 - (1 - 0.3)(1 - 0.3) = 0.51"),
+    ("twice", "drop1 is applied twice to the same tensor: p 0.3 then 0.3 is one dropout at effective p"),
+    ("functional", "(model) is applied to the output of drop1 with nothing between"),
+])
+def test_two_dropouts_in_series_are_named_with_the_effective_rate(how, words):
+    r = scan(Series(how), x_(8, 16), checks=["multiplier_values_exact"])
+    assert bad(r) == {("(model)", mc.SERIES)}, r.summary()
+    assert any(c.startswith(words) for c in r.scan.causes), r.scan.causes
+
+
+def test_dropouts_with_an_op_between_or_of_other_kinds_are_not_in_series():
+    r = scan(Series("inplace"), x_(8, 16), checks=["multiplier_values_exact"])
+    assert r.ok and bad(r) == set(), r.summary()
+    timm = pytest.importorskip("timm")
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=10, drop_rate=0.1, drop_path_rate=0.1,
+                            depth=2)  # Mlp's dropout feeds DropPath unchanged (through nn.Identity): other kinds
+    r = scan(vit, x_(2, 3, 32, 32), checks=["multiplier_values_exact"])
+    (res,) = [x for x in r.results if x.check == mc.SERIES]
+    assert res.verdict == "PASS", res.message

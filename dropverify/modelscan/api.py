@@ -309,6 +309,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     else:
         model_results.append(mc.eval_deterministic(y1, y2, sites, MODEL, eval_active))
     model_results += mc.schedule_results(schedules, MODEL)
+    model_results.append(mc.series(sites, MODEL))
     round_trip_error = outputs.get("train_after_eval") if isinstance(outputs.get("train_after_eval"),
                                                                      Exception) else None
 

@@ -26,6 +26,7 @@ import copy
 import inspect
 import re
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -447,6 +448,7 @@ class Recorder(TorchFunctionMode):
         self.seq = 0
         self._handles: List[Any] = []
         self._paths = {id(m): p for p, m in model.named_modules()}
+        self._outputs: Dict[int, Tuple[Any, int, str, float, str]] = {}  # id -> (weakref, version, label, p, group)
 
     @property
     def sites(self) -> List[Site]:
@@ -469,6 +471,8 @@ class Recorder(TorchFunctionMode):
                               _dtype_name(x) if x is not None else "?", str(x.device) if x is not None else "?")
             if kind.rnn:
                 frame.call.extra.update(rnn_extra(module))
+            elif x is not None and frame.call.applied:
+                self._consume(x, frame.call, site.label, _group(site))
             self.seq += 1
             frame.call.seq = self.seq
             site.calls.append(frame.call)
@@ -482,6 +486,22 @@ class Recorder(TorchFunctionMode):
         frame = self.stack.pop()
         if frame.saved is not None and isinstance(output, torch.Tensor) and frame.site is not None:
             frame.call.eval_off = _eval_off(frame.site, frame.saved, output, frame.call.p)
+        if frame.site is not None and not frame.site.module_kind.rnn and frame.call.applied:
+            self._produce(output, frame.site.label, frame.call.p, _group(frame.site))
+
+    # -- dropouts in series: the output of one applied dropout fed unchanged to another of its kind ------
+    def _produce(self, out: Any, label: str, p: float, group: str) -> None:
+        if self.current == "train" and isinstance(out, torch.Tensor):
+            self._outputs[id(out)] = (weakref.ref(out), out._version, label, p, group)
+
+    def _consume(self, x: torch.Tensor, call: "Call", label: str, group: str) -> None:
+        """Mark ``call`` when ``x`` is, unchanged (same object, no in-place op since), the output of an
+        applied dropout call of the same kind (group) in this training pass."""
+        if self.current != "train":
+            return
+        prev = self._outputs.get(id(x))
+        if prev is not None and prev[0]() is x and prev[1] == x._version and prev[4] == group:
+            call.extra["after"] = (prev[2], prev[3])
 
     def __enter__(self) -> "Recorder":
         for module in self.model.modules():
@@ -502,11 +522,14 @@ class Recorder(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         op = OPS.get(func)
-        if op is not None:
-            self._record(op, args, kwargs)
-        return func(*args, **kwargs)
+        call = self._record(op, args, kwargs) if op is not None else None
+        out = func(*args, **kwargs)
+        if call is not None:  # a functional site's applied call: its output may feed another dropout
+            self._produce(out, call[0], call[1].p, call[2])
+        return out
 
-    def _record(self, op: FunctionalOp, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    def _record(self, op: FunctionalOp, args: Sequence[Any],
+                kwargs: Mapping[str, Any]) -> Optional[Tuple[str, "Call", str]]:
         values, given = bind(op, args, kwargs)
         p = float(values.get(op.p_arg, 0.0) or 0.0)
         flag = None if op.flag_arg is None else bool(values.get(op.flag_arg, True))
@@ -518,7 +541,7 @@ class Recorder(TorchFunctionMode):
             call = frame.call
             call.p, call.flag, call.flag_given, call.applied = p, flag, op.flag_arg in given, applied
             call.extra["via"] = op.shown
-            return
+            return None
         path = frame.path if frame is not None else ""
         module = frame.module if frame is not None else self.model
         ordinal = 0
@@ -543,10 +566,15 @@ class Recorder(TorchFunctionMode):
             extra = {"num_heads": int(values.get("num_heads", 1))}
         first = tensors[0] if tensors else None
         self.seq += 1
-        site.calls.append(Call(self.current, p, applied, flag, op.flag_arg in given, bool(module.training),
-                               tuple(tuple(t.shape) for t in tensors[:3]),
-                               _dtype_name(first) if first is not None else "?",
-                               str(first.device) if first is not None else "?", extra, seq=self.seq))
+        call = Call(self.current, p, applied, flag, op.flag_arg in given, bool(module.training),
+                    tuple(tuple(t.shape) for t in tensors[:3]), _dtype_name(first) if first is not None else "?",
+                    str(first.device) if first is not None else "?", extra, seq=self.seq)
+        site.calls.append(call)
+        if not applied or op.name in ("scaled_dot_product_attention", "multi_head_attention_forward"):
+            return None  # attention dropout drops weights, not its input: no series
+        if first is not None:
+            self._consume(first, call, site.label, _group(site))
+        return site.label, call, _group(site)
 
     def _unregistered_caller(self) -> Optional[nn.Module]:
         """The dropout-family module whose forward made the current functional call when the model
@@ -591,6 +619,16 @@ class _Phase:
 
     def __exit__(self, *exc: Any) -> None:
         self.rec.__exit__(*exc)
+
+
+def _group(site: Site) -> str:
+    """Dropouts of one group compose into one of the same kind (two element-wise dropouts, two channel
+    dropouts): in series they are one dropout at a higher rate. Different groups (Dropout then DropPath,
+    as timm's blocks do) compose into something else on purpose."""
+    kind = site.module_kind
+    if kind is not None:
+        return kind.variant or kind.name
+    return (site.fop.variant or site.fop.name) if site.fop is not None else site.kind
 
 
 def _eval_off(site: Site, x: torch.Tensor, y: torch.Tensor, p: float) -> Tuple[int, int]:

@@ -35,6 +35,7 @@ SITE_TRAINING = "site_receives_configured_p_in_training"
 SITE_EVAL = "site_inactive_in_eval"
 SITE_ROUND_TRIP = "site_p_restored_after_eval"
 SCHEDULE = "depth_schedule_linear"
+SERIES = "no_dropout_applied_twice_in_series"
 
 P_TOL = 1e-6
 """Relative tolerance between a configured and a received rate (a float32 round trip of p)."""
@@ -277,6 +278,33 @@ def site_round_trip(site: Site, target: str, variant: str) -> CheckResult:
                    f"{site.label}: {pname}={ps} in training before and after an eval pass ({len(before)} call(s))")
 
 
+def series(sites: Sequence[Site], target: str) -> CheckResult:
+    """No applied dropout call in training takes, unchanged (the same tensor, no in-place op since),
+    the output of another applied dropout of the same kind: two in series are one dropout at
+    p = 1 - (1 - p1)(1 - p2), named with that effective rate (one module applied twice included)."""
+    pairs: Dict[Tuple[str, str], Tuple[float, float]] = {}
+    for s in sites:
+        for c in s.phase("train"):
+            if "after" in c.extra:
+                first, p1 = c.extra["after"]
+                pairs.setdefault((first, s.label), (p1, c.p))
+    if not pairs:
+        checked = sum(1 for s in sites for c in s.phase("train") if c.applied)
+        return _result(SERIES, target, "model", True,
+                       f"no dropout's input is the unchanged output of another dropout of its kind ({checked} "
+                       f"applied training call(s))", pairs=[])
+    words = []
+    for (first, second), (p1, p2) in pairs.items():
+        eff = 1 - (1 - p1) * (1 - p2)
+        what = (f"{second} is applied twice to the same tensor" if first == second else
+                f"{second} is applied to the output of {first} with nothing between")
+        words.append(f"{what}: p {p1:g} then {p2:g} is one dropout at effective p = 1 - (1 - {p1:g})(1 - {p2:g}) "
+                     f"= {eff:.4g}")
+    return _result(SERIES, target, "model", False, "; ".join(words),
+                   pairs=[{"first": a, "second": b, "p": list(v), "effective_p": 1 - (1 - v[0]) * (1 - v[1])}
+                          for (a, b), v in pairs.items()])
+
+
 # ------------------------------------------------------------------------------ depth schedules
 
 
@@ -364,6 +392,6 @@ def error_result(check: str, target: str, variant: str, exc: BaseException, when
                        text=f"the model raised {type(exc).__name__}{': ' + text if text else ''} {when}")
 
 
-__all__ = ["EVAL_DETERMINISTIC", "SCHEDULE", "SITE_EVAL", "SITE_ROUND_TRIP", "SITE_TRAINING", "Schedule",
+__all__ = ["EVAL_DETERMINISTIC", "SCHEDULE", "SERIES", "series", "SITE_EVAL", "SITE_ROUND_TRIP", "SITE_TRAINING", "Schedule",
            "depth_schedules", "error_result", "eval_deterministic", "schedule_results", "site_eval",
            "site_round_trip", "site_training", "tensors_of"]

@@ -19,6 +19,8 @@ _SCAN_CHECKS = {
                              "activations)",
     "site_p_restored_after_eval": "train -> eval -> train leaves every call's p and activity as before",
     "depth_schedule_linear": "DropPath / stochastic-depth rates across repeated blocks rise linearly with depth",
+    "no_dropout_applied_twice_in_series": "no dropout takes the unchanged output of another dropout of its kind (or "
+                                          "its own): two in series are one dropout at p = 1 - (1 - p1)(1 - p2)",
 }
 
 
