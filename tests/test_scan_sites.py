@@ -297,3 +297,18 @@ def test_dropouts_with_an_op_between_or_of_other_kinds_are_not_in_series():
     r = scan(vit, x_(2, 3, 32, 32), checks=["multiplier_values_exact"])
     (res,) = [x for x in r.results if x.check == mc.SERIES]
     assert res.verdict == "PASS", res.message
+
+
+def test_rnn_dropout_left_in_training_mode_in_eval_is_named():
+    class KeepsTraining(LM):
+        def forward(self, x):
+            self.rnn.train()  # broken: the LSTM drops between layers in eval too
+            return super().forward(x)
+
+    r = scan(KeepsTraining(), x_(5, 16, 8))
+    assert ("rnn[LSTM]", mc.SITE_EVAL) in bad(r) and ("(model)", mc.EVAL_DETERMINISTIC) in bad(r)
+    assert "rnn: nn.LSTM(dropout=0.3) is in training mode while the model is in eval: it drops between its layers " \
+           "(2 of 2 eval calls)" in r.scan.causes, r.scan.causes
+    ok = [x for x in scan(LM(), x_(5, 16, 8)).results if x.check == mc.SITE_EVAL]
+    assert [x.message for x in ok] == ["rnn: inactive in 2 eval call(s) (in eval mode: torch drops between an RNN's "
+                                       "layers in training only)"]

@@ -239,7 +239,10 @@ def site_eval(site: Site, target: str, variant: str, eval_active: bool = False) 
             why = (f"{site.label}: {site.kind} calls {c.extra.get('via', 'its op')}({pname}={c.p:g}) with training="
                    f"{c.flag} in eval")
         else:
-            why = f"{site.label}: {site.kind}({pname}={c.p:g}) is in training mode while the model is in eval"
+            rnn = site.module_kind is not None and site.module_kind.rnn
+            kind = site.kind.split(" (")[0] if rnn else site.kind
+            why = (f"{site.label}: {kind}({'dropout' if rnn else pname}={c.p:g}) is in training mode while the model "
+                   f"is in eval" + (": it drops between its layers" if rnn else ""))
         return _result(SITE_EVAL, target, variant, False, why + f" ({len(bad)} of {len(calls)} eval calls)",
                        calls=len(calls), active=len(bad))
     off = [c.eval_off for c in calls if c.eval_off is not None and c.eval_off[0] > 0]
@@ -248,7 +251,8 @@ def site_eval(site: Site, target: str, variant: str, eval_active: bool = False) 
         return _result(SITE_EVAL, target, variant, False,
                        f"{site.label}: {site.kind} output differs from its eval output (the input) in eval: "
                        f"{n} of {total} elements on the real activations", calls=len(calls), elements_off=n)
-    how = ("output equal to its eval output on the real activations" if site.is_module
+    how = ("in eval mode: torch drops between an RNN's layers in training only" if site.module_kind is not None
+           and site.module_kind.rnn else "output equal to its eval output on the real activations" if site.is_module
            else f"{pname}=0 passed" if site.fop is None or site.fop.flag_arg is None
            else f"{site.fop.flag_arg}=False or {pname}=0 passed")
     return _result(SITE_EVAL, target, variant, True, f"{site.label}: inactive in {len(calls)} eval call(s) ({how})",
