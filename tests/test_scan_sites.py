@@ -184,6 +184,12 @@ def test_sites_not_exercised_in_training_are_never_a_pass():
     assert "(1 PASS, 2 NOT EXERCISED)" in lines[0]
     assert any(line.startswith("  2 site(s) NOT EXERCISED (not called in training") for line in lines)
     assert "| `unused` | nn.Dropout | 0.2 (`unused.p`) | not called | not called |" in r.to_markdown()
+    jsonschema = pytest.importorskip("jsonschema")
+    import json
+    from dropverify.report import schema_path
+    doc = r.to_dict()
+    assert [s["verdict"] for s in doc["sites"]] == ["PASS", NOT_EXERCISED, NOT_EXERCISED]
+    jsonschema.Draft202012Validator(json.loads(schema_path().read_text())).validate(doc)
 
 
 def test_a_model_without_dropout_sites_is_an_invalid_argument():
