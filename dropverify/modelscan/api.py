@@ -6,9 +6,10 @@ train/eval flags restored afterwards), with the torch RNG state restored afterwa
 dropout-family module and functional call is recorded (:mod:`.discovery`); the model-level
 checks (:mod:`.model_checks`) are exact results; every site that can be sampled is verified
 in situ (:mod:`.insitu`) in ONE runner call, so the whole model is one Holm family at
-``alpha``. A model that cannot run its first training pass on the example inputs is an
-InvalidArgument (nothing to scan); a later pass that raises is an ERROR result and the
-scan goes on.
+``alpha``. A model that cannot run its first training pass on the example inputs, or that
+has no dropout site, is an InvalidArgument (nothing to scan); a later pass that raises is an
+ERROR result and the scan goes on. A site the training pass never calls is NOT EXERCISED in
+the site table (never a PASS); sites matching ``eval_active`` patterns must drop in eval.
 """
 from __future__ import annotations
 

@@ -7,7 +7,10 @@ Promises:
   ``DropPath`` / ``DropBlock2d``, torchvision ``StochasticDepth`` / ``DropBlock2d`` / ``DropBlock3d``,
   classes registered with :func:`register`, and parameter-free classes whose name says
   DropPath / StochasticDepth / DropBlock / Dropout and that keep a drop probability (marked
-  ``guessed``).
+  ``guessed``; their variant, and a subclass's, is confirmed from behaviour in situ:
+  :mod:`.behaviour`), and ``nn.LSTM / GRU / RNN`` with ``dropout > 0`` (the dropout between
+  stacked layers; with one layer it never drops). timm DropBlock's ``gamma_scale`` and options
+  no contract covers are read from the module.
 * :class:`Recorder` runs the model with forward pre/post hooks on every module (a stack of
   module paths) and a ``TorchFunctionMode`` that sees ``F.dropout`` and its family,
   ``torch.dropout`` and friends, ``F.scaled_dot_product_attention`` (``dropout_p``) and
@@ -15,7 +18,11 @@ Promises:
   that site; any other becomes a *functional site* keyed by (calling module path, op, ordinal
   of the call within one forward of that module). Every call records the p it received, the
   training flag passed (and whether it was passed or defaulted), the calling module's
-  ``.training``, the input shapes, dtype and device.
+  ``.training``, the input shapes, dtype and device. A functional call made by a dropout module
+  the model does not register (kept in a plain list, or built inside ``forward``) records that
+  module and where it is held (``Site.outside``). A dropout call in training whose input is,
+  unchanged (same tensor, same version), the output of an applied dropout of the same group
+  records that call (``extra["after"]``): two dropouts in series.
 * :func:`configured_rates` reads, before the model runs, the rate each module is configured
   with: attributes named like ``p``, ``dropout_p``, ``attn_drop``, ``drop_rate`` ... (floats,
   or dropout modules whose ``p`` / ``drop_prob`` is read).

@@ -12,8 +12,16 @@ Promises:
   output is the dropped attention weights (B, H, Lq, Lk);
 * sites whose replay is identical by construction (the same library op or library class with
   the same arguments, shape, dtype and device) share one spec, so one run stands for all;
+* an in-place module receives clones of the probe (non-leaf tensors, as inside a model);
+  a timm DropBlock with ``gamma_scale`` is verified at p = drop_prob x gamma_scale (the same
+  gamma); a guessed class or a subclass is verified as the variant its behaviour shows
+  (:mod:`.behaviour`);
+* an RNN's between-layer dropout is observed through ``nn.RNN(relu, 2 layers, dropout=p)`` with
+  identity weights (:class:`RNNDropoutReplay`) at the site's p, dtype and layer-output shape;
+* a site declared eval-active (MC dropout) is replayed in eval mode (module sites) or with its
+  eval arguments (functional sites) in both modes, and the eval check is not applicable;
 * a site that cannot be sampled (not called in training, p = 0 in training, inactive in
-  training, a rank no contract covers) gets no spec and a reason.
+  training, a rank or an option no contract covers) gets no spec and a reason.
 
 The specs run through :func:`dropverify.runner.verify` in ONE call: one Holm family for the
 model. The layer's edge cases (p = 0, p = 1, invalid p, other dtypes, non-finite inputs, an

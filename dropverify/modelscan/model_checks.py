@@ -12,6 +12,8 @@ Promises (each returns :class:`~dropverify.checks.CheckResult` objects, ``statis
   training=False; a module site's output equals its contract's eval output on the real
   activations.
 * :func:`site_round_trip` — train -> eval -> train leaves every call's p and activity as before.
+* :func:`series` — no dropout takes, unchanged, the output of another applied dropout of its
+  group (or its own): two in series are one dropout at p = 1 - (1 - p1)(1 - p2).
 * :func:`depth_schedules` — DropPath / stochastic-depth rates across repeated blocks rise
   linearly with depth: p_k = p_0 + k (p_last - p_0) / (n - 1) for the k-th block in depth order,
   within 1e-6 (absolute) + 1e-6 x p, never decreasing. timm and torchvision's

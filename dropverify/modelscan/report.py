@@ -98,7 +98,8 @@ def scan_markdown(report: Any) -> str:
             f"Example input: {scan.inputs}. The model ran four times on it: train, eval twice (different seeds), "
             "train again; every dropout-family module and every functional dropout call "
             "(F.dropout and its family, torch.dropout, F.scaled_dot_product_attention's dropout_p, "
-            "F.multi_head_attention_forward) was recorded with the module that made it.", "",
+            "F.multi_head_attention_forward) was recorded with the module that made it; nn.LSTM / GRU / RNN "
+            "with dropout > 0 are sites too. A site never called in training is NOT EXERCISED.", "",
             run_line(run),
             "In situ, each site runs " + (", ".join(f"`{c}`" for c in scan.checks) if scan.checks else
                                           "every applicable check") +
