@@ -318,3 +318,19 @@ def test_rnn_dropout_left_in_training_mode_in_eval_is_named():
     ok = [x for x in scan(LM(), x_(5, 16, 8)).results if x.check == mc.SITE_EVAL]
     assert [x.message for x in ok] == ["rnn: inactive in 2 eval call(s) (in eval mode: torch drops between an RNN's "
                                        "layers in training only)"]
+
+
+def test_a_declared_mc_dropout_module_is_replayed_in_eval_mode():
+    class MCDropout(nn.Dropout):
+        def forward(self, x):
+            return F.dropout(x, self.p, True)  # on in eval by design
+
+    model = nn.Sequential(nn.Linear(16, 16), MCDropout(0.25))
+    checks = ["drop_rate_matches_by_binomial", *EXACT]
+    assert ("1[MCDropout]", "eval_mode_deterministic_and_exact") in bad(scan(model, x_(8, 16), checks=checks))
+    r = scan(model, x_(8, 16), checks=checks, eval_active=["1"], max_calls=2000)
+    assert r.ok and bad(r) == set(), r.summary()
+    (t,) = r.run.targets[1:]
+    assert any(c.startswith("Declared eval-active (MC dropout): every call runs the module in eval mode")
+               for c in t.conventions)
+    assert {x.check: x.verdict for x in t.results}["drop_rate_matches_by_binomial"] == "PASS"
