@@ -334,3 +334,16 @@ def test_a_declared_mc_dropout_module_is_replayed_in_eval_mode():
     assert any(c.startswith("Declared eval-active (MC dropout): every call runs the module in eval mode")
                for c in t.conventions)
     assert {x.check: x.verdict for x in t.results}["drop_rate_matches_by_binomial"] == "PASS"
+
+
+def test_rnn_layer_replay_ties_the_models_own_lstm_to_f_dropout(monkeypatch):
+    r = scan(LM(layers=3), x_(5, 4, 8))
+    (res,) = [x for x in r.results if x.check == mc.RNN_REPLAY]
+    assert res.verdict == "PASS" and res.details["max_abs_diff"] == 0.0, res.message
+    # the comparison is real: replayed with another rate between the layers, it FAILs
+    from dropverify.modelscan import model_checks
+    dropout = F.dropout
+    monkeypatch.setattr(model_checks.F, "dropout", lambda h, p, training: dropout(h, p / 2, training))
+    r = scan(LM(layers=3), x_(5, 4, 8))
+    (res,) = [x for x in r.results if x.check == mc.RNN_REPLAY]
+    assert res.verdict == "FAIL" and "it does not drop between its layers as F.dropout at its p does" in res.message

@@ -343,6 +343,8 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                                          "in training after an eval pass"))
         else:
             exact.append(mc.site_round_trip(site, site.name, variant or "unknown"))
+        if site.module_kind is not None and site.module_kind.rnn:
+            exact.append(mc.rnn_layer_replay(site, site.name, variant or "unknown", settings.seed))
         exact_causes = [RootCause(r.message, (r.check,), kind=r.verdict) for r in exact if r.verdict in (FAIL, ERROR)]
         causes += [r.message for r in exact if r.verdict in (FAIL, ERROR)]
         own_run = by_spec.get(insitu_name) if insitu_name == site.name else None

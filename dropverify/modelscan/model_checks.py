@@ -14,6 +14,9 @@ Promises (each returns :class:`~dropverify.checks.CheckResult` objects, ``statis
 * :func:`site_round_trip` — train -> eval -> train leaves every call's p and activity as before.
 * :func:`series` — no dropout takes, unchanged, the output of another applied dropout of its
   group (or its own): two in series are one dropout at p = 1 - (1 - p1)(1 - p2).
+* :func:`rnn_layer_replay` — a torch LSTM / GRU / RNN in training equals its layers run one by
+  one with its weights and ``F.dropout(p)`` between them under one seed (CPU), to 1e-5 of the
+  output's scale.
 * :func:`depth_schedules` — DropPath / stochastic-depth rates across repeated blocks rise
   linearly with depth: p_k = p_0 + k (p_last - p_0) / (n - 1) for the k-th block in depth order,
   within 1e-6 (absolute) + 1e-6 x p, never decreasing. timm and torchvision's
@@ -21,6 +24,7 @@ Promises (each returns :class:`~dropverify.checks.CheckResult` objects, ``statis
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 from dataclasses import dataclass
@@ -28,6 +32,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..checks._core import ERROR, FAIL, PASS, CheckResult
 from .discovery import Call, Site, shown
@@ -38,6 +43,9 @@ SITE_EVAL = "site_inactive_in_eval"
 SITE_ROUND_TRIP = "site_p_restored_after_eval"
 SCHEDULE = "depth_schedule_linear"
 SERIES = "no_dropout_applied_twice_in_series"
+RNN_REPLAY = "rnn_dropout_matches_layer_replay"
+RNN_RTOL = 1e-5
+"""Relative tolerance (of the output's largest magnitude) between an RNN and its layers replayed."""
 
 P_TOL = 1e-6
 """Relative tolerance between a configured and a received rate (a float32 round trip of p)."""
@@ -311,6 +319,66 @@ def series(sites: Sequence[Site], target: str) -> CheckResult:
                           for (a, b), v in pairs.items()])
 
 
+def _single_layers(module: nn.Module) -> List[nn.Module]:
+    """The stacked layers of a torch LSTM / GRU / RNN as one-layer modules of the same class carrying
+    the same weights (layer k's ``*_l{k}`` parameters as ``*_l0``)."""
+    kw: Dict[str, Any] = {"bias": module.bias, "batch_first": module.batch_first, "bidirectional": module.bidirectional}
+    if isinstance(module, nn.LSTM):
+        kw["proj_size"] = module.proj_size
+    if isinstance(module, nn.RNN):
+        kw["nonlinearity"] = module.nonlinearity
+    width = (module.proj_size or module.hidden_size) * (2 if module.bidirectional else 1) \
+        if isinstance(module, nn.LSTM) else module.hidden_size * (2 if module.bidirectional else 1)
+    params = dict(module.named_parameters())
+    layers = []
+    for k in range(module.num_layers):
+        layer = type(module)(module.input_size if k == 0 else width, module.hidden_size, num_layers=1, **kw)
+        layer = layer.to(dtype=next(iter(params.values())).dtype, device=next(iter(params.values())).device)
+        with torch.no_grad():
+            for name, param in layer.named_parameters():
+                param.copy_(params[name.replace("_l0", f"_l{k}")])
+        layers.append(layer.train())
+    return layers
+
+
+def rnn_layer_replay(site: Site, target: str, variant: str, seed: int) -> CheckResult:
+    """A torch LSTM / GRU / RNN site in training equals its layers run one by one with the same weights
+    and ``F.dropout(h, p, training=True)`` between them, under one seed (a seeded normal probe of the
+    recorded input shape): the model's own module drops between its layers exactly as F.dropout at p."""
+    call = (site.phase("train") or [None])[0]
+    module = site.snapshot
+    exact_class = module is not None and type(module) in (nn.LSTM, nn.GRU, nn.RNN)
+    if call is None or not call.applied or not call.shapes or not exact_class or call.device.startswith("cuda"):
+        why = ("a subclass: its forward is its own" if module is not None and not exact_class else
+               "on CUDA, cuDNN draws an RNN's dropout from its own state" if call is not None
+               and call.device.startswith("cuda") else "no applied training call with a tensor input")
+        return _result(RNN_REPLAY, target, variant, True, f"{site.label}: not replayed ({why})", replayed=False)
+    from .insitu import _device
+    dtype = getattr(torch, call.dtype, torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(call.shapes[0], generator=g, dtype=torch.float64).to(dtype=dtype, device=_device(call.device))
+    work = copy.deepcopy(module).train()
+    work.dropout = call.p
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        y = work(x)[0]
+        layers = _single_layers(work)  # built before seeding: their initialisation draws random numbers
+        torch.manual_seed(seed)
+        h = x
+        for k, layer in enumerate(layers):
+            h = layer(h)[0]
+            if k < len(layers) - 1:
+                h = F.dropout(h, call.p, training=True)
+    scale = float(y.abs().max()) or 1.0
+    diff = float((y.double() - h.double()).abs().max())
+    ok = diff <= RNN_RTOL * scale
+    words = (f"{site.label}: {type(module).__name__}(num_layers={module.num_layers}, dropout={call.p:g}) in training "
+             f"{'equals' if ok else 'differs from'} its layers run one by one with the same weights and "
+             f"F.dropout(p={call.p:g}) between them under one seed (max |diff| {diff:.3g}, output scale {scale:.3g})")
+    return _result(RNN_REPLAY, target, variant, ok, words + ("" if ok else ": it does not drop between its layers as "
+                                                             "F.dropout at its p does"), max_abs_diff=diff)
+
+
 # ------------------------------------------------------------------------------ depth schedules
 
 
@@ -398,6 +466,6 @@ def error_result(check: str, target: str, variant: str, exc: BaseException, when
                        text=f"the model raised {type(exc).__name__}{': ' + text if text else ''} {when}")
 
 
-__all__ = ["EVAL_DETERMINISTIC", "SCHEDULE", "SERIES", "series", "SITE_EVAL", "SITE_ROUND_TRIP", "SITE_TRAINING", "Schedule",
+__all__ = ["EVAL_DETERMINISTIC", "RNN_REPLAY", "SCHEDULE", "SERIES", "rnn_layer_replay", "series", "SITE_EVAL", "SITE_ROUND_TRIP", "SITE_TRAINING", "Schedule",
            "depth_schedules", "error_result", "eval_deterministic", "schedule_results", "site_eval",
            "site_round_trip", "site_training", "tensors_of"]

@@ -21,6 +21,8 @@ _SCAN_CHECKS = {
     "depth_schedule_linear": "DropPath / stochastic-depth rates across repeated blocks rise linearly with depth",
     "no_dropout_applied_twice_in_series": "no dropout takes the unchanged output of another dropout of its kind (or "
                                           "its own): two in series are one dropout at p = 1 - (1 - p1)(1 - p2)",
+    "rnn_dropout_matches_layer_replay": "a torch LSTM / GRU / RNN in training equals its layers run one by one with "
+                                        "its weights and F.dropout(p) between them, under one seed",
 }
 
 
