@@ -1,6 +1,7 @@
 """Model-level audit of dropout: ``dropverify scan`` and ``dropverify.scan(model, example_inputs)``.
 
-Modules: :mod:`.discovery` (dropout-family modules and functional calls, recorded while the
+Modules: :mod:`.kinds` (dropout-family classes), :mod:`.behaviour` (a variant from what a module
+does), :mod:`.discovery` (dropout-family modules and functional calls, recorded while the
 model runs), :mod:`.model_checks` (exact model-level checks), :mod:`.insitu` (each site as a
 TargetSpec for the runner: one Holm family per model), :mod:`.report` (site table, Markdown,
 JSON), :mod:`.api` (:func:`scan`), :mod:`.cli` (the subcommand). Importing this package does
