@@ -347,3 +347,23 @@ def test_rnn_layer_replay_ties_the_models_own_lstm_to_f_dropout(monkeypatch):
     r = scan(LM(layers=3), x_(5, 4, 8))
     (res,) = [x for x in r.results if x.check == mc.RNN_REPLAY]
     assert res.verdict == "FAIL" and "it does not drop between its layers as F.dropout at its p does" in res.message
+
+
+# ------------------------------------------------------------------------------ the library models of issue 23
+
+
+def test_library_models_that_used_to_fail_or_error():
+    timm = pytest.importorskip("timm")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    resnet = timm.create_model("resnet18", drop_block_rate=0.1, num_classes=10)
+    r = scan(resnet, x_(8, 3, 64, 64), checks=["gamma_matches_by_binomial"], max_calls=1000)
+    assert bad(r) == set(), r.summary()
+    (layer3,) = [t for t in r.run.targets if t.spec_name == "layer3.0.drop_block[DropBlock2d]"]
+    assert layer3.params["p"] == pytest.approx(0.025)  # drop_prob 0.1 x gamma_scale 0.25
+    assert [x.verdict for x in layer3.results if x.check == "gamma_matches_by_binomial"] == ["PASS"]
+    effnet = torchvision.models.efficientnet_b0(num_classes=10)  # its classifier is Dropout(0.2, inplace=True)
+    r = scan(effnet, x_(2, 3, 32, 32), checks=["gradient_uses_forward_mask"])
+    assert bad(r) == set(), r.summary()
+    (head,) = [t for t in r.run.targets if t.spec_name == "classifier.0[Dropout]"]
+    assert {x.check: x.verdict for x in head.results}["gradient_uses_forward_mask"] == "PASS"
