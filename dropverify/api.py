@@ -429,6 +429,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
         checks = [checks] if isinstance(checks, str) else list(checks)
+        from .checknames import producing_checks
+        producing_checks(checks)  # an unknown name (with the closest) before any framework loads
     shape_t = probe_shape_arg(shape)
     if isinstance(target, str):
         specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
@@ -438,6 +440,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
         if variant is None:
             raise InvalidArgument("variant=None, but a factory or layer object needs the variant it claims, "
                                   "e.g. verify(make, 'dropout', p=0.2)")
+        from .variants import get_contract
+        get_contract(variant)  # an unknown variant (with the closest names)
         if _is_layer_object(target):
             params = {**_current_params(target), **params}
             if "p" not in params:

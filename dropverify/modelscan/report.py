@@ -141,8 +141,8 @@ def scan_markdown(report: Any) -> str:
     head += ["- In-situ edge cases (p = 0, p = 1, invalid p, other dtypes, non-finite inputs, an empty batch) are "
              "not applicable: the scan verifies each site as the model configures it; `dropverify run` covers the "
              "layer's edge cases.", ""]
-    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
-    return "\n".join(head + [READING_GUIDE, f"Environment: {env}.", ""])
+    from ..report.markdown import provenance_lines
+    return "\n".join(head + [READING_GUIDE, *provenance_lines(run), ""])
 
 
 def scan_dict(report: Any, command: Optional[str] = None) -> Dict[str, Any]:
