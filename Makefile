@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean scan reports
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean scan reports repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -75,7 +75,11 @@ scan: install-thirdparty
 # and tests/test_report_fingerprint.py fails when one is stale. Hours on two cores (quality, the sweeps, the bench);
 # bench.md measures the machine and so differs from run to run; every other report is the same bytes on any machine
 # for the same harness (docs/usage.md#reproducible-reports).
-reports: verify quality verify-thirdparty sweeps scan bench
+reports: verify repro quality verify-thirdparty sweeps scan bench
+
+# A small reference run that tests/test_reproducible_reports.py regenerates and compares byte for byte
+repro: install
+	$(DV) verify --reference --variant dropout --variant spatial_dropout_1d --seed $(SEED) --time-budget 0 --max-calls 500 --out reports/repro
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
