@@ -182,8 +182,18 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
     """Specs of one target configuration (built-in or factory); InvalidArgument for any mistake.
     ``variant`` is checked against a built-in's own unless ``variant_for_builtins`` is False."""
     from .naming import resolve_target
+    ref, builtin = _precheck(target, variant, params, shape, variant_for_builtins)
+    return resolve_target(ref, None if (builtin and not variant_for_builtins) else variant,
+                          params, shape, dtype, layout, device)
+
+
+def _precheck(target: str, variant: Optional[str], params: Mapping[str, Any], shape: Optional[Tuple[int, ...]],
+              variant_for_builtins: bool = True) -> Tuple[str, bool]:
+    """(reference, is a built-in) of ``target`` after checking its name, variant and parameters
+    from tables alone (no framework, no user module imported); UsageError / InvalidArgument with
+    the closest names for a mistake."""
     from .errors import did_you_mean
-    from .targets.resolve import builtin_names, check_factory_name, is_builtin
+    from .targets.resolve import builtin_names, check_factory_name, is_builtin, preflight
     ref = _user_ref(target)
     if ":" not in ref.strip(":"):
         raise UsageError(f"target {target!r}, but should look like FRAMEWORK:LAYER (a built-in, e.g. torch:Dropout2d) "
@@ -194,8 +204,8 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
     if not builtin and ":" in ref and variant is None:
         raise UsageError(f"{target} is a factory: give the variant it claims with --variant "
                          "(see `dropverify list`)")
-    return resolve_target(ref, None if (builtin and not variant_for_builtins) else variant,
-                          params, shape, dtype, layout, device)
+    preflight(ref, variant, params, shape, builtin_variant=variant_for_builtins)
+    return ref, builtin
 
 
 def _check_capabilities(specs: list) -> None:
@@ -407,9 +417,11 @@ def _finish(run, quiet: bool, strict: bool) -> int:
 def _target_specs(args: argparse.Namespace, targets: Sequence[str], variant: Optional[str],
                   variant_for_builtins: bool = True) -> list:
     from .targets.resolve import parse_params
-    _checks(args), _settings(args)  # their usage errors first: no target (no framework) is loaded yet
     params = parse_params(args.param)
     shape = _parse_shape(args.shape)
+    for target in targets:  # names, variants, parameters: from tables, before any import
+        _precheck(target, variant, params, shape, variant_for_builtins)
+    _checks(args), _settings(args)  # then these (the check registry loads scipy), still before any framework
     specs = []
     for target in targets:
         specs.extend(_resolve(target, variant, params, shape, args.dtype or "float64", args.layout or "contiguous",

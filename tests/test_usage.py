@@ -129,6 +129,10 @@ def test_catalogue_names_every_target_of_the_adapter_with_its_variant(framework)
         pytest.skip(str(exc))
     names = tuple(n for n in module.TARGETS if n.partition(":")[0] == framework)
     assert catalogue_names(framework) == names
+    from dropverify.variants import get_contract
     for name in names:
-        assert {s.variant for s in get_target(name)} == {catalogue_variant(name)}, name
+        specs = get_target(name)
+        assert {s.variant for s in specs} == {catalogue_variant(name)}, name
+        for s in specs:  # the parameters checked before the import are the ones the built spec takes
+            assert s.resolved_contract().params == get_contract(s.variant).params, name
     assert set(ADAPTERS) == {fw for fw in ADAPTERS if catalogue_names(fw)}

@@ -151,7 +151,7 @@ def scan_dict(report: Any, command: Optional[str] = None) -> Dict[str, Any]:
     doc = {"schema_version": jsonout.SCHEMA_VERSION, "kind": "scan", "verdict": report.verdict,
            "run": jsonout.run_header(run, command), **report.scan.to_dict(),
            "targets": [jsonout.target_dict(run, t, command) for t in run.targets]}
-    return json.loads(json.dumps(doc, default=str))
+    return jsonout.fixed_precision(json.loads(json.dumps(doc, default=str)))  # 6 significant digits
 
 
 def write_scan(report: Any, md_path: Path, command: Optional[str] = None) -> List[Path]:
