@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import InvalidArgument, did_you_mean, key_value_pairs, unknown_choice
+from ..errors import InvalidArgument, did_you_mean, key_value_pairs
 from ._base import TargetSpec, check_layout_rank, numpy_dtype, probe_shape_arg
 
 
