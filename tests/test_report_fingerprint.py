@@ -39,8 +39,10 @@ def test_every_committed_report_comes_from_the_current_harness():
     current = harness_fingerprint()
     missing = [p.relative_to(ROOT).as_posix() for p, fp in stated.items() if fp is None]
     stale = [p.relative_to(ROOT).as_posix() for p, fp in stated.items() if fp is not None and fp != current]
-    assert not missing, f"reports without a fingerprint line (not written by `make reports`?): {missing}"
-    assert not stale, f"reports made by another harness than this one ({current}); `make reports`: {stale}"
+    assert not missing, (f"{len(missing)} report(s) without a fingerprint line (not written by `make reports`?), "
+                         f"e.g. {missing[:5]}")
+    assert not stale, (f"{len(stale)} report(s) made by another harness than this one ({current}): `make reports`; "
+                       f"e.g. {stale[:5]}")
     for p in reports:  # the JSON twin states the same
         twin = p.with_suffix(".json")
         if twin.exists():
