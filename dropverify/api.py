@@ -416,7 +416,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     checks run in. ``sweep=True`` explores the configuration space
     (``dropverify.sweep.run_sweep``): the parameters, ``shape``, ``dtype`` and ``layout`` given
     fix their axes, the others are swept; the report's ``sweep`` holds the SweepResult. Bad arguments raise ``InvalidArgument`` (a
-    ValueError) before any sampling.
+    ValueError) before any sampling; a misspelt target, variant, parameter or check name does
+    so before any framework is imported, naming the closest ("did you mean 'dropout'?").
     """
     from .runner import verify as run_checks
     from .targets._base import check_layout_rank, probe_shape_arg

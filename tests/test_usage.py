@@ -33,6 +33,7 @@ CASES = [  # (argv, what the one line must say)
     (["run", "tf:nn.dropot"], "did you mean 'tf:nn.dropout'"),
     (["run", "flax:nnx.dropout"], "did you mean 'flax:nnx.Dropout'"),
     (["run", "torc:Dropout"], "did you mean 'torch:Dropout'"),
+    (["run", "json:dumsp", "--variant", "dropout"], "module 'json' has no attribute 'dumsp'; did you mean 'dump'"),
     (["verify", "--target", "timm:DropBlock2D"], "did you mean 'timm:DropBlock2d'"),
     (["run", "torch:Dropout", "--param", "pp=0.1"], "unknown parameter 'pp' for dropout; known: p; did you mean 'p'"),
     (["run", "timm:DropBlock2d", "--param", "blocksize=5"], "did you mean 'block_size'"),
@@ -41,6 +42,7 @@ CASES = [  # (argv, what the one line must say)
     (["run", "torch:Dropout", "--dtype", "flaot32"], "did you mean 'float32'"),
     (["run", "torch:Dropout", "--device", "cdua"], "did you mean 'cuda'"),
     (["run", "torch:Dropout", "--shape", "64,x"], "--shape '64,x', but should be comma-separated integers"),
+    (["run", "torch:Dropout2d", "--shape", "8,4"], "input rank=2 (shape (8, 4)), but should be"),
     (["run", "torch:Dropout", "--check", "drop_rate_matches_by_binomal"], "did you mean 'drop_rate_matches_by_binomial'"),
     (["run", "torch:Dropout", "--check", "masks_fresh"], "did you mean 'masks_fresh_across_calls_by_fisher'"),
     (["verify-thirdparty", "--framework", "torh"], "did you mean 'torch'"),
@@ -133,6 +135,7 @@ def test_catalogue_names_every_target_of_the_adapter_with_its_variant(framework)
     for name in names:
         specs = get_target(name)
         assert {s.variant for s in specs} == {catalogue_variant(name)}, name
-        for s in specs:  # the parameters checked before the import are the ones the built spec takes
+        for s in specs:  # the parameters and ranks checked before the import are the ones the built spec takes
             assert s.resolved_contract().params == get_contract(s.variant).params, name
+            assert tuple(s.resolved_contract().ranks) == tuple(get_contract(s.variant).ranks), name
     assert set(ADAPTERS) == {fw for fw in ADAPTERS if catalogue_names(fw)}

@@ -82,9 +82,10 @@ def preflight(target: str, variant: Optional[str], params: Mapping[str, Any],
               shape: Optional[Tuple[int, ...]] = None, builtin_variant: bool = True) -> None:
     """Validate a target's name, variant and parameters from tables alone, before any framework
     (or user module) is imported: InvalidArgument (one line, with the closest names) for an
-    unknown built-in, variant or parameter, a parameter value out of range, or (user factories)
-    a shape of the wrong rank. ``builtin_variant`` False: ``variant`` is for factories only and
-    not compared with a built-in's."""
+    unknown built-in, variant or parameter, a parameter value out of range, or a shape of the
+    wrong rank (a built-in's contract takes its variant's parameters and ranks: the catalogue
+    test holds every adapter to that). ``builtin_variant`` False: ``variant`` is for factories
+    only and not compared with a built-in's."""
     from ..variants import get_contract
     if target.startswith("mutant:"):
         return  # resolved by dropverify.naming (the corpus names its mutants)
@@ -104,6 +105,8 @@ def preflight(target: str, variant: Optional[str], params: Mapping[str, Any],
             if key not in specs:
                 contract.validate_params({key: value})  # raises: unknown parameter, with the closest
             specs[key].validate(value)
+        if shape:
+            contract.check_shape(tuple(shape))
         return
     check_factory_name(target)
     if variant is not None:
