@@ -76,7 +76,8 @@ def libraries(run: RunResult) -> Dict[str, str]:
         used = THIRDPARTY
     else:
         used = tuple(p for p in THIRDPARTY if p in prefixes)
-    return {k: run.environment[k] for k in framework_packages(used) if k in run.environment}
+    # the local build tag (2.14.1+cu130 / +cpu) names the wheel, not the CPU kernels the checks run
+    return {k: run.environment[k].split("+")[0] for k in framework_packages(used) if k in run.environment}
 
 
 def run_header(run: RunResult, command: Optional[str] = None) -> Dict[str, Any]:
