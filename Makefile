@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean scan reports repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,15 +47,15 @@ sweeps: install-thirdparty
 	done
 
 test: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "not frameworks and not slow"
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "not frameworks and not slow"
 
 # The 200-seed measurements of false-alarm and false-pass rates (tests/meta; .ci/run runs this after `make test`)
 test-slow: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m "slow and not frameworks"
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "slow and not frameworks"
 
 # JAX, TensorFlow and Keras on the jax / tensorflow backends (.ci/run runs this after `make test`)
 test-frameworks: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadfile -m frameworks
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m frameworks
 
 quality: install-dev
 	KERAS_BACKEND=torch $(PY) -m dropverify.quality --seed $(SEED) --out reports
@@ -63,6 +63,23 @@ quality: install-dev
 
 bench: install-dev
 	$(PY) -m benchmarks.run
+
+# The committed scan report (docs/frameworks.md): timm's ViT-Tiny/16 at 32 x 32. INCONCLUSIVE sites exit 0,
+# a FAIL exits 1 (the report still written); only a usage error or a crash fails this target.
+scan: install-thirdparty
+	mkdir -p reports/scan
+	KERAS_BACKEND=torch $(DV) scan examples/scan/scan_models.py:timm_vit --shape 64,3,32,32 --time-budget 0 \
+	  --report reports/scan/timm_vit_tiny.md; test $$? -le 1
+
+# Every committed report, from the current harness: each carries its harness fingerprint (dropverify/provenance.py)
+# and tests/test_report_fingerprint.py fails when one is stale. Hours on two cores (quality, the sweeps, the bench);
+# bench.md measures the machine and so differs from run to run; every other report is the same bytes on any machine
+# for the same harness (docs/usage.md#reproducible-reports).
+reports: verify repro quality verify-thirdparty sweeps scan bench
+
+# A small reference run that tests/test_reproducible_reports.py regenerates and compares byte for byte
+repro: install
+	$(DV) verify --reference --variant dropout --variant spatial_dropout_1d --seed $(SEED) --time-budget 0 --max-calls 500 --out reports/repro
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

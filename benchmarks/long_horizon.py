@@ -106,9 +106,11 @@ def main(argv=None) -> int:
         fails = ", ".join(f"`{r.check}`" for r in t.results if r.verdict == "FAIL")
         causes = "; ".join(c.summary for c in t.root_causes)
         lines.append(f"| `{m.name}` | {fails} | {causes} |")
-    lines += ["", f"Wall time: {time.perf_counter() - started:.0f} s."]
+    from dropverify.provenance import fingerprint_line
+    lines += ["", fingerprint_line()]  # the wall time goes to the console only: the report is the same on any machine
     write_atomic(Path(args.out), "\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"Wall time: {time.perf_counter() - started:.0f} s.")
     return 0
 
 

@@ -349,7 +349,8 @@ def main(argv=None) -> int:
               "| implementation | seconds per call | ratio |", "|---|---|---|",
               f"| reference (separable box-OR over the block offsets) | {vec:.3f} | 1.0 |",
               f"| loop over seeds | {naive:.3f} | {naive / vec:.1f}x slower |"]
-    lines += ["", f"Bench wall time: {time.perf_counter() - started:.0f} s."]
+    from dropverify.provenance import fingerprint_line
+    lines += ["", f"Bench wall time: {time.perf_counter() - started:.0f} s.", "", fingerprint_line()]
     load_end = os.getloadavg()
     # only the 1-minute average at the start says whether other work ran: later ones include the
     # bench's own load (its sweep keeps both cores busy) and what ran before it

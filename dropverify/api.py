@@ -416,7 +416,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     checks run in. ``sweep=True`` explores the configuration space
     (``dropverify.sweep.run_sweep``): the parameters, ``shape``, ``dtype`` and ``layout`` given
     fix their axes, the others are swept; the report's ``sweep`` holds the SweepResult. Bad arguments raise ``InvalidArgument`` (a
-    ValueError) before any sampling.
+    ValueError) before any sampling; a misspelt target, variant, parameter or check name does
+    so before any framework is imported, naming the closest ("did you mean 'dropout'?").
     """
     from .runner import verify as run_checks
     from .targets._base import check_layout_rank, probe_shape_arg
@@ -429,6 +430,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
         checks = [checks] if isinstance(checks, str) else list(checks)
+        from .checknames import producing_checks
+        producing_checks(checks)  # an unknown name (with the closest) before any framework loads
     shape_t = probe_shape_arg(shape)
     if isinstance(target, str):
         specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
@@ -438,6 +441,8 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
         if variant is None:
             raise InvalidArgument("variant=None, but a factory or layer object needs the variant it claims, "
                                   "e.g. verify(make, 'dropout', p=0.2)")
+        from .variants import get_contract
+        get_contract(variant)  # an unknown variant (with the closest names)
         if _is_layer_object(target):
             params = {**_current_params(target), **params}
             if "p" not in params:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Dict, List, Sequence, Tuple
 
 from .checks import CHECKS, check_names, spec_for_result
-from .errors import InvalidArgument
+from .errors import InvalidArgument, did_you_mean
 
 LAYOUTS = ("contiguous", "transposed", "strided", "channels_last")
 """The memory layouts a ``[LAYOUT]`` result name stands for."""
@@ -36,8 +36,10 @@ def producing_check(name: str) -> str:
     naming the choices) if no check does."""
     spec = spec_for_result(name)
     if spec is None:
+        known = [*check_names(), *(r for c in check_names() for r in result_names(c) if r != c)]
+        close = did_you_mean(name, known)
         raise InvalidArgument(f"check={name!r}, but should be one of: {', '.join(check_names())} "
-                              "(or a per-axis / per-layout result name shown by `dropverify list`)")
+                              f"(or a per-axis / per-layout result name shown by `dropverify list`){close}")
     return spec.name
 
 

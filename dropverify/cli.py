@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 
 from .cliargs import CLI_TIME_BUDGET, QUICK, UsageError, write_jobs
 from .cliargs import check_writable as _check_writable, default_seed as _default_seed, parse_shape as _parse_shape
+from .cliargs import results_argv
 from .cliargs import settings_from_args as _settings
 from .errors import DropverifyError
 from .results import failure_row
@@ -38,11 +39,20 @@ DEFAULT_OUT = "reports"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, no "dropverify run:" prefix doubled
-        raise UsageError(message)
+        raise UsageError(message + _choice_hint(message))
+
+
+def _choice_hint(message: str) -> str:
+    """``; did you mean 'float32'?`` for argparse's "invalid choice: 'X' (choose from ...)"."""
+    import re
+    from .errors import did_you_mean
+    found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+    return did_you_mean(found[1], re.findall(r"'([^']*)'", found[2])) if found else ""
 
 
 def _version() -> str:
-    from .report.jsonout import tool_version
+    """The installed version, read without importing the package's modules (the CLI starts light)."""
+    from .provenance import tool_version
     return tool_version()
 
 
@@ -172,17 +182,30 @@ def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], sha
     """Specs of one target configuration (built-in or factory); InvalidArgument for any mistake.
     ``variant`` is checked against a built-in's own unless ``variant_for_builtins`` is False."""
     from .naming import resolve_target
-    from .targets.resolve import is_builtin
+    ref, builtin = _precheck(target, variant, params, shape, variant_for_builtins)
+    return resolve_target(ref, None if (builtin and not variant_for_builtins) else variant,
+                          params, shape, dtype, layout, device)
+
+
+def _precheck(target: str, variant: Optional[str], params: Mapping[str, Any], shape: Optional[Tuple[int, ...]],
+              variant_for_builtins: bool = True) -> Tuple[str, bool]:
+    """(reference, is a built-in) of ``target`` after checking its name, variant and parameters
+    from tables alone (no framework, no user module imported); UsageError / InvalidArgument with
+    the closest names for a mistake."""
+    from .errors import did_you_mean
+    from .targets.resolve import builtin_names, check_factory_name, is_builtin, preflight
     ref = _user_ref(target)
     if ":" not in ref.strip(":"):
         raise UsageError(f"target {target!r}, but should look like FRAMEWORK:LAYER (a built-in, e.g. torch:Dropout2d) "
-                         "or MODULE:FACTORY (your own)")
+                         "or MODULE:FACTORY (your own)" + did_you_mean(ref, builtin_names()))
     builtin = is_builtin(ref)
+    if not builtin:
+        check_factory_name(ref)  # torc:Dropout: did you mean 'torch:Dropout'? (before asking for --variant)
     if not builtin and ":" in ref and variant is None:
         raise UsageError(f"{target} is a factory: give the variant it claims with --variant "
                          "(see `dropverify list`)")
-    return resolve_target(ref, None if (builtin and not variant_for_builtins) else variant,
-                          params, shape, dtype, layout, device)
+    preflight(ref, variant, params, shape, builtin_variant=variant_for_builtins)
+    return ref, builtin
 
 
 def _check_capabilities(specs: list) -> None:
@@ -222,7 +245,9 @@ def _name_configurations(specs: list) -> list:
 
 
 def _command_line(argv: Sequence[str]) -> str:
-    return shlex.join(["dropverify", *argv])
+    """The command line a report states: ``argv`` less where outputs go and ``--quiet`` (they
+    change no result; the same run into another folder writes the same bytes)."""
+    return shlex.join(["dropverify", *results_argv(argv)])
 
 
 # ----------------------------------------------------------------------------- running
@@ -394,6 +419,9 @@ def _target_specs(args: argparse.Namespace, targets: Sequence[str], variant: Opt
     from .targets.resolve import parse_params
     params = parse_params(args.param)
     shape = _parse_shape(args.shape)
+    for target in targets:  # names, variants, parameters: from tables, before any import
+        _precheck(target, variant, params, shape, variant_for_builtins)
+    _checks(args), _settings(args)  # then these (the check registry loads scipy), still before any framework
     specs = []
     for target in targets:
         specs.extend(_resolve(target, variant, params, shape, args.dtype or "float64", args.layout or "contiguous",
@@ -559,8 +587,8 @@ def cmd_list(args: argparse.Namespace, command: str) -> int:
     from .checknames import result_names
     from .checks import CHECKS
     from .variants import all_contracts
-    from .errors import TargetUnavailable
-    from .targets import ADAPTERS, target_names
+    import importlib.util
+    from .targets import ADAPTERS, BY_NAME, target_names
     print("variants:")
     for c in all_contracts():
         print(f"  {c.name:24s} {c.summary}")
@@ -576,12 +604,10 @@ def cmd_list(args: argparse.Namespace, command: str) -> int:
         print(f"  {c.name:48s} {c.property}" + (f"  -> {', '.join(shown)}" if shown else ""))
     print("targets (dropverify run TARGET; MODULE:FACTORY for your own):")
     print("  numpy:<variant>          our reference implementations")
-    for fw in ADAPTERS:
-        try:
-            names = target_names(fw)
-            print("  " + "  ".join(names))
-        except TargetUnavailable as exc:
-            print(f"  {fw}: unavailable — {exc}")
+    for fw in ADAPTERS:  # names from the catalogue: listing imports no framework
+        missing = [p for p in BY_NAME[fw].packages if importlib.util.find_spec(p) is None]
+        print("  " + "  ".join(target_names(fw)) + (f"  (unavailable: {', '.join(missing)} not installed; "
+                                                     f"`pip install -e \".[{ADAPTERS[fw][1]}]\"`)" if missing else ""))
     if not args.params:
         print("(`dropverify list --params` shows each variant's parameters, ranges, defaults and probe shape)")
     return 0

@@ -65,6 +65,24 @@ def settings_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any
     return settings.with_margins(**merged) if merged else settings
 
 
+OUTPUT_OPTIONS = ("--out", "--report", "--junit-xml", "--summary")
+"""Options that say where outputs go: left out of the command line a report states."""
+
+
+def results_argv(argv: Sequence[str]) -> List[str]:
+    """``argv`` without :data:`OUTPUT_OPTIONS` (``--out DIR`` and ``--out=DIR``) and ``--quiet``."""
+    out: List[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in OUTPUT_OPTIONS:
+            skip = True
+        elif arg != "--quiet" and not arg.startswith(tuple(f"{o}=" for o in OUTPUT_OPTIONS)):
+            out.append(arg)
+    return out
+
+
 def parse_shape(text: Optional[str]) -> Optional[Tuple[int, ...]]:
     """``--shape 64,32,8,8`` -> (64, 32, 8, 8) (None stays None); UsageError for anything else."""
     if text is None:
@@ -118,5 +136,5 @@ def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
     return problems
 
 
-__all__ = ["CLI_TIME_BUDGET", "QUICK", "UsageError", "check_writable", "default_seed", "parse_shape",
-           "settings_from_args", "write_jobs"]
+__all__ = ["CLI_TIME_BUDGET", "OUTPUT_OPTIONS", "QUICK", "UsageError", "check_writable", "default_seed", "parse_shape",
+           "results_argv", "settings_from_args", "write_jobs"]

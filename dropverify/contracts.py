@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 
 import numpy as np
 
-from .errors import InvalidArgument, out_of_range
+from .errors import InvalidArgument, did_you_mean, out_of_range
 
 Inputs = Tuple[np.ndarray, ...]
 Params = Mapping[str, Any]
@@ -72,7 +72,8 @@ class ParamSpec:
         bad = out_of_range(self.name, raw, self.range_text())
         if self.choices is not None:
             if value not in self.choices:
-                raise bad
+                close = did_you_mean(value, [str(c) for c in self.choices]) if isinstance(value, str) else ""
+                raise InvalidArgument(f"{bad}{close}") if close else bad
             return value
         if self.kind is bool:
             if not isinstance(value, (bool, np.bool_)):
@@ -176,7 +177,8 @@ class Contract:
         unknown = sorted(set(merged) - known)
         if unknown:
             raise InvalidArgument(
-                f"unknown parameter {unknown[0]!r} for {self.name}; known: {', '.join(sorted(known))}")
+                f"unknown parameter {unknown[0]!r} for {self.name}; known: {', '.join(sorted(known))}"
+                f"{did_you_mean(unknown[0], sorted(known))}")
         out = {}
         for spec in self.params:
             out[spec.name] = spec.validate(merged.get(spec.name, spec.default))

@@ -1,7 +1,7 @@
 """Exception hierarchy: one root, each subclass also inherits the matching builtin."""
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Sequence, Tuple
 
 
 class DropverifyError(Exception):
@@ -23,6 +23,28 @@ class CheckFailed(DropverifyError, AssertionError):
 def out_of_range(name: str, value: object, allowed: str) -> InvalidArgument:
     """Build the one-line message used everywhere: ``p=1.5, but should be in [0, 1]``."""
     return InvalidArgument(f"{name}={value!r}, but should be {allowed}")
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """``"; did you mean 'dropout'?"`` naming the choices closest to ``word``
+    (:func:`difflib.get_close_matches`, case-insensitive, cutoff 0.6; else the choices that
+    contain ``word``, for a long name given by its start), or ``""`` if none is close."""
+    import difflib
+    options = list(dict.fromkeys(choices))
+    lowered = {c.lower(): c for c in options}
+    close = [lowered[c] for c in difflib.get_close_matches(word.lower(), list(lowered), n=n, cutoff=0.6)]
+    if not close and len(word) >= 3:
+        close = [c for c in options if word.lower() in c.lower()][:n]
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def unknown_choice(name: str, value: str, choices: Sequence[str], extra: str = "") -> InvalidArgument:
+    """``variant='dropot', but should be one of: a, b, ...; did you mean 'dropout'?`` (one line;
+    ``extra`` goes after the list, before the suggestion)."""
+    return InvalidArgument(f"{name}={value!r}, but should be one of: {', '.join(choices)}{extra}"
+                           f"{did_you_mean(value, choices)}")
 
 
 def key_value_pairs(items: Iterable[str], flag: str, form: str, example: str) -> List[Tuple[str, str]]:

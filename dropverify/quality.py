@@ -305,6 +305,8 @@ def quality_markdown(kills: Sequence[Dict[str, Any]], calib: Sequence[Dict[str, 
     lines += ["The sequential checks stop early on a gross deviation and spend the rest of the budget only where "
               "needed; at the final look their power trails the optimal fixed-sample test at the same alpha by "
               "the Bonferroni cost of four looks (alpha/4 per look).", ""]
+    from .provenance import fingerprint_line
+    lines += [fingerprint_line(), ""]
     return "\n".join(lines)
 
 

@@ -78,7 +78,7 @@ def test_junit_summary_and_json_of_a_failing_run(project, validator, capsys):
     assert {d["kind"] for d in docs} == {"target", "index", "timings"}
     for doc in docs:
         validator.validate(doc)
-        assert doc["schema_version"] == "1.0"
+        assert doc["schema_version"] == "1.1"
     index = next(d for d in docs if d["kind"] == "index")
     from importlib.metadata import version
     assert index["run"]["tool"] == {"name": "dropverify", "version": version("dropverify")}

@@ -56,6 +56,8 @@ MAKE_RUNS = {  # what `make -n TARGET` must print: the command the target runs
     "test-frameworks": "-m frameworks",
     "quality": "-m dropverify.quality",
     "bench": "-m benchmarks.run",
+    "scan": "dropverify scan examples/scan/scan_models.py:timm_vit",
+    "reports": "--out reports/repro",
 }
 
 

@@ -64,7 +64,7 @@ def test_sweep_report_respects_the_umask(tmp_path, umask):
                                                                        "dtype": "float64"},
                        strength=1, search=0, large=False, max_calls=300)
     paths = write_sweep(result, tmp_path / "sweep.md")
-    assert sorted(p.name for p in paths) == ["sweep.json", "sweep.md", "sweep.png"]
+    assert sorted(p.name for p in paths) == ["sweep.json", "sweep.md", "sweep.png", "sweep.timings.json"]
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in paths} == \
         {p.name: oct(0o666 & ~umask) for p in paths}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.json", "sweep.md", "sweep.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.json", "sweep.md", "sweep.png", "sweep.timings.json"]

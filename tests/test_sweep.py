@@ -142,7 +142,7 @@ def test_report_has_table_figure_json_and_a_runnable_reproduction(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     data = json.loads((tmp_path / "sweep.json").read_text())
     assert data["verdict"] == "FAIL" and data["minimal_failing"][0]["config"]["dtype"] == "float16"
-    assert not list(tmp_path.glob("*.tmp")) and len(paths) == 3
+    assert not list(tmp_path.glob("*.tmp")) and len(paths) == 4  # + the untracked sweep.timings.json
     command = data["minimal_failing"][0]["reproduce"].split()
     assert command[:3] == ["dropverify", "run", "mutant:sweep_float16_no_rescale"]
     assert "--max-calls 300" in data["minimal_failing"][0]["reproduce"]

@@ -150,8 +150,8 @@ def scan_markdown(report: Any) -> str:
     head += ["- In-situ edge cases (p = 0, p = 1, invalid p, other dtypes, non-finite inputs, an empty batch) are "
              "not applicable: the scan verifies each site as the model configures it; `dropverify run` covers the "
              "layer's edge cases.", ""]
-    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
-    return "\n".join(head + [READING_GUIDE, f"Environment: {env}.", ""])
+    from ..report.markdown import provenance_lines
+    return "\n".join(head + [READING_GUIDE, *provenance_lines(run), ""])
 
 
 def scan_dict(report: Any, command: Optional[str] = None) -> Dict[str, Any]:
@@ -160,7 +160,7 @@ def scan_dict(report: Any, command: Optional[str] = None) -> Dict[str, Any]:
     doc = {"schema_version": jsonout.SCHEMA_VERSION, "kind": "scan", "verdict": report.verdict,
            "run": jsonout.run_header(run, command), **report.scan.to_dict(),
            "targets": [jsonout.target_dict(run, t, command) for t in run.targets]}
-    return json.loads(json.dumps(doc, default=str))
+    return jsonout.fixed_precision(json.loads(json.dumps(doc, default=str)))  # 6 significant digits
 
 
 def write_scan(report: Any, md_path: Path, command: Optional[str] = None) -> List[Path]:

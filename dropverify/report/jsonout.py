@@ -1,9 +1,14 @@
 """The JSON twin of a report: the same results, for machines.
 
 The report JSON (``kind`` "target" or "index") is a function of the run's seed, settings,
-targets and command line only: the same seed gives the same bytes, so committed reports
-change only when results do. Wall-clock facts (timestamp, seconds per check) go to a
-separate ``timings.json`` (``kind`` "timings") that is meant to stay out of version control.
+targets, harness and command line only: the same seed gives the same bytes on any machine, so
+committed reports change only when results do. Every float is written to
+:data:`FLOAT_DIGITS` significant digits (the last bits of a float differ between BLAS and libm
+builds); the command line omits where the outputs went (``--out``, ``--report``, ...); the
+versions of the libraries under test are stated (they determine results), the machine is not.
+Wall-clock facts (timestamp, seconds per check) and the machine (platform, Python, numpy,
+scipy ...: ``environment``) go to a separate ``timings.json`` (``kind`` "timings") that stays
+out of version control.
 Every document carries ``schema_version`` and follows ``dropverify/report/schema.json``.
 """
 from __future__ import annotations
@@ -16,19 +21,14 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..provenance import tool_version  # re-exported: the version every report states
 from ..runner import RunResult, TargetRun
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 _VOLATILE = ("seconds",)  # result fields that depend on the clock, kept out of the tracked JSON
-
-
-def tool_version() -> str:
-    """The installed dropverify version ("unknown" when not installed as a distribution)."""
-    try:
-        from importlib.metadata import version
-        return version("dropverify")
-    except Exception:  # noqa: BLE001 - running from a bare source tree
-        return "unknown"
+FLOAT_DIGITS = 6
+"""Significant digits of every float in a report JSON (a flip of the 6th digit between two
+machines needs them to differ by ~1e-6 relative; they differ by ~1e-15)."""
 
 
 def _clean(obj: Any) -> Any:
@@ -42,7 +42,7 @@ def _clean(obj: Any) -> Any:
         return _clean(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         v = float(obj)
-        return v if math.isfinite(v) else str(v)
+        return float(f"{v:.{FLOAT_DIGITS}g}") if math.isfinite(v) else str(v)
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.bool_,)):
@@ -50,6 +50,12 @@ def _clean(obj: Any) -> Any:
     if callable(obj):
         return getattr(obj, "__name__", repr(obj))
     return obj
+
+
+def fixed_precision(doc: Any) -> Any:
+    """A JSON-ready document with every float to :data:`FLOAT_DIGITS` significant digits (and
+    numpy scalars / arrays / dataclasses made plain), for byte-identical files on any machine."""
+    return _clean(doc)
 
 
 def _result(r: Any) -> Dict[str, Any]:
@@ -60,11 +66,28 @@ def _result(r: Any) -> Dict[str, Any]:
     return doc
 
 
+def libraries(run: RunResult) -> Dict[str, str]:
+    """Versions of the third-party libraries the run's targets come from (``torch``, ``timm``
+    ...; none for the numpy references and mutants): they determine results, the machine does
+    not. A user factory or a scan site may use any framework: every one loaded is named."""
+    from ..targets import BY_NAME, THIRDPARTY, framework_packages
+    prefixes = {t.spec_name.partition(":")[0] for t in run.targets}
+    if prefixes - set(BY_NAME) - {"mutant"}:
+        used = THIRDPARTY
+    else:
+        used = tuple(p for p in THIRDPARTY if p in prefixes)
+    # the local build tag (2.14.1+cu130 / +cpu) names the wheel, not the CPU kernels the checks run
+    return {k: run.environment[k].split("+")[0] for k in framework_packages(used) if k in run.environment}
+
+
 def run_header(run: RunResult, command: Optional[str] = None) -> Dict[str, Any]:
-    """Settings, Holm family size, environment, tool version and command line of the run."""
+    """Settings, Holm family size, libraries under test, harness fingerprint, tool version and
+    command line of the run (nothing of the machine: see :func:`timings_dict`)."""
+    from ..provenance import harness_fingerprint
     return {"settings": _clean(run.settings), "statistical_results": run.m_statistical,
-            "alpha_per_result": run.alpha_each, "environment": dict(run.environment),
-            "tool": {"name": "dropverify", "version": tool_version()}, "command": command}
+            "alpha_per_result": _clean(run.alpha_each), "libraries": libraries(run),
+            "harness": harness_fingerprint(), "tool": {"name": "dropverify", "version": tool_version()},
+            "command": command}
 
 
 def _dump(doc: Dict[str, Any]) -> str:
@@ -101,10 +124,12 @@ def index_json(run: RunResult, command: Optional[str] = None) -> str:
 
 def timings_dict(run: RunResult, command: Optional[str] = None,
                  timestamp: Optional[str] = None) -> Dict[str, Any]:
-    """Wall-clock facts of a run: when it finished and how long each target and check took."""
+    """Wall-clock facts of a run: when it finished, how long each target and check took, and the
+    machine it ran on (``environment``: Python, platform, numpy, scipy, every framework loaded)."""
     stamp = timestamp or datetime.now(timezone.utc).isoformat(timespec="seconds")
     return {"schema_version": SCHEMA_VERSION, "kind": "timings", "timestamp": stamp, "command": command,
-            "tool": {"name": "dropverify", "version": tool_version()}, "seconds": round(run.seconds, 3),
+            "tool": {"name": "dropverify", "version": tool_version()}, "environment": dict(run.environment),
+            "seconds": round(run.seconds, 3),
             "targets": [{"target": t.spec_name, "seconds": round(t.seconds, 3),
                          "checks": [{"check": r.check, "seconds": round(float(r.seconds), 3)} for r in t.results]}
                         for t in run.targets]}
@@ -114,5 +139,5 @@ def timings_json(run: RunResult, command: Optional[str] = None, timestamp: Optio
     return _dump(timings_dict(run, command, timestamp))
 
 
-__all__ = ["SCHEMA_VERSION", "index_dict", "index_json", "run_header", "target_dict", "target_json",
+__all__ = ["FLOAT_DIGITS", "SCHEMA_VERSION", "fixed_precision", "index_dict", "libraries", "index_json", "run_header", "target_dict", "target_json",
            "timings_dict", "timings_json", "tool_version"]

@@ -124,6 +124,18 @@ def details_section(target: TargetRun, images: Dict[str, str]) -> str:
     return "\n".join(out)
 
 
+def provenance_lines(run: RunResult) -> List[str]:
+    """What a committed report states of where it comes from, the same on every machine: the
+    libraries under test (their versions determine results) and the harness fingerprint. The
+    machine (platform, Python, numpy ...) is in the untracked ``timings.json``."""
+    from ..provenance import fingerprint_line
+    from .jsonout import libraries
+    libs = libraries(run)
+    return ([f"Libraries under test: {', '.join(f'{k} {v}' for k, v in libs.items())}."] if libs else []) + \
+        ["Machine and timings: the untracked `timings.json` (`<report>.timings.json` for a single report).",
+         fingerprint_line()]
+
+
 def run_line(run: RunResult) -> str:
     s = run.settings
     return (f"Run: seed {s.seed}; family-wise false-alarm rate {s.alpha:g} (Holm over {run.m_statistical} "
@@ -155,9 +167,8 @@ def target_markdown(run: RunResult, target: TargetRun, images: Dict[str, str], c
     head += ["", "## Summary", "", summary_table(target)]
     if "ci" in images:
         head += ["", f"![confidence intervals]({images['ci']})"]
-    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
     return "\n".join(head + ["", contract_section(target), "", details_section(target, images), "",
-                             READING_GUIDE, f"Environment: {env}.", ""])
+                             READING_GUIDE, *provenance_lines(run), ""])
 
 
 def index_markdown(run: RunResult, links: Dict[str, str], title: str, command: Optional[str] = None) -> str:
@@ -178,6 +189,5 @@ def index_markdown(run: RunResult, links: Dict[str, str], title: str, command: O
                 (f" (+{len(t.root_causes) - 2} more)" if len(t.root_causes) > 2 else "")
         lines.append(f"| [`{t.spec_name}`]({links[t.spec_name]}) | `{t.variant}` | {_ICON[t.verdict]} | "
                      f"{c['PASS']} | {c['FAIL']} | {c['INCONCLUSIVE']} | {c['ERROR']} | {why} |")
-    env = ", ".join(f"{k} {v}" for k, v in sorted(run.environment.items()))
-    lines += ["", READING_GUIDE, f"Environment: {env}.", ""]
+    lines += ["", READING_GUIDE, *provenance_lines(run), ""]
     return "\n".join(lines)

@@ -60,17 +60,18 @@ def _row_dict(row: Dict[str, Any]) -> Dict[str, Any]:
     return {"config": json.loads(cfg.key()), "label": cfg.label(), "phase": row.get("phase"),
             "verdict": row["verdict"], "alpha": row["alpha"], "seed": row["seed"],
             "error": row.get("error"), "causes": row.get("causes", []),
-            "seconds": round(float(row.get("seconds", 0.0) or 0.0), 3),
             "results": [{k: r[k] for k in ("target", "check", "verdict", "p_value", "estimate", "message")}
                         for r in row.get("results", [])]}
 
 
 def sweep_dict(result) -> Dict[str, Any]:
     """JSON-ready: axes, rows (configuration, phase, alpha, seed, per-check verdicts), the
-    minimal failing configurations with their reproduction commands, the verdict."""
+    minimal failing configurations with their reproduction commands, the verdict, the harness
+    fingerprint. Nothing of the machine or the clock (executor, seconds: :func:`sweep_timings`)."""
+    from ..provenance import harness_fingerprint
     return {"target": result.target, "variant": result.variant, "verdict": result.verdict,
             "family_wise_alpha": result.settings.alpha, "master_seed": result.settings.seed,
-            "executor": result.executor, "phases": result.phases, "seconds": round(float(result.seconds), 3),
+            "harness": harness_fingerprint(), "phases": result.phases,
             "axes": {a.name: [list(v) if isinstance(v, tuple) else v for v in a.values] for a in result.axes},
             "fixed": {k: list(v) if isinstance(v, tuple) else v for k, v in result.fixed.items()},
             "minimal_failing": [{"config": json.loads(m["config"].key()), "label": m["config"].label(),
@@ -90,7 +91,7 @@ def sweep_markdown(result, figure: Optional[str] = None) -> str:
              f"{result.phases.get('adaptive', 0)} adaptive, {result.phases.get('confirm', 0)} confirmation); "
              f"family-wise false-alarm rate {result.settings.alpha:g} over the whole sweep, adaptive configurations "
              f"included (covering alpha/2 split evenly; adaptive alpha_B 6/(pi^2 i^2), alpha_B = 3 alpha/10; "
-             f"confirmation alpha/5); master seed {result.settings.seed}; {result.executor}.", ""]
+             f"confirmation alpha/5); master seed {result.settings.seed}.", ""]
     lines += ["Axes (simplest value first; the shrinker moves toward it):", ""]
     for a in result.axes:
         vals = ", ".join("x".join(map(str, v)) if isinstance(v, tuple) else str(v) for v in a.values)
@@ -129,8 +130,19 @@ def sweep_markdown(result, figure: Optional[str] = None) -> str:
         verdict = _MARK.get(r["verdict"], r["verdict"]) + (f" ({r['error']})" if r.get("error") else "")
         lines.append(f"| {i + 1} | {r.get('phase')} | {r['config'].label()} | {r['alpha']:.2g} | {verdict} | "
                      + " | ".join(cells) + " |")
-    lines += ["", f"Wall time {result.seconds:.1f} s."]
+    from ..provenance import fingerprint_line
+    lines += ["", "Executor, wall time and machine: the untracked `<report>.timings.json`.", "", fingerprint_line()]
     return "\n".join(lines) + "\n"
+
+
+def sweep_timings(result) -> Dict[str, Any]:
+    """The untracked side file of a sweep: executor, seconds (whole sweep and per configuration
+    run) and the machine (Python, platform, library versions)."""
+    from ..runner import environment
+    return {"kind": "sweep-timings", "target": result.target, "executor": result.executor,
+            "seconds": round(float(result.seconds), 3), "environment": environment(),
+            "rows": [{"label": r["config"].label(), "seconds": round(float(r.get("seconds", 0.0) or 0.0), 3)}
+                     for r in result.rows]}
 
 
 def sweep_figure(result, path: Union[Path, BinaryIO]) -> Optional[Union[Path, BinaryIO]]:
@@ -168,7 +180,7 @@ def sweep_figure(result, path: Union[Path, BinaryIO]) -> Optional[Union[Path, Bi
     fig.tight_layout(rect=(0, 0, 0.88, 1))
     if isinstance(path, Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
+    fig.savefig(path, dpi=110, format="png", metadata={"Software": None})  # no version stamp in the bytes
     plt.close(fig)
     return path
 
@@ -185,6 +197,10 @@ def write_sweep(result, report: Path) -> List[Path]:
     paths = []
     if sweep_figure(result, buf) is not None:
         paths.append(write_atomic(report.with_suffix(".png"), buf.getvalue()))
-    js = write_atomic(report.with_suffix(".json"), json.dumps(sweep_dict(result), indent=1, default=str) + "\n")
+    from ..report.jsonout import fixed_precision
+    doc = fixed_precision(json.loads(json.dumps(sweep_dict(result), default=str)))
+    js = write_atomic(report.with_suffix(".json"), json.dumps(doc, indent=1, sort_keys=True) + "\n")
     md = write_atomic(report, sweep_markdown(result, report.with_suffix(".png").name if paths else None))
-    return paths + [md, js]
+    side = write_atomic(report.with_name(report.stem + ".timings.json"),
+                        json.dumps(sweep_timings(result), indent=1, sort_keys=True, default=str) + "\n")
+    return paths + [md, js, side]

@@ -11,8 +11,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from ..errors import InvalidArgument, TargetUnavailable
+from ..errors import InvalidArgument, TargetUnavailable, unknown_choice
 from ._base import Target, TargetSpec, relayout
+from .catalogue import catalogue_names
 from .numpy_ref import NumpyTarget, numpy_spec, reference_spec
 
 
@@ -77,7 +78,7 @@ def reference_targets() -> List[TargetSpec]:
 def adapter_module(framework: str):
     """Import the adapter of ``framework``; TargetUnavailable names the extra to install."""
     if framework not in ADAPTERS:
-        raise InvalidArgument(f"framework={framework!r}, but should be one of: {', '.join(BY_NAME)}")
+        raise unknown_choice("framework", framework, list(BY_NAME))
     module_name, extra = ADAPTERS[framework]
     try:
         return importlib.import_module(module_name)
@@ -87,10 +88,31 @@ def adapter_module(framework: str):
 
 
 def target_names(framework: str) -> Tuple[str, ...]:
-    """Names of the built-in targets of ``framework`` (imports its adapter)."""
+    """Names of the built-in targets of ``framework``, read from :mod:`.catalogue` (no framework
+    is imported); InvalidArgument for an unknown framework."""
     if framework == "numpy":
-        return tuple(s.name for s in reference_targets())
-    return tuple(n for n in adapter_module(framework).TARGETS if n.partition(":")[0] == framework)
+        from ..variants import variant_names
+        return tuple(f"numpy:{v}" for v in variant_names())
+    if framework not in ADAPTERS:
+        raise unknown_choice("framework", framework, list(BY_NAME))
+    return catalogue_names(framework)
+
+
+def check_target_name(name: str) -> None:
+    """InvalidArgument (with the closest names) unless ``name`` is a built-in target name of a
+    known framework; imports no framework."""
+    framework, _, layer = name.partition(":")
+    if not layer:
+        raise InvalidArgument(f"target={name!r}, but should look like FRAMEWORK:LAYER, e.g. torch:Dropout2d")
+    if framework not in BY_NAME:
+        raise unknown_choice("framework", framework, list(BY_NAME), f" (in target {name!r})")
+    if framework == "numpy":
+        from ..variants import get_contract
+        get_contract(layer)  # InvalidArgument naming the variants, with the closest
+        return
+    names = target_names(framework)
+    if name not in names:
+        raise unknown_choice("target", name, names)
 
 
 def get_target(name: str) -> List[TargetSpec]:
@@ -101,14 +123,16 @@ def get_target(name: str) -> List[TargetSpec]:
         raise InvalidArgument(f"target={name!r}, but should look like FRAMEWORK:LAYER, e.g. torch:Dropout2d")
     if framework == "numpy":
         return [reference_spec(layer)]
+    check_target_name(name)  # before the import: a misspelt name is answered at once
     module = adapter_module(framework)
     if name not in module.TARGETS or framework != name.partition(":")[0]:
-        raise InvalidArgument(f"target={name!r}, but should be one of: {', '.join(target_names(framework))}")
+        names = tuple(n for n in module.TARGETS if n.partition(":")[0] == framework)
+        raise unknown_choice("target", name, names)
     made = module.TARGETS[name]()
     made = list(made) if isinstance(made, (list, tuple)) else [made]
     return [dataclasses.replace(s, ref=(name, k)) for k, s in enumerate(made)]
 
 
 __all__ = ["ADAPTERS", "BY_NAME", "FRAMEWORKS", "Framework", "NumpyTarget", "THIRDPARTY", "Target", "TargetSpec",
-           "adapter_module", "framework_packages", "get_target", "numpy_spec", "reference_spec", "reference_targets",
+           "adapter_module", "check_target_name", "framework_packages", "get_target", "numpy_spec", "reference_spec", "reference_targets",
            "relayout", "target_names"]

@@ -127,13 +127,14 @@ def check_layout_rank(layout: str, shape: Tuple[int, ...], name: str) -> None:
 def numpy_dtype(name: Any) -> Any:
     """The numpy scalar type for a dtype name (``bfloat16`` from ml_dtypes); InvalidArgument
     naming the choices otherwise."""
-    from ..errors import InvalidArgument
+    from ..errors import InvalidArgument, did_you_mean
     text = getattr(name, "__name__", None) or str(np.dtype(name) if not isinstance(name, str) else name)
     if text == "bfloat16":
         import ml_dtypes
         return ml_dtypes.bfloat16
     if text not in DTYPE_NAMES:
-        raise InvalidArgument(f"dtype={name!r}, but should be one of {', '.join(DTYPE_NAMES)}")
+        raise InvalidArgument(f"dtype={name!r}, but should be one of {', '.join(DTYPE_NAMES)}"
+                              f"{did_you_mean(str(name), DTYPE_NAMES)}")
     return np.dtype(text).type
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import InvalidArgument, key_value_pairs
+from ..errors import InvalidArgument, did_you_mean, key_value_pairs
 from ._base import TargetSpec, check_layout_rank, numpy_dtype, probe_shape_arg
 
 
@@ -47,6 +47,75 @@ def is_builtin(target: str) -> bool:
     return bool(sep) and framework in BY_NAME
 
 
+def builtin_names() -> Tuple[str, ...]:
+    """Every built-in target name (numpy references and the third-party catalogue); no import."""
+    from . import BY_NAME, target_names
+    return tuple(n for fw in BY_NAME for n in target_names(fw))
+
+
+def check_factory_name(target: str) -> None:
+    """InvalidArgument for a ``MODULE:FACTORY`` whose module cannot be found and whose name is
+    close to a built-in target's (``torc:Dropout`` -> did you mean 'torch:Dropout'?); imports
+    nothing (only the top-level package is looked up)."""
+    import importlib.machinery
+    import importlib.util
+    import os
+    import sys
+    module, sep, _ = target.rpartition(":")
+    if not sep or not module or module.endswith(".py") or "/" in module or target.startswith("mutant:"):
+        return
+    top = module.split(".")[0]
+    try:
+        found = top in sys.modules or importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:  # load_factory imports from the working directory too
+        found = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()]) is not None
+    if found:
+        return
+    hint = did_you_mean(target, builtin_names())
+    if hint:
+        raise InvalidArgument(f"target={target!r}: no built-in of that name and no module {top!r}{hint}")
+
+
+def preflight(target: str, variant: Optional[str], params: Mapping[str, Any],
+              shape: Optional[Tuple[int, ...]] = None, builtin_variant: bool = True) -> None:
+    """Validate a target's name, variant and parameters from tables alone, before any framework
+    (or user module) is imported: InvalidArgument (one line, with the closest names) for an
+    unknown built-in, variant or parameter, a parameter value out of range, or a shape of the
+    wrong rank (a built-in's contract takes its variant's parameters and ranks: the catalogue
+    test holds every adapter to that). ``builtin_variant`` False: ``variant`` is for factories
+    only and not compared with a built-in's."""
+    from ..variants import get_contract
+    if target.startswith("mutant:"):
+        return  # resolved by dropverify.naming (the corpus names its mutants)
+    if is_builtin(target):
+        from . import check_target_name
+        from .catalogue import catalogue_variant
+        check_target_name(target)
+        framework, _, layer = target.partition(":")
+        own = layer if framework == "numpy" else catalogue_variant(target)
+        if variant is not None and builtin_variant:
+            get_contract(variant)  # an unknown name: the list and the closest
+            if variant != own:
+                raise InvalidArgument(f"variant={variant!r}, but {target} implements {own!r}")
+        contract = get_contract(own)
+        specs = {s.name: s for s in contract.params}
+        for key, value in params.items():
+            if key not in specs:
+                contract.validate_params({key: value})  # raises: unknown parameter, with the closest
+            specs[key].validate(value)
+        if shape:
+            contract.check_shape(tuple(shape))
+        return
+    check_factory_name(target)
+    if variant is not None:
+        contract = get_contract(variant)
+        contract.validate_params(dict(params))
+        if shape:
+            contract.check_shape(tuple(shape))
+
+
 def resolve_target(target: str, variant: Optional[str] = None, params: Optional[Mapping[str, Any]] = None,
                    shape: Optional[Tuple[int, ...]] = None, dtype: str = "float64", layout: str = "contiguous",
                    device: str = "cpu", *, named: Optional[NamedSpec] = None) -> List[TargetSpec]:
@@ -61,6 +130,7 @@ def resolve_target(target: str, variant: Optional[str] = None, params: Optional[
     params = dict(params or {})
     numpy_dtype(dtype)  # validates the name
     shape = None if isinstance(shape, (tuple, list)) and not shape else probe_shape_arg(shape)  # () = default
+    preflight(target, variant, params, shape)  # names, variant, parameters: before any framework import
     spec = named(target) if named is not None else None
     if spec is not None:
         return [_configured(spec, variant, params, shape, dtype, layout)]
@@ -143,4 +213,5 @@ def parse_params(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["NamedSpec", "TargetRef", "is_builtin", "parse_params", "resolve_target"]
+__all__ = ["NamedSpec", "TargetRef", "builtin_names", "check_factory_name", "is_builtin", "parse_params",
+           "preflight", "resolve_target"]

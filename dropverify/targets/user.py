@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, did_you_mean
 from ._base import TargetSpec
 from .numpy_ref import numpy_spec
 
@@ -51,7 +51,8 @@ def load_factory(ref: str) -> Callable[..., Any]:
         raise InvalidArgument(f"importing {module_name!r} raised {type(exc).__name__}: {exc}") from None
     factory = getattr(module, attr, None)
     if factory is None:
-        raise InvalidArgument(f"module {module_name!r} has no attribute {attr!r}")
+        close = did_you_mean(attr, [n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n])])
+        raise InvalidArgument(f"module {module_name!r} has no attribute {attr!r}{close}")
     if not callable(factory):
         raise InvalidArgument(f"{ref} is a {type(factory).__name__}, but should be callable")
     return factory

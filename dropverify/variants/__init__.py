@@ -8,7 +8,7 @@ import pkgutil
 from typing import Tuple
 
 from ..contracts import Contract, registered
-from ..errors import InvalidArgument
+from ..errors import unknown_choice
 from ._base import BernoulliMaskVariant, Variant
 
 _CLASSES: dict = {}
@@ -29,8 +29,7 @@ def get_contract(name: str) -> Contract:
     try:
         return contracts[name]
     except KeyError:
-        raise InvalidArgument(
-            f"variant={name!r}, but should be one of: {', '.join(sorted(contracts))}") from None
+        raise unknown_choice("variant", name, sorted(contracts)) from None
 
 
 def all_contracts() -> Tuple[Contract, ...]:
