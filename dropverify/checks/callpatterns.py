@@ -56,8 +56,9 @@ EVAL_CALLS = 2
 """Eval calls per eval pass (each checked against the contract's eval output)."""
 ROUNDS = 12
 """Interleaved rounds of the two instances (24 training calls, 144 cross-instance pairs)."""
-INPLACE_CALLS = (True, True, False, True, False)
-"""Modes of the in-place check's calls (train, train, eval, train, eval)."""
+INPLACE_CALLS = (True, True, True, False) * 4
+"""Modes of the in-place check's calls (three training calls, one eval call, four times): a layer
+that writes into its input on a fraction f of training calls escapes with probability (1 - f)^12."""
 
 
 def probe(ctx: CheckContext, name: str) -> Inputs:
