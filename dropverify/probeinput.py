@@ -37,8 +37,17 @@ def _as_numpy(value: Any, ref: str) -> np.ndarray:
 def load_probe_input(ref: str) -> Tuple[np.ndarray, ...]:
     """The arrays ``MODULE:FN`` returns, validated: at least one, each non-empty, finite, of one of
     the float dtypes float16 / bfloat16 / float32 / float64, all of one dtype."""
-    from .modelscan.cli import _call, _load
-    value = _call(_load(ref, "--input"), ref)
+    from .errors import InvalidArgument
+    from .targets.user import load_factory
+    try:
+        fn = load_factory(ref)
+    except InvalidArgument as exc:
+        raise UsageError(f"--input {ref!r}: {exc}") from None
+    try:
+        value = fn()
+    except Exception as exc:  # noqa: BLE001 - the user's function raised: a usage error, one line
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise UsageError(f"--input {ref}() raised {type(exc).__name__}{': ' + text if text else ''}") from None
     items = list(value) if isinstance(value, (tuple, list)) else [value]
     if not items:
         raise UsageError(f"--input {ref!r} returned an empty {type(value).__name__}")

@@ -108,11 +108,12 @@ class Units:
 
 # ------------------------------------------------------------------------------ the two FAIL rules
 
-def agreement_limit(q: np.ndarray, comparisons: int, false_alarm: float = FALSE_ALARM) -> Optional[int]:
+def agreement_limit(q: np.ndarray, comparisons: int, false_alarm: Optional[float] = None) -> Optional[int]:
     """Largest agreement count a pair of independent masks may show: P(any of ``comparisons``
     pairs exceeds it) <= ``false_alarm`` (exact binomial quantile where every unit agrees by chance
     with one probability a = q^2 + (1-q)^2, Hoeffding's bound sum(a) + sqrt(n ln(C / fa) / 2)
     otherwise). None where no count up to n could exceed it (the rule cannot fire)."""
+    false_alarm = FALSE_ALARM if false_alarm is None else false_alarm
     a = q * q + (1.0 - q) * (1.0 - q)
     n = int(a.size)
     if n == 0 or comparisons < 1:
