@@ -17,7 +17,8 @@ the tensor the layer receives. Three checks make their own calls (tens of them, 
   declares in-place work (torch ``inplace=True``), and then the output must be the modified input.
 
 Probes: the contract's signed, wide-range probe (float64: magnitudes 1e-6 .. 1e6, both signs) with
-exact zeros planted, or the user's own input (``dropverify run --input``). Mask units whose
+exact zeros planted (where the contract's probe law takes zeros: ``probe_inputs(zeros=True)``), or the
+user's own input (``dropverify run --input``). Mask units whose
 representative element is 0 show no mask (dropped and kept values coincide) and are left out.
 
 Error bounds (exact-style, no share of the run's alpha): each of the two FAIL rules of a mask
