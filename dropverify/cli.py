@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("targets", nargs="+", metavar="TARGET", help="built-in name or MODULE:FACTORY")
     _config_args(r, "the contract a factory claims, e.g. dropout, dropblock_2d (required for factories; "
                     "built-ins know theirs)")
+    r.add_argument("--input", default=None, metavar="MODULE:FN",
+                   help="your own probe: a callable taking no arguments and returning the layer's input (numpy "
+                        "array or torch tensor, a tuple for several); it fixes --shape and --dtype, and the "
+                        "call-pattern checks call the layer on exactly these values")
     r.add_argument("--report", default=None, metavar="PATH.md",
                    help="write a Markdown report of one target (JSON beside it)")
     r.add_argument("--out", default=None, metavar="DIR", help="write reports of every target into DIR")
@@ -433,12 +437,15 @@ def cmd_run(args: argparse.Namespace, command: str) -> int:
     """``dropverify run TARGET [TARGET ...]``: one family over every target given."""
     if args.report is not None and args.out is not None:
         raise UsageError("--report and --out: give one (--report for one target, --out for a folder)")
+    from .probeinput import attach, from_args
+    arrays = from_args(args)  # --input: its shape and dtype become the configuration's
     if args.sweep:
         return _cmd_sweep(args, command)
     for flag in ("workers", "scheduler"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag} applies to --sweep")
     specs = _target_specs(args, args.targets, args.variant)
+    specs = attach(specs, arrays, args.input) if arrays is not None else specs
     plan = Plan(specs, _settings(args), _checks(args), out=args.out, report=args.report)
     return _execute(_outputs(args, plan), args, command)
 

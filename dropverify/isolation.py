@@ -31,7 +31,7 @@ def portable(spec: TargetSpec) -> Dict[str, Any]:
                               "to rebuild it from; start the process with that environment")
     return {"ref": tuple(spec.ref), "name": spec.name, "params": dict(spec.params), "shape": spec.shape,
             "dtype": spec.dtype, "layout": spec.layout, "not_applicable": dict(spec.not_applicable),
-            "margins": dict(getattr(spec, "margins", None) or {})}
+            "margins": dict(getattr(spec, "margins", None) or {}), "inputs": spec.inputs}
 
 
 def rebuild(item: Mapping[str, Any]) -> TargetSpec:
@@ -40,7 +40,8 @@ def rebuild(item: Mapping[str, Any]) -> TargetSpec:
     name, k = item["ref"]
     spec = get_target(name)[k]
     spec = dataclasses.replace(spec, name=item["name"], params=item["params"], shape=item["shape"],
-                               dtype=item["dtype"], layout=item["layout"], not_applicable=item["not_applicable"])
+                               dtype=item["dtype"], layout=item["layout"], not_applicable=item["not_applicable"],
+                               inputs=item.get("inputs"))
     if item["margins"]:
         from .config import with_margins
         spec = with_margins(spec, item["margins"])

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..settings import Settings
 from . import (_words, depth, dispersion, edges, gradients, independence, inputs, longhorizon, moments, positions,
                rates, repeats, values)
+from . import callpatterns
 from ._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, TargetError
 
 WITHIN_CALL = "structural-within-call"
@@ -162,6 +163,12 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   lambda c: c.contract.multiplicative, _zero, role=CALL_LEVEL),
         CheckSpec(edges.DTYPES, "edge cases", edges.dtype_and_shape_preserved, _always, _zero, role=CALL_LEVEL),
         CheckSpec(edges.EMPTY, "edge cases", edges.empty_batch_works, _always, _zero, role=CALL_LEVEL),
+        CheckSpec(callpatterns.AFTER_EVAL, "call patterns", callpatterns.masks_fresh_after_eval, _random, _zero,
+                  role=STRUCTURAL, explain=_words.after_eval),
+        CheckSpec(callpatterns.INSTANCES, "call patterns", callpatterns.instances_draw_independent_masks, _random,
+                  _zero, role=STRUCTURAL, explain=_words.instances_share),
+        CheckSpec(callpatterns.INPLACE, "call patterns", callpatterns.input_unchanged_unless_inplace, _always, _zero,
+                  role=CALL_LEVEL),
     ]
     return tuple(specs)
 

@@ -96,3 +96,22 @@ def dispersion(r: CheckResult, layout: str = "") -> Optional[str]:
     side = "over" if r.estimate > 1 else "under"
     return (f"per-call rate {side}-dispersed (variance of the per-call dropped count {r.estimate:.3g}x "
             "binomial)" + (": a fixed number of units dropped per call?" if side == "under" else ""))
+
+
+def _replayed(r: CheckResult) -> bool:
+    d = r.details or {}
+    limit, worst = d.get("agreement_limit"), d.get("worst_agreement")
+    return bool(d.get("repeat_rule") and d.get("repeats")) or (limit is not None and worst is not None
+                                                              and worst > limit)
+
+
+def after_eval(r: CheckResult, layout: str = "") -> Optional[str]:
+    """Masks drawn after an eval pass that replay earlier masks (a generator restored on eval -> train)."""
+    if _replayed(r):
+        return "masks after an eval pass replay earlier masks: the random state is restored on eval -> train"
+    return "eval outputs between training blocks are off the contract or differ between passes"
+
+
+def instances_share(r: CheckResult, layout: str = "") -> Optional[str]:
+    """Two instances of one factory drawing the same masks (class-level cache, fixed per-instance seed)."""
+    return "two instances draw the same masks: a class-level mask cache or a fixed per-instance seed"

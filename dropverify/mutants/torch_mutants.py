@@ -189,3 +189,7 @@ MUTANTS: Tuple[Mutant, ...] = (
            ("masks_independent_along_axis0_by_fisher",), "same mask on every device / replica / batch element",
            "functorch vmap batching rule pytorch 92283; transformers 31412", {"p": 0.5}),
 )
+
+from ._patterns_torch import MUTANTS as _PATTERNS  # noqa: E402  (issue 22: call patterns)
+
+MUTANTS = MUTANTS + _PATTERNS

@@ -63,6 +63,9 @@ class TargetSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     # (built-in name, position in get_target(name)): how another process rebuilds this spec
     ref: Optional[Tuple[str, int]] = None
+    # the caller's own probe (``dropverify run --input``): numpy arrays the call-pattern checks
+    # call the layer on instead of a seeded probe (their shape and dtype are the configuration's)
+    inputs: Optional[Tuple[np.ndarray, ...]] = field(default=None, compare=False, repr=False)
 
     def resolved_contract(self) -> Contract:
         if self.contract is not None:
@@ -77,6 +80,32 @@ class TargetSpec:
 
     def probe_shape(self) -> Tuple[int, ...]:
         return tuple(self.shape) if self.shape is not None else self.resolved_contract().default_shape
+
+
+@dataclass(frozen=True)
+class InputWatch:
+    """What one call did to the framework tensors the adapter passed (``forward_watched``).
+
+    changed : per input, True where its values after the call differ from before (NaN = NaN);
+    output_is_input : the output holds the values input 0 holds after the call (the in-place
+        contract: ``y`` is the modified input, e.g. torch ``inplace=True``);
+    declared_inplace : the layer says it works in place (torch: its ``inplace`` attribute).
+    """
+
+    changed: Tuple[bool, ...]
+    output_is_input: bool
+    declared_inplace: bool
+
+
+def same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit equal values and shape, NaN equal to NaN (numpy arrays)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False
+    if a.dtype.kind == "f" or b.dtype.kind == "f":
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        return bool(np.all((a64 == b64) | (np.isnan(a64) & np.isnan(b64))))
+    return bool(np.all(a == b))
 
 
 DTYPE_NAMES = ("float16", "bfloat16", "float32", "float64")

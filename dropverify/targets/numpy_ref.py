@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Tuple
 import numpy as np
 
 from ..contracts import Inputs
-from ._base import TargetSpec, relayout
+from ._base import InputWatch, TargetSpec, relayout, same_values
 
 
 class NumpyTarget:
@@ -35,6 +35,19 @@ class NumpyTarget:
     def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
         self._mode(training)
         return np.asarray(self.layer.forward(*(relayout(a, layout) for a in inputs)))
+
+    def forward_watched(self, inputs: Inputs, *, training: bool = True,
+                        layout: str = "contiguous") -> Tuple[np.ndarray, InputWatch]:
+        """:meth:`forward` on copies of the inputs that it keeps: whether the call changed them,
+        and whether the output holds input 0's values after it (a layer declares in-place work
+        with a truthy ``inplace`` attribute)."""
+        passed = tuple(relayout(np.array(a, copy=True), layout) for a in inputs)  # never the caller's memory
+        before = tuple(a.copy() for a in passed)
+        self._mode(training)
+        y = np.asarray(self.layer.forward(*passed))
+        changed = tuple(not same_values(b, a) for b, a in zip(before, passed))
+        holds = bool(passed) and same_values(y, passed[0])
+        return y, InputWatch(changed, holds, bool(getattr(self.layer, "inplace", False)))
 
     @property
     def has_lookup(self) -> bool:

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..contracts import Inputs
-from ._base import TargetSpec
+from ._base import InputWatch, TargetSpec, same_values
 
 CallHook = Callable[[nn.Module, Tuple[torch.Tensor, ...]], torch.Tensor]
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)  # all three run every layer below on CPU (torch 2.13)
@@ -127,6 +127,20 @@ class TorchTarget:
         with torch.no_grad():
             y = self.call(module, tensors)
         return to_numpy(y)
+
+    def forward_watched(self, inputs: Inputs, *, training: bool = True,
+                        layout: str = "contiguous") -> Tuple[np.ndarray, InputWatch]:
+        """:meth:`forward`, keeping the tensors it passed: whether the call changed them, and
+        whether the output holds the (modified) input's values (what ``inplace=True`` promises)."""
+        tensors = tuple(to_tensor(a, layout, self.device) for a in inputs)
+        before = tuple(to_numpy(t).copy() for t in tensors)
+        module = self._prepare(tensors, training)
+        with torch.no_grad():
+            y = self.call(module, tensors)
+        out = to_numpy(y)
+        changed = tuple(not same_values(b, to_numpy(t)) for b, t in zip(before, tensors))
+        holds = bool(tensors) and same_values(out, to_numpy(tensors[0]))
+        return out, InputWatch(changed, holds, bool(getattr(self.module, "inplace", False)))
 
     def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """One training call; autograd gradients of ``sum(grad_out * y)`` w.r.t. each input
