@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.issue22_budget [--out reports/issue22/budget.md]`` runs, on this machine:
 
-1. ``dropverify run torch:Dropout --param p=0.3 --strict`` (default options: 45 s budget): must exit 0;
+1. ``dropverify run torch:Dropout --param p=0.3 --strict`` (default options: 45 s budget), with torch's
+   default intra-op threads and with ``OMP_NUM_THREADS=1``: exit 0 means every check PASSes;
 2. a layer sleeping 30 s per call with ``--time-budget 20`` (``benchmarks/issue22_budget_layers.py``):
    must end within 20 s + ``call_timeout_s`` (60 s), every check INCONCLUSIVE or PASS on what it saw;
 3. a layer sleeping 30 s per call with ``call_timeout_s=3`` (Python API): a hang, an ERROR within 3 s;
@@ -70,6 +71,12 @@ def main(argv: List[str]) -> int:
             "`dropverify run torch:Dropout --param p=0.3 --strict` (45 s budget, default shape)", "",
             f"- exit status {rc} (0: every check PASS), wall {wall:.1f} s, load average {lb} -> {la}", "",
             "```", *_summary(text), "```", ""]
+
+    rc, wall, lb, la, text = _cli(["run", "torch:Dropout", "--param", "p=0.3", "--strict"], {"OMP_NUM_THREADS": "1"})
+    out += ["The same command with `OMP_NUM_THREADS=1` (torch's intra-op threads: on a machine whose cores are "
+            "all busy, two threads per call of this small layer wait on each other):", "",
+            f"- exit status {rc}, wall {wall:.1f} s, load average {lb} -> {la}", "",
+            "```", *_summary(text)[:8], "```", ""]
 
     rc, wall, lb, la, text = _cli(["run", "benchmarks/issue22_budget_layers.py:slow_dropout", "--variant", "dropout",
                                    "--param", "p=0.3", "--time-budget", "20"], {"DV_SLEEP": "30"})

@@ -118,7 +118,8 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
         look = None  # too few calls for an estimate and an interval: nothing was assessed
     if look is None:
         return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=INCONCLUSIVE,
-                           text=f"not assessed: {budget_note or 'no calls drawn'} before its first look; nothing certified",
+                           text=f"not assessed: {budget_note or 'no calls drawn'} before its first look; "
+                                "nothing certified",
                            label=ctx.label, statistical=True, details={"budget": budget_note})
     if look.constant and not look.rejects:
         raise NotInformative(f"{quantity} took one value in every one of {look.n} samples "

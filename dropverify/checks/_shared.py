@@ -10,8 +10,8 @@ decided (or the configuration's call / time budget ends).
 Mechanics. Each reading check runs in its own thread, but only one thread runs at a time: a
 check that needs calls not yet drawn hands the baton to the driver, which draws as many calls
 as the most demanding waiting check asked for (at most :data:`~._stream.STREAM_BATCH` per
-dispatch, read when drawing), appends them to every reader's queue, and hands the baton to each waiting reader
-in registration order. Execution is therefore sequential and deterministic: same seed, same
+dispatch, read when drawing), appends them to every reader's queue, and hands the baton to each
+waiting reader in registration order. Execution is therefore sequential and deterministic: same seed, same
 calls, same results, whatever the thread scheduler does. A reader sees exactly the calls
 ``0, 1, 2, ...`` of the one stream. Checks that read the shared stream must touch the target
 through it only (the registry marks them ``shares_stream``); the stream runs on its own
