@@ -139,12 +139,12 @@ class SharedHub:
         r.turn.set()
         self.driver_turn.wait()
 
-    def _draw(self, k: int) -> List[Any]:
+    def _draw(self, k: int, stop_at: Optional[float] = None) -> List[Any]:
         if self.dead is not None:
             return [self.dead]
         t0 = time.perf_counter()
         try:
-            got = self.stream.take(k)
+            got = self.stream.take(k, stop_at)
         except (TargetError, TargetHung) as exc:  # the seed call failed
             got = [_Raise(exc)]
         except BudgetExhausted:  # the configuration's time budget ended before the call started
@@ -206,7 +206,9 @@ class SharedHub:
             drawing = [] if self.exhausted else [r for r in waiting if not r.share_ended()]
             if drawing:
                 k = min(_stream.STREAM_BATCH, max(r.want for r in drawing), self.max_calls - self.drawn)
-                got = self._draw(max(1, k))
+                # a batch stops once no reader it is drawn for may read more (its share, or latest)
+                stops = [r.latest if r.pending else r.deadline for r in drawing]
+                got = self._draw(max(1, k), None if None in stops else max(stops))
                 if not got:  # the configuration's time budget ended
                     self.exhausted = True
                     self.exhausted_reason = f"the configuration's time budget ended after {self.drawn} calls"

@@ -62,30 +62,38 @@ class Stream:
         ``next`` then serves them in order (a failed call raises where it would have). Only
         for a consumer certain to draw at least ``n`` more calls of this stream and touching no
         other target in between: the target then sees the same calls in the same order."""
+        stop_at = stop_time()  # past the check's time share it will not draw them all
         while len(self._buffer) < n and not (self._buffer and isinstance(self._buffer[-1], _Raise)):
             try:
-                got = self._draw(n - len(self._buffer))
+                got = self._draw(n - len(self._buffer), stop_at)
             except TargetError as exc:
                 got = [_Raise(exc)]
+            except BudgetExhausted:  # the next draw of the consumer raises it, after the calls buffered
+                break
             if not got:
                 break
             self._buffer.extend(got)
+            if stop_at is not None and time.perf_counter() > stop_at:
+                break
 
-    def take(self, n: int) -> List[np.ndarray]:
+    def take(self, n: int, stop_at: Any = "share") -> List[np.ndarray]:
         """Up to ``n`` outputs of consecutive calls, drawn in one dispatch; stops after the
         first call whose output is too large to buffer more (:data:`BATCH_BYTES`). A call that
         raises or returns the wrong shape ends the batch with a :class:`_Raise` holding the
         TargetError that :meth:`CheckContext.call` would raise: the consumer raises it after
-        the outputs before it, exactly where one call at a time would have. (A sink that raises
+        the outputs before it, exactly where one call at a time would have. A batch also stops
+        before a call once ``stop_at`` (a ``time.perf_counter()`` value; default: the running
+        check's time share, :func:`stop_time`) has passed. (A sink that raises
         mid-batch leaves the target some calls further on; its check then ends in an ERROR,
         and a later check that seeds the target first is unaffected.)"""
         if self._buffer:
             got, self._buffer = self._buffer[:n], self._buffer[n:]
             return got
-        return self._draw(n)
+        return self._draw(n, stop_time() if stop_at == "share" else stop_at)
 
-    def _draw(self, n: int) -> List[Any]:
-        """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch."""
+    def _draw(self, n: int, stop_at: Optional[float] = None) -> List[Any]:
+        """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch, the
+        second and later ones started only before ``stop_at`` (None: any time) and the budget."""
         self._seed()
         if n <= 1 or STREAM_BATCH <= 1:
             return [self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)]
@@ -99,8 +107,8 @@ class Stream:
             for i in range(n):
                 if worker is not None and worker.abandoned:  # its caller gave up: touch the target no more
                     break
-                if i and cutoff_passed():  # the configuration's time is spent: start no more calls
-                    break
+                if i and (cutoff_passed() or (stop_at is not None and time.perf_counter() > stop_at)):
+                    break  # the time is spent: start no more calls
                 t0 = time.perf_counter()
                 try:
                     y = tgt.forward(inputs, training=True, layout=layout)
@@ -151,6 +159,14 @@ time budget stops it)."""
 
 def deadline_passed() -> bool:
     return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
+
+
+def stop_time() -> Optional[float]:
+    """When the running check's time share ends for its batches: :data:`DEADLINE`, or
+    :data:`LATEST` while its first look is pending (None: no share)."""
+    if DEADLINE[0] is None:
+        return None
+    return LATEST[0] if first_look_pending() else DEADLINE[0]
 
 
 def share_ended(deadline: Optional[float], latest: Optional[float]) -> bool:
