@@ -54,8 +54,38 @@ class Stream:
             if isinstance(y, _Raise):
                 raise y.error
             return y
-        self._seed()
+        if not self.seeded:
+            return self._seed_and_call()
         return self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)
+
+    def _seed_and_call(self) -> np.ndarray:
+        """The seed and the first call in ONE dispatch (a stream read for one or two calls per
+        seed, as the seed checks do, otherwise hands off twice per call); the same calls in the
+        same order, each failure reported as the call that failed."""
+        tgt, seed, inputs, layout = self.target, self.seed, self.inputs, self.ctx.layout
+
+        def both(record: Callable[[str, float], None]) -> Tuple[Any, Optional[Tuple[str, BaseException]]]:
+            for what in ("seed", "forward"):
+                t0 = time.perf_counter()
+                try:
+                    out = tgt.seed(seed) if what == "seed" else tgt.forward(inputs, training=True, layout=layout)
+                except BaseException as exc:  # noqa: BLE001 - reported as the call that raised
+                    record(what, time.perf_counter() - t0)
+                    return None, (what, exc)
+                record(what, time.perf_counter() - t0)
+                _progress()
+            return out, None
+
+        y, failed = guarded(both, self.ctx.settings.call_timeout_s, "forward", batch=True)
+        if failed is not None and failed[0] == "seed":
+            raise _target_error("seed", failed[1])
+        self.seeded = True
+        if failed is not None:
+            raise _target_error("forward", failed[1])
+        y = np.asarray(y)
+        if self.expect_shape is not None and y.shape != self.expect_shape:
+            raise TargetError(f"output shape {y.shape}, but should be {self.expect_shape}")
+        return y
 
     def prefetch(self, n: int) -> None:
         """Draw the next ``n`` calls now, in as few dispatches as :meth:`take` allows;
