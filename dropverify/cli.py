@@ -67,9 +67,10 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    help="most calls of the target per statistical check and per configuration's shared stream "
                         "(a reproducible bound on a run). Default: 20000")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="wall-clock budget of each configuration's statistical sampling; when it ends every "
-                        "check evaluates what it drew (the report says so; results then depend on the "
-                        f"machine's speed). 0: none. Default: {CLI_TIME_BUDGET:g}")
+                   help="wall-clock budget of each configuration, planned across its checks (each gets its "
+                        "first look, then a share); a check whose share ends evaluates what it drew (the report "
+                        "says so; results then depend on the machine's speed); no call starts after it. 0: none. "
+                        f"Default: {CLI_TIME_BUDGET:g}")
     p.add_argument("--quick", action="store_true", default=None,
                    help=f"a fast preset: --max-calls {QUICK['max_calls']} --time-budget "
                         f"{QUICK['time_budget_s']:g} (long-horizon checks see {QUICK['max_calls']} calls)"),

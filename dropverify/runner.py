@@ -198,47 +198,133 @@ def _statistical_count(plans) -> int:
     return m
 
 
+SHARED_SHARE = 0.5
+"""With ``Settings.time_budget_s``: the fraction of a configuration's sampling window its shared stream
+draws for (beyond its checks' first looks) when statistical checks with streams of their own follow it
+(none follow: the whole window); they share the rest."""
+EXACT_RESERVE = 0.2
+"""With ``Settings.time_budget_s``: the fraction of a configuration's time budget kept, after the sampling
+window, for the checks that make a fixed number of calls (exact checks) and the last evaluations."""
+FLOOR = 0.1
+"""With ``Settings.time_budget_s``: the fraction of the sampling window kept for each statistical check
+with a stream of its own still to run, which no check before it may take, even for its first look."""
+
+
+@dataclass
+class BudgetPlan:
+    """How one configuration spends its time budget B (``Settings.time_budget_s``), planned before it
+    runs so that no check is starved (times from the configuration's start; W = (1 - EXACT_RESERVE) B
+    is the sampling window; k the statistical checks with streams of their own, which run after the
+    shared stream):
+
+    * the shared stream draws for its statistical checks until SHARED_SHARE W (W when k = 0), for
+      its other checks (the long-horizon ones, which read as much as they are given) until
+      W / (1 + k) at most;
+    * each check with a stream of its own gets an equal part of what is left of the window when it
+      starts (time that another left unused passes on);
+    * a check that has not made its first look (a pilot, then its first look) draws on past its
+      share, but never into the FLOOR W kept for each check with a stream of its own after it;
+    * no call into the target starts after B; a call already running ends within
+      ``call_timeout_s``, so the configuration ends within B + call_timeout_s (plus evaluation).
+
+    Without a time budget every field is None: results do not depend on the machine."""
+
+    cutoff: Optional[float]
+    window_end: Optional[float]
+    shared_deadline: Optional[float]
+    absorb_deadline: Optional[float]
+    own: List[str]
+    window: Optional[float] = None
+
+    @classmethod
+    def make(cls, ctx: CheckContext, chosen: Sequence[CheckSpec], start: float) -> "BudgetPlan":
+        budget = ctx.settings.time_budget_s
+        if budget is None:
+            return cls(None, None, None, None, [])
+        own = [c.name for c in chosen if _samples(c, ctx) and not (c.shares_stream and ctx.settings.shared_stream)]
+        window_end = start + budget * (1 - EXACT_RESERVE)
+        window = window_end - start
+        share = SHARED_SHARE if own else 1.0
+        return cls(start + budget, window_end, start + share * window, start + min(share, 1 / (1 + len(own))) * window,
+                   own, window)
+
+    def _latest(self, after: int) -> Optional[float]:
+        """The latest a check may draw for its first look with ``after`` own-stream checks to follow."""
+        if self.window_end is None or self.window is None:
+            return None
+        return self.window_end - after * FLOOR * self.window
+
+    def shared_deadline_for(self, check: CheckSpec, ctx: CheckContext) -> Tuple[Optional[float], Optional[float]]:
+        """(end of its share, latest for its first look) of a check that reads the shared stream."""
+        deadline = self.shared_deadline if _samples(check, ctx) else self.absorb_deadline
+        return deadline, self._latest(len(self.own))
+
+    def deadline_for(self, check: CheckSpec, now: float) -> Tuple[Optional[float], Optional[float]]:
+        """(end of its share, latest for its first look) of ``check`` (run after the shared
+        stream) when it starts at ``now``: an equal part of the window left, for a statistical
+        check with a stream of its own; else (None, None) (only the budget bounds it)."""
+        if self.window_end is None or check.name not in self.own:
+            return None, None
+        left = len(self.own)
+        self.own.remove(check.name)
+        return now + max(0.0, self.window_end - now) / left, self._latest(left - 1)
+
+
+def _samples(check: CheckSpec, ctx: CheckContext) -> bool:
+    """True for a check that samples statistically (its number of statistical results > 0)."""
+    try:
+        return int(check.statistical(ctx)) > 0
+    except Exception:  # noqa: BLE001
+        return True
+
+
 def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) -> List[TargetRun]:
     """Run planned checks (before Holm): one TargetRun per plan, diagnosed."""
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
-    from .checks import _stream
+    from .checks import _stream, _worker
     for ctx, chosen, skipped in plans:
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
-        budget = ctx.settings.time_budget_s
-        _stream.DEADLINE[0] = None if budget is None else t0 + budget
+        plan = BudgetPlan.make(ctx, chosen, t0)
+        _worker.CUTOFF[0] = plan.cutoff
+        _worker.HUNG[0] = ""  # inside a configuration: a hang stops its later calls
+        _stream.DEADLINE[0] = plan.shared_deadline
         results: List[CheckResult] = []
-        skipped = dict(skipped)
-        shared = [c for c in chosen if c.shares_stream]
         stream_log: List[Tuple[str, int]] = []
-        if shared and not ctx.settings.shared_stream:  # each check draws its own copy of the stream
-            chosen = [c for c in chosen if c.shares_stream] + [c for c in chosen if not c.shares_stream]
-            shared = []
-        if shared:
-            def finished(check: CheckSpec, seconds: float, before: int = done) -> None:
+        try:
+            skipped = dict(skipped)
+            shared = [c for c in chosen if c.shares_stream]
+            if shared and not ctx.settings.shared_stream:  # each check draws its own copy of the stream
+                chosen = [c for c in chosen if c.shares_stream] + [c for c in chosen if not c.shares_stream]
+                shared = []
+            if shared:
+                def finished(check: CheckSpec, seconds: float, before: int = done) -> None:
+                    if progress:
+                        finished.count += 1
+                        progress(f"done {seconds:.1f}: {ctx.spec.name}: {check.name}", before + finished.count,
+                                 total)
+                finished.count = 0
+                for check, outcome in zip(shared, _run_shared(shared, ctx, finished, stream_log, plan)):
+                    if isinstance(outcome, NotInformative):
+                        skipped[check.name] = f"not informative here: {outcome}"
+                    else:
+                        results.extend(outcome)
+                done += len(shared)
+            for check in chosen:
+                if check in shared:
+                    continue
                 if progress:
-                    finished.count += 1
-                    progress(f"done {seconds:.1f}: {ctx.spec.name}: {check.name}", before + finished.count, total)
-            finished.count = 0
-            for check, outcome in zip(shared, _run_shared(shared, ctx, finished, stream_log)):
-                if isinstance(outcome, NotInformative):
-                    skipped[check.name] = f"not informative here: {outcome}"
-                else:
-                    results.extend(outcome)
-            done += len(shared)
-        for check in chosen:
-            if check in shared:
-                continue
-            if progress:
-                progress(f"{ctx.spec.name}: {check.name}", done, total)
-            try:
-                results.extend(_run_one(check, ctx))
-            except NotInformative as why:
-                skipped[check.name] = f"not informative here: {why}"
-            done += 1
-        _stream.DEADLINE[0] = None
+                    progress(f"{ctx.spec.name}: {check.name}", done, total)
+                _stream.DEADLINE[0], _stream.LATEST[0] = plan.deadline_for(check, time.perf_counter())
+                try:
+                    results.extend(_run_one(check, ctx))
+                except NotInformative as why:
+                    skipped[check.name] = f"not informative here: {why}"
+                done += 1
+        finally:
+            _stream.DEADLINE[0] = _stream.LATEST[0] = _worker.CUTOFF[0] = _worker.HUNG[0] = None
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -251,19 +337,21 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
 
 def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
                 finished: Optional[Callable[[CheckSpec, float], None]] = None,
-                log: Optional[List[Tuple[str, int]]] = None) -> List[Any]:
+                log: Optional[List[Tuple[str, int]]] = None, plan: Optional[BudgetPlan] = None) -> List[Any]:
     """Run the ``shares_stream`` checks of one configuration on ONE stream of calls (see
     :mod:`dropverify.checks._shared`): per check, its results or its NotInformative;
     ``finished(check, seconds)`` as each check finishes (after its last part)."""
-    from .checks._worker import TargetError
+    from .checks._worker import BudgetExhausted, TargetError, TargetHung
     from .checks._shared import SHARED, SharedHub
     seeds = ctx.seeds(SHARED)
     inputs = seeds.probe()
     try:
         target = ctx.build()  # its own instance: the stream's call indices are the layer's own
-    except TargetError as exc:
-        return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                             text=str(exc), label=ctx.label, statistical=c.statistical(ctx) > 0)] for c in checks]
+    except (TargetError, TargetHung, BudgetExhausted) as exc:
+        verdict, text = (INCONCLUSIVE, f"not assessed: {exc}") if isinstance(exc, BudgetExhausted) \
+            else (ERROR, str(exc))
+        return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=verdict,
+                             text=text, label=ctx.label, statistical=c.statistical(ctx) > 0)] for c in checks]
     from .checks import _stream
     hub = SharedHub(ctx.stream(inputs, seeds.seed(), target=target), inputs, ctx.settings.max_calls,
                     _stream.DEADLINE[0])
@@ -289,7 +377,8 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
 
     ctx._hub = hub
     try:
-        outcomes = hub.run(jobs, on_done)
+        outcomes = hub.run(jobs, on_done, None if plan is None else [plan.shared_deadline_for(checks[i], ctx)
+                                                                     for i in owner])
     finally:
         ctx._hub = None
     if log is not None:
@@ -317,17 +406,25 @@ def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
 
 def _run_one(check: CheckSpec, ctx: CheckContext,
              job: Optional[Callable[[], List[CheckResult]]] = None) -> List[CheckResult]:
-    from .checks._stream import BudgetExhausted
+    from .checks._stream import BudgetExhausted, set_first_look_pending
+    from .checks._worker import TargetHung
     t0 = time.perf_counter()
+    set_first_look_pending(False)
     try:
         return list(job() if job is not None else check.run(ctx))
     except NotInformative:
         raise
-    except BudgetExhausted as why:  # the shared stream ended before the check's pilot
+    except BudgetExhausted as why:  # the time budget ended before the check's first look (or before it ran)
+        statistical = check.statistical(ctx) > 0
         return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name,
-                            verdict=INCONCLUSIVE, text=f"not assessed: {why} before its first look", label=ctx.label,
-                            statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0,
+                            verdict=INCONCLUSIVE, text=f"not assessed: {why} before its "
+                            f"{'first look' if statistical else 'calls were made'}; nothing certified",
+                            label=ctx.label, statistical=statistical, seconds=time.perf_counter() - t0,
                             details={"budget": str(why)})]
+    except TargetHung as why:  # an earlier call of this configuration hung: the target is not called again
+        return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
+                            text=str(why), label=ctx.label, statistical=check.statistical(ctx) > 0,
+                            seconds=time.perf_counter() - t0)]
     except Exception as exc:  # noqa: BLE001 - a crashing check or target is an ERROR; the run goes on
         where = traceback.extract_tb(exc.__traceback__)[-1]
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")

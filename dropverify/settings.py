@@ -46,12 +46,16 @@ class Settings:
     masks (the event is the rarer outcome, so it is meaningful for p near 0 and near 1);
     ``correlation_tol`` absolute, continuous noise; ``gamma_rel`` relative, DropBlock gamma;
     ``dispersion_rel`` on the ratio of the per-call dropped count's variance to the binomial's.
-    time_budget_s: wall-clock budget of a configuration's shared stream of calls (None: none);
-    when it ends, every check reading the stream evaluates what it has (results then depend on
-    the machine's speed; ``max_calls`` bounds a run reproducibly). shared_stream: the
+    time_budget_s: wall-clock budget of a configuration (None: none), planned across its checks
+    (``dropverify.runner.BudgetPlan``: time shares for the shared stream and for each check with a
+    stream of its own, every check's first look before the others take more); when a check's share
+    ends it evaluates what it has, and no call starts after the budget, so a configuration ends
+    within ``time_budget_s + call_timeout_s`` (results then depend on the machine's speed;
+    ``max_calls`` bounds a run reproducibly). shared_stream: the
     statistical checks read one stream of calls per configuration (False: each draws its own
     copy of that stream from the same seed — same results, more calls; for comparison).
-    call_timeout_s: a single call slower than this is an ERROR (a hung target).
+    call_timeout_s: a single call slower than this is an ERROR (a hung target); the configuration
+    then calls its target no more (its later checks are ERRORs at once).
     """
 
     alpha: float = 1e-3

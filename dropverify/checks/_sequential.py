@@ -16,7 +16,7 @@ import numpy as np
 
 from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, fmt
 from ..stats import Look, SequentialPlan
-from ._stream import BudgetExhausted, CallCounter
+from ._stream import BudgetExhausted, CallCounter, set_first_look_pending
 from ._worker import TargetError
 
 if TYPE_CHECKING:
@@ -89,6 +89,7 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
     look: Optional[Look] = None
     budget_note = ""
     at = -1  # calls drawn at the last look
+    set_first_look_pending(True)  # a time share does not end the sampling before the first look
     try:
         for i, k in enumerate(plan.looks):
             try:
@@ -101,6 +102,7 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
                 if look is not None and done == at:
                     break
             look = evaluate(plan.alpha_per_look)
+            set_first_look_pending(False)
             at = getattr(advance, "done", None)
             p_values.append(look.p_value)
             if look.rejects or look.certifies or budget_note:
@@ -109,9 +111,15 @@ def run_sequential(ctx: CheckContext, check: str, quantity: str, plan: Sequentia
         look, budget_note = None, str(why)
     except TargetError as exc:
         return error_result(ctx, check, str(exc), statistical=True)
+    finally:
+        set_first_look_pending(False)
+    if look is not None and budget_note and not look.rejects and \
+            not (look.n and all(math.isfinite(v) for v in (look.estimate, look.ci.low, look.ci.high))):
+        look = None  # too few calls for an estimate and an interval: nothing was assessed
     if look is None:
         return CheckResult(check=check, target=ctx.spec.name, variant=ctx.contract.name, verdict=INCONCLUSIVE,
-                           text=f"not assessed: {budget_note or 'no calls drawn'} before its first look",
+                           text=f"not assessed: {budget_note or 'no calls drawn'} before its first look; "
+                                "nothing certified",
                            label=ctx.label, statistical=True, details={"budget": budget_note})
     if look.constant and not look.rejects:
         raise NotInformative(f"{quantity} took one value in every one of {look.n} samples "
@@ -146,6 +154,7 @@ def two_stage_t_plan(ctx: CheckContext, advance: "CallCounter", samples: Sequenc
     ``samples`` are the lists the sink appends to (one per lane); they are cleared."""
     from ..stats import mean_n_for
     pilot_calls = PILOT * calls_per_sample
+    set_first_look_pending(True)  # the pilot is part of the minimum (run_sequential clears it)
     advance(pilot_calls)
     sd = max((float(np.std(s, ddof=1)) for s in samples if len(s) > 1), default=1.0) or 1e-12
     for s in samples:

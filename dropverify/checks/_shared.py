@@ -10,8 +10,8 @@ decided (or the configuration's call / time budget ends).
 Mechanics. Each reading check runs in its own thread, but only one thread runs at a time: a
 check that needs calls not yet drawn hands the baton to the driver, which draws as many calls
 as the most demanding waiting check asked for (at most :data:`~._stream.STREAM_BATCH` per
-dispatch), appends them to every reader's queue, and hands the baton to each waiting reader
-in registration order. Execution is therefore sequential and deterministic: same seed, same
+dispatch, read when drawing), appends them to every reader's queue, and hands the baton to each
+waiting reader in registration order. Execution is therefore sequential and deterministic: same seed, same
 calls, same results, whatever the thread scheduler does. A reader sees exactly the calls
 ``0, 1, 2, ...`` of the one stream. Checks that read the shared stream must touch the target
 through it only (the registry marks them ``shares_stream``); the stream runs on its own
@@ -25,8 +25,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._stream import STREAM_BATCH, BudgetExhausted, Stream, _Raise
-from ._worker import TargetError
+from . import _stream
+from ._stream import BudgetExhausted, Stream, _Raise, first_look_pending
+from ._worker import TargetError, TargetHung, cutoff_passed
 
 SHARED = "shared stream"
 """The name the shared stream's probe and seed derive from (``ctx.seeds(SHARED)``)."""
@@ -34,8 +35,9 @@ SHARED = "shared stream"
 
 class SharedReader:
     """One check's view of the shared stream: ``next``, ``take`` and ``prefetch`` as on a
-    :class:`~._stream.Stream`, served from the driver's draws. When the budget has ended,
-    ``take`` returns ``[]`` and ``next`` raises :class:`BudgetExhausted`."""
+    :class:`~._stream.Stream`, served from the driver's draws. When the budget has ended (the
+    configuration's, or past the stream's time share for a check that has made its first look),
+    ``take`` returns ``[]`` and ``next`` raises :class:`BudgetExhausted` (``reason`` says why)."""
 
     def __init__(self, hub: "SharedHub", index: int, inputs: Any) -> None:
         self.hub, self.index, self.inputs = hub, index, inputs
@@ -44,12 +46,33 @@ class SharedReader:
         self.hint = 0
         self.consumed = 0
         self.finished = False
+        self.pending = False  # its check has not made its first look (the share does not end it)
+        self.deadline = hub.deadline  # its check's share of the configuration's time budget ends
+        self.latest: Optional[float] = None  # ... and, before its first look, at the latest
         self.turn = threading.Event()
 
     def __iter__(self) -> "SharedReader":
         return self
 
+    @property
+    def reason(self) -> str:
+        """Why the stream ended for this reader ('' while it has not)."""
+        if self.hub.exhausted_reason:
+            return self.hub.exhausted_reason
+        return (f"the check's share of the configuration's time budget ended after {self.hub.drawn} calls of "
+                f"the shared stream" if self.share_ended() else "")
+
+    def share_ended(self) -> bool:
+        """True once this check's share of the time budget has ended (for a check before its
+        first look: once its latest time has passed)."""
+        now = time.perf_counter()
+        if self.deadline is None or now <= self.deadline:
+            return False
+        return not self.pending or (self.latest is not None and now > self.latest)
+
     def _wait_for(self, n: int) -> None:
+        # even past its share a check waits for the driver: calls drawn for the others are free to read
+        self.pending = first_look_pending()
         if not self.queue and not self.hub.exhausted:
             self.want = max(1, n, self.hint)
             self.hub._yield_to_driver(self)
@@ -69,7 +92,7 @@ class SharedReader:
     def __next__(self) -> np.ndarray:
         got = self.take(1)
         if not got:
-            raise BudgetExhausted(self.hub.exhausted_reason)
+            raise BudgetExhausted(self.reason or f"the stream ended after {self.hub.drawn} calls")
         y = got[0]
         if isinstance(y, _Raise):
             raise y.error
@@ -80,8 +103,10 @@ class SharedHub:
     """The driver of one configuration's shared stream (see the module docstring).
 
     ``stream``: the seeded :class:`Stream` of the shared target instance; ``max_calls``: the
-    most calls the stream may draw; ``deadline``: a ``time.perf_counter()`` value after which
-    no more calls are drawn (None: no time budget)."""
+    most calls the stream may draw; ``deadline``: a ``time.perf_counter()`` value (the stream's
+    share of the configuration's time budget; ``run`` can set one per check) after which calls
+    are drawn only for checks that have not made their first look (None: no time share); past the
+    configuration's time budget (:data:`._worker.CUTOFF`) none are drawn."""
 
     def __init__(self, stream: Stream, inputs: Any, max_calls: int, deadline: Optional[float] = None) -> None:
         self.stream, self.inputs = stream, inputs
@@ -114,14 +139,16 @@ class SharedHub:
         r.turn.set()
         self.driver_turn.wait()
 
-    def _draw(self, k: int) -> List[Any]:
+    def _draw(self, k: int, stop_at: Optional[float] = None) -> List[Any]:
         if self.dead is not None:
             return [self.dead]
         t0 = time.perf_counter()
         try:
-            got = self.stream.take(k)
-        except TargetError as exc:  # the seed call failed
+            got = self.stream.take(k, stop_at)
+        except (TargetError, TargetHung) as exc:  # the seed call failed
             got = [_Raise(exc)]
+        except BudgetExhausted:  # the configuration's time budget ended before the call started
+            got = []
         self.draw_seconds += time.perf_counter() - t0
         self.drawn += sum(1 for y in got if not isinstance(y, _Raise))
         if got and isinstance(got[-1], _Raise):
@@ -129,10 +156,13 @@ class SharedHub:
         return got
 
     def run(self, jobs: Sequence[Callable[[], Any]],
-            on_done: Optional[Callable[[int, Any, float], None]] = None) -> List[Tuple[str, Any]]:
+            on_done: Optional[Callable[[int, Any, float], None]] = None,
+            deadlines: Optional[Sequence[Tuple[Optional[float], Optional[float]]]] = None) -> List[Tuple[str, Any]]:
         """Run each job in its own thread, cooperatively, feeding their readers from one
         stream. Returns one ``("ok", value)`` or ``("raised", exception)`` per job, in order;
-        ``on_done(i, outcome, seconds)`` is called as each job finishes."""
+        ``on_done(i, outcome, seconds)`` is called as each job finishes; ``deadlines``: per
+        job, when its time share ends and, before its first look, the latest it may draw to
+        (default: the hub's ``deadline``, no latest)."""
         outcomes: List[Tuple[str, Any]] = [("raised", RuntimeError("not run"))] * len(jobs)
         started: List[float] = [0.0] * len(jobs)
 
@@ -153,6 +183,8 @@ class SharedHub:
         threads = []
         for i, job in enumerate(jobs):
             r = SharedReader(self, i, self.inputs)
+            if deadlines is not None:
+                r.deadline, r.latest = deadlines[i]
             self.readers.append(r)
             t = threading.Thread(target=body, args=(i, job, r), daemon=True, name=f"dropverify-check-{i}")
             t.start()
@@ -165,14 +197,21 @@ class SharedHub:
             waiting = [r for r in self.readers if not r.finished and not r.queue]
             if not waiting:
                 break
-            if self.drawn >= self.max_calls or (self.deadline is not None and time.perf_counter() > self.deadline):
+            if self.drawn >= self.max_calls or cutoff_passed():
                 self.exhausted = True
                 self.exhausted_reason = (f"the configuration's call budget ({self.max_calls} calls) is spent"
                                          if self.drawn >= self.max_calls else
                                          f"the configuration's time budget ended after {self.drawn} calls")
-            else:
-                k = min(STREAM_BATCH, max(r.want for r in waiting), self.max_calls - self.drawn)
-                got = self._draw(max(1, k))
+            # past the stream's time share, only checks before their first look still draw
+            drawing = [] if self.exhausted else [r for r in waiting if not r.share_ended()]
+            if drawing:
+                k = min(_stream.STREAM_BATCH, max(r.want for r in drawing), self.max_calls - self.drawn)
+                # a batch stops once no reader it is drawn for may read more (its share, or latest)
+                stops = [r.latest if r.pending else r.deadline for r in drawing]
+                got = self._draw(max(1, k), None if None in stops else max(stops))
+                if not got:  # the configuration's time budget ended
+                    self.exhausted = True
+                    self.exhausted_reason = f"the configuration's time budget ended after {self.drawn} calls"
                 for r in self.readers:
                     if not r.finished:
                         r.queue.extend(got)

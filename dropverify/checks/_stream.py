@@ -2,28 +2,26 @@
 
 Promises: a :class:`Stream` makes the same calls in the same order whether drawn one at a
 time or in batches (:data:`STREAM_BATCH` per dispatch); :class:`CallCounter` draws up to a
-cumulative count and raises :class:`BudgetExhausted` once the configuration's
-:data:`DEADLINE` has passed or the stream has ended. Rebind :data:`STREAM_BATCH` and mutate
-:data:`DEADLINE` here, on this module.
+cumulative count and raises :class:`BudgetExhausted` once the running check's time share
+(:data:`DEADLINE`) has passed — never before the check's first look (:func:`first_look`) —, once
+the configuration's time budget (:data:`._worker.CUTOFF`) has passed, or once the stream has ended.
+Rebind :data:`STREAM_BATCH` and mutate :data:`DEADLINE` here, on this module.
 """
 from __future__ import annotations
 
+import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from ..contracts import Inputs
 from ..targets._base import Target
-from ._worker import _LOCAL, TargetError, _progress, _target_error, guarded
+from ._worker import _LOCAL, BudgetExhausted, TargetError, _progress, _target_error, cutoff_passed, guarded
 
 if TYPE_CHECKING:
     from ._core import CheckContext
-
-
-class BudgetExhausted(Exception):
-    """The configuration's shared stream ended (its call or time budget is spent) before the
-    check drew all the calls it planned: the check evaluates what it has (its last look)."""
 
 
 class Stream:
@@ -56,38 +54,76 @@ class Stream:
             if isinstance(y, _Raise):
                 raise y.error
             return y
-        self._seed()
+        if not self.seeded:
+            return self._seed_and_call()
         return self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)
+
+    def _seed_and_call(self) -> np.ndarray:
+        """The seed and the first call in ONE dispatch (a stream read for one or two calls per
+        seed, as the seed checks do, otherwise hands off twice per call); the same calls in the
+        same order, each failure reported as the call that failed."""
+        tgt, seed, inputs, layout = self.target, self.seed, self.inputs, self.ctx.layout
+
+        def both(record: Callable[[str, float], None]) -> Tuple[Any, Optional[Tuple[str, BaseException]]]:
+            for what in ("seed", "forward"):
+                t0 = time.perf_counter()
+                try:
+                    out = tgt.seed(seed) if what == "seed" else tgt.forward(inputs, training=True, layout=layout)
+                except BaseException as exc:  # noqa: BLE001 - reported as the call that raised
+                    record(what, time.perf_counter() - t0)
+                    return None, (what, exc)
+                record(what, time.perf_counter() - t0)
+                _progress()
+            return out, None
+
+        y, failed = guarded(both, self.ctx.settings.call_timeout_s, "forward", batch=True)
+        if failed is not None and failed[0] == "seed":
+            raise _target_error("seed", failed[1])
+        self.seeded = True
+        if failed is not None:
+            raise _target_error("forward", failed[1])
+        y = np.asarray(y)
+        if self.expect_shape is not None and y.shape != self.expect_shape:
+            raise TargetError(f"output shape {y.shape}, but should be {self.expect_shape}")
+        return y
 
     def prefetch(self, n: int) -> None:
         """Draw the next ``n`` calls now, in as few dispatches as :meth:`take` allows;
         ``next`` then serves them in order (a failed call raises where it would have). Only
         for a consumer certain to draw at least ``n`` more calls of this stream and touching no
         other target in between: the target then sees the same calls in the same order."""
+        stop_at = stop_time()  # past the check's time share it will not draw them all
         while len(self._buffer) < n and not (self._buffer and isinstance(self._buffer[-1], _Raise)):
             try:
-                got = self._draw(n - len(self._buffer))
+                got = self._draw(n - len(self._buffer), stop_at)
             except TargetError as exc:
                 got = [_Raise(exc)]
+            except BudgetExhausted:  # the next draw of the consumer raises it, after the calls buffered
+                break
             if not got:
                 break
             self._buffer.extend(got)
+            if stop_at is not None and time.perf_counter() > stop_at:
+                break
 
-    def take(self, n: int) -> List[np.ndarray]:
+    def take(self, n: int, stop_at: Any = "share") -> List[np.ndarray]:
         """Up to ``n`` outputs of consecutive calls, drawn in one dispatch; stops after the
         first call whose output is too large to buffer more (:data:`BATCH_BYTES`). A call that
         raises or returns the wrong shape ends the batch with a :class:`_Raise` holding the
         TargetError that :meth:`CheckContext.call` would raise: the consumer raises it after
-        the outputs before it, exactly where one call at a time would have. (A sink that raises
+        the outputs before it, exactly where one call at a time would have. A batch also stops
+        before a call once ``stop_at`` (a ``time.perf_counter()`` value; default: the running
+        check's time share, :func:`stop_time`) has passed. (A sink that raises
         mid-batch leaves the target some calls further on; its check then ends in an ERROR,
         and a later check that seeds the target first is unaffected.)"""
         if self._buffer:
             got, self._buffer = self._buffer[:n], self._buffer[n:]
             return got
-        return self._draw(n)
+        return self._draw(n, stop_time() if stop_at == "share" else stop_at)
 
-    def _draw(self, n: int) -> List[Any]:
-        """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch."""
+    def _draw(self, n: int, stop_at: Optional[float] = None) -> List[Any]:
+        """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch, the
+        second and later ones started only before ``stop_at`` (None: any time) and the budget."""
         self._seed()
         if n <= 1 or STREAM_BATCH <= 1:
             return [self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)]
@@ -98,9 +134,11 @@ class Stream:
         def calls(record: Callable[[str, float], None]) -> Tuple[List[np.ndarray], Optional[BaseException]]:
             out: List[np.ndarray] = []
             worker = getattr(_LOCAL, "worker", None)
-            for _ in range(n):
+            for i in range(n):
                 if worker is not None and worker.abandoned:  # its caller gave up: touch the target no more
                     break
+                if i and (cutoff_passed() or (stop_at is not None and time.perf_counter() > stop_at)):
+                    break  # the time is spent: start no more calls
                 t0 = time.perf_counter()
                 try:
                     y = tgt.forward(inputs, training=True, layout=layout)
@@ -137,13 +175,63 @@ BATCH_BYTES = 32 << 20
 
 
 DEADLINE: List[Optional[float]] = [None]
-"""``time.perf_counter()`` after which the running configuration draws no more calls for its
-statistical checks (set by the runner from ``Settings.time_budget_s``; one configuration runs at
-a time in a process)."""
+"""``time.perf_counter()`` at which the running check's share of the configuration's time budget
+ends (set by the runner's budget plan from ``Settings.time_budget_s``; one configuration runs at a
+time in a process): past it a :class:`CallCounter` draws no more calls, once the check has made its
+first look. The shared stream keeps its own time (:class:`._shared.SharedHub`)."""
+
+
+LATEST: List[Optional[float]] = [None]
+"""``time.perf_counter()`` after which the running check stops drawing even before its first look
+(the runner keeps the time after it for the checks that follow; None: only the configuration's
+time budget stops it)."""
 
 
 def deadline_passed() -> bool:
     return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
+
+
+def stop_time() -> Optional[float]:
+    """When the running check's time share ends for its batches: :data:`DEADLINE`, or
+    :data:`LATEST` while its first look is pending (None: no share)."""
+    if DEADLINE[0] is None:
+        return None
+    return LATEST[0] if first_look_pending() else DEADLINE[0]
+
+
+def share_ended(deadline: Optional[float], latest: Optional[float]) -> bool:
+    """True when a check whose time share ends at ``deadline`` (before its first look: at
+    ``latest``) may draw no more calls now (None: no limit)."""
+    now = time.perf_counter()
+    if deadline is None or now <= deadline:
+        return False
+    return not first_look_pending() or (latest is not None and now > latest)
+
+
+_LOOK = threading.local()
+
+
+def first_look_pending() -> bool:
+    """True while the check running in this thread has not yet made its first look (inside
+    :func:`first_look`): a time share does not end its sampling then, only the configuration's
+    time budget (:data:`._worker.CUTOFF`) does — every check gets its minimum before any gets more."""
+    return bool(getattr(_LOOK, "pending", False))
+
+
+def set_first_look_pending(pending: bool) -> None:
+    """Mark (or clear) the running check's first look as pending in this thread."""
+    _LOOK.pending = bool(pending)
+
+
+@contextmanager
+def first_look() -> Iterator[None]:
+    """Around the calls a check draws before its first look (a pilot, then the first look):
+    :func:`first_look_pending` is True inside. Cleared on exit (also when the check raises)."""
+    set_first_look_pending(True)
+    try:
+        yield
+    finally:
+        set_first_look_pending(False)
 
 
 class CallCounter:
@@ -159,19 +247,35 @@ class CallCounter:
     def __call__(self, k: int) -> None:
         take = getattr(self.stream, "take", None)
         while self.done < k:
-            if deadline_passed() and not hasattr(self.stream, "hub"):  # the shared hub keeps its own time
-                raise BudgetExhausted(f"the configuration's time budget ended after {self.done} calls")
+            if not hasattr(self.stream, "hub"):  # the shared hub keeps its own time
+                if cutoff_passed():
+                    raise BudgetExhausted(f"the configuration's time budget ended after {self.done} calls")
+                if share_ended(DEADLINE[0], LATEST[0]):
+                    raise BudgetExhausted(f"the check's share of the configuration's time budget ended after "
+                                          f"{self.done} calls")
             if take is None:
-                self.sink(next(self.stream))
+                try:
+                    y = next(self.stream)
+                except BudgetExhausted as why:
+                    raise _counted(why, self.done) from None
+                self.sink(y)
                 self.done += 1
                 continue
-            got = take(k - self.done)
+            try:
+                got = take(k - self.done)
+            except BudgetExhausted as why:  # a guarded call refused to start
+                raise _counted(why, self.done) from None
             if not got:
-                hub = getattr(self.stream, "hub", None)
-                raise BudgetExhausted(getattr(hub, "exhausted_reason", "")
+                raise BudgetExhausted(getattr(self.stream, "reason", "")
                                       or f"the stream ended after {self.done} calls")
             for y in got:
                 if isinstance(y, _Raise):
                     raise y.error
                 self.sink(y)
                 self.done += 1
+
+
+def _counted(why: BudgetExhausted, done: int) -> BudgetExhausted:
+    """``why``, saying after how many calls (unless it says so already)."""
+    text = str(why)
+    return why if " after " in text else BudgetExhausted(f"{text} after {done} calls")

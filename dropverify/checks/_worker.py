@@ -16,6 +16,19 @@ class TargetError(Exception):
     """The target raised, hung, or returned an output of the wrong shape or dtype."""
 
 
+class BudgetExhausted(Exception):
+    """The configuration's call or time budget is spent (or the check's share of it) before the
+    check drew all the calls it planned: the check evaluates what it has (its last look), or, with
+    nothing to evaluate, is INCONCLUSIVE "not assessed". Never a :class:`TargetError`: a check that
+    reads a TargetError as the target's answer (an invalid p rejected) must not read this one so."""
+
+
+class TargetHung(Exception):
+    """A call of the running configuration hung earlier (past ``call_timeout_s``): the target is
+    not called again in this configuration (its abandoned thread may still run target code), so
+    every later check is an ERROR at once instead of waiting out the limit again."""
+
+
 class _Worker:
     """One persistent daemon thread that runs target code, so frameworks keep their thread
     pools warm between calls (a fresh thread per call costs OpenMP start-up every time).
@@ -80,6 +93,22 @@ def _progress() -> None:
         w.progress = time.perf_counter()
 
 
+CUTOFF: List[Optional[float]] = [None]
+"""``time.perf_counter()`` after which no call into target code STARTS (the configuration's time
+budget, set by the runner; None: none): :func:`guarded` raises :class:`BudgetExhausted` instead,
+and a batch stops before its next call. A call already running may finish within its limit, so a
+configuration ends within its budget plus ``call_timeout_s``."""
+HUNG: List[Optional[str]] = [None]
+"""Inside a configuration the runner runs: ``""``, then why a call hung once one did (set by
+:func:`guarded`); while non-empty, :func:`guarded` raises :class:`TargetHung` at once. None outside
+a run (a check called on its own is never blocked by an earlier hang)."""
+
+
+def cutoff_passed() -> bool:
+    """True once :data:`CUTOFF` has passed: no new call into target code may start."""
+    return CUTOFF[0] is not None and time.perf_counter() > CUTOFF[0]
+
+
 DISPATCHES = [0]
 """Hand-offs to the worker thread so far (one per guarded call or batch)."""
 
@@ -102,10 +131,16 @@ def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = F
     """Run ``fn`` with a wall-clock limit; any exception or a hang raises TargetError.
 
     ``batch``: ``fn(record)`` makes several calls; the limit applies to each of them (the
-    clock restarts whenever one finishes)."""
+    clock restarts whenever one finishes). Past :data:`CUTOFF` nothing starts
+    (:class:`BudgetExhausted`); after a hang in this configuration nothing starts either
+    (:class:`TargetHung`)."""
     global _WORKER
     if getattr(_LOCAL, "worker", None) is not None:  # already on the target thread
         return fn(_record) if batch else fn()
+    if HUNG[0]:
+        raise TargetHung(f"not called: an earlier call of this configuration hung ({HUNG[0]})")
+    if cutoff_passed():
+        raise BudgetExhausted("the configuration's time budget ended")
     with _DISPATCH:
         DISPATCHES[0] += 1
         with _WORKER_LOCK:
@@ -139,7 +174,10 @@ def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = F
             with _WORKER_LOCK:
                 if _WORKER is worker:
                     _WORKER = None  # abandon the hung thread
-            raise TargetError(f"{what} did not return within {timeout_s:g} s")
+            why = f"{what} did not return within {timeout_s:g} s"
+            if HUNG[0] is not None:  # inside a run: the configuration calls this target no more
+                HUNG[0] = why
+            raise TargetError(why)
     value = box[0]
     if isinstance(value, _Failed):
         raise _target_error(what, value.exc)
