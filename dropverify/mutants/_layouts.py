@@ -44,3 +44,22 @@ MUTANTS: Tuple[Mutant, ...] = (
            source="xformers PR 755 (RNG indexing differs fwd/bwd); pytorch 47176 / 174078 (non-contiguous, "
                   "transposed inputs)"),
 )
+
+
+class OneElementOffOffContiguous(Dropout):
+    """Adversary for the measurements (not in the corpus): forward right; on a non-C-contiguous
+    grad_out, backward moves ONE kept element's gradient by ``delta * max(|dx|, 1)`` -- a
+    relative (absolute below 1) error of exactly ``delta`` at one element, the quantity the
+    gradient check bounds by its tolerance."""
+
+    def __init__(self, p: float = 0.5, delta: float = 2e-9) -> None:
+        super().__init__(p=p)
+        self.delta = float(delta)
+
+    def _backward(self, grad_out: np.ndarray) -> np.ndarray:
+        dx = np.array(super()._backward(grad_out), np.float64)
+        if self._saved[0] == "mask" and not grad_out.flags.c_contiguous:
+            i = int(np.argmax(self._saved[1].reshape(-1)))  # the first kept element
+            flat = dx.reshape(-1)
+            flat[i] += self.delta * max(abs(flat[i]), 1.0)
+        return dx.astype(grad_out.dtype)
