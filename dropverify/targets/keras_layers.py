@@ -145,7 +145,7 @@ class _TorchOps:
         y = layer(*args, training=True)
         weights = [w.value for w in getattr(layer, "trainable_weights", [])]
         wrt = args + [w for w in weights if isinstance(w, torch.Tensor) and w.requires_grad]
-        g = np.asarray(grad_out, np.float64)
+        g = np.asarray(grad_out)  # in its own dtype (bfloat16 via to_tensor): a no-op cast keeps the layout
         g = self.to_tensor(g, _fit(layout, g)).to(device=y.device, dtype=y.dtype)
         if y.requires_grad:
             grads = torch.autograd.grad(y, wrt, grad_outputs=g, allow_unused=True)
