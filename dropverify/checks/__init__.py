@@ -146,9 +146,9 @@ def _registry() -> Tuple[CheckSpec, ...]:
         CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one,
                   shares_stream=True, role=CALL_LEVEL),
         CheckSpec(gradients.FORWARD_MASK, "gradient consistency", gradients.gradient_uses_forward_mask,
-                  gradients.applies, _zero, role=CALL_LEVEL),
+                  gradients.applies, _zero, role=CALL_LEVEL, results=(f"{gradients.FORWARD_MASK}[LAYOUT]",)),
         CheckSpec(gradients.FINITE_DIFF, "gradient consistency", gradients.gradient_matches_finite_differences,
-                  gradients.applies, _zero, role=CALL_LEVEL),
+                  gradients.applies, _zero, role=CALL_LEVEL, results=(f"{gradients.FINITE_DIFF}[LAYOUT]",)),
         CheckSpec(dropconnect.NAME, "mask structure", dropconnect.weight_mask_convention_exact, dropconnect.applies,
                   _zero, role=STRUCTURAL, explain=_words.stated),  # a convention stated exactly; withdraws nothing
         CheckSpec(lookup.NAME, "mask structure", lookup.lookup_reuses_forward_mask_exact, lookup.applies, _zero,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..targets import torch_nn as _adapter  # noqa: F401  (ImportError here hides these mutants)
 from ._core import Mutant
+from ._torch_layouts import NON_CONTIGUOUS_GRAD, BackwardMaskStorageOrder
 
 
 def _keep_mask(x: torch.Tensor, p: float, shape: Tuple[int, ...] = None) -> torch.Tensor:
@@ -188,6 +189,10 @@ MUTANTS: Tuple[Mutant, ...] = (
     _torch("torch_mask_shared_across_batch", "dropout", SharedAcrossBatch, nn.Dropout,
            ("masks_independent_along_axis0_by_fisher",), "same mask on every device / replica / batch element",
            "functorch vmap batching rule pytorch 92283; transformers 31412", {"p": 0.5}),
+    _torch("torch_backward_mask_storage_order", "dropout", BackwardMaskStorageOrder, nn.Dropout, NON_CONTIGUOUS_GRAD,
+           "backward uses a different mask or scale than forward",
+           "xformers PR 755 (RNG indexing differs fwd/bwd); pytorch 47176 (channels-last / non-contiguous input), "
+           "174078 (compiled dropout on a transposed tensor)", {"p": 0.5}),
 )
 
 from ._patterns_torch import MUTANTS as _PATTERNS  # noqa: E402  (issue 22: call patterns)

@@ -29,9 +29,13 @@ class Target(Protocol):
     def forward(self, inputs: Inputs, *, training: bool = True, layout: str = "contiguous") -> np.ndarray:
         """One call on ``inputs``; the output as a numpy array of the implementation's dtype."""
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """One training-mode call and the gradients of ``sum(grad_out * y)`` w.r.t. each
-        input (then each parameter, where the variant has some), from the framework."""
+        input (then each parameter, where the variant has some), from the framework; the
+        inputs and ``grad_out`` reach forward and backward in ``layout`` (one of ``layouts``).
+        A target whose framework has no strided arrays (JAX, TF) says so with a class
+        attribute ``strided_tensors = False``: there only the host array is laid out so."""
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class NNXTarget:
     """An ``nnx.Module`` with its own ``dropout`` RngStream, eagerly or under ``nnx.jit``."""
 
     has_gradients = True
+    strided_tensors = False  # jax arrays have no strides: a layout is the host array's only
 
     def __init__(self, module: Any, jit: bool = False, dtypes: Tuple[Any, ...] = JAX_DTYPES,
                  layouts: Tuple[str, ...] = JAX_LAYOUTS) -> None:
@@ -89,9 +90,11 @@ class NNXTarget:
         y = self._forward(self.module, *xs) if self.jit else self.module(*xs)
         return to_numpy(y)
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """A training call as ``jax.vjp`` of the merged module (jitted for ``[jit]``); the module's
-        state after the call (stream count) is written back."""
+        state after the call (stream count) is written back. Inputs and cotangent are converted
+        from host arrays in ``layout``."""
         self._mode(True)
         graphdef, state = nnx.split(self.module)
         if graphdef not in self._vjp:
@@ -102,8 +105,8 @@ class NNXTarget:
                 y, pullback, new_state = jax.vjp(f, state, *xs, has_aux=True)
                 return y, pullback(g.astype(y.dtype))[1:], new_state
             self._vjp[graphdef] = jax.jit(fn) if self.jit else fn
-        xs = tuple(to_jax(a) for a in inputs)
-        y, grads, new_state = self._vjp[graphdef](state, xs, jnp.asarray(np.asarray(grad_out)))
+        xs = tuple(to_jax(a, layout) for a in inputs)
+        y, grads, new_state = self._vjp[graphdef](state, xs, to_jax(grad_out, layout))
         nnx.update(self.module, new_state)
         return to_numpy(y), tuple(to_numpy(g) for g in grads)
 

@@ -87,6 +87,7 @@ class KeyedTarget:
     """
 
     has_gradients = True
+    strided_tensors = False  # jax arrays have no strides: a layout is the host array's only
 
     def __init__(self, call: KeyedCall, jit: bool = False, jitter: Optional[Callable[[Callable], Callable]] = None,
                  dtypes: Tuple[Any, ...] = JAX_DTYPES, layouts: Tuple[str, ...] = JAX_LAYOUTS,
@@ -127,11 +128,13 @@ class KeyedTarget:
         xs = tuple(to_jax(a, layout) for a in inputs)
         return to_numpy(self._fn("forward", training)(self.operand(xs), xs, self._next_key()))
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """One training call and ``jax.vjp``'s gradients of ``sum(grad_out * y)`` w.r.t. the inputs
-        (the cotangent cast to the output dtype)."""
-        xs = tuple(to_jax(a) for a in inputs)
-        y, grads = self._fn("vjp", True)(self.operand(xs), xs, self._next_key(), jnp.asarray(np.asarray(grad_out)))
+        (the cotangent cast to the output dtype); inputs and cotangent converted from host
+        arrays in ``layout`` (jax arrays themselves have none)."""
+        xs = tuple(to_jax(a, layout) for a in inputs)
+        y, grads = self._fn("vjp", True)(self.operand(xs), xs, self._next_key(), to_jax(grad_out, layout))
         return to_numpy(y), tuple(to_numpy(g) for g in grads)
 
 

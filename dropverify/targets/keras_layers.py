@@ -54,7 +54,7 @@ import keras  # noqa: E402  (ImportError here -> TargetUnavailable in the regist
 
 from ..contracts import Inputs  # noqa: E402
 from ..errors import TargetUnavailable  # noqa: E402
-from ._base import TargetSpec, relayout  # noqa: E402
+from ._base import TargetSpec, layout_fits, relayout  # noqa: E402
 
 BACKEND: str = keras.backend.backend()
 BACKENDS = ("torch", "jax", "tensorflow")
@@ -139,18 +139,24 @@ class _TorchOps:
             return layer(*args, training=training)
 
     def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray,
-                         cache: Optional[dict] = None) -> Tuple[Any, List[Any]]:
+                         cache: Optional[dict] = None, layout: str = "contiguous") -> Tuple[Any, List[Any]]:
         torch = self.torch
-        args = [self.to_tensor(a, "contiguous").requires_grad_(True) for a in inputs]
+        args = [self.to_tensor(a, _fit(layout, a)).requires_grad_(True) for a in inputs]
         y = layer(*args, training=True)
         weights = [w.value for w in getattr(layer, "trainable_weights", [])]
         wrt = args + [w for w in weights if isinstance(w, torch.Tensor) and w.requires_grad]
-        g = torch.as_tensor(np.asarray(grad_out, np.float64), device=y.device).to(y.dtype)
+        g = np.asarray(grad_out)  # in its own dtype (bfloat16 via to_tensor): a no-op cast keeps the layout
+        g = self.to_tensor(g, _fit(layout, g)).to(device=y.device, dtype=y.dtype)
         if y.requires_grad:
             grads = torch.autograd.grad(y, wrt, grad_outputs=g, allow_unused=True)
         else:  # e.g. rate=1 returns zeros_like(x), detached from x: the gradient is zero
             grads = (None,) * len(wrt)
         return y, [torch.zeros_like(t) if gr is None else gr for t, gr in zip(wrt, grads)]
+
+
+def _fit(layout: str, a: Any) -> str:
+    """``layout`` where it exists at ``a``'s rank, else contiguous (channels_last on a 2-D array)."""
+    return layout if layout_fits(layout, np.ndim(a)) else "contiguous"
 
 
 class _JaxOps:
@@ -199,9 +205,9 @@ class _JaxOps:
         return y
 
     def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray,
-                         cache: Optional[dict] = None) -> Tuple[Any, List[Any]]:
-        jax, jnp = self.jax, self.jnp
-        args = [self.to_tensor(a, "contiguous") for a in inputs]
+                         cache: Optional[dict] = None, layout: str = "contiguous") -> Tuple[Any, List[Any]]:
+        jax = self.jax
+        args = [self.to_tensor(a, layout) for a in inputs]
         self._build(layer, args)
         trainable = [v.value for v in layer.trainable_variables]
         state = [v.value for v in layer.non_trainable_variables]
@@ -214,7 +220,7 @@ class _JaxOps:
         y, vjp, new_state = jax.vjp(f, args, trainable, has_aux=True)
         for var, value in zip(layer.non_trainable_variables, new_state):
             var.assign(value)
-        dxs, dws = vjp(jnp.asarray(np.asarray(grad_out, np.float64)).astype(y.dtype))
+        dxs, dws = vjp(self.to_tensor(np.asarray(grad_out, np.float64), layout).astype(y.dtype))
         return y, list(dxs) + list(dws)
 
 
@@ -244,15 +250,15 @@ class _TFOps:
         return self._call(layer, cache)(*args, training=training)
 
     def forward_backward(self, layer: Any, inputs: Inputs, grad_out: np.ndarray,
-                         cache: Optional[dict] = None) -> Tuple[Any, List[Any]]:
+                         cache: Optional[dict] = None, layout: str = "contiguous") -> Tuple[Any, List[Any]]:
         tf = self.tf
-        args = [self.to_tensor(a, "contiguous") for a in inputs]
+        args = [self.to_tensor(a, layout) for a in inputs]
         with tf.GradientTape() as tape:
             for t in args:
                 tape.watch(t)
             y = self._call(layer, cache)(*args, training=True)
         wrt = args + [w.value for w in layer.trainable_weights]
-        g = tf.cast(tf.constant(np.asarray(grad_out, np.float64)), y.dtype)
+        g = tf.cast(self.to_tensor(np.asarray(grad_out, np.float64), layout), y.dtype)
         grads = tape.gradient(y, wrt, output_gradients=g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return y, list(grads)
 
@@ -349,11 +355,19 @@ class KerasTarget:
         layer = self._layer(np.asarray(inputs[0]).dtype)
         return self.ops.to_numpy(self.ops.forward(layer, args, training, self._cache))
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    @property
+    def strided_tensors(self) -> bool:
+        """Whether a layout reaches the backend's tensors (torch: strided views; jax / TF: the
+        host array only)."""
+        return self.backend == "torch"
+
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """Training call, then d sum(grad_out * y) / d(inputs, trainable weights) by the
-        backend's own differentiation (a quantity the output does not depend on gets zeros)."""
+        backend's own differentiation (a quantity the output does not depend on gets zeros);
+        inputs and grad_out in ``layout`` (see the module docstring's Layouts)."""
         layer = self._layer(np.asarray(inputs[0]).dtype)
-        y, grads = self.ops.forward_backward(layer, inputs, grad_out, self._cache)
+        y, grads = self.ops.forward_backward(layer, inputs, grad_out, self._cache, layout)
         return self.ops.to_numpy(y), tuple(self.ops.to_numpy(g) for g in grads)
 
 

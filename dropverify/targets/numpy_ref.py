@@ -59,10 +59,13 @@ class NumpyTarget:
         Target protocol that only numpy targets offer; checks test ``has_lookup`` first)."""
         return np.asarray(self.layer.lookup(ids))
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+        """One training forward, then ``backward(grad_out)``; the inputs and ``grad_out`` are
+        handed over in ``layout`` (Fortran order, a strided view: see ``relayout``)."""
         self._mode(True)
-        y = np.asarray(self.layer.forward(*inputs))
-        grads = self.layer.backward(grad_out)
+        y = np.asarray(self.layer.forward(*(relayout(a, layout) for a in inputs)))
+        grads = self.layer.backward(relayout(np.asarray(grad_out), layout))
         if not isinstance(grads, tuple):
             grads = (grads,)
         return y, tuple(np.asarray(g) for g in grads)

@@ -87,6 +87,7 @@ class TFTarget:
     """A TF layer rebuilt by ``make(seed)`` on every ``seed()`` (after ``tf.random.set_seed``)."""
 
     has_gradients = True
+    strided_tensors = False  # tf tensors have no strides: a layout is the host array's only
 
     def __init__(self, make: Make, dtypes: Tuple[Any, ...] = DTYPES, layouts: Tuple[str, ...] = LAYOUTS) -> None:
         self.make = make
@@ -116,16 +117,18 @@ class TFTarget:
         args = [to_tensor(a, layout) for a in inputs]
         return to_numpy(self._call(args, training))
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """One training call under ``tf.GradientTape``: d sum(grad_out * y) / d(inputs, then the
-        layer's trainable variables); zeros where the output does not depend on one."""
-        args = [to_tensor(a) for a in inputs]
+        layer's trainable variables); zeros where the output does not depend on one. Inputs and
+        grad_out are converted from host arrays in ``layout``."""
+        args = [to_tensor(a, layout) for a in inputs]
         with tf.GradientTape() as tape:
             for t in args:
                 tape.watch(t)
             y = self._call(args, True)
         wrt = args + _variables(self.layer)
-        g = tf.cast(tf.constant(np.asarray(grad_out, np.float64)), y.dtype)
+        g = tf.cast(to_tensor(np.asarray(grad_out, np.float64), layout), y.dtype)
         grads = tape.gradient(y, wrt, output_gradients=g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return to_numpy(y), tuple(to_numpy(gr) for gr in grads)
 

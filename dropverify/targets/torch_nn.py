@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..contracts import Inputs
-from ._base import InputWatch, TargetSpec, same_values
+from ._base import InputWatch, TargetSpec, layout_fits, same_values
 
 CallHook = Callable[[nn.Module, Tuple[torch.Tensor, ...]], torch.Tensor]
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)  # all three run every layer below on CPU (torch 2.13)
@@ -61,6 +61,11 @@ def to_tensor(a: np.ndarray, layout: str = "contiguous", device: str = "cpu",
     else:
         raise ValueError(f"layout={layout!r}, but should be one of contiguous, transposed, channels_last")
     return t.requires_grad_(True) if requires_grad else t
+
+
+def _fit(layout: str, a: Any) -> str:
+    """``layout`` where it exists at ``a``'s rank, else contiguous (channels_last on a 2-D array)."""
+    return layout if layout_fits(layout, np.ndim(a)) else "contiguous"
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -142,17 +147,20 @@ class TorchTarget:
         holds = bool(tensors) and same_values(out, to_numpy(tensors[0]))
         return out, InputWatch(changed, holds, bool(getattr(self.module, "inplace", False)))
 
-    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray) -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
+    def forward_backward(self, inputs: Inputs, grad_out: np.ndarray, *,
+                         layout: str = "contiguous") -> Tuple[np.ndarray, Tuple[np.ndarray, ...]]:
         """One training call; autograd gradients of ``sum(grad_out * y)`` w.r.t. each input
-        (zeros where autograd reports no dependence, so a missing gradient shows as wrong)."""
-        tensors = tuple(to_tensor(a, "contiguous", self.device, requires_grad=True) for a in inputs)
+        (zeros where autograd reports no dependence, so a missing gradient shows as wrong).
+        ``layout``: the inputs (leaf tensors, non-contiguous views where the layout makes them)
+        and ``grad_out`` are handed to the layer and to autograd in that memory layout (an
+        array whose rank the layout does not exist at stays contiguous)."""
+        tensors = tuple(to_tensor(a, _fit(layout, a), self.device, requires_grad=True) for a in inputs)
         module = self._prepare(tensors, True)
         with torch.enable_grad():
             y = self.call(module, tensors)
             if y.requires_grad:
                 g = np.asarray(grad_out)
-                g = g.astype(np.float32) if g.dtype.name == "bfloat16" else g  # torch cannot read ml_dtypes
-                g = torch.as_tensor(g, device=y.device).to(y.dtype)
+                g = to_tensor(g, _fit(layout, g), y.device).to(y.dtype)  # bfloat16 numpy via float32 there
                 grads = torch.autograd.grad(y, tensors, grad_outputs=g, allow_unused=True)
             else:
                 grads = (None,) * len(tensors)

@@ -16,6 +16,14 @@ from dropverify.variants.dropconnect import DropConnectLinear
 
 FWD, FD = "gradient_uses_forward_mask", "gradient_matches_finite_differences"
 CHECKS = [NAME, FWD, FD]
+LAYOUTS = ("contiguous", "transposed", "strided")  # the numpy target's: each gradient check reports one row each
+
+
+def _grad(res: Dict[str, object], check: str):
+    """The gradient check's contiguous row, after asserting every layout's row has its verdict."""
+    rows = [res[f"{check}[{lay}]"] for lay in LAYOUTS]
+    assert len({r.verdict for r in rows}) == 1, [(r.check, r.verdict, r.message) for r in rows]
+    return rows[0]
 
 
 def layer_with(mask_per: str):
@@ -39,7 +47,8 @@ def run(actual: str, declared: str, p: float = 0.5, shape: Tuple[int, int] = (8,
 @pytest.mark.parametrize("convention", ["batch", "sample"])
 def test_layer_with_the_declared_convention_passes(convention):
     res = run(convention, convention)
-    assert {k: r.verdict for k, r in res.items()} == {NAME: PASS, FWD: PASS, FD: PASS}
+    assert {k: r.verdict for k, r in res.items()} == {NAME: PASS, **{f"{c}[{lay}]": PASS for c in (FWD, FD)
+                                                                      for lay in LAYOUTS}}
     assert f"one weight mask per {convention}" in res[NAME].message
     assert res[NAME].details["observed"] == convention
 
@@ -49,7 +58,7 @@ def test_per_sample_layer_fails_the_per_batch_contract_on_the_structure_not_the_
     assert res[NAME].verdict == FAIL
     msg = res[NAME].message
     assert msg.startswith("one weight mask per sample") and "the contract declares (mask_per='batch')" in msg
-    assert res[FWD].verdict == PASS and res[FD].verdict == PASS  # its gradients are right for its masks
+    assert _grad(res, FWD).verdict == PASS and _grad(res, FD).verdict == PASS  # its gradients are right for its masks
 
 
 def test_per_batch_layer_fails_the_per_sample_contract_on_the_structure_not_the_gradient():
@@ -58,7 +67,7 @@ def test_per_batch_layer_fails_the_per_sample_contract_on_the_structure_not_the_
     msg = res[NAME].message
     assert msg.startswith("one weight mask per batch") and "the contract declares (mask_per='sample')" in msg
     assert res[NAME].details["samples_differing"] == 0
-    assert res[FWD].verdict == PASS and res[FD].verdict == PASS
+    assert _grad(res, FWD).verdict == PASS and _grad(res, FD).verdict == PASS
 
 
 def test_wide_layer_uses_column_windows_and_leaves_unseen_bits_out():
@@ -66,9 +75,9 @@ def test_wide_layer_uses_column_windows_and_leaves_unseen_bits_out():
     compared, and a per-sample layer's dx off its window is not compared (counted instead)."""
     res = run("sample", "batch", shape=(6, 90))
     assert res[NAME].verdict == FAIL and res[NAME].details["samples_compared"] == 3
-    assert res[FWD].verdict == PASS and res[FWD].details["entries_not_determined"] > 0
+    assert _grad(res, FWD).verdict == PASS and _grad(res, FWD).details["entries_not_determined"] > 0
     ok = run("sample", "sample", shape=(6, 90))
-    assert ok[NAME].verdict == PASS and ok[FWD].verdict == PASS
+    assert ok[NAME].verdict == PASS and _grad(ok, FWD).verdict == PASS
 
 
 def test_small_p_draws_more_calls_and_states_the_miss_probability():
@@ -106,5 +115,5 @@ def test_a_backward_with_a_fresh_mask_still_fails_the_gradient_check():
     spec = numpy_spec("redrawn", "dropconnect", lambda prm: RedrawnInBackward(**{**prm, "mask_per": "sample"}),
                       {"p": 0.5, "mask_per": "sample", "in_features": 8, "out_features": 8}, shape=(8, 8))
     res = {r.check: r for r in verify([spec], Settings(seed=1), checks=[FWD, NAME]).targets[0].results}
-    assert res[FWD].verdict == FAIL and res[NAME].verdict == PASS
+    assert _grad(res, FWD).verdict == FAIL and res[NAME].verdict == PASS
 

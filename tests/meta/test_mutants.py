@@ -52,7 +52,8 @@ def _describe(results) -> str:
 _KNOWN_PREFIX = re.compile(
     r"^(masks_independent_along_axis\d+_by_(fisher|cross_product_t_test)"
     r"|masks_(fresh_across_calls|independent_across_seeds)_by_cross_product_t_test"
-    r"|multiplier_values_exact\[\w+\])$")
+    r"|multiplier_values_exact\[\w+\]"
+    r"|gradient_(uses_forward_mask|matches_finite_differences)\[\w+\])$")
 
 
 # ------------------------------------------------------------------------------ the corpus itself

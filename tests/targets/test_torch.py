@@ -63,7 +63,7 @@ def test_builtin_target_verdicts(name):
 def test_attention_targets_check_gradients_and_layouts():
     wanted = ["gradient_uses_forward_mask", "gradient_matches_finite_differences", "multiplier_values_exact"]
     got = _verdicts([_small(s) for s in get_target("torch:scaled_dot_product_attention")], checks=wanted)
-    for check in ("gradient_uses_forward_mask", "gradient_matches_finite_differences",
+    for check in ("gradient_uses_forward_mask[contiguous]", "gradient_matches_finite_differences[contiguous]",
                   "multiplier_values_exact[transposed]", "multiplier_values_exact[channels_last]"):
         assert got[check] == "PASS"
 
@@ -203,8 +203,9 @@ def test_backward_redraw_fails_gradient_checks():
     got = _verdicts([_broken(BackwardRedraws)], checks=["gradient_uses_forward_mask",
                                                         "gradient_matches_finite_differences",
                                                         "multiplier_values_exact"])
-    assert got["gradient_uses_forward_mask"] == "FAIL"
-    assert got["gradient_matches_finite_differences"] == "FAIL"
+    for layout in ("contiguous", "transposed", "channels_last"):
+        assert got[f"gradient_uses_forward_mask[{layout}]"] == "FAIL"
+        assert got[f"gradient_matches_finite_differences[{layout}]"] == "FAIL"
     assert got["multiplier_values_exact[contiguous]"] == "PASS"
 
 
@@ -225,7 +226,7 @@ def test_missing_gradient_fails_rather_than_crashes():
             return super().forward(x).detach()
 
     got = _verdicts([_broken(Detached)], checks=["gradient_uses_forward_mask"])
-    assert got == {"gradient_uses_forward_mask": "FAIL"}
+    assert got == {f"gradient_uses_forward_mask[{lay}]": "FAIL" for lay in ("contiguous", "transposed", "channels_last")}
 
 
 def test_modules_with_weights_run_in_each_dtype_without_casting_the_original():
