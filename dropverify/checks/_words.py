@@ -80,9 +80,9 @@ def shifted_reuse(r: CheckResult, layout: str = "") -> Optional[str]:
     d = r.details or {}
     if "worst_shift" not in d:
         return r.summary
-    shift = -int(d["worst_shift"])
-    return f"call t+1 reuses call t's draws shifted by {shift}" if shift else \
-        "call t+1 reuses call t's draws unshifted (the same draws at the same positions)"
+    shift, lag = -int(d["worst_shift"]), int(d.get("worst_lag", 1))
+    return f"call t+{lag} reuses call t's draws shifted by {shift}" if shift else \
+        f"call t+{lag} reuses call t's draws unshifted (the same draws at the same positions)"
 
 
 def shared_lag(r: CheckResult, layout: str = "") -> Optional[str]:
@@ -96,3 +96,9 @@ def dispersion(r: CheckResult, layout: str = "") -> Optional[str]:
     side = "over" if r.estimate > 1 else "under"
     return (f"per-call rate {side}-dispersed (variance of the per-call dropped count {r.estimate:.3g}x "
             "binomial)" + (": a fixed number of units dropped per call?" if side == "under" else ""))
+
+
+def drift(r: CheckResult, layout: str = "") -> Optional[str]:
+    """A drifting rate: the warm-up or the two windows of calls furthest apart (details' pattern)."""
+    d = r.details or {}
+    return str(d["pattern"]) if d.get("pattern") else r.summary

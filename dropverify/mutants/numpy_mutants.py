@@ -14,6 +14,8 @@ module                 family
 ``_inputs``            drop rates (Gaussian: mean multipliers) that depend on the input value
 ``_contract``          contract edges: p out of range accepted, dtype widened, empty batch refused,
                        unreproducible seeds, seeded streams one call apart, a uniform depth schedule
+``_drift``             stream-long faults: two generators interleaved (reuse at lag 2), a warm-up rate,
+                       a creeping rate
 =====================  =======================================================================
 """
 from __future__ import annotations
@@ -21,11 +23,12 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from . import _calllevel, _contract, _dropblock, _elementwise, _inputs, _longhorizon, _sequence, _structured
+from . import _drift
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
                                + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS + _inputs.MUTANTS
-                               + _contract.MUTANTS)
+                               + _contract.MUTANTS + _drift.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
