@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats as sps
 
-from ..stats import Interval, Look, SequentialPlan
+from ..stats import Interval, Look, SequentialPlan, hidden_fault_fraction
 from ._calls import N_LOOKS, steps_to_expose
 from ._core import (FAIL, BudgetExhausted, CallCounter, CheckContext, CheckResult, TargetError, run_sequential,
                     unit_view)
@@ -107,12 +107,10 @@ def drift_look(x: np.ndarray, alpha: float, margin: float, power: float, final: 
     w = window_stats(x)
     df, se, dev = w["df"], w["se"], w["dev"]
     constant = bool(np.all(x == x[0]))
-    if w["s2"] <= 0:
+    if w["s2"] <= 0:  # every window constant: any difference between windows is drift
         p_win = 0.0 if np.any(dev != 0) else 1.0
-        tz = np.where(dev != 0, np.inf, 0.0)
     else:
-        tz = np.abs(dev) / se
-        p_win = float(min(1.0, WINDOWS * 2 * sps.t.sf(float(tz.max()), df)))
+        p_win = float(min(1.0, WINDOWS * 2 * sps.t.sf(float(np.max(np.abs(dev) / se)), df)))
     p_trend = 1.0
     if not constant:
         fit = sps.linregress(np.arange(t, dtype=np.float64), x)
@@ -206,7 +204,8 @@ def drop_rate_steady_over_stream_by_windows(ctx: CheckContext) -> List[CheckResu
                                "statistic": ("largest |t| of window-mean rate - stream rate (pooled within-window "
                                              "variance), Bonferroni over windows; and the t-test of the slope "
                                              "of the per-call rate on the call index"),
-                               "rate_margin": margin}
+                               "rate_margin": margin, "fault_fraction": ctx.settings.fault_fraction,
+                               "hidden_fault_fraction": hidden_fault_fraction(int(x.size), state.get("alpha", alpha_look))}
         if x.size >= 2 * WINDOWS:
             w = window_stats(x)
             out["window_rates"] = [round(float(v), 6) for v in w["means"]]

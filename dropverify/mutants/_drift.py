@@ -95,3 +95,70 @@ MUTANTS: Tuple[Mutant, ...] = (
     mutant("creeping_rate", "dropout", CreepingRate, params={"p": 0.3}, shape=(16, 64), kills=(DRIFT,),
            bug_class="obvious slip", source=_SRC + "; a rate that creeps up over thousands of calls"),
 )
+
+
+# ------------------------------------------------------------------------------ adversaries (tests/meta)
+
+WINDOWS = 8  # the drift check's windows (dropverify.checks.drift.WINDOWS)
+
+
+class DriftBeyondMargin(_Counted):
+    """A linear drift centred on p over the SPAN calls the drift check reads, so the mean rate
+    is p: its first and last windows of SPAN / 8 calls deviate from the stream's rate by
+    EXCESS x the default margin (0.05 min(p, 1 - p)): a PASS of the drift check is a false pass."""
+
+    SPAN = 400
+    EXCESS = 1.1
+    REL = 0.05
+
+    def _delta(self) -> float:
+        # window w's mean deviates by about delta (w + 1/2 - WINDOWS/2) / WINDOWS: 7/16 delta at the ends
+        return self.EXCESS * self.REL * min(self.p, 1 - self.p) * 2 * WINDOWS / (WINDOWS - 1)
+
+    def draw_keep(self, shape: Tuple[int, ...]) -> np.ndarray:
+        t = self._tick(shape)
+        rate = self.p + self._delta() * ((t + 0.5) / self.SPAN - 0.5)
+        return self.rng.random(self.mask_shape(shape)) >= rate
+
+
+class WarmUpBeyondMargin(_Counted):
+    """The first SPAN / 8 calls drop at p - delta, the rest at p, with delta (1 - 1/8) = EXCESS x
+    the default margin: the first window of the drift check deviates from the stream's rate by
+    EXCESS x the margin."""
+
+    SPAN = 400
+    EXCESS = 1.1
+    REL = 0.05
+
+    def draw_keep(self, shape: Tuple[int, ...]) -> np.ndarray:
+        t = self._tick(shape)
+        delta = self.EXCESS * self.REL * min(self.p, 1 - self.p) * WINDOWS / (WINDOWS - 1)
+        rate = self.p - delta if t < self.SPAN // WINDOWS else self.p
+        return self.rng.random(self.mask_shape(shape)) >= rate
+
+
+class LagReuseOnQuarter(_Counted):
+    """On a quarter of the calls (its own draw per call), call t reuses call t - LAG's uniforms
+    shifted by SHIFT (element j = call t - LAG's element j + SHIFT, fresh draws past the end);
+    every other call is fresh: reuse at lag 3 in a fraction of the calls."""
+
+    LAG = 3
+    SHIFT = 3000
+    STRIKE = 0.25
+
+    def draw_keep(self, shape: Tuple[int, ...]) -> np.ndarray:
+        mshape = self.mask_shape(shape)
+        n = int(np.prod(mshape, dtype=np.int64))
+        t = self._tick(shape)
+        if getattr(self, "_hist_rng", None) is not self.rng:
+            self._hist_rng, self._hist = self.rng, {}
+        hist: Dict[int, np.ndarray] = self._hist
+        old = hist.get(t - self.LAG)
+        if old is not None and old.size == n and self.rng.random() < self.STRIKE:
+            step = min(self.SHIFT, n)
+            u = np.concatenate([old[step:], self.rng.random(step)])
+        else:
+            u = self.rng.random(n)
+        hist[t] = u
+        hist.pop(t - self.LAG, None)
+        return (u >= self.p).reshape(mshape)
