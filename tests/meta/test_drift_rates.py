@@ -69,7 +69,7 @@ def test_drift_false_alarms_at_or_below_nominal(name):
     results = _verdicts(spec, drift.NAME, alpha=NOMINAL, max_calls=400)
     fails = sum(r.verdict == "FAIL" for r in results)
     assert _not_above(fails), f"{name}: {fails}/{SEEDS} false alarms"
-    if not name.startswith("over"):  # the reference is certified: the false-pass tests below are not vacuous
+    if name == "dropout p=0.3":  # certified there: the false-pass tests below (same configuration) are not vacuous
         assert sum(r.verdict == "PASS" for r in results) >= 0.9 * SEEDS
 
 
@@ -81,8 +81,12 @@ def test_drift_false_passes_at_or_below_alpha(layer):
     assert _not_above(passes), f"{layer.__name__}: {passes}/{SEEDS} false passes"
 
 
+class _LagReuse800(LagReuseOnQuarter):
+    SHIFT = 800  # on 2048 units (the benchmark: 3000 on 8192), so 200 seeds fit the time of a slow test
+
+
 def test_reuse_at_lag_3_in_a_quarter_of_calls_rarely_passes():
-    results = _verdicts(_adversary(LagReuseOnQuarter, (16, 32, 4, 4)), longhorizon.SHIFT)
+    results = _verdicts(_adversary(_LagReuse800, (16, 8, 4, 4)), longhorizon.SHIFT)
     passes = sum(r.verdict == "PASS" for r in results)
     assert _not_above(passes, 0.01), f"{passes}/{SEEDS} false passes"
     assert all(r.details["worst_lag"] == 3 for r in results if r.verdict == "FAIL")
