@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -70,6 +71,9 @@ def _cost(lines: List[str]) -> None:
         r = runs[0]
         lines.append(f"| 1..{lags} | {r.details['calls']} | {r.details['pairs']} | "
                      f"{statistics.median(x.seconds for x in runs):.2f} | {r.details['detectable_reused_fraction']:.3f} |")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    lines += ["", f"Load average while measuring: {load:.1f} on {os.cpu_count()} CPUs (seconds on a shared machine "
+              "scale with it; the ratio of the two rows is the figure to read)."]
     t0 = time.perf_counter()
     (d,) = verify([spec], Settings(seed=1), checks=[drift.NAME]).all_results()
     lines += ["", f"The drift check alone on the same configuration: {d.verdict}, {d.details['calls']} calls read "
