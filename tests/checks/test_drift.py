@@ -134,3 +134,41 @@ def test_the_drift_check_reads_the_whole_horizon_before_it_passes():
     spec = reference_spec("dropout", {"p": 0.3}, shape=(16, 64))
     (r,) = verify([spec], Settings(seed=5, max_calls=600), checks=[drift.NAME]).all_results()
     assert r.verdict == "PASS" and r.n == 600 and r.details["calls"] == 600 and r.margin == 0.05 * 0.3
+
+
+# ------------------------------------------------------------------------------ the diagnosis
+
+def _result(check, verdict="FAIL", **details):
+    from dropverify.results import CheckResult
+    return CheckResult(check=check, target="t", variant="dropout", verdict=verdict, text=check, details=details)
+
+
+def test_drift_explains_pooled_and_dependence_fails_but_never_identical_masks():
+    from dropverify.diagnosis import diagnose
+    out = [_result(drift.NAME, pattern="drop rate drifts from 0.3 (calls 0-511) to 0.4 (calls 3584-4095)"),
+           _result("per_call_rate_dispersion_by_chi_square"),
+           _result("masks_independent_along_axis0_by_fisher"),
+           _result("masks_independent_along_axis1_by_fisher", identical="every pair"),
+           _result("masks_independent_across_seeds_by_fisher")]
+    _, causes = diagnose(out, "(N, C, H, W)")
+    assert causes[0].summary.startswith("drop rate drifts from 0.3")
+    assert causes[0].evidence == (drift.NAME, "per_call_rate_dispersion_by_chi_square",
+                                  "masks_independent_along_axis0_by_fisher")
+    rest = {c for cause in causes[1:] for c in cause.evidence}
+    assert {"masks_independent_along_axis1_by_fisher", "masks_independent_across_seeds_by_fisher"} <= rest
+
+
+def test_a_warm_up_also_explains_the_checks_that_read_the_first_calls_after_seeding():
+    from dropverify.diagnosis import diagnose
+    out = [_result(drift.NAME, pattern="warm-up: rate 0.01 over the first 512 calls, then 0.3"),
+           _result("masks_independent_across_seeds_by_fisher")]
+    _, causes = diagnose(out, "(N, C, H, W)")
+    assert len(causes) == 1 and causes[0].evidence == (drift.NAME, "masks_independent_across_seeds_by_fisher")
+
+
+def test_no_drift_cause_when_another_cause_lists_the_drift_as_its_consequence():
+    from dropverify.checks.drift import drift_cause
+    from dropverify.diagnosis import consequences
+    out = [_result(drift.NAME, pattern="drop rate drifts"), _result(longhorizon.REPEAT, pattern="mask frozen")]
+    assert drift_cause(out, consequences) is None
+    assert drift_cause(out[:1], consequences) == ("drop rate drifts", (drift.NAME,))
