@@ -133,9 +133,9 @@ def main(argv=None) -> int:
               "## False passes against adversaries just beyond what a PASS certifies", "",
               "| statistic | adversary | PASSes |", "|---|---|---|"]
     for layer, what in ((DriftBeyondMargin, "linear drift centred on p = 0.3 (mean rate exact): first and last "
-                         "windows of 50 calls deviate from the stream's rate by 1.1 x the margin 0.015"),
+                         "windows of 50 calls deviate from the stream's rate by 1.1 x the margin 0.03"),
                         (WarmUpBeyondMargin, "warm-up: the first 50 of 400 calls at a lower rate, window "
-                         "deviation 1.1 x the margin 0.015")):
+                         "deviation 1.1 x the margin 0.03")):
         k = _count(_layer(layer, (16, 64)), drift.NAME, "PASS", n, alpha=0.05, max_calls=400)
         lines.append(f"| `{drift.NAME}` (alpha 0.05, 400 calls) | {what} | {_rate(k, n)} |")
     k = _count(_layer(LagReuseOnQuarter, (16, 32, 4, 4)), longhorizon.SHIFT, "PASS", n)

@@ -105,11 +105,11 @@ WINDOWS = 8  # the drift check's windows (dropverify.checks.drift.WINDOWS)
 class DriftBeyondMargin(_Counted):
     """A linear drift centred on p over the SPAN calls the drift check reads, so the mean rate
     is p: its first and last windows of SPAN / 8 calls deviate from the stream's rate by
-    EXCESS x the default margin (0.05 min(p, 1 - p)): a PASS of the drift check is a false pass."""
+    EXCESS x the drift check's default margin (0.1 min(p, 1 - p)): a PASS of it is a false pass."""
 
     SPAN = 400
     EXCESS = 1.1
-    REL = 0.05
+    REL = 0.1  # the drift check's margin: 2 x rate_rel x min(p, 1 - p)
 
     def _delta(self) -> float:
         # window w's mean deviates by about delta (w + 1/2 - WINDOWS/2) / WINDOWS: 7/16 delta at the ends
@@ -128,7 +128,7 @@ class WarmUpBeyondMargin(_Counted):
 
     SPAN = 400
     EXCESS = 1.1
-    REL = 0.05
+    REL = 0.1  # the drift check's margin: 2 x rate_rel x min(p, 1 - p)
 
     def draw_keep(self, shape: Tuple[int, ...]) -> np.ndarray:
         t = self._tick(shape)
