@@ -100,9 +100,12 @@ def test_a_creep_is_detected_and_a_steady_reference_certified():
     steady = rng.binomial(n, 0.3, t) / n
     look = _look(steady)
     assert not look.rejects and look.certifies and look.ci.high <= 0.03
-    creep = rng.binomial(n, 0.3 * (1 + 0.1 * np.arange(t) / t)) / n
+    creep = rng.binomial(n, 0.3 * (1 + 0.4 * np.arange(t) / t)) / n  # window deviation ~0.05 > margin 0.03
     look = _look(creep)
-    assert look.rejects and not look.certifies and look.estimate > 0.01
+    assert look.rejects and not look.certifies and look.ci.low > 0.03
+    small = rng.binomial(n, 0.3 * (1 + 0.1 * np.arange(t) / t)) / n  # inside the margin, still detected
+    look = _look(small)
+    assert look.rejects and 0.01 < look.estimate < 0.03
     assert not _look(steady, final=False).certifies  # a PASS needs every call of the stream read
 
 
