@@ -62,15 +62,17 @@ def _cost(lines: List[str]) -> None:
     lines += ["## Cost of the shift statistic on the default shape", "",
               f"dropout p=0.3, {' x '.join(map(str, DEFAULT_SHAPE))} (131072 units), default settings, the check alone "
               "(seconds of the check, drawing its calls included; median of 3 runs, seeds 1..3). Lags 1 is the "
-              f"statistic before this change ({longhorizon.SHIFT_PAIRS + 1} calls, {longhorizon.SHIFT_PAIRS} pairs).", "",
-              "| lags | calls read | call pairs | seconds (median) | detectable reused fraction |", "|---|---|---|---|---|"]
+              f"statistic before this change ({longhorizon.SHIFT_PAIRS + 1} calls, {longhorizon.SHIFT_PAIRS} "
+              "pairs).", "", "| lags | calls read | call pairs | seconds (median) | detectable reused fraction |",
+              "|---|---|---|---|---|"]
     for lags in (1, longhorizon.SHIFT_LAGS):
         runs = [_patched("SHIFT_LAGS", lags, lambda s=s: verify([spec], Settings(seed=s),
                                                                  checks=[longhorizon.SHIFT]).all_results()[0])
                 for s in (1, 2, 3)]
         r = runs[0]
         lines.append(f"| 1..{lags} | {r.details['calls']} | {r.details['pairs']} | "
-                     f"{statistics.median(x.seconds for x in runs):.2f} | {r.details['detectable_reused_fraction']:.3f} |")
+                     f"{statistics.median(x.seconds for x in runs):.2f} | "
+                     f"{r.details['detectable_reused_fraction']:.3f} |")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines += ["", f"Load average while measuring: {load:.1f} on {os.cpu_count()} CPUs (seconds on a shared machine "
               "scale with it; the ratio of the two rows is the figure to read)."]

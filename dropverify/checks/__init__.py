@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..settings import Settings
-from . import (_words, depth, dispersion, drift, edges, gradients, independence, inputs, longhorizon, moments, positions,
-               rates, repeats, values)
+from . import (_words, depth, dispersion, drift, edges, gradients, independence, inputs, longhorizon, moments,
+               positions, rates, repeats, values)
 from ._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, TargetError
 
 WITHIN_CALL = "structural-within-call"

@@ -209,7 +209,8 @@ def drop_rate_steady_over_stream_by_windows(ctx: CheckContext) -> List[CheckResu
                                              "variance), Bonferroni over windows; and the t-test of the slope "
                                              "of the per-call rate on the call index"),
                                "rate_margin": margin, "fault_fraction": ctx.settings.fault_fraction,
-                               "hidden_fault_fraction": hidden_fault_fraction(int(x.size), state.get("alpha", alpha_look))}
+                               "hidden_fault_fraction": hidden_fault_fraction(int(x.size),
+                                                                              state.get("alpha", alpha_look))}
         if x.size >= 2 * WINDOWS:
             w = window_stats(x)
             out["window_rates"] = [round(float(v), 6) for v in w["means"]]
