@@ -166,7 +166,10 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     if stuck is not None:
         out, causes = _withdraw_all(out, stuck, alpha_each)
         return out, causes + _other_causes(out, {c for cause in causes for c in cause.evidence}, layout)
-    within = sorted((r for r in out if r.verdict == FAIL and _within_call(r)),
+    from .checks.drift import drift_cause  # a drifting rate (marginal, by call index): first, with what it explains
+    by_drift = drift_cause(out, consequences)
+    drifted = set(by_drift[1]) if by_drift else set()
+    within = sorted((r for r in out if r.verdict == FAIL and _within_call(r) and r.check not in drifted),
                     key=lambda r: (not (r.details or {}).get("identical"), r.check != LAG, r.check))
     supporting: List[str] = [r.check for r in within[1:] if _AXIS.match(r.check)
                              or r.check == FLAT]
@@ -176,7 +179,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
     root = structural_summary(within[0], layout) if within else None
     if within:
         for i, r in enumerate(out):
-            if r.verdict != FAIL or _within_call(r):
+            if r.verdict != FAIL or _within_call(r) or r.check in drifted:
                 continue
             if r.check in (REPEATS, FLAT, DISPERSION):
                 supporting.append(r.check)  # repeats / dependence at flat offsets follow from the shared draw
@@ -201,7 +204,7 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
             supporting += [c for c in follows if c in failed and c not in supporting and c != cause]
     from .checks.inputs import input_cause  # an input-dependent rate, and the fixed-probe FAILs it explains
     by_input = input_cause(out)
-    explained = set(by_input[1]) if by_input else set()
+    explained = (set(by_input[1]) if by_input else set()) | drifted
     structural = [r for r in out if r.verdict == FAIL and r.check not in supporting and r.check not in explained
                   and structural_summary(r, layout) is not None]
     seen = set()
@@ -217,6 +220,8 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
                                 tuple(withdrawn) if first else ()))
     if by_input:
         causes.append(RootCause(by_input[0], by_input[1]))
+    if by_drift:
+        causes.insert(0, RootCause(by_drift[0], by_drift[1]))
     return out, _merge_repeats(causes + _other_causes(out, {r.check for r in structural} | set(supporting) | explained,
                                                       layout), out)
 

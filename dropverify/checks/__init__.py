@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..settings import Settings
-from . import (_words, depth, dispersion, edges, gradients, independence, inputs, longhorizon, moments, positions,
-               rates, repeats, values)
+from . import (_words, depth, dispersion, drift, edges, gradients, independence, inputs, longhorizon, moments,
+               positions, rates, repeats, values)
 from . import callpatterns
 from ._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, TargetError
 
@@ -132,7 +132,7 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   role=STRUCTURAL, explain=_words.stated),
         CheckSpec(longhorizon.REPEAT, "long-horizon repeats", longhorizon.masks_never_repeat_over_stream_by_hash,
                   longhorizon.applies_repeat, _zero, role=STRUCTURAL, explain=_words.stream_repeat,
-                  consequences=(independence.FRESH, repeats.NAME), shares_stream=True),
+                  consequences=(independence.FRESH, repeats.NAME, drift.NAME), shares_stream=True),
         CheckSpec(longhorizon.SHIFT, "shifted reuse across calls", longhorizon.draws_not_reused_shifted_across_calls,
                   longhorizon.applies_exchangeable, _zero, role=STRUCTURAL, explain=_words.shifted_reuse,
                   consequences=(independence.FRESH, dispersion.NAME), shares_stream=True),
@@ -142,6 +142,8 @@ def _registry() -> Tuple[CheckSpec, ...]:
         CheckSpec(dispersion.NAME, "per-call rate dispersion", dispersion.per_call_rate_dispersion_by_chi_square,
                   lambda c: dispersion.applies(c) and _random(c), _one, role=STRUCTURAL, explain=_words.dispersion,
                   shares_stream=True),
+        CheckSpec(drift.NAME, "drop rate steady over the stream", drift.drop_rate_steady_over_stream_by_windows,
+                  drift.applies, _one, role=STRUCTURAL, explain=_words.drift, shares_stream=True),  # drift.CONSEQUENCES
         *dropblock._specs(),
         CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one,
                   shares_stream=True, role=CALL_LEVEL),

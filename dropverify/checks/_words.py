@@ -80,9 +80,9 @@ def shifted_reuse(r: CheckResult, layout: str = "") -> Optional[str]:
     d = r.details or {}
     if "worst_shift" not in d:
         return r.summary
-    shift = -int(d["worst_shift"])
-    return f"call t+1 reuses call t's draws shifted by {shift}" if shift else \
-        "call t+1 reuses call t's draws unshifted (the same draws at the same positions)"
+    shift, lag = -int(d["worst_shift"]), int(d.get("worst_lag", 1))
+    return f"call t+{lag} reuses call t's draws shifted by {shift}" if shift else \
+        f"call t+{lag} reuses call t's draws unshifted (the same draws at the same positions)"
 
 
 def shared_lag(r: CheckResult, layout: str = "") -> Optional[str]:
@@ -115,3 +115,7 @@ def after_eval(r: CheckResult, layout: str = "") -> Optional[str]:
 def instances_share(r: CheckResult, layout: str = "") -> Optional[str]:
     """Two instances of one factory drawing the same masks (class-level cache, fixed per-instance seed)."""
     return "two instances draw the same masks: a class-level mask cache or a fixed per-instance seed"
+def drift(r: CheckResult, layout: str = "") -> Optional[str]:
+    """A drifting rate: the warm-up or the two windows of calls furthest apart (details' pattern)."""
+    d = r.details or {}
+    return str(d["pattern"]) if d.get("pattern") else r.summary

@@ -9,9 +9,10 @@ only on evidence whose chance probability under the contract is at most
   calls (the run's ``max_calls`` if smaller): an exact repeat at ANY lag, a bank of cached
   masks replayed with a period (``masks repeat with period 256 calls``), a mask frozen after a
   warm-up (``mask frozen from call 1000 on``).
-* ``draws_not_reused_shifted_across_calls`` compares call t + 1 with call t at EVERY flat
-  shift (FFT cross-correlation of the packed events): a counter advanced by less than the
-  numel between calls makes call t + 1 a shifted copy of call t.
+* ``draws_not_reused_shifted_across_calls`` compares call t + k with call t, for every lag
+  1 <= k <= :data:`SHIFT_LAGS`, at EVERY flat shift (FFT cross-correlation of the events): a
+  counter advanced by less than the numel between calls makes call t + 1 a shifted copy of
+  call t; two generators interleaved make call t + 2 one of call t.
 * ``draws_not_shared_at_any_flat_lag`` compares every unit with the unit L places later in
   the same call, for EVERY lag 1 <= L <= n / 2 (FFT autocorrelation): a kernel that reuses one
   draw for elements 96 apart.
@@ -40,8 +41,11 @@ LAG = "draws_not_shared_at_any_flat_lag"
 HORIZON = 4096
 """Calls hashed by the long-horizon repeat check (bounded by ``Settings.max_calls``)."""
 SHIFT_PAIRS = 16
-"""Consecutive call pairs (t, t + 1) compared at every shift (a fault in a quarter of the calls
-shows in one of them with probability 0.99)."""
+"""Call pairs (t, t + k) compared at every shift, at least, for each lag k (a fault in a quarter
+of the calls shows in one of them with probability 0.99)."""
+SHIFT_LAGS = 8
+"""Lags k = 1 .. SHIFT_LAGS at which call t + k is compared with call t at every flat shift (two
+generators interleaved make call t + 2 a shifted copy of call t)."""
 LAG_CALLS = 8
 """Calls whose units are compared at every flat lag."""
 FALSE_ALARM = 1e-9
@@ -160,67 +164,86 @@ def masks_never_repeat_over_stream_by_hash(ctx: CheckContext) -> List[CheckResul
 
 # ------------------------------------------------------------------------------ shifted reuse
 
-def _hypergeom_sf_top(count: np.ndarray, draws: np.ndarray, good: int, total: int) -> Tuple[float, int]:
-    """Smallest exact upper-tail p-value P(X >= count), X ~ Hypergeom(total, good, draws), over
-    the :data:`SCREEN` entries with the largest z-scores; (p, index)."""
-    mu = draws * (good / total)
-    var = draws * (good / total) * (1 - good / total) * np.maximum(total - draws, 0) / max(total - 1, 1)
-    z = np.where(var > 0, (count - mu) / np.sqrt(np.maximum(var, 1e-300)), -np.inf)
-    top = np.argpartition(-z, min(SCREEN, z.size - 1))[:SCREEN] if z.size > SCREEN else np.arange(z.size)
-    top = top[count[top] > mu[top]]
-    if top.size == 0:
-        return 1.0, int(np.argmax(z))
-    p = sps.hypergeom.sf(count[top] - 1, total, good, draws[top])
-    i = int(np.argmin(p))
-    return float(p[i]), int(top[i])
-
-
-def _xcorr(fa: np.ndarray, fb: np.ndarray, n: int, size: int) -> np.ndarray:
-    """c[s] = sum_i a[i] b[i + s] for s = -(n-1) .. n-1, as an array indexed s + n - 1, from the
-    real FFTs ``fa``, ``fb`` of a and b zero-padded to ``size`` >= 2n - 1."""
-    c = spfft.irfft(np.conj(fa) * fb, size)
-    return np.rint(np.concatenate([c[size - n + 1:], c[:n]]))
-
-
 def _power_z(alpha: float, power: float) -> float:
     return float(sps.norm.isf(alpha) + sps.norm.isf(1 - power))
 
 
+def _shift_scores(count: np.ndarray, draws: np.ndarray, inv_sd: np.ndarray, good: int,
+                  total: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Per row (one lag), the smallest exact upper-tail p-value P(X >= count), X ~
+    Hypergeom(total, good, draws), over the row's :data:`SCREEN` entries with the largest
+    z-scores (``inv_sd``: 1 / sqrt(draws (total - draws) / (total - 1)), the z-score's scale
+    up to a factor common to the row); vectorised over rows: (p per row, shift index per row)."""
+    frac = good / total
+    z = ((count - frac * draws) * inv_sd).astype(np.float32)
+    k = min(SCREEN, z.shape[1])
+    # the top k of a row lie above a z of 3 (sd-scaled) in any long row: partition only those
+    cut = np.float32(3.0 * math.sqrt(frac * (1 - frac)))
+    top = np.empty((z.shape[0], k), np.int64)
+    for r in range(z.shape[0]):  # one row per lag
+        cand = np.flatnonzero(z[r] > cut)
+        if cand.size < k:
+            cand = np.arange(z.shape[1])
+        top[r] = cand[np.argpartition(z[r, cand], cand.size - k)[cand.size - k:]]
+    c, d = np.take_along_axis(count, top, axis=1), np.take_along_axis(draws, top, axis=1)
+    p = np.where(c > frac * d, sps.hypergeom.sf(c - 1, total, good, d), 1.0)
+    i = np.argmin(p, axis=1)
+    rows = np.arange(p.shape[0])
+    return p[rows, i], top[rows, i]
+
+
 def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult]:
-    """Call t + 1 is no shifted copy of call t, at any flat shift s (-(n-1) <= s <= n-1), for
-    :data:`SHIFT_PAIRS` consecutive pairs. Given call t + 1's event count K, its events are a
-    uniformly random K-subset of the n units under the contract, so the co-events C(s) of the
-    a(s) events of call t that shift into range are exactly Hypergeom(n, K, a(s)). FAIL when
-    the Bonferroni p over all shifts and pairs is <= :data:`FALSE_ALARM`. The details give the
-    smallest reused fraction of the draws detectable with the run's power."""
+    """Call t + k is no shifted copy of call t, for every lag 1 <= k <= :data:`SHIFT_LAGS` and
+    every flat shift s (-(n-1) <= s <= n-1), over :data:`SHIFT_PAIRS` + :data:`SHIFT_LAGS`
+    consecutive calls (at least :data:`SHIFT_PAIRS` pairs per lag). Given call t + k's event
+    count K, its events are a uniformly random K-subset of the n units under the contract, so
+    the co-events C(s) of the a(s) events of call t that shift into range are exactly
+    Hypergeom(n, K, a(s)). FAIL when the Bonferroni p over all shifts, lags and pairs (the
+    union bound) is <= :data:`FALSE_ALARM`. The details give the smallest reused fraction of
+    the draws detectable with the run's power."""
     start = time.perf_counter()
     inputs, stream = ctx.shared_stream()
-    pairs = min(SHIFT_PAIRS, ctx.settings.max_calls - 1)
+    calls = min(SHIFT_PAIRS + SHIFT_LAGS, ctx.settings.max_calls)
+    best = (1.0, 0, 0, 0.0, 0.0, 1)  # p, earlier call, shift, count, expected, lag
+    done = 0  # call pairs compared
+    read = 0
+    n = 0
     try:
-        stream.prefetch(pairs + 1)
-        prev = _events(ctx, inputs, next(stream))
-        n = prev.size
+        stream.prefetch(calls)
+        first = _events(ctx, inputs, next(stream))
+        read, n = 1, first.size
         if n < 8:
             raise NotInformative(f"{n} mask units per call: too few shifts to test")
         size = spfft.next_fast_len(2 * n - 1, real=True)
         shifts = np.arange(-(n - 1), n)
         lo, hi = np.maximum(0, -shifts), np.minimum(n, n - shifts)
-        f_prev = spfft.rfft(prev, size)
-        best = (1.0, 0, 0, 0.0, 0.0)  # p, pair, shift, count, expected
-        done = 0
-        for t in range(pairs):
-            cur = _events(ctx, inputs, next(stream))
-            k_next = int(cur.sum())
-            cs = np.concatenate([[0], np.cumsum(prev, dtype=np.int64)])
-            draws = cs[hi] - cs[lo]
-            f_cur = spfft.rfft(cur, size)
-            count = _xcorr(f_prev, f_cur, n, size).astype(np.int64)
-            if 0 < k_next < n:
-                p, i = _hypergeom_sf_top(count, draws, k_next, n)
-                if p < best[0]:
-                    best = (p, t, int(shifts[i]), int(count[i]), float(draws[i] * k_next / n))
-            prev, f_prev = cur, f_cur
-            done += 1
+        # ring of the last SHIFT_LAGS calls (row t % SHIFT_LAGS holds call t): real FFTs, the
+        # events of the call in range at each shift, and the scale of their z-scores
+        ffts = np.empty((SHIFT_LAGS, size // 2 + 1), np.complex128)
+        draws = np.empty((SHIFT_LAGS, 2 * n - 1))
+        scales = np.empty_like(draws)
+        held = np.full(SHIFT_LAGS, -1)
+        ev = first
+        for t in range(calls):
+            if t:
+                ev = _events(ctx, inputs, next(stream))
+                read += 1
+            f_cur = spfft.rfft(ev, size)
+            k_cur = int(ev.sum())
+            rows = np.flatnonzero(held >= 0)
+            if rows.size and 0 < k_cur < n:
+                c = spfft.irfft(np.conj(ffts[rows]) * f_cur, size, axis=-1)
+                count = np.rint(np.concatenate([c[:, size - n + 1:], c[:, :n]], axis=1))
+                p, i = _shift_scores(count, draws[rows], scales[rows], k_cur, n)
+                j = int(np.argmin(p))
+                if p[j] < best[0]:
+                    a, was = int(i[j]), int(held[rows[j]])
+                    best = (float(p[j]), was, int(shifts[a]), int(count[j, a]),
+                            float(draws[rows[j], a] * k_cur / n), t - was)
+            done += rows.size
+            r = t % SHIFT_LAGS
+            ffts[r], draws[r], held[r] = f_cur, _in_range(ev, lo, hi), t
+            scales[r] = _inv_sd(draws[r], n)
     except BudgetExhausted:
         pass
     except TargetError as exc:
@@ -231,23 +254,38 @@ def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult
     qe = min(q, 1 - q)
     half = max(1.0, qe * n / 2)  # events of call t that stay in range at |s| = n / 2
     rho = _power_z(FALSE_ALARM / tests, ctx.settings.power) * math.sqrt(qe / ((1 - qe) * half))
-    details = {"pairs": done, "units": n, "shifts": 2 * n - 1, "p_bonferroni": p_all, "threshold": FALSE_ALARM,
-               "worst_pair": best[1], "worst_shift": best[2], "co_events": best[3], "expected_co_events": best[4],
-               "detectable_reused_fraction": min(1.0, rho),
-               "statistic": "co-events of call t and call t+1 at shift s: exactly Hypergeom(n, K_{t+1}, a_t(s))"}
+    lag = best[5]
+    details = {"pairs": done, "lags": SHIFT_LAGS, "calls": read, "units": n,
+               "shifts": 2 * n - 1, "p_bonferroni": p_all, "threshold": FALSE_ALARM,
+               "worst_pair": best[1], "worst_lag": lag, "worst_shift": best[2], "co_events": best[3],
+               "expected_co_events": best[4], "detectable_reused_fraction": min(1.0, rho),
+               "statistic": "co-events of call t and call t+k at shift s: exactly Hypergeom(n, K_{t+k}, a_t(s))"}
     ok = p_all > FALSE_ALARM
     d = -best[2]
     if ok:
-        observed = (f"no shifted reuse: smallest Bonferroni p over {2 * n - 1} shifts x {done} call pairs = "
-                    f"{fmt(p_all)}")
+        observed = (f"no shifted reuse: smallest Bonferroni p over {2 * n - 1} shifts x {done} call pairs "
+                    f"(lags 1..{SHIFT_LAGS}) = {fmt(p_all)}")
     else:
-        observed = (f"call t+1 reuses call t's draws shifted by {d} (element j of call {best[1] + 1} = element "
-                    f"j{'+' if d >= 0 else '-'}{abs(d)} of call {best[1]}: {best[3]} co-events vs "
+        observed = (f"call t+{lag} reuses call t's draws shifted by {d} (element j of call {best[1] + lag} = "
+                    f"element j{'+' if d >= 0 else '-'}{abs(d)} of call {best[1]}: {best[3]} co-events vs "
                     f"{best[4]:.1f} expected; p={p_all:.3g})")
-    expected = (f"independent calls: no shift with chance probability <= {FALSE_ALARM:g}; a reuse of "
-                f"{100 * min(1.0, rho):.2g} % of the draws at |shift| <= n/2 is detected with probability "
-                f"{ctx.settings.power:g}")
+    expected = (f"independent calls: no shift at lags 1..{SHIFT_LAGS} with chance probability <= "
+                f"{FALSE_ALARM:g}; a reuse of {100 * min(1.0, rho):.2g} % of the draws at |shift| <= n/2 is "
+                f"detected with probability {ctx.settings.power:g}")
     return [exact_result(ctx, SHIFT, ok, observed, expected, details, time.perf_counter() - start)]
+
+
+def _in_range(events: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """a(s): the events of a call at positions lo(s) .. hi(s) - 1 (those that shift into range)."""
+    cs = np.concatenate([[0], np.cumsum(events, dtype=np.int64)])
+    return (cs[hi] - cs[lo]).astype(np.float64)
+
+
+def _inv_sd(draws: np.ndarray, n: int) -> np.ndarray:
+    """1 / sqrt(a (n - a) / (n - 1)) (0 where a is 0 or n: no variance, never screened)."""
+    v = draws * (n - draws) / max(n - 1, 1)
+    with np.errstate(divide="ignore"):
+        return np.where(v > 0, 1.0 / np.sqrt(np.maximum(v, 1e-300)), 0.0)
 
 
 # ------------------------------------------------------------------------------ within-call lags

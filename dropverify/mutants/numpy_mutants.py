@@ -16,6 +16,8 @@ module                 family
                        unreproducible seeds, seeded streams one call apart, a uniform depth schedule
 ``_patterns``          call patterns: masks replayed after every eval pass, a class-level mask cache
 ``_layouts``           a backward reading the saved mask in another memory order than forward
+``_drift``             stream-long faults: two generators interleaved (reuse at lag 2), a warm-up rate,
+                       a creeping rate
 =====================  =======================================================================
 """
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Dict, Tuple
 from . import _calllevel, _contract, _dropblock, _elementwise, _inputs, _longhorizon, _sequence, _structured
 from . import _patterns
 from . import _layouts
+from . import _drift
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
                                + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS + _inputs.MUTANTS
                                + _contract.MUTANTS + _patterns.MUTANTS
-                               + _layouts.MUTANTS)
+                               + _layouts.MUTANTS
+                               + _drift.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS

@@ -24,7 +24,7 @@ BY_NAME = {m.name: m for m in MUTANTS}
 # mutant -> (cause line it must produce, FAILs its cause explains beside its own check)
 LONG_HORIZON = {
     "mask_bank_256": ("masks repeat with period 256 calls", set()),
-    "frozen_after_1000": ("mask frozen from call 999 on", set()),
+    "frozen_after_1000": ("mask frozen from call 999 on", {"drop_rate_steady_over_stream_by_windows"}),
     "shared_draw_at_lag_96": ("elements 96 apart share one draw",
                               {dispersion.NAME, "masks_independent_along_axis2_by_fisher",
                                "masks_independent_at_flat_offsets_by_fisher"}),
