@@ -108,6 +108,9 @@ def drift_look(x: np.ndarray, alpha: float, margin: float, power: float, final: 
     largest window deviation D with its simultaneous (1 - alpha) interval; ``final``: every
     call the check may read has been read (only then can it certify)."""
     t = x.size
+    if t < 2 * WINDOWS:  # too few calls for a window statistic (a budget that ended early): nothing certified
+        return Look(float("nan"), 0.0, 1.0, Interval(0.0, math.inf, 1 - alpha), t, math.inf, margin, alpha,
+                    equivalent=False, constant=False)
     w = window_stats(x)
     df, se, dev = w["df"], w["se"], w["dev"]
     constant = bool(np.all(x == x[0]))
@@ -230,6 +233,8 @@ def drop_rate_steady_over_stream_by_windows(ctx: CheckContext) -> List[CheckResu
         except (BudgetExhausted, TargetError):
             pass
         x = np.asarray(rates_, np.float64)
+        if x.size < 2 * WINDOWS:
+            return [result]
         w = window_stats(x)
         result = result.with_(details={**result.details, "pattern": describe(x, state["alpha"]),
                                        "calls_described": int(x.size),
