@@ -21,11 +21,12 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 from . import _calllevel, _contract, _dropblock, _elementwise, _inputs, _longhorizon, _sequence, _structured
+from . import _negative
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
                                + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS + _inputs.MUTANTS
-                               + _contract.MUTANTS)
+                               + _contract.MUTANTS + _negative.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
