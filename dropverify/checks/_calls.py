@@ -114,6 +114,7 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
         lo, hi = t.ci.low, t.ci.high
         if by != "t_across_calls" and math.isfinite(own.get(by, (math.nan,))[0]) and lo <= centre <= hi:
             record["t_estimate"], record["t_ci"] = t.estimate, [t.ci.low, t.ci.high]
+            record["row_statistic"] = REJECTED_BY.get(by, by)
             estimate, se = own[by]
             ci = Interval(*implied_interval(estimate, centre, ps[by], alpha / k, se), t.ci.level)
     n = t.n * lane.steps_per_sample
