@@ -20,6 +20,7 @@ tests/meta/test_neighbour_rates.py.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ from dropverify.targets import numpy_spec, reference_spec
 
 NOMINAL = 0.05
 FRESH = "masks_fresh_across_calls_by_fisher"
-REFERENCES = [("dropout", (8, 8, 64)), ("spatial_dropout_2d", (16, 16, 2, 2)), ("gaussian_dropout", (8, 8, 64))]
+REFERENCES = [("dropout", (4, 64)), ("spatial_dropout_2d", (16, 16, 2, 2)), ("gaussian_dropout", (4, 64))]
 ADVERSARIES = [(BoundaryNeighbourSignRate, "dropout", 2 * 0.03 * 0.3),
                (GaussianNeighbourMean, "gaussian_dropout", 2 * 0.006)]
 
@@ -125,7 +126,9 @@ def render(args: argparse.Namespace, fa, fp, neg) -> str:
     n = args.seeds
     lines = ["# Issue 22 item 5: neighbour strata, negative dependence, coherent FAIL rows", "",
              f"Command: `PYTHONPATH=. python benchmarks/issue22_inputs.py --seeds {n} --max-calls {args.max_calls} "
-             f"--max-calls-adversary {args.max_calls_adversary}`", "",
+             f"--max-calls-adversary {args.max_calls_adversary}` (or the same with `--part negative`, `--part "
+             "false_pass` and `--part false_alarm` run apart, each keeping its numbers in a .json beside the report, "
+             "then `--part render`)", "",
              "Produced by benchmarks/issue22_inputs.py (real runs, fixed seeds). Rates with exact 95 % binomial "
              f"intervals; 'excess p' is the one-sided exact binomial test of the count against the nominal {NOMINAL}.",
              "", "## False alarms of drop_rate_independent_of_input_by_stratum on correct references", "",
@@ -156,20 +159,43 @@ def render(args: argparse.Namespace, fa, fp, neg) -> str:
     return "\n".join(lines)
 
 
+PARTS = ("negative", "false_pass", "false_alarm")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=200)
-    ap.add_argument("--max-calls", type=int, default=100)
+    ap.add_argument("--max-calls", type=int, default=60)
     ap.add_argument("--max-calls-adversary", type=int, default=3000)
+    ap.add_argument("--part", choices=PARTS + ("all", "render"), default="all",
+                    help="measure one part (kept in --out with .json; parts may run in parallel), or render. "
+                         "Default: %(default)r")
     ap.add_argument("--out", default="reports/issue22/inputs.md")
     args = ap.parse_args(argv)
-    neg = negative_naming(args.seeds)
-    fp = false_passes(args.seeds, args.max_calls_adversary)
-    fa = false_alarms(args.seeds, args.max_calls)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, render(args, fa, fp, neg))
-    print(out)
+    parts = PARTS if args.part == "all" else (() if args.part == "render" else (args.part,))
+    for part in parts:
+        value = {"negative": lambda: negative_naming(args.seeds),
+                 "false_pass": lambda: false_passes(args.seeds, args.max_calls_adversary),
+                 "false_alarm": lambda: false_alarms(args.seeds, args.max_calls)}[part]()
+        store = out.with_name(f"{out.stem}.{part}.json")
+        write_atomic(store, json.dumps({"value": value, "seeds": args.seeds, "max_calls": args.max_calls,
+                                        "max_calls_adversary": args.max_calls_adversary}, default=list))
+    stored = {}
+    for part in PARTS:
+        store = out.with_name(f"{out.stem}.{part}.json")
+        if store.exists():
+            stored[part] = json.loads(store.read_text())
+    if len(stored) == len(PARTS):
+        seeds = {v["seeds"] for v in stored.values()}
+        assert len(seeds) == 1, f"parts measured with different --seeds: {seeds}"
+        args.seeds = seeds.pop()
+        args.max_calls = stored["false_alarm"]["max_calls"]
+        args.max_calls_adversary = stored["false_pass"]["max_calls_adversary"]
+        write_atomic(out, render(args, stored["false_alarm"]["value"], stored["false_pass"]["value"],
+                                 stored["negative"]["value"]))
+        print(out)
     return 0
 
 
