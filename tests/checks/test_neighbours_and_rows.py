@@ -100,7 +100,7 @@ def test_pooled_excess_is_the_rate_difference_of_one_table():
     assert est == pytest.approx(30 / 100 - 20 / 100) and se > 0
 
 
-_SAMPLE = ("never_twice_in_a_row", "neighbour_sign_rate", "stale_mask_15pct", "position_skew",
+_SAMPLE = ("never_twice_in_a_row", "neighbour_sign_rate", "stale_mask_15pct", "position_skew", "intermittent_rate",
            "dropout_mask_shared_across_batch", "dropout_rng_offset_overlap")
 
 
