@@ -132,7 +132,9 @@ def render(args: argparse.Namespace, fa, fp, neg) -> str:
              "Produced by benchmarks/issue22_inputs.py (real runs, fixed seeds). Rates with exact 95 % binomial "
              f"intervals; 'excess p' is the one-sided exact binomial test of the count against the nominal {NOMINAL}.",
              "", "## False alarms of drop_rate_independent_of_input_by_stratum on correct references", "",
-             f"Nominal alpha {NOMINAL}, at most {args.max_calls} calls, p = 0.3, the check alone.", "",
+             f"Nominal alpha {NOMINAL}, at most {args.max_calls} calls, p = 0.3, the check alone. A false alarm "
+             "rate holds at any budget; this one is too small to certify (every non-FAIL is INCONCLUSIVE): the "
+             "default budget certifies the references (tests/checks/test_neighbours_and_rows.py).", "",
              "| reference | shape | lanes (contrasts) | FAIL | of which on a neighbour lane | excess p | PASS | "
              "INCONCLUSIVE | incoherent FAIL rows | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in fa:
