@@ -117,7 +117,7 @@ def _pair_words(lane: str, layout: str, r: CheckResult) -> tuple:
     if m:
         axis = AXIS_RESULT.match(r.check)
         where = f" along {axis_words(int(axis.group(1)), layout)}" if axis else " in the flattened call"
-        return "", f"{m.group(1)} units away{where}"
+        return "", f"{m.group(1)} unit{'s' if m.group(1) != '1' else ''} away{where}"
     if lane.startswith("seed"):
         return "under seed s", "under seed s + 1"
     if lane.startswith("call 1 of s"):

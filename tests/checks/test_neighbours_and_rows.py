@@ -114,3 +114,25 @@ def test_no_fail_row_shows_an_interval_around_the_null_with_p_below_alpha(name):
     for r in fails:
         if r.p_value is not None and r.p_value < r.alpha:
             assert not r.ci[0] <= r.expected <= r.ci[1], r.message
+
+
+@pytest.mark.parametrize("check,lane,words", [
+    ("masks_fresh_across_calls_by_fisher", "lag 3",
+     "a unit kept at call t is rarely kept at call t+3 (relative risk 0.5)"),
+    ("masks_independent_along_axis1_by_fisher", "offset 1",
+     "a kept unit's partner 1 unit away along axis 1 (channels) is rarely kept (relative risk 0.5)"),
+    ("masks_independent_at_flat_offsets_by_fisher", "flat offset 64",
+     "a kept unit's partner 64 units away in the flattened call is rarely kept (relative risk 0.5)"),
+    ("masks_independent_across_seeds_by_fisher", "seed s vs s+1",
+     "a unit kept under seed s is rarely kept under seed s + 1 (relative risk 0.5)"),
+])
+def test_negative_dependence_words_for_every_pairing(check, lane, words):
+    from dropverify.checks import CHECKS
+    from dropverify.results import CheckResult
+    r = CheckResult(check=check, target="t", variant="dropout", verdict="FAIL", statistical=True, estimate=-0.5,
+                    ci=(-0.6, -0.4), details={"worst_lane": lane, "event": "kept"})
+    (spec,) = [c for c in CHECKS if c.produces(check)]
+    said = spec.explain(r, "(N, C, H, W)")
+    assert said == words + ": negative dependence, not shared or stale draws"
+    positive = r.with_(estimate=0.5, ci=(0.4, 0.6))
+    assert "negative" not in (spec.explain(positive, "(N, C, H, W)") or "")
