@@ -181,6 +181,17 @@ def describe(r: CheckResult) -> str:
     return (f"{r.cause}: " if r.cause else "") + body + _holm(r)
 
 
+def _row_statistic(r: CheckResult) -> str:
+    """Which statistic's estimate and interval a FAIL row shows, where it is not the t-test
+    across calls (the one that rejected: dropverify/checks/_coherent.py)."""
+    d = r.details or {}
+    if not d.get("row_statistic"):
+        return ""
+    t_ci = d.get("t_ci") or (math.nan, math.nan)
+    return (f"estimate and CI of {d['row_statistic']}, which rejected (the t-test across calls: "
+            f"{fmt(d.get('t_estimate'))}, CI {fmt(t_ci[0])} .. {fmt(t_ci[1])})")
+
+
 def failure_row(r: CheckResult) -> str:
     """One line per FAIL / ERROR / INCONCLUSIVE result, the same in the CLI, pytest failures,
     JUnit, the GitHub summary and :func:`dropverify.verify`'s report: verdict, check, target,
@@ -203,7 +214,8 @@ def failure_row(r: CheckResult) -> str:
     else:  # the numbers are the message: keep only what it adds to them
         identical = (r.details or {}).get("identical")
         rest = [r.cause, f"identical masks ({identical})" if identical else "",
-                _INSIDE.strip(" ()") if (r.details or {}).get("estimate_inside_margin") else "", _holm(r).lstrip("; ")]
+                _INSIDE.strip(" ()") if (r.details or {}).get("estimate_inside_margin") else "", _holm(r).lstrip("; "),
+                _row_statistic(r)]
     rest = [x for x in rest if x]
     return f"{head}: {nums}" + (f" — {'; '.join(rest)}" if rest else "")
 

@@ -30,8 +30,9 @@ from ._core import CallCounter, CheckContext, CheckResult, run_sequential
 N_LOOKS = 4
 MIN_SAMPLES = 20  # per-step samples a t interval needs at least (beside the fault-exposure count)
 
-# a FAIL-side component: alpha -> (p-value, minimum detectable deviation or nan)
-Component = Callable[[float], Tuple[float, float]]
+# a FAIL-side component: alpha -> (p-value, minimum detectable deviation or nan[, its own estimate
+# on the lane's scale: a FAIL it decides shows that estimate, see checks/_coherent.py])
+Component = Callable[[float], Tuple[float, ...]]
 
 
 def steps_to_expose(ctx: CheckContext, alpha: float, calls_per_step: int = 1) -> int:
@@ -94,12 +95,28 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
     # a constant per-call statistic carries no evidence for the t-test (the exact components decide)
     ps = {"t_across_calls": 1.0 if ((t.constant and lane.components) or not lane.t_valid) else t.p_value}
     mdd = t.mdd
+    own = {}  # the components' own estimates
     for name, comp in lane.components.items():
-        p, m = comp(alpha / k)
+        res = comp(alpha / k)
+        p, m = res[0], res[1]
         ps[name] = p
+        if len(res) > 2:
+            own[name] = (float(res[2]), float(res[3]) if len(res) > 3 else math.nan)
         if name == "pooled" and math.isfinite(m):
             mdd = m
     p = min(1.0, k * min(ps.values()))
+    estimate, ci = t.estimate, t.ci
+    if p <= alpha:  # the row shows the statistic that rejected (checks/_coherent.py)
+        from ..stats import Interval
+        from ._coherent import REJECTED_BY, implied_interval
+        by = min(ps, key=lambda c: ps[c])
+        record["rejected_by"] = REJECTED_BY.get(by, by)
+        lo, hi = t.ci.low, t.ci.high
+        if by != "t_across_calls" and math.isfinite(own.get(by, (math.nan,))[0]) and lo <= centre <= hi:
+            record["t_estimate"], record["t_ci"] = t.estimate, [t.ci.low, t.ci.high]
+            record["row_statistic"] = REJECTED_BY.get(by, by)
+            estimate, se = own[by]
+            ci = Interval(*implied_interval(estimate, centre, ps[by], alpha / k, se), t.ci.level)
     n = t.n * lane.steps_per_sample
     within = t.ci.within(expected, margin) and not t.constant and t.n >= 3 and lane.t_valid
     if not lane.t_valid:
@@ -114,7 +131,7 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
     if n < n_min and within:
         record["not_certified_because"] = f"{n} independent calls, fewer than the {n_min} that expose " \
                                           f"a fault in 1 call in {1 / record.get('fault_fraction', 1):.0f}"
-    return Look(t.estimate, expected, p, t.ci, n, mdd, margin, alpha, equivalent=within and n >= n_min,
+    return Look(estimate, expected, p, ci, n, mdd, margin, alpha, equivalent=within and n >= n_min,
                 constant=t.constant and all(v >= 1.0 for v in ps.values()))
 
 

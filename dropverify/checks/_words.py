@@ -47,12 +47,14 @@ def axis_dependence(r: CheckResult, layout: str = "") -> Optional[str]:
         return "mask shared by all channels instead of one per channel"
     if _identical(r):
         return f"one mask shared along {where}: every unit pair identical ({r.details.get('worst_lane')})"
+    if negative_dependence(r, layout):
+        return negative_dependence(r, layout)
     return f"masks dependent along {where} ({r.details.get('worst_lane', '')}: {r.summary})"
 
 
 def flat_offsets(r: CheckResult, layout: str = "") -> Optional[str]:
     if not _identical(r):
-        return None
+        return negative_dependence(r, layout)
     return f"identical masks at {r.details.get('identical')}: the random stream wraps or restarts within a call"
 
 
@@ -60,14 +62,20 @@ def stale_calls(r: CheckResult, layout: str = "") -> Optional[str]:
     lag = r.details.get("worst_lane", "") if r.details else ""
     if _identical(r):
         return f"the same mask on later calls ({lag}): the RNG does not advance"
+    if negative_dependence(r, layout):
+        return negative_dependence(r, layout)
     return f"masks of different calls are dependent ({lag}): stale or cached masks"
 
 
 def seed_ignored(r: CheckResult, layout: str = "") -> Optional[str]:
+    if negative_dependence(r, layout):
+        return negative_dependence(r, layout)
     return "the seed is ignored: different seeds give dependent masks"
 
 
 def seeds_overlap(r: CheckResult, layout: str = "") -> Optional[str]:
+    if negative_dependence(r, layout):
+        return negative_dependence(r, layout)
     return "seeded streams overlap: call 1 under seed s repeats call 0 under seed s + 1"
 
 
@@ -115,7 +123,47 @@ def after_eval(r: CheckResult, layout: str = "") -> Optional[str]:
 def instances_share(r: CheckResult, layout: str = "") -> Optional[str]:
     """Two instances of one factory drawing the same masks (class-level cache, fixed per-instance seed)."""
     return "two instances draw the same masks: a class-level mask cache or a fixed per-instance seed"
+
+
 def drift(r: CheckResult, layout: str = "") -> Optional[str]:
     """A drifting rate: the warm-up or the two windows of calls furthest apart (details' pattern)."""
     d = r.details or {}
     return str(d["pattern"]) if d.get("pattern") else r.summary
+
+
+# ------------------------------------------------------------------ negative dependence (issue 22)
+
+def _pair_words(lane: str, layout: str, r: CheckResult) -> tuple:
+    """(first, second) of a pairing in words: call t / call t+k, unit i / unit i+d."""
+    m = re.match(r"lag (\d+)$", lane)
+    if m:
+        return "at call t", f"at call t+{m.group(1)}"
+    m = re.match(r"(?:flat )?offset (\d+)$", lane)
+    if m:
+        axis = AXIS_RESULT.match(r.check)
+        where = f" along {axis_words(int(axis.group(1)), layout)}" if axis else " in the flattened call"
+        return "", f"{m.group(1)} unit{'s' if m.group(1) != '1' else ''} away{where}"
+    if lane.startswith("seed"):
+        return "under seed s", "under seed s + 1"
+    if lane.startswith("call 1 of s"):
+        return "at call 1 under seed s", "at call 0 under seed s + 1"
+    return "", f"in its pair ({lane})"
+
+
+def negative_dependence(r: CheckResult, layout: str = "") -> Optional[str]:
+    """'a unit dropped at call t is rarely dropped at call t+1 (relative risk 0.0015): negative
+    dependence' where a pair statistic rejected with an excess relative risk below 0 (a
+    correlation below 0 for continuous noise); None otherwise (positive dependence, identical
+    masks, no estimate)."""
+    d = r.details or {}
+    if r.estimate is None or not r.estimate < 0 or _identical(r) or r.verdict != "FAIL":
+        return None
+    first, second = _pair_words(str(d.get("worst_lane", "")), layout, r)
+    event = d.get("event")
+    if event:
+        rr = max(1.0 + r.estimate, 0.0)
+        unit = f"a unit {event} {first}".rstrip() if first else f"a {event} unit's partner"
+        verb = f"is rarely {event} {second}" if first else f"{second} is rarely {event}"
+        return f"{unit} {verb} (relative risk {rr:.2g}): negative dependence, not shared or stale draws"
+    return (f"draws {first} and {second} are negatively correlated (r = {r.estimate:.2g}): negative dependence, "
+            "not shared or stale draws").replace("draws  and", "draws and")

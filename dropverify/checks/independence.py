@@ -163,7 +163,7 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
         def comp(alpha: float):
             t = tables[i]
             from ..stats import cmh_p
-            return cmh_p(t["a"], t["r"], t["c"], t["n"]), math.nan
+            return (cmh_p(t["a"], t["r"], t["c"], t["n"]), math.nan) + _pooled_rr(t)
         return comp
 
     log_match = math.log(qe * qe + (1 - qe) * (1 - qe)) if binary else -math.inf
@@ -177,17 +177,32 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
             if not t["equal_steps"]:
                 return 1.0, math.nan
             pi = math.exp(min(t["n"]) * log_match)
-            return float(sps.binom.sf(t["equal_steps"] - 1, len(t["n"]), pi)), math.nan
+            a, r, c = (np.asarray(t[k]) for k in "arc")
+            eq = (a == r) & (r == c)
+            return (float(sps.binom.sf(t["equal_steps"] - 1, len(t["n"]), pi)), math.nan) + _pooled_rr(t, eq)
         return comp
 
     def step_component(i: int):
         def comp(alpha: float):
             t = tables[i]
-            return per_step_hypergeom_p(t["a"], t["r"], t["c"], t["n"][0] if t["n"] else 0), math.nan
+            from ._coherent import most_extreme
+            j = most_extreme(t["a"], t["r"], t["c"], t["n"])
+            one = np.arange(len(t["n"])) == j
+            return (per_step_hypergeom_p(t["a"], t["r"], t["c"], t["n"][0] if t["n"] else 0), math.nan) + \
+                _pooled_rr(t, one)
         return comp
 
+    def _pooled_rr(t, rows=None):
+        """(estimate, null se) of the pooled excess relative risk sum (a - r c / n) / sum n q_e^2
+        of the steps ``rows`` (all by default)."""
+        from ._coherent import pooled_excess
+        a, r, c, m = (np.asarray(t[k], np.float64) for k in ("a", "r", "c", "n"))
+        if rows is not None:
+            a, r, c, m = a[rows], r[rows], c[rows], m[rows]
+        return pooled_excess(a, r, c, m, m * qe * qe)
+
     def pearson_component(i: int):
-        return lambda alpha: (pooled[i].p_value(), math.nan)
+        return lambda alpha: (pooled[i].p_value(), math.nan, pooled[i].r, 1 / math.sqrt(max(pooled[i].n, 1)))
 
     for i, lane in enumerate(objs):
         if binary:

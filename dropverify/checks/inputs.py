@@ -152,16 +152,21 @@ def bin_words(k: int, edges: Sequence[float]) -> str:
 
 def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckResult]:
     """The drop rate (continuous noise: the mean multiplier y / x) is the same in every input
-    stratum: sign of x and bins of |x| at the probe law's deciles, on a fresh probe per call.
+    stratum, on a fresh probe per call: the sign of x and bins of |x| at the probe law's
+    deciles, and the same of each NEIGHBOUR's value (the previous / next unit along every axis
+    of the unit array: signs; along the last axis also |x| bins; see :mod:`._neighbours`).
 
     Per call (or block of calls, for rare events), per stratum, the contrast stratum minus
     rest; FAIL from the CMH test over calls, the most extreme call and the t-test across calls
-    (binary masks; continuous: the t-test), Bonferroni over components and contrasts, false
-    alarm <= alpha; PASS when every contrast's t interval lies within +- the margin (``rate``:
-    rate_rel x min(p, 1 - p); continuous: ``mean``) from at least ``calls_to_expose``
-    independent calls, false pass <= alpha whenever calls are independent. ``mdd``: the
-    pooled two-proportion test (binary) or the t-test (continuous), at the stated power.
+    (binary masks; continuous: the t-test), Bonferroni over components and over every contrast
+    of every feature, false alarm <= alpha; PASS when every contrast's t interval lies within
+    +- the margin (``rate``: rate_rel x min(p, 1 - p); continuous: ``mean``) from at least
+    ``calls_to_expose`` independent calls, false pass <= alpha whenever calls are independent.
+    ``mdd``: the pooled two-proportion test (binary) or the t-test (continuous), at the stated
+    power. A rate set by any other function of the input (two neighbours jointly, a value far
+    away) is certified only as far as these strata see it.
     """
+    from ._neighbours import features, lanes_of
     c = ctx.contract
     binary = c.dropped_value is not None
     p = float(np.mean(c.drop_probability(ctx.params, ctx.shape))) if binary else float(ctx.params["p"])
@@ -169,21 +174,27 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
     if upc < MIN_UNITS:
         raise NotInformative(f"{upc} mask units per call: too few to split by the input value (at least "
                              f"{MIN_UNITS}); the rate check sees the whole call")
-    pilot = unit_inputs(ctx, ctx.seeds(NAME).probe()[0])
+    probe0 = ctx.seeds(NAME).probe()[0]
+    pilot = unit_inputs(ctx, probe0)
     signed = bool(np.mean(pilot < 0) >= 0.05 and np.mean(pilot > 0) >= 0.05)
     groups = min(GROUPS, upc // UNITS_PER_BIN)
     edges = bin_edges(ctx, groups) if groups >= 2 else np.zeros(0)
     groups = edges.size + 1 if edges.size else 1
-    names = ([SIGN_LANE] if signed else []) + [_decile_lane(k, groups) for k in range(groups if groups > 1 else 0)]
+    shared = tuple(c.shared_axes(ctx.params, tuple(np.shape(probe0))))
+    unit_shape = tuple(s for i, s in enumerate(np.shape(probe0)) if i not in set(shared))
+    feats = features(unit_shape, shared, np.ndim(probe0))
+    names, keys = lanes_of(feats, signed, groups, SIGN_LANE, _decile_lane)
     if not names:
         raise NotInformative("the probe has one sign and one magnitude: no input strata to compare")
-    cells = 2 * groups  # (bin, sign) cells: counts per call are all a contrast needs
+    cells = 2 * groups  # (bin, sign) cells per feature: counts per call are all a contrast needs
+    F = len(feats)
+    valid = min(f.valid(unit_shape) for f in feats)
 
     if binary:
         from .rates import rate_margin
         margin = rate_margin(ctx, p)
         qe = min(p, 1 - p)
-        thinnest = upc / max(groups, 2)
+        thinnest = valid * upc / max(groups, 2)
         needed = max(1, int(math.ceil(MIN_EVENTS / max(qe * thinnest, 1e-300))))
         # at least 40 samples must fit the budget; where they cannot, the t-test is not valid at
         # this alpha: only the exact components may FAIL, nothing is certified
@@ -201,48 +212,65 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
         quantity = "mean_multiplier_difference_between_input_strata"
         null_hw = 2 * rounding_allowance(ctx.dtype)
     f = 1.0 / max(groups, 2)
-    sd_null = math.sqrt(var_unit * (1 / (f * upc) + 1 / ((1 - f) * upc)) / per_sample)
+    sd_null = math.sqrt(var_unit * (1 / (f * valid * upc) + 1 / ((1 - f) * valid * upc)) / per_sample)
     plan = call_plan(ctx, sd_null, margin, lanes=len(names), steps_per_sample=per_sample)
     lanes = [Lane(n, steps_per_sample=per_sample, null_halfwidth=null_hw, t_valid=t_valid) for n in names]
-    # per call: sums (dropped count / multiplier sum) and sizes per (bin, sign) cell
+    # per call: sums (dropped count / multiplier sum) and sizes per (feature, bin, sign) cell
     sums: List[np.ndarray] = []
     sizes: List[np.ndarray] = []
     squares = np.zeros(cells)
     block: List[int] = [0]
     stream = FreshInputs(ctx, ctx.seeds(NAME).seed(), ctx.seeds(NAME).rng())
 
+    def sides(s: np.ndarray, n: np.ndarray, key: Tuple[int, Optional[int]]) -> Tuple[Any, Any, Any, Any]:
+        """(stratum sum, stratum size, feature sum, feature size) of one lane; leading axes kept."""
+        fi, k = key
+        sf, nf = s[..., fi, :, :], n[..., fi, :, :]
+        if k is None:
+            a, r = sf[..., :, 0].sum(-1), nf[..., :, 0].sum(-1)
+        else:
+            a, r = sf[..., k, :].sum(-1), nf[..., k, :].sum(-1)
+        return a, r, sf.sum((-1, -2)), nf.sum((-1, -2))
+
     def contrasts(s: np.ndarray, n: np.ndarray) -> List[float]:
         """Per lane: stratum minus rest (nan where either side is empty) from one sample's cells."""
-        s2, n2 = s.reshape(groups, 2), n.reshape(groups, 2)
         out: List[float] = []
         with np.errstate(divide="ignore", invalid="ignore"):
-            if signed:
-                out.append(float(s2[:, 0].sum() / n2[:, 0].sum() - s2[:, 1].sum() / n2[:, 1].sum()))
-            if groups > 1:
-                sb, nb = s2.sum(1), n2.sum(1)
-                out.extend((sb / nb - (sb.sum() - sb) / (nb.sum() - nb)).tolist())
+            for key in keys:
+                a, r, k, m = sides(s, n, key)
+                out.append(float(a / r - (k - a) / (m - r)))
         return out
 
     def sink(y: np.ndarray) -> None:
         inputs = stream.inputs
-        u = unit_inputs(ctx, inputs[0])
+        x = np.asarray(inputs[0], np.float64)
+        u = x.mean(axis=shared) if shared else x
         if binary:
-            v = unit_view(ctx, np.asarray(ctx.dropped(inputs, y))).reshape(-1).astype(np.float64)
+            v = unit_view(ctx, np.asarray(ctx.dropped(inputs, y))).astype(np.float64)
         else:
-            v = np.asarray(ctx.decode(inputs, y).multiplier, np.float64).reshape(-1)
+            v = np.asarray(ctx.decode(inputs, y).multiplier, np.float64).reshape(u.shape)
         cell = bin_index(np.abs(u), edges) * 2 + (u > 0)
+        ok = None
         if not binary:  # a NaN / inf multiplier (x = 0, or a broken layer) joins no stratum
             ok = np.isfinite(v)
-            if not ok.all():
-                cell, v = cell[ok], v[ok]
-            squares[:] += np.bincount(cell, weights=v * v, minlength=cells)
-        sums.append(np.bincount(cell, weights=v, minlength=cells))
-        sizes.append(np.bincount(cell, minlength=cells).astype(np.float64))
+            v = np.where(ok, v, 0.0)
+            squares[:] += np.bincount(cell[ok], weights=(v * v)[ok], minlength=cells)
+        s_call = np.zeros((F, cells))
+        n_call = np.zeros((F, cells))
+        for fi, feat in enumerate(feats):
+            cf, vf = feat.pair(cell, v)
+            if ok is not None:
+                okf = feat.pair(cell, ok)[1]
+                cf, vf = cf[okf], vf[okf]
+            s_call[fi] = np.bincount(cf, weights=vf, minlength=cells)
+            n_call[fi] = np.bincount(cf, minlength=cells)
+        sums.append(s_call.reshape(-1))
+        sizes.append(n_call.reshape(-1))
         block[0] += 1
         if block[0] == per_sample:
             block[0] = 0
-            s = np.sum(sums[-per_sample:], axis=0)
-            n = np.sum(sizes[-per_sample:], axis=0)
+            s = np.sum(sums[-per_sample:], axis=0).reshape(F, groups, 2)
+            n = np.sum(sizes[-per_sample:], axis=0).reshape(F, groups, 2)
             for lane, d in zip(lanes, contrasts(s, n)):
                 if math.isfinite(d):
                     lane.samples.append(d)
@@ -250,59 +278,81 @@ def drop_rate_independent_of_input_by_stratum(ctx: CheckContext) -> List[CheckRe
     stacked: Dict[str, Any] = {"calls": -1}
 
     def tables(i: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Lane i's call-wise 2x2 tables: (in-stratum events, stratum size, events, units)
-        (the calls so far stacked once per look, shared by every lane and component)."""
+        """Lane i's call-wise 2x2 tables: (in-stratum events, stratum size, events, units of the
+        lane's feature) (the calls so far stacked once per look, shared by every lane)."""
         if stacked["calls"] != len(sums):
-            s = np.asarray(sums).reshape(len(sums), groups, 2)
-            n = np.asarray(sizes).reshape(len(sizes), groups, 2)
-            stacked.update(calls=len(sums), s=s, n=n, k=s.sum((1, 2)), units=n.sum((1, 2)))
-        s, n = stacked["s"], stacked["n"]
-        if signed and i == 0:
-            a, r = s[:, :, 0].sum(1), n[:, :, 0].sum(1)
-        else:
-            k = i - int(signed)
-            a, r = s[:, k, :].sum(1), n[:, k, :].sum(1)
-        return a, r, stacked["k"], stacked["units"]
+            stacked.update(calls=len(sums), s=np.asarray(sums).reshape(len(sums), F, groups, 2),
+                           n=np.asarray(sizes).reshape(len(sizes), F, groups, 2))
+        return sides(stacked["s"], stacked["n"], keys[i])
 
     if binary:
+        from ._coherent import most_extreme, pooled_excess
         for i, lane in enumerate(lanes):
-            def pooled(alpha: float, i: int = i) -> Tuple[float, float]:
+            def pooled(alpha: float, i: int = i) -> Tuple[float, ...]:
                 a, r, k, n = tables(i)
                 if not len(a):
                     return 1.0, math.nan
-                pv = cmh_p(np.rint(a), r, np.rint(k), n)
+                pv = _cmh(np.rint(a), r, np.rint(k), n)
                 ns, nr = float(r.sum()), float((n - r).sum())
                 q = float(k.sum() / max(n.sum(), 1))
                 mdd = (z_two_sided(alpha) + float(sps.norm.isf(1 - ctx.settings.power))) * \
                     math.sqrt(max(q * (1 - q), 1e-300) * (1 / max(ns, 1) + 1 / max(nr, 1)))
-                return pv, mdd
+                return (pv, mdd) + pooled_excess(a, r, k, n, r * (n - r) / np.maximum(n, 1))
 
-            def outlier(alpha: float, i: int = i) -> Tuple[float, float]:
+            def outlier(alpha: float, i: int = i) -> Tuple[float, ...]:
                 a, r, k, n = tables(i)
                 if not len(a) or np.any(n != n[0]):
                     return 1.0, math.nan
-                return per_step_hypergeom_p(np.rint(a).astype(np.int64), r.astype(np.int64),
-                                            np.rint(k).astype(np.int64), int(n[0])), math.nan
+                j = most_extreme(a, r, k, n)
+                pv = per_step_hypergeom_p(np.rint(a).astype(np.int64), r.astype(np.int64),
+                                          np.rint(k).astype(np.int64), int(n[0]))
+                return (pv, math.nan) + pooled_excess(a[j:j + 1], r[j:j + 1], k[j:j + 1], n[j:j + 1],
+                                                      r[j:j + 1] * (n[j:j + 1] - r[j:j + 1]) / max(n[j], 1))
 
             lane.components["pooled"] = pooled
             lane.components["outlier_call"] = outlier
 
     def details() -> Mapping[str, Any]:
-        s = np.sum(sums, axis=0) if sums else np.zeros(cells)
-        n = np.sum(sizes, axis=0) if sizes else np.zeros(cells)
-        out: Dict[str, Any] = stratum_summary(s, n, signed, groups)
+        s = (np.sum(sums, axis=0) if sums else np.zeros(F * cells)).reshape(F, groups, 2)
+        n = (np.sum(sizes, axis=0) if sizes else np.zeros(F * cells)).reshape(F, groups, 2)
+        out: Dict[str, Any] = stratum_summary(s[0], n[0], signed, groups)
+        strata: Dict[str, List[float]] = {}
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for name, key in zip(names, keys):
+                a, r, k, m = sides(s, n, key)
+                strata[name] = [float(a / r), float((k - a) / (m - r))]
+            rates = np.where(n > 0, s / np.where(n > 0, n, 1), np.nan)
         out.update({"statistic": "dropped fraction" if binary else "mean multiplier y / x",
                     "nominal_p": p, "units_per_call": upc, "calls_per_sample": per_sample,
                     "abs_x_bin_edges": [float(e) for e in edges], "signed_probe": signed,
-                    "fresh_probe_per_call": True, "calls": len(sums), "multiplicative": bool(c.multiplicative)})
-        if not binary and float(n.sum()) > 0:
-            out["pooled_multiplier_variance"] = float(squares.sum() / n.sum() - (s.sum() / n.sum()) ** 2)
+                    "fresh_probe_per_call": True, "calls": len(sums), "multiplicative": bool(c.multiplicative),
+                    "strata": strata, "features": [ft.symbol for ft in feats],
+                    "feature_axes": [[ft.orig, ft.step, ft.last] for ft in feats],
+                    "unit": "element" if not shared else "unit",
+                    "feature_cell_rates": rates.reshape(F, -1).tolist(),
+                    "feature_cell_units": n.reshape(F, -1).tolist()})
+        if not binary and float(n[0].sum()) > 0:
+            out["pooled_multiplier_variance"] = float(squares.sum() / n[0].sum() - (s[0].sum() / n[0].sum()) ** 2)
         return out
 
     advance = CallCounter(stream, sink)
     return [run_call_level(ctx, NAME, quantity, plan, advance, lanes, 0.0, margin,
                            "calls" if per_sample == 1 else f"calls (blocks of {per_sample})",
                            details=details)]
+
+
+def _cmh(a: np.ndarray, r: np.ndarray, k: np.ndarray, n: np.ndarray) -> float:
+    """The CMH p-value of :func:`dropverify.stats.cmh_p`, by its normal approximation wherever
+    the Mantel-Fleiss criterion holds (the pooled expected count lies at least 5 from both of
+    its bounds: the usual condition for the chi-square approximation), which spares the exact
+    convolution on dense tables (tens of lanes x looks); the exact law otherwise."""
+    e = r * k / np.maximum(n, 1)
+    lo, hi = np.maximum(0.0, r + k - n), np.minimum(r, k)
+    if min(float((e - lo).sum()), float((hi - e).sum())) >= 5:
+        var = r * k * (n - r) * (n - k) / np.maximum(n * n * (n - 1), 1.0)
+        if float(var.sum()) > 0:
+            return float(2 * sps.norm.sf(abs(float((a - e).sum())) / math.sqrt(float(var.sum()))))
+    return cmh_p(a, r, k, n)
 
 
 def stratum_summary(s: np.ndarray, n: np.ndarray, signed: bool, groups: int) -> Dict[str, Any]:
@@ -354,6 +404,9 @@ def cause_words(r: CheckResult) -> Optional[str]:
         neg, pos = _pair(d["rate_x_negative"], d["rate_x_positive"])
         return f"{what} depends on the input value ({neg} for x < 0, {pos} for x > 0{small})"
     edges = d.get("abs_x_bin_edges") or []
+    neighbour = _neighbour_words(d, lane, what, small)
+    if neighbour:
+        return neighbour
     for k in range(len(edges) + 1):
         if lane == _decile_lane(k, len(edges) + 1):
             inside, rest = _pair(d["rate_by_abs_x_bin"][k], d["rate_outside_abs_x_bin"][k])
@@ -362,9 +415,42 @@ def cause_words(r: CheckResult) -> Optional[str]:
     return f"{what} depends on the input value ({lane}{small})"
 
 
+def _neighbour_words(d: Mapping[str, Any], lane: str, what: str, small: str) -> Optional[str]:
+    """'drop rate depends on the sign of the next element x[i+1]: 0.36 for x[i+1] < 0, 0.24 for
+    x[i+1] > 0' where the worst lane is a neighbour's stratum; None otherwise."""
+    from ._neighbours import Feature
+    strata = d.get("strata") or {}
+    edges = d.get("abs_x_bin_edges") or []
+    for orig, step, last in d.get("feature_axes") or []:
+        if not step:
+            continue
+        ft = Feature(0, int(step), int(orig), bool(last))
+        noun = ft.noun(str(d.get("unit", "element")))
+        if lane == ft.sign_lane() and lane in strata:
+            neg, pos = _pair(*strata[lane])
+            return f"{what} depends on the sign of {noun}: {neg} for {ft.symbol} < 0, {pos} for {ft.symbol} > 0{small}"
+        for k in range(len(edges) + 1):
+            if lane == ft.bin_lane(k, len(edges) + 1) and lane in strata:
+                inside, rest = _pair(*strata[lane])
+                where = bin_words(k, edges).replace("|x|", f"|{ft.symbol}|")
+                return f"{what} depends on the magnitude of {noun}: {inside} for |{ft.symbol}| in {where}, " \
+                       f"{rest} elsewhere{small}"
+    return None
+
+
 def _implied(d: Mapping[str, Any]) -> Tuple[float, float, float]:
     """(lowest, highest stratum rate, excess relative risk or correlation that rates varying
-    like the cells imply between two draws on one FIXED input) from a FAIL's details."""
+    like the cells imply between two draws on one FIXED input) from a FAIL's details: over
+    every feature (the unit's own value, each neighbour's), the widest range of rates and the
+    largest implied dependence (each a lower bound on what the rate's variation by position
+    implies)."""
+    rates = d.get("feature_cell_rates")
+    if rates:
+        per = [_implied({**d, "cell_rates": r, "cell_units": u, "feature_cell_rates": None})
+               for r, u in zip(rates, d.get("feature_cell_units", []))]
+        per = [x for x in per if math.isfinite(x[0])]
+        if per:
+            return min(x[0] for x in per), max(x[1] for x in per), max(x[2] for x in per)
     cell = np.asarray(d.get("cell_rates", []), np.float64).reshape(-1)
     units = np.asarray(d.get("cell_units", []), np.float64).reshape(-1)
     ok = np.isfinite(cell) & (units > 0)

@@ -123,8 +123,16 @@ def position_rate_test(ctx: CheckContext, name: str, q: np.ndarray, margin: np.n
             record["not_certified_because"] = f"{c} calls, fewer than the {n_min} that expose a rare fault"
         else:
             record.pop("not_certified_because", None)
-        return Look(float(mean[worst]), float(q[worst]), p, Interval(float(lo[worst]), float(hi[worst]),
-                                                                         1 - a), c, float(mdd.max()),
+        est, ci = float(mean[worst]), Interval(float(lo[worst]), float(hi[worst]), 1 - a)
+        for key in ("rejected_by", "row_statistic", "t_estimate", "t_ci"):
+            record.pop(key, None)
+        if p <= alpha_look and p_pool[worst] <= p_t[worst]:
+            # the exact binomial test rejected: the row shows its estimate and its Clopper-Pearson
+            # interval at the same level, which excludes q exactly when that test rejects
+            est, ci = float(counts[worst] / max(n, 1)), Interval(float(lo_b[worst]), float(hi_b[worst]), 1 - a)
+            record["rejected_by"] = record["row_statistic"] = "the exact binomial test of the position's pooled count"
+            record["t_estimate"], record["t_ci"] = float(mean[worst]), [float(lo[worst]), float(hi[worst])]
+        return Look(est, float(q[worst]), p, ci, c, float(mdd.max()),
                     float(margin[worst]), alpha_look, equivalent=within)
 
     def all_details() -> Mapping[str, Any]:

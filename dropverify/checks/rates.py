@@ -53,10 +53,16 @@ def drop_rate_matches_by_binomial(ctx: CheckContext) -> List[CheckResult]:
 
     def pooled(alpha: float):
         lk = binomial_look(sum(counts), len(counts) * state["n"], p0, alpha, margin, ctx.settings.power)
-        return lk.p_value, lk.mdd
+        units = max(len(counts) * state["n"], 1)  # its own estimate and null error: a FAIL row shows them
+        return lk.p_value, lk.mdd, sum(counts) / units, math.sqrt(p0 * (1 - p0) / units)
+
+    def outlier(alpha: float):
+        n = max(state["n"], 1)
+        worst = max(counts, key=lambda k: abs(k / n - p0)) / n if counts else math.nan
+        return per_call_binomial_p(counts, state["n"], p0), math.nan, worst, math.sqrt(p0 * (1 - p0) / n)
 
     lane.components["pooled"] = pooled
-    lane.components["outlier_call"] = lambda alpha: (per_call_binomial_p(counts, state["n"], p0), math.nan)
+    lane.components["outlier_call"] = outlier
     advance = CallCounter(stream, sink)
     return [run_call_level(
         ctx, NAME, "drop_rate", plan, advance, [lane], p0, margin, "calls",

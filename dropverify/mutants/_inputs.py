@@ -105,6 +105,43 @@ class GaussianSignMean(GaussianDropout):
         return x * m
 
 
+class NeighbourSignRate(_InputRate):
+    """Drop rate p * 1.2 where the NEXT element along the last axis is negative (x[i+1] < 0,
+    wrapping at the end) and p * 0.8 elsewhere (a mask drawn from bits of the wrong, shifted
+    element): every element's own strata see the rate p; on a fixed probe the rate varies by
+    position, which the dependence checks read as stale masks or an ignored seed."""
+
+    BIAS = 0.2
+
+    def rate(self, x: np.ndarray) -> np.ndarray:
+        nxt = np.roll(x, -1, axis=-1)
+        return np.where(nxt < 0, (1 + self.BIAS) * self.p, (1 - self.BIAS) * self.p)
+
+
+class BoundaryNeighbourSignRate(NeighbourSignRate):
+    """Drop rate p * 1.03 where x[i+1] < 0 and p * 0.97 elsewhere: a difference of 0.06 p between
+    the neighbour's strata, 1.2 x the default ``rate`` margin — just outside it (a PASS is a
+    false pass)."""
+
+    BIAS = 0.03
+
+
+class GaussianNeighbourMean(GaussianDropout):
+    """Gaussian dropout whose multiplier has mean 1.006 where x[i+1] < 0 and 0.994 elsewhere: a
+    difference of 0.012 between the neighbour's strata, 1.2 x the default ``mean`` margin (0.01)
+    — just outside it (a PASS is a false pass)."""
+
+    SHIFT = 0.006
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            return super()._forward(x)
+        centre = np.where(np.roll(x, -1, axis=-1) < 0, 1.0 + self.SHIFT, 1.0 - self.SHIFT)
+        m = (centre + gaussian_sigma(self.p) * self.rng.standard_normal(x.shape)).astype(x.dtype)
+        self._saved = ("noise", m)
+        return x * m
+
+
 _SOURCE = "issue 16 item 4 (input-dependent drop rates; biases of opposite sign cancel in pooled checks)"
 
 MUTANTS: Tuple[Mutant, ...] = (
@@ -114,6 +151,9 @@ MUTANTS: Tuple[Mutant, ...] = (
            bug_class="obvious slip", source=_SOURCE),
     mutant("gaussian_sign_mean", "gaussian_dropout", GaussianSignMean, params={"p": 0.3}, kills=(CHECK,),
            bug_class="obvious slip", source=_SOURCE),
+    mutant("neighbour_sign_rate", "dropout", NeighbourSignRate, params={"p": 0.3}, kills=(CHECK,),
+           bug_class="obvious slip",
+           source="issue 22 item 5 (a rate set by the neighbour x[i+1], blamed on stale masks / the seed)"),
 )
 """The input-dependent mutants the harness must kill (``SubMarginSignRate`` is not one: its
 deviation lies inside the margin; see ``adversaries.INPUT_WITHIN_MARGIN``)."""
@@ -122,12 +162,12 @@ deviation lies inside the margin; see ``adversaries.INPUT_WITHIN_MARGIN``)."""
 def contrast(layer: type, p: float) -> float:
     """The true largest stratum contrast of an input-dependent layer at rate p on the default
     float64 probe (rate scale; GaussianSignMean: multiplier scale)."""
-    if issubclass(layer, SignDependentRate):
+    if issubclass(layer, (SignDependentRate, NeighbourSignRate)):
         return 2 * layer.BIAS * p
     if issubclass(layer, IntermittentSignRate):
         return layer.STRUCK * 2 * layer.BIAS * p
     if issubclass(layer, SmallMagnitudeRate):
         return (layer.FACTOR - 1) * p
-    if issubclass(layer, GaussianSignMean):
+    if issubclass(layer, (GaussianSignMean, GaussianNeighbourMean)):
         return 2 * layer.SHIFT
     return math.nan

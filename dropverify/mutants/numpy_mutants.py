@@ -28,13 +28,15 @@ from . import _calllevel, _contract, _dropblock, _elementwise, _inputs, _longhor
 from . import _patterns
 from . import _layouts
 from . import _drift
+from . import _negative
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
                                + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS + _inputs.MUTANTS
                                + _contract.MUTANTS + _patterns.MUTANTS
                                + _layouts.MUTANTS
-                               + _drift.MUTANTS)
+                               + _drift.MUTANTS
+                               + _negative.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS

@@ -102,7 +102,9 @@ def test_references_with_shared_or_positive_masks_pass(variant, params):
     assert r.verdict == "PASS", r.message
     lanes = r.details["lanes"].split(", ")
     assert (inputs.SIGN_LANE in lanes) == (variant != "attention_dropout")
-    assert len(lanes) == 10 + (variant != "attention_dropout")
+    own = [lane for lane in lanes if "[" not in lane]  # the unit's own value; neighbours: x[i+1], ...
+    assert len(own) == 10 + (variant != "attention_dropout")
+    assert any("x[i+1" in lane for lane in lanes) and any("x[i-1" in lane for lane in lanes)
 
 
 def test_not_informative_with_one_draw_per_call_and_absent_where_strata_are_meaningless():
