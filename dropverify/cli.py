@@ -640,6 +640,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit code (see the module docstring)."""
     argv = list(argv) if argv is not None else sys.argv[1:]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, when an adapter loads it
+    # One intra-op thread per framework unless the user chose: the probes are small, and on a loaded
+    # 2-core machine torch's thread pool made each call 3-5x slower (reports/issue22/budget.md).
+    # Results are the same either way; only the time a --time-budget buys changes.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     parser = build_parser()
     try:
         try:
