@@ -96,3 +96,29 @@ def dispersion(r: CheckResult, layout: str = "") -> Optional[str]:
     side = "over" if r.estimate > 1 else "under"
     return (f"per-call rate {side}-dispersed (variance of the per-call dropped count {r.estimate:.3g}x "
             "binomial)" + (": a fixed number of units dropped per call?" if side == "under" else ""))
+
+
+def _cells(c: dict) -> str:
+    return f"{c['start']}" if c["start"] == c["stop"] else f"{c['start']}-{c['stop']}"
+
+
+def marginal_rates(r: CheckResult, layout: str = "") -> Optional[str]:
+    """``sample 63 drops at 0.40, sample 0 at 0.20`` / ``positions 130176-131071 never dropped``."""
+    d = r.details or {}
+    for key, what in (("never_dropped", "never dropped"), ("always_dropped", "dropped in every call")):
+        if d.get(key):
+            s, e = d[key]
+            return f"positions {s}-{e} of the flattened mask {what} ({d.get('calls')} calls)"
+    w, hi, lo = d.get("worst_cell"), d.get("highest_cell"), d.get("lowest_cell")
+    if not (w and hi and lo):
+        return r.summary
+    axis = int(w["axis"])
+    if axis == 0:
+        noun = "sample"
+    elif axis > 0:
+        noun = f"{axis_words(axis, layout)} index"
+    else:
+        noun = "flat positions"
+    return (f"{noun} {_cells(hi)} drops at {hi['rate']:.2f}, {noun} {_cells(lo)} at {lo['rate']:.2f} "
+            f"(overall {float(d.get('overall_rate', 0.0)):.2f}): the drop rate is uneven along "
+            f"{'the batch' if axis == 0 else 'the flat index' if axis < 0 else axis_words(axis, layout)}")
