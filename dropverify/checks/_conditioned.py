@@ -27,6 +27,7 @@ see it.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -89,3 +90,89 @@ class SignTables:
     def pairs(self, i: int) -> int:
         """Pairs with both units differing between the two steps, summed over step pairs."""
         return int(sum(self.tables[i][3]))
+
+
+# ------------------------------------------------------------------------------ long-horizon statistics
+
+def _signs(a: np.ndarray, b: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plus, minus, differing) float64 indicators of Delta = a - b (event arrays of two calls)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    return (d > 0).astype(np.float64), (d < 0).astype(np.float64), (d != 0).astype(np.float64)
+
+
+def shift_log_p(quads: Sequence[Sequence[np.ndarray]]) -> Tuple[float, int, int]:
+    """Conditioned shifted-reuse evidence from groups of four consecutive calls (t .. t+3):
+    Delta_1 = call t - call t+2, Delta_2 = call t+1 - call t+3. Given Delta_1's support D_1 and
+    its number of + signs, its + signs are a uniform subset of D_1 (Rasch-exchangeable; the
+    unit rates cancel), independent of Delta_2, so the co-events of + signs at shift s are
+    exactly Hypergeom(|D_1|, K_1+, #{i in D_1: Delta_2(i + s) = +}); the same for - signs.
+    Returns (log of the Bonferroni p over shifts, signs and groups, worst group, worst shift)."""
+    from scipy import fft as spfft
+    from .longhorizon import _hypergeom_sf_top, _xcorr
+    best, where, shift = 1.0, -1, 0
+    tests = 0
+    for g, (e0, e1, e2, e3) in enumerate(quads):
+        n = e0.size
+        size = spfft.next_fast_len(2 * n - 1, real=True)
+        shifts = np.arange(-(n - 1), n)
+        p1, m1, d1 = _signs(e0, e2)
+        p2, m2, _ = _signs(e1, e3)
+        fd1 = spfft.rfft(d1, size)
+        for x1, x2 in ((p1, p2), (m1, m2)):
+            tests += 2 * n - 1
+            good, total = int(x1.sum()), int(d1.sum())
+            if good == 0 or good == total:
+                continue
+            f2 = spfft.rfft(x2, size)
+            count = _xcorr(spfft.rfft(x1, size), f2, n, size).astype(np.int64)
+            draws = _xcorr(fd1, f2, n, size).astype(np.int64)
+            p, i = _hypergeom_sf_top(count, draws, good, total)
+            if p < best:
+                best, where, shift = p, g, int(shifts[i])
+    return min(0.0, math.log(max(tests, 1)) + math.log(max(best, 1e-300))), where, shift
+
+
+def lag_log_p(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], screen: int = 16) -> Tuple[float, int]:
+    """Conditioned within-call evidence at every flat lag 1 <= L <= n/2 from pairs of calls:
+    Delta = call a - call b; given its support D and its number K of + signs, the + units are a
+    uniform K-subset of D, so among the disjoint D-pairs (i, i + L) of each half (floor(i / L)
+    even / odd) the co-events of + signs obey the Chernoff bound of negatively associated
+    indicators with chance K (K - 1) / (M (M - 1)) each; the same for - signs. The exact halves
+    are computed for the ``screen`` lags with the largest z (Bonferroni over ALL lags, signs,
+    halves and pairs stays valid). Returns (log Bonferroni p, worst lag)."""
+    from scipy import fft as spfft
+    from .longhorizon import _chernoff_log_sf
+    best, lag_at = 0.0, 0
+    tests = 0
+    for a, b in pairs:
+        n = a.size
+        half_n = n // 2
+        if half_n < 1:
+            continue
+        size = spfft.next_fast_len(2 * n, real=True)
+        plus, minus, d = _signs(a, b)
+        fd = spfft.rfft(d, size)
+        m = np.rint(spfft.irfft(fd * np.conj(fd), size)[1:half_n + 1])
+        total = float(d.sum())
+        for x in (plus, minus):
+            tests += 4 * half_n  # lags x two halves, Bonferroni
+            k = float(x.sum())
+            if k < 2 or total < 2:
+                continue
+            pi = k * (k - 1) / (total * (total - 1))
+            fx = spfft.rfft(x, size)
+            c = np.rint(spfft.irfft(fx * np.conj(fx), size)[1:half_n + 1])
+            z = (c - m * pi) / np.sqrt(m * pi * (1 - pi) + 1e-9)
+            top = np.argsort(-z)[:screen]
+            for j in top[c[top] > m[top] * pi]:
+                lag = int(j) + 1
+                i = np.arange(n - lag)
+                even = (i // lag) % 2 == 0
+                both_x = x[:-lag] * x[lag:]
+                both_d = d[:-lag] * d[lag:]
+                logs = [float(_chernoff_log_sf(np.array([both_x[h].sum()]), np.array([both_d[h].sum()]), pi)[0])
+                        for h in (even, ~even)]
+                lp = min(logs)
+                if lp < best:
+                    best, lag_at = lp, lag
+    return min(0.0, math.log(max(tests, 1)) + best), lag_at
