@@ -12,6 +12,7 @@ module                 family
 ``_longhorizon``       long-horizon faults: a bank of 256 masks, a mask frozen after 1000 calls,
                        draws shared 96 elements apart, a shifted counter, an over-dispersed rate
 ``_inputs``            drop rates (Gaussian: mean multipliers) that depend on the input value
+``_marginals``         uneven marginal rates: a per-sample rate ramp, a never-dropped flat tail
 ``_contract``          contract edges: p out of range accepted, dtype widened, empty batch refused,
                        unreproducible seeds, seeded streams one call apart, a uniform depth schedule
 =====================  =======================================================================
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-from . import _calllevel, _contract, _dropblock, _elementwise, _inputs, _longhorizon, _sequence, _structured
+from . import (_calllevel, _contract, _dropblock, _elementwise, _inputs, _longhorizon, _marginals, _sequence,
+               _structured)
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
                                + _sequence.MUTANTS + _calllevel.MUTANTS + _longhorizon.MUTANTS + _inputs.MUTANTS
-                               + _contract.MUTANTS)
+                               + _contract.MUTANTS + _marginals.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
