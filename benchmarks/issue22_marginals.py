@@ -25,7 +25,7 @@ from typing import Callable, List, Sequence
 from scipy import stats as sps
 
 from dropverify.checks import FAIL, PASS, Settings, _conditioned, independence, longhorizon, marginals
-from dropverify.mutants._marginals import HalfBatchBeyondMargin, PerSampleRateRamp
+from dropverify.mutants._marginals import FlatTailNeverDropped, HalfBatchBeyondMargin, PerSampleRateRamp
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
@@ -120,6 +120,26 @@ def main(argv: List[str] = None) -> int:
             after = _switched(True, lambda: _threshold(NOMINAL, lambda: _count(spec, [check], FAIL, n,
                                                                                  max_calls=200)))
             row(f"`{check}`", label, _rate(before, n), _rate(after, n))
+
+    # 3. the issue's shape, default settings, every check
+    rows += ["", "## 3. At the issue's shape (64, 32, 8, 8), p = 0.3, default settings, every check (seed 20261206)", "",
+             "| layer | marginal check | its MDD / certified margin | dependence FAILs before -> after | first cause |",
+             "|---|---|---|---|---|"]
+    dep = ("masks_independent_along", "masks_independent_at_flat", "masks_fresh", "masks_independent_across_seeds",
+           "seed_streams_do_not_overlap", longhorizon.SHIFT, longhorizon.LAG)
+    for label, cls in (("correct dropout", None), ("per-sample rate ramp 0.2 -> 0.4", PerSampleRateRamp),
+                       ("last 896 flat elements never dropped", FlatTailNeverDropped)):
+        spec = reference_spec("dropout", {"p": 0.3}) if cls is None else _layer(cls, (64, 32, 8, 8))
+        runs = {}
+        for enabled in (False, True):
+            runs[enabled] = _switched(enabled, lambda: verify([spec], Settings(seed=20261206)).targets[0])
+        t = runs[True]
+        (m,) = [r for r in t.results if r.check == marginals.NAME]
+        deps = {e: [r.check for r in runs[e].results if r.verdict == FAIL and r.check.startswith(dep)]
+                for e in (False, True)}
+        fails = [c for c in t.root_causes if c.kind == FAIL]
+        row(label, f"{m.verdict} after {m.n} calls", f"{m.mdd:.4f} / {m.details.get('certifiable_margin', 0):.4f}",
+            f"{len(deps[False])} -> {len(deps[True])}", fails[0].summary if fails else "(none)")
 
     head = ["# Issue 22: marginal rates and dependence conditioned on them", "",
             f"Command: `{' '.join(['python -m benchmarks.issue22_marginals'] + sys.argv[1:])}` "
