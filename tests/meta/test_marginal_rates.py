@@ -25,13 +25,18 @@ SEEDS = 200
 NOMINAL = 0.05
 
 
-def _not_above(count: int, rate: float = NOMINAL) -> bool:
-    return sps.binomtest(count, SEEDS, rate, alternative="greater").pvalue > 1e-3
+PAIR_SEEDS = 150
+"""The pair tests cost ~0.5 s a seed: 150 seeds keep the test near 90 s on one core (the 200-seed
+measurement, before and after conditioning, is benchmarks/issue22_marginals.py)."""
 
 
-def _count(spec, checks, verdict: str, **settings) -> int:
+def _not_above(count: int, rate: float = NOMINAL, seeds: int = SEEDS) -> bool:
+    return sps.binomtest(count, seeds, rate, alternative="greater").pvalue > 1e-3
+
+
+def _count(spec, checks, verdict: str, seeds: int = SEEDS, **settings) -> int:
     hits = 0
-    for seed in range(SEEDS):
+    for seed in range(seeds):
         results = verify([spec], Settings(seed=80_000 + seed, **settings), checks=list(checks)).all_results()
         assert all(r.verdict != "ERROR" for r in results), [r.message for r in results]
         hits += any(r.verdict == verdict for r in results)
@@ -60,5 +65,5 @@ PAIRS = ["masks_independent_along_axes_by_fisher", independence.FLAT, independen
 @pytest.mark.parametrize("layer", [None, PerSampleRateRamp], ids=["reference", "rate_ramp"])
 def test_conditioned_pair_tests_fail_at_most_nominal(layer):
     spec = reference_spec("dropout", {"p": 0.3}, shape=(16, 8, 4)) if layer is None else _layer(layer, (16, 8, 4))
-    fails = _count(spec, PAIRS, "FAIL", alpha=NOMINAL, max_calls=200)
-    assert _not_above(fails), f"{fails}/{SEEDS} seeds with a FAIL among {PAIRS}"
+    fails = _count(spec, PAIRS, "FAIL", PAIR_SEEDS, alpha=NOMINAL, max_calls=100)
+    assert _not_above(fails, seeds=PAIR_SEEDS), f"{fails}/{PAIR_SEEDS} seeds with a FAIL among {PAIRS}"
