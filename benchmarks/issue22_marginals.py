@@ -157,7 +157,8 @@ def _section2(rows, row, n: int) -> None:
 
 def _section3(rows, row) -> None:
     """The issue's shape, default settings, every check."""
-    rows += ["", "## 3. At the issue's shape (64, 32, 8, 8), p = 0.3, default settings, every check (seed 20261206)", "",
+    rows += ["", "## 3. At the issue's shape (64, 32, 8, 8), p = 0.3, default settings, every check "
+             "(seed 20261206)", "",
              "| layer | marginal check | its MDD / certified margin | dependence FAILs before -> after | first cause |",
              "|---|---|---|---|---|"]
     dep = ("masks_independent_along", "masks_independent_at_flat", "masks_fresh", "masks_independent_across_seeds",

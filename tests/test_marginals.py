@@ -11,7 +11,6 @@ from dropverify.diagnosis import RootCause, marginals_first
 from dropverify.mutants._marginals import FlatTailNeverDropped, PerSampleRateRamp
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
-from dropverify.variants.dropout import Dropout
 
 SETTINGS = Settings(seed=20261206)
 DEPENDENCE = ("masks_independent_along_axis", "masks_independent_at_flat_offsets", "masks_fresh_across_calls",
