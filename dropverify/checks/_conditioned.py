@@ -136,43 +136,57 @@ def lag_log_p(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], screen: int = 16) 
     """Conditioned within-call evidence at every flat lag 1 <= L <= n/2 from pairs of calls:
     Delta = call a - call b; given its support D and its number K of + signs, the + units are a
     uniform K-subset of D, so among the disjoint D-pairs (i, i + L) of each half (floor(i / L)
-    even / odd) the co-events of + signs obey the Chernoff bound of negatively associated
-    indicators with chance K (K - 1) / (M (M - 1)) each; the same for - signs. The exact halves
-    are computed for the ``screen`` lags with the largest z (Bonferroni over ALL lags, signs,
-    halves and pairs stays valid). Returns (log Bonferroni p, worst lag)."""
+    even / odd) the co-events of + signs are negatively associated indicators with chance
+    pi = K (K - 1) / (M (M - 1)) each; the same for - signs. Pooled over the call pairs (independent;
+    by Jensen the Chernoff bound holds with the pair-weighted mean chance), the Chernoff bound of
+    each half is computed exactly for the ``screen`` lags with the largest pooled z (Bonferroni
+    over ALL lags, both signs and both halves stays valid). Returns (log Bonferroni p, worst lag)."""
     from scipy import fft as spfft
     from .longhorizon import _chernoff_log_sf
-    best, lag_at = 0.0, 0
-    tests = 0
+    kept = []
+    n = 0
     for a, b in pairs:
         n = a.size
-        half_n = n // 2
-        if half_n < 1:
+        if n // 2 >= 1:
+            kept.append(_signs(a, b))
+    half_n = n // 2
+    if not kept or half_n < 1:
+        return 0.0, 0
+    size = spfft.next_fast_len(2 * n, real=True)
+
+    def auto(x: np.ndarray) -> np.ndarray:
+        f = spfft.rfft(x, size)
+        return np.rint(spfft.irfft(f * np.conj(f), size)[1:half_n + 1])
+
+    ms = [auto(d) for _, _, d in kept]
+    best, lag_at = 0.0, 0
+    for sign in (0, 1):
+        xs = [k[sign] for k in kept]
+        pis = []
+        for x, (_, _, d) in zip(xs, kept):
+            k, total = float(x.sum()), float(d.sum())
+            pis.append(k * (k - 1) / (total * (total - 1)) if k >= 2 and total >= 2 else 0.0)
+        if not any(pis):
             continue
-        size = spfft.next_fast_len(2 * n, real=True)
-        plus, minus, d = _signs(a, b)
-        fd = spfft.rfft(d, size)
-        m = np.rint(spfft.irfft(fd * np.conj(fd), size)[1:half_n + 1])
-        total = float(d.sum())
-        for x in (plus, minus):
-            tests += 4 * half_n  # lags x two halves, Bonferroni
-            k = float(x.sum())
-            if k < 2 or total < 2:
-                continue
-            pi = k * (k - 1) / (total * (total - 1))
-            fx = spfft.rfft(x, size)
-            c = np.rint(spfft.irfft(fx * np.conj(fx), size)[1:half_n + 1])
-            z = (c - m * pi) / np.sqrt(m * pi * (1 - pi) + 1e-9)
-            top = np.argsort(-z)[:screen]
-            for j in top[c[top] > m[top] * pi]:
-                lag = int(j) + 1
-                i = np.arange(n - lag)
-                even = (i // lag) % 2 == 0
-                both_x = x[:-lag] * x[lag:]
-                both_d = d[:-lag] * d[lag:]
-                logs = [float(_chernoff_log_sf(np.array([both_x[h].sum()]), np.array([both_d[h].sum()]), pi)[0])
-                        for h in (even, ~even)]
-                lp = min(logs)
-                if lp < best:
-                    best, lag_at = lp, lag
-    return min(0.0, math.log(max(tests, 1)) + best), lag_at
+        c = sum(auto(x) for x in xs)
+        m = sum(ms)
+        mp = sum(mi * pi for mi, pi in zip(ms, pis))
+        z = (c - mp) / np.sqrt(np.maximum(mp, 1e-9))
+        top = np.argsort(-z)[:screen]
+        for j in top[c[top] > mp[top]]:
+            lag = int(j) + 1
+            even = (np.arange(n - lag) // lag) % 2 == 0
+            logs = []
+            for h in (even, ~even):
+                cnt = sum(float((x[:-lag] * x[lag:])[h].sum()) for x in xs)
+                mh = [float((d[:-lag] * d[lag:])[h].sum()) for _, _, d in kept]
+                tot = sum(mh)
+                if tot <= 0:
+                    continue
+                pi_bar = sum(a * b for a, b in zip(mh, pis)) / tot
+                logs.append(float(_chernoff_log_sf(np.array([cnt]), np.array([tot]), max(pi_bar, 1e-300))[0]))
+            lp = min(logs, default=0.0)
+            if lp < best:
+                best, lag_at = lp, lag
+    tests = 2 * 2 * half_n  # signs x halves x lags
+    return min(0.0, math.log(tests) + best), lag_at
