@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .checks import POOLED, WITHIN_CALL, dropblock, role_of, spec_for_result
+from .checks import POOLED, WITHIN_CALL, dropblock, is_marginal, role_of, spec_for_result
 from .checks._words import AXIS_RESULT as _AXIS
 from .checks.dispersion import NAME as DISPERSION
 from .checks.dropblock import CONTIGUOUS, RATE as BLOCK_RATE
@@ -222,8 +222,17 @@ def diagnose(results: Sequence[CheckResult], layout: str = "",
         causes.append(RootCause(by_input[0], by_input[1]))
     if by_drift:
         causes.insert(0, RootCause(by_drift[0], by_drift[1]))
-    return out, _merge_repeats(causes + _other_causes(out, {r.check for r in structural} | set(supporting) | explained,
-                                                      layout), out)
+    return out, marginals_first(_merge_repeats(causes + _other_causes(
+        out, {r.check for r in structural} | set(supporting) | explained, layout), out))
+
+
+def marginals_first(causes: List[RootCause]) -> List[RootCause]:
+    """Marginal causes (a wrong or uneven drop rate: by position, sample, input, time; checks
+    with ``CheckSpec.marginal``) before the others, each group in its own order: the dependence
+    statistics condition on the marginal rates, so a dependence cause beside a marginal one is
+    one that persists after conditioning, and the rate fault is read first."""
+    marginal = [c for c in causes if c.kind == FAIL and c.evidence and is_marginal(c.evidence[0])]
+    return marginal + [c for c in causes if c not in marginal]
 
 
 _REPEAT_PARTNERS = {"seeds": (OVERLAP, SEEDS), "calls": (FRESH,)}

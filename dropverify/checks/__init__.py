@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..settings import Settings
-from . import (_words, depth, dispersion, drift, edges, gradients, independence, inputs, longhorizon, moments,
-               positions, rates, repeats, values)
+from . import (_words, depth, dispersion, drift, edges, gradients, independence, inputs, longhorizon, marginals,
+               moments, positions, rates, repeats, values)
 from . import callpatterns
 from ._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, TargetError
 
@@ -54,6 +54,11 @@ class CheckSpec:
     shares_stream: bool = False  # reads the configuration's one shared stream (and no other target calls)
     parts: Optional[Callable[[CheckContext], List[Callable[[], List[CheckResult]]]]] = None
     """Independent sub-checks that each read the shared stream from its first call (one per axis)."""
+    marginal: bool = False
+    """A FAIL is a MARGINAL cause: the drop rate itself is wrong or uneven (by position, sample,
+    input, time). The diagnosis names marginal causes first; the dependence statistics condition
+    on marginal rates, so a marginal fault alone does not make them FAIL. Set it on any check of
+    a rate (one registry attribute); see :func:`is_marginal`."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -96,11 +101,14 @@ def _registry() -> Tuple[CheckSpec, ...]:
     from . import dropblock, dropconnect, lookup
     specs = [
         CheckSpec(rates.NAME, "effective drop rate", rates.drop_rate_matches_by_binomial,
-                  lambda c: rates.applies(c) and _random(c), _one, role=POOLED, shares_stream=True),
+                  lambda c: rates.applies(c) and _random(c), _one, role=POOLED, shares_stream=True, marginal=True),
         CheckSpec(inputs.NAME, "drop rate independent of the input", inputs.drop_rate_independent_of_input_by_stratum,
-                  inputs.applies, _one, role=POOLED),
+                  inputs.applies, _one, role=POOLED, marginal=True),
         CheckSpec(positions.PER_POSITION, "per-position drop rate", positions.drop_rate_per_position_by_binomial,
-                  positions.applies_per_position, _one, role=POOLED, shares_stream=True),
+                  positions.applies_per_position, _one, role=POOLED, shares_stream=True, marginal=True),
+        CheckSpec(marginals.NAME, "marginal drop rates (every axis, flat index)", marginals.drop_rate_marginals,
+                  marginals.applies, _one, role=POOLED, shares_stream=True, marginal=True,
+                  explain=_words.marginal_rates),
         CheckSpec(moments.MEAN, "expectation preservation", moments.expectation_matches_by_t_test,
                   lambda c: moments.applies_mean(c) and c.params.get("p", 0.5) < 1, _one, role=CALL_LEVEL,
                   shares_stream=True),
@@ -143,7 +151,8 @@ def _registry() -> Tuple[CheckSpec, ...]:
                   lambda c: dispersion.applies(c) and _random(c), _one, role=STRUCTURAL, explain=_words.dispersion,
                   shares_stream=True),
         CheckSpec(drift.NAME, "drop rate steady over the stream", drift.drop_rate_steady_over_stream_by_windows,
-                  drift.applies, _one, role=STRUCTURAL, explain=_words.drift, shares_stream=True),  # drift.CONSEQUENCES
+                  drift.applies, _one, role=STRUCTURAL, explain=_words.drift, shares_stream=True,
+                  marginal=True),  # drift.CONSEQUENCES
         *dropblock._specs(),
         CheckSpec(depth.NAME, "expected depth", depth.expected_depth_matches_by_t_test, depth.applies, _one,
                   shares_stream=True, role=CALL_LEVEL),
@@ -192,6 +201,12 @@ def spec_for_result(result: str) -> Optional[CheckSpec]:
     return _BY_RESULT[result]
 
 
+def is_marginal(result: str) -> bool:
+    """True when ``result`` comes from a check of a (marginal) drop rate (``CheckSpec.marginal``)."""
+    spec = spec_for_result(result)
+    return bool(spec is not None and spec.marginal)
+
+
 def role_of(result: str) -> Optional[str]:
     """The diagnosis role of the check that produced ``result`` (see :data:`ROLES`)."""
     spec = spec_for_result(result)
@@ -200,4 +215,4 @@ def role_of(result: str) -> Optional[str]:
 
 __all__ = ["CALL_LEVEL", "CHECKS", "CheckSpec", "CheckContext", "CheckResult", "ERROR", "FAIL", "INCONCLUSIVE",
            "PASS", "POOLED", "ROLES", "STRUCTURAL", "Settings", "TargetError", "WITHIN_CALL", "check_names",
-           "role_of", "spec_for_result"]
+           "is_marginal", "role_of", "spec_for_result"]

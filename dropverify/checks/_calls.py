@@ -77,6 +77,10 @@ class Lane:
     # False where the samples cannot be near-normal within the budget (too few expected events
     # per sample): the t-test neither FAILs nor certifies; exact components still may FAIL
     t_valid: bool = True
+    # a test of the same property conditioned on the marginal rates (``_conditioned``): the lane
+    # FAILs only when it rejects too (intersection-union), except on ``standalone`` components
+    condition: Optional[Callable[[], float]] = None
+    standalone: Tuple[str, ...] = ("identical_step",)
 
 
 def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, power: float,
@@ -105,6 +109,14 @@ def call_level_look(lane: Lane, expected: float, alpha: float, margin: float, po
         if name == "pooled" and math.isfinite(m):
             mdd = m
     p = min(1.0, k * min(ps.values()))
+    if lane.condition is not None:
+        # intersection-union: a FAIL needs the marginal-conditioned test as well (p >= the
+        # unconditioned p, so the false alarm under the contract cannot grow); evidence of
+        # identical steps stands on its own
+        p_cond = float(lane.condition())
+        alone = min([ps[c] for c in lane.standalone if c in ps], default=1.0)
+        record["p_unconditioned"], record["p_conditioned"] = p, p_cond
+        p = min(min(1.0, k * alone), max(p, p_cond))
     estimate, ci = t.estimate, t.ci
     if p <= alpha:  # the row shows the statistic that rejected (checks/_coherent.py)
         from ..stats import Interval

@@ -167,3 +167,29 @@ def negative_dependence(r: CheckResult, layout: str = "") -> Optional[str]:
         return f"{unit} {verb} (relative risk {rr:.2g}): negative dependence, not shared or stale draws"
     return (f"draws {first} and {second} are negatively correlated (r = {r.estimate:.2g}): negative dependence, "
             "not shared or stale draws").replace("draws  and", "draws and")
+
+
+def _cells(c: dict) -> str:
+    return f"{c['start']}" if c["start"] == c["stop"] else f"{c['start']}-{c['stop']}"
+
+
+def marginal_rates(r: CheckResult, layout: str = "") -> Optional[str]:
+    """``sample 63 drops at 0.40, sample 0 at 0.20`` / ``positions 130176-131071 never dropped``."""
+    d = r.details or {}
+    for key, what in (("never_dropped", "never dropped"), ("always_dropped", "dropped in every call")):
+        if d.get(key):
+            s, e = d[key]
+            return f"positions {s}-{e} of the flattened mask {what} ({d.get('calls')} calls)"
+    w, hi, lo = d.get("worst_cell"), d.get("highest_cell"), d.get("lowest_cell")
+    if not (w and hi and lo):
+        return r.summary
+    axis = int(w["axis"])
+    if axis == 0:
+        noun = "sample"
+    elif axis > 0:
+        noun = f"{axis_words(axis, layout)} index"
+    else:
+        noun = "flat positions"
+    return (f"{noun} {_cells(hi)} drops at {hi['rate']:.2f}, {noun} {_cells(lo)} at {lo['rate']:.2f} "
+            f"(overall {float(d.get('overall_rate', 0.0)):.2f}): the drop rate is uneven along "
+            f"{'the batch' if axis == 0 else 'the flat index' if axis < 0 else axis_words(axis, layout)}")

@@ -114,6 +114,12 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
               for _ in lanes]
     pooled = [RunningPearson() for _ in lanes]
     objs = [Lane(lane, steps_per_sample=per_sample) for lane in lanes]
+    from . import _conditioned
+    signs = _conditioned.SignTables(len(lanes)) \
+        if binary and _conditioned.ENABLED and pairs_per_step >= _conditioned.MIN_PAIRS else None
+    if signs is not None:
+        for i, lane in enumerate(objs):
+            lane.condition = (lambda i=i: signs.p_value(i))
 
     def record(i: int, a: int, r: int, c: int, m: int) -> None:
         """One lane's step of a binary mask: a co-events among m pairs, r and c events per side."""
@@ -143,7 +149,11 @@ def _pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Sequence[str]
             counts = items.counts
             for i, (a, r, c, m) in enumerate(zip(counts(eu & ev), counts(eu), counts(ev), items.sizes)):
                 record(i, int(a), int(r), int(c), int(m))
+            if signs is not None:
+                signs.add_stacked(eu, ev, counts)
             return
+        if binary and signs is not None:
+            signs.add_lists([(events(np.asarray(it[0]).ravel()), events(np.asarray(it[1]).ravel())) for it in items])
         for i, item in enumerate(items):
             u, v = np.asarray(item[0]).ravel(), np.asarray(item[1]).ravel()
             if binary:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy import fft as spfft
@@ -206,6 +206,7 @@ def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult
     calls = min(SHIFT_PAIRS + SHIFT_LAGS, ctx.settings.max_calls)
     best = (1.0, 0, 0, 0.0, 0.0, 1)  # p, earlier call, shift, count, expected, lag
     done = 0  # call pairs compared
+    kept: List[np.ndarray] = []
     read = 0
     n = 0
     try:
@@ -228,6 +229,7 @@ def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult
             if t:
                 ev = _events(ctx, inputs, next(stream))
                 read += 1
+            kept.append(ev.astype(np.int8))  # every call's events, for the conditioned evidence
             f_cur = spfft.rfft(ev, size)
             k_cur = int(ev.sum())
             rows = np.flatnonzero(held >= 0)
@@ -250,6 +252,13 @@ def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult
         return [error_result(ctx, SHIFT, str(exc))]
     tests = max(done, 1) * (2 * n - 1)
     p_all = min(1.0, tests * best[0])
+    from . import _conditioned
+    # conditioned on the marginal rates (uneven but independent rates raise co-events at small
+    # shifts): a FAIL needs this evidence too; without enough calls for a group of four it is 1
+    quads = _lag_quads(kept, best[5])
+    log_c, _, c_shift = _conditioned.shift_log_p(quads) if _conditioned.ENABLED and quads and p_all <= FALSE_ALARM \
+        else (0.0 if _conditioned.ENABLED else -math.inf, -1, 0)
+    p_cond = math.exp(log_c)
     q = float(ctx.contract.drop_probability(ctx.params, ctx.shape))
     qe = min(q, 1 - q)
     half = max(1.0, qe * n / 2)  # events of call t that stay in range at |s| = n / 2
@@ -258,11 +267,16 @@ def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult
     details = {"pairs": done, "lags": SHIFT_LAGS, "calls": read, "units": n,
                "shifts": 2 * n - 1, "p_bonferroni": p_all, "threshold": FALSE_ALARM,
                "worst_pair": best[1], "worst_lag": lag, "worst_shift": best[2], "co_events": best[3],
-               "expected_co_events": best[4], "detectable_reused_fraction": min(1.0, rho),
-               "statistic": "co-events of call t and call t+k at shift s: exactly Hypergeom(n, K_{t+k}, a_t(s))"}
-    ok = p_all > FALSE_ALARM
+               "expected_co_events": best[4], "detectable_reused_fraction": min(1.0, rho), "p_conditioned": p_cond,
+               "statistic": "co-events of call t and call t+k at shift s: exactly Hypergeom(n, K_{t+k}, a_t(s)); "
+                            "a FAIL also needs the sign co-events of the call differences (a - b, a+k - b+k) at "
+                            "the worst lag k, conditioned on the marginal rates"}
+    ok = p_all > FALSE_ALARM or p_cond > FALSE_ALARM
     d = -best[2]
-    if ok:
+    if ok and p_all <= FALSE_ALARM:
+        observed = (f"no shifted reuse once the marginal rates are conditioned on: the excess co-events at lag "
+                    f"{lag}, shift {d} (p={p_all:.3g}) come from uneven drop rates (conditioned p={p_cond:.3g})")
+    elif ok:
         observed = (f"no shifted reuse: smallest Bonferroni p over {2 * n - 1} shifts x {done} call pairs "
                     f"(lags 1..{SHIFT_LAGS}) = {fmt(p_all)}")
     else:
@@ -273,6 +287,17 @@ def draws_not_reused_shifted_across_calls(ctx: CheckContext) -> List[CheckResult
                 f"{FALSE_ALARM:g}; a reuse of {100 * min(1.0, rho):.2g} % of the draws at |shift| <= n/2 is "
                 f"detected with probability {ctx.settings.power:g}")
     return [exact_result(ctx, SHIFT, ok, observed, expected, details, time.perf_counter() - start)]
+
+
+def _lag_quads(calls: Sequence[np.ndarray], k: int) -> List[List[np.ndarray]]:
+    """Groups (a, a+k, b, b+k) of four distinct calls, b = a+1 (a+2 at k = 1), for the
+    conditioned evidence of reuse at lag k: Delta_1 = call a - call b, Delta_2 = call a+k -
+    call b+k is a shifted copy of Delta_1 under a lag-k reuse, and independent of it under the
+    contract whatever the per-unit rates (:func:`._conditioned.shift_log_p`)."""
+    gap = 2 if k == 1 else 1
+    step = 4 if k == 1 else 2
+    return [[calls[a], calls[a + k], calls[a + gap], calls[a + gap + k]]
+            for a in range(0, len(calls) - gap - k, step)]
 
 
 def _in_range(events: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -315,10 +340,12 @@ def draws_not_shared_at_any_flat_lag(ctx: CheckContext) -> List[CheckResult]:
     done = 0
     n = 0
     pooled = {"auto": None, "pi": 0.0, "calls": 0}  # co-events per lag summed over calls: persistent faults
+    kept: List[np.ndarray] = []  # the calls, for the evidence conditioned on the marginal rates
     try:
         stream.prefetch(calls)
         for t in range(calls):
             e = _events(ctx, inputs, next(stream))
+            kept.append(e.astype(np.int8))
             n = e.size
             if n < 16:
                 raise NotInformative(f"{n} mask units per call: too few lags to test")
@@ -366,12 +393,25 @@ def draws_not_shared_at_any_flat_lag(ctx: CheckContext) -> List[CheckResult]:
     tests = 2 * max(done, 1) * max(n // 2, 1)
     log_all = min(0.0, math.log(tests) + best[0])
     p_all = math.exp(log_all)
+    from . import _conditioned
+    if not _conditioned.ENABLED:
+        log_c, c_lag = -math.inf, 0
+    elif p_all <= FALSE_ALARM:
+        log_c, c_lag = _conditioned.lag_log_p([(kept[i], kept[i + 1]) for i in range(0, len(kept) - 1, 2)])
+    else:
+        log_c, c_lag = 0.0, 0
+    p_cond = math.exp(log_c)
     details = {"calls": done, "units": n, "lags": n // 2, "p_bonferroni": p_all, "log_p_bonferroni": log_all,
                "threshold": FALSE_ALARM, "worst_call": best[1], "worst_lag": best[2], "co_events": best[3],
-               "expected_co_events": best[4],
-               "statistic": "co-events of units i and i+L in one call; Chernoff bound on each half of disjoint pairs"}
-    ok = p_all > FALSE_ALARM
-    if ok:
+               "expected_co_events": best[4], "p_conditioned": p_cond, "conditioned_lag": c_lag,
+               "statistic": "co-events of units i and i+L in one call; Chernoff bound on each half of disjoint pairs; "
+                            "a FAIL also needs the sign co-events of call differences, conditioned on the marginal "
+                            "rates"}
+    ok = p_all > FALSE_ALARM or p_cond > FALSE_ALARM
+    if ok and p_all <= FALSE_ALARM:
+        observed = (f"no shared draws once the marginal rates are conditioned on: the excess co-events at lag "
+                    f"{best[2]} (p <= {p_all:.3g}) come from uneven drop rates (conditioned p <= {p_cond:.3g})")
+    elif ok:
         observed = f"no shared draws: smallest Bonferroni bound over {n // 2} lags x {done} calls = {fmt(p_all)}"
     else:
         where = f"in call {best[1]}" if best[1] >= 0 else f"over {done} calls"

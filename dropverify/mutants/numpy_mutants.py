@@ -12,6 +12,7 @@ module                 family
 ``_longhorizon``       long-horizon faults: a bank of 256 masks, a mask frozen after 1000 calls,
                        draws shared 96 elements apart, a shifted counter, an over-dispersed rate
 ``_inputs``            drop rates (Gaussian: mean multipliers) that depend on the input value
+``_marginals``         uneven marginal rates: a per-sample rate ramp, a never-dropped flat tail
 ``_contract``          contract edges: p out of range accepted, dtype widened, empty batch refused,
                        unreproducible seeds, seeded streams one call apart, a uniform depth schedule
 ``_patterns``          call patterns: masks replayed after every eval pass, a class-level mask cache
@@ -29,6 +30,7 @@ from . import _patterns
 from . import _layouts
 from . import _drift
 from . import _negative
+from . import _marginals
 from ._core import Mutant
 
 MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dropblock.MUTANTS
@@ -36,7 +38,8 @@ MUTANTS: Tuple[Mutant, ...] = (_elementwise.MUTANTS + _structured.MUTANTS + _dro
                                + _contract.MUTANTS + _patterns.MUTANTS
                                + _layouts.MUTANTS
                                + _drift.MUTANTS
-                               + _negative.MUTANTS)
+                               + _negative.MUTANTS
+                               + _marginals.MUTANTS)
 """Every numpy mutant (the harness must kill each one)."""
 
 CONTROLS: Tuple[Mutant, ...] = _dropblock.CONTROLS
