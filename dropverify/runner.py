@@ -170,7 +170,7 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     finally:
         isolated.close()
     runs = [by_position[i] for i in range(len(specs))]
-    runs = _apply_holm(runs, settings.alpha)
+    runs = _apply_holm(runs, settings.alpha, alpha_each)
     return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment(specs))
 
 
@@ -433,9 +433,12 @@ def _run_one(check: CheckSpec, ctx: CheckContext,
                             statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0)]
 
 
-def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
+def _apply_holm(runs: List[TargetRun], alpha: float, alpha_each: float = 1.0) -> List[TargetRun]:
     """Final verdicts: FAIL where Holm rejects across the run, PASS where the margin was
-    certified and Holm does not reject, INCONCLUSIVE otherwise."""
+    certified and Holm does not reject, INCONCLUSIVE otherwise. A pooled-unit result that Holm
+    turns into a FAIL is withdrawn under a within-call structural cause as before Holm (the
+    diagnosis, at ``alpha_each``): its units are copies of shared draws, and only its per-call
+    evidence counts."""
     index = [(i, j) for i, t in enumerate(runs) for j, r in enumerate(t.results)
              if r.statistical and r.p_value is not None and r.verdict != ERROR]
     reject, adjusted = holm([runs[i].results[j].p_value for i, j in index], alpha)
@@ -447,6 +450,6 @@ def _apply_holm(runs: List[TargetRun], alpha: float) -> List[TargetRun]:
                             holm_rejected=verdict == FAIL and r.verdict != FAIL)
     out = []
     for t, res in zip(runs, new):
-        _, causes = diagnose(res, t.contract.get("layout", ""))
+        res, causes = diagnose(res, t.contract.get("layout", ""), alpha_each)
         out.append(replace(t, results=tuple(res), root_causes=tuple(causes)))
     return out

@@ -168,6 +168,28 @@ def _power_z(alpha: float, power: float) -> float:
     return float(sps.norm.isf(alpha) + sps.norm.isf(1 - power))
 
 
+def _hypergeom_sf_top(count: np.ndarray, draws: np.ndarray, good: int, total: int) -> Tuple[float, int]:
+    """Smallest exact upper-tail p-value P(X >= count), X ~ Hypergeom(total, good, draws), over
+    the :data:`SCREEN` entries with the largest z-scores; (p, index)."""
+    mu = draws * (good / total)
+    var = draws * (good / total) * (1 - good / total) * np.maximum(total - draws, 0) / max(total - 1, 1)
+    z = np.where(var > 0, (count - mu) / np.sqrt(np.maximum(var, 1e-300)), -np.inf)
+    top = np.argpartition(-z, min(SCREEN, z.size - 1))[:SCREEN] if z.size > SCREEN else np.arange(z.size)
+    top = top[count[top] > mu[top]]
+    if top.size == 0:
+        return 1.0, int(np.argmax(z))
+    p = sps.hypergeom.sf(count[top] - 1, total, good, draws[top])
+    i = int(np.argmin(p))
+    return float(p[i]), int(top[i])
+
+
+def _xcorr(fa: np.ndarray, fb: np.ndarray, n: int, size: int) -> np.ndarray:
+    """c[s] = sum_i a[i] b[i + s] for s = -(n-1) .. n-1, as an array indexed s + n - 1, from the
+    real FFTs ``fa``, ``fb`` of a and b zero-padded to ``size`` >= 2n - 1."""
+    c = spfft.irfft(np.conj(fa) * fb, size)
+    return np.rint(np.concatenate([c[size - n + 1:], c[:n]]))
+
+
 def _shift_scores(count: np.ndarray, draws: np.ndarray, inv_sd: np.ndarray, good: int,
                   total: int) -> Tuple[np.ndarray, np.ndarray]:
     """Per row (one lag), the smallest exact upper-tail p-value P(X >= count), X ~
