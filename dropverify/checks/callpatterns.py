@@ -253,7 +253,8 @@ def _scan_observed(n: int, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[in
     repeats = [(int(i), int(j)) for i, j in zip(later[same & active], earlier[same & active])]
     eq = active & (a == b)
     log_bound = float(np.logaddexp.reduce(-log_choose(n, a[eq]))) if eq.any() else -math.inf
-    w = int(np.lexsort((-agree, tail))[0])                   # smallest tail; ties: most agreeing
+    # worst: smallest tail among the pairs the rule can fire on (a failing pair is among them); ties: most agreeing
+    w = int(np.lexsort((-agree, tail, ~can_fire))[0])
     limit = int(n - a[w] - b[w] + 2 * k[w]) if can_fire[w] else None
     chance = float((n - a[w] - b[w] + 2.0 * a[w] * b[w] / n) / n)
     return PairScan(len(pairs), n, min(log_bound, 0.0), repeats, limit,
@@ -341,7 +342,8 @@ def masks_fresh_after_eval(ctx: CheckContext) -> List[CheckResult]:
         problems.append(f"eval outputs between training blocks: {eval_off} element(s) off the contract, "
                         f"{eval_differ} differing between passes")
     observed = "; ".join(problems) or (f"{len(masks)} training masks in {len(BLOCKS)} blocks, {len(evals)} eval "
-                                       "calls: no replayed mask, every eval output exact")
+                                       "calls: " + ("no replayed mask" if scan.informative else "masks not judged")
+                                       + ", every eval output exact")
     want = (_rules_text(scan) if scan.informative else f"no mask rule ({_too_short(scan)})") + \
         ("; eval outputs equal to the contract's" if expected is not None else "")
     details = {**scan.details(), "blocks": list(BLOCKS), "eval_calls": len(evals), "eval_off": eval_off,
