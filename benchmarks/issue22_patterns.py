@@ -74,6 +74,13 @@ def _fails(results: list) -> int:
     return sum(r.verdict == "FAIL" for r in results)
 
 
+def _limit(n: int, pairs: int) -> int:
+    """Agreement limit of a pair of masks that each drop n/2 of n units (p = 0.5), given those drop
+    counts (the checks' ``observed drop counts`` model: hypergeometric overlap)."""
+    a = np.array([n // 2])
+    return int(n - 2 * a[0] + 2 * callpatterns.overlap_limits(n, a, a, pairs)[0])
+
+
 def _replay_mdd(n: int, limit: int) -> float:
     """Smallest replayed share f (grid 0.01) at which ONE replaying pair (agreement per unit
     0.5 + f / 2 at p = 0.5) exceeds the limit with probability >= 0.99."""
@@ -105,19 +112,30 @@ def main(argv=None) -> int:
     ref = _np(Dropout)
     after_ref = _results(ref, AFTER, n)
     d = after_ref[0].details
-    units, limit_after, pairs_after = d["units"], d["agreement_limit"], d["pairs"]
+    units, pairs_after = d["units"], d["pairs"]
+    limit_after = _limit(units, pairs_after)
     z_after = max((r.details["worst_agreement"] - units / 2) / np.sqrt(units / 4) for r in after_ref)
     row(AFTER, "both", "numpy dropout", "none (correct)", _fails(after_ref),
         f"<= 2e-9 (1e-9 per rule); largest agreement seen {z_after:.2f} sd above chance, limit "
         f"{(limit_after - units / 2) / np.sqrt(units / 4):.2f} sd")
     inst_ref = _results(ref, INST, n)
     d = inst_ref[0].details
-    limit_inst, pairs_inst = d["agreement_limit"], d["pairs"]
+    pairs_inst = d["pairs"]
+    limit_inst = _limit(units, pairs_inst)
     row(INST, "both", "numpy dropout", "none (correct)", _fails(inst_ref), "<= 2e-9 (1e-9 per rule)")
     row(INPLACE, "exact", "numpy dropout", "none (correct)", _fails(_results(ref, INPLACE, n)), "0 (exact)")
     low_p = _np(Dropout, 0.1)
     row(AFTER, "both", "numpy dropout, p = 0.1", "none (correct)", _fails(_results(low_p, AFTER, n)), "<= 2e-9")
     row(INST, "both", "numpy dropout, p = 0.1", "none (correct)", _fails(_results(low_p, INST, n)), "<= 2e-9")
+    class LowRate(Dropout):
+        """A rate fault only: drops at 0.02 (the contract says p), independent draws every call."""
+
+        def draw_keep(self, shape):
+            return self.rng.random(self.mask_shape(shape)) >= 0.02
+    for check in (AFTER, INST):
+        row(check, "both", "numpy dropout drawing at 0.02, contract p = 0.5",
+            "rate fault only, masks independent (the rate checks' business)", _fails(_results(_np(LowRate), check, n)),
+            "<= 2e-9 (chance given each pair's drop counts)")
     from dropverify.variants.dropout import GaussianDropout
     gauss = numpy_spec("bench:gaussian", "gaussian_dropout", lambda prm: GaussianDropout(**prm), {"p": P},
                        shape=SHAPE)
@@ -144,9 +162,9 @@ def main(argv=None) -> int:
         finally:
             callpatterns.FALSE_ALARM = old
     row(AFTER, "agreement at 0.05", "numpy dropout", "none (correct; bound raised to 0.05)", raised(ref, AFTER),
-        "<= 0.05 (exact binomial quantile, Bonferroni over 207 correlated pairs: conservative)")
+        "<= 0.05 (hypergeometric tail given drop counts, Bonferroni over 207 correlated pairs: conservative)")
     row(INST, "agreement at 0.05", "numpy dropout", "none (correct; bound raised to 0.05)", raised(ref, INST),
-        "<= 0.05 (exact binomial quantile, Bonferroni over 144 pairs)")
+        "<= 0.05 (hypergeometric tail given drop counts, Bonferroni over 144 pairs)")
     from dropverify.targets import reference_spec
     depth = reference_spec("stochastic_depth_network")
     row(AFTER, "agreement at 0.05", "numpy stochastic_depth_network (per-block rates differ)",
@@ -203,20 +221,23 @@ def main(argv=None) -> int:
         n - _fails(_results(_np(WritesSometimes), INPLACE, n)), f"0.75^{train_calls} = {0.75 ** train_calls:.3f}")
 
     big = 114_688  # observable units of the default 64 x 32 x 8 x 8 dropout probe (1/8 exact zeros)
-    big_mdd = _replay_mdd(big, callpatterns.agreement_limit(np.full(big, P), pairs_after))
+    big_mdd = _replay_mdd(big, _limit(big, pairs_after))
     seconds = time.perf_counter() - started
     lines = [
         "# Issue 22 item 1: call-pattern checks, measured error rates", "",
         f"Written by `python -m benchmarks.issue22_patterns --seeds {n}`. Each row: {n} runs of one check alone "
         f"(seeds {SEED0}..), probe {SHAPE[0]} x {SHAPE[1]} at p = {P} (the contract's signed wide-range probe with "
         f"1/8 of the elements exactly 0: {units} observable units), counts with exact 95 % intervals. "
-        f"`{AFTER}` compares {pairs_after} (later, earlier) mask pairs, FAIL above {limit_after} agreeing units; "
-        f"`{INST}` {pairs_inst} cross-instance pairs, FAIL above {limit_inst}. Total {seconds:.0f} s.", "",
+        f"`{AFTER}` compares {pairs_after} (later, earlier) mask pairs, FAIL above {limit_after} agreeing units "
+        f"(for a pair whose masks each drop {units // 2} units); `{INST}` {pairs_inst} cross-instance pairs, FAIL "
+        f"above {limit_inst}. Total {seconds:.0f} s.", "",
         "| check | rule | layer | deviation | FAIL (correct layers) or PASS (adversaries) | bound or prediction |",
         "|---|---|---|---|---|---|", *rows, "",
         "Rules: *exact repeat* (blake2b of the observable mask units; chance repeat <= union bound, stated per run), "
         "*agreement* (agreeing units of a pair above the (1 - 1e-9 / pairs) quantile of its chance distribution: "
-        "exact binomial, Hoeffding where units differ in rate), *exact* (the caller's tensor compared bit for bit). "
+        "where every unit has one drop probability, given the pair's two drop counts (hypergeometric overlap of "
+        "the dropped units, so a wrong rate is not read as reuse); Hoeffding's bound under the contract's rates "
+        "where units differ in rate), *exact* (the caller's tensor compared bit for bit). "
         f"The minimum detectable share shrinks as 1 / sqrt(units): on the default 64 x 32 x 8 x 8 probe ({big} "
         f"observable units, {pairs_after} pairs) it is {100 * big_mdd:.0f} % of the units.", "",
     ]

@@ -23,11 +23,20 @@ representative element is 0 show no mask (dropped and kept values coincide) and 
 
 Error bounds (exact-style, no share of the run's alpha): each of the two FAIL rules of a mask
 check (exact repeat, agreement count) fires on a correct layer with probability at most
-:data:`FALSE_ALARM` = 1e-9. Exact repeat: union bound over the C compared pairs of
-prod_i (q_i^2 + (1 - q_i)^2) over the compared units (:mod:`.repeats`); the part is skipped where
-that exceeds 1e-9. Agreement: under the contract the number of units where two independent masks
-agree is a sum of independent Bernoulli(a_i), a_i = q_i^2 + (1 - q_i)^2; a pair FAILs above the
-(1 - 1e-9 / C) quantile (exact binomial where every a_i is equal, Hoeffding's bound otherwise).
+:data:`FALSE_ALARM` = 1e-9. Two chance models (named in the details, ``chance_model``):
+
+* ``observed drop counts`` (binary masks, one drop probability for every unit: exchangeable units).
+  Each pair is judged GIVEN its two masks' drop counts a and b of n units, so a layer whose RATE is
+  wrong (drops almost nothing, say) is not misnamed as reusing masks: the rate checks name that.
+  Under independence the overlap X of the dropped units is Hypergeometric(n, a, b) whatever the
+  rate (agreement = n - a - b + 2X); a pair FAILs when P(X >= x) <= 1e-9 / C over the C compared
+  pairs (union bound). An exact repeat (X = a = b) has chance 1 / binom(n, a); the repeat rule is
+  used for a pair only where binom(n, a) >= C / 1e-9 (all-keep or all-drop masks never count).
+* ``contract`` (units of unequal drop probability q_i, or non-binary multipliers). Exact repeat:
+  union bound over the C pairs of prod_i (q_i^2 + (1 - q_i)^2) (:mod:`.repeats`), skipped where that
+  exceeds 1e-9. Agreement: under the contract a sum of independent Bernoulli(a_i),
+  a_i = q_i^2 + (1 - q_i)^2; a pair FAILs above the (1 - 1e-9 / C) quantile (exact binomial where
+  every a_i is equal, Hoeffding's bound otherwise). A wrong rate can make this model FAIL.
 """
 from __future__ import annotations
 
@@ -38,6 +47,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats as sps
+from scipy.special import gammaln
 
 from ..contracts import Inputs, value_tolerance
 from ._core import (CheckContext, CheckResult, NotInformative, TargetError, error_result, exact_result, guarded,
@@ -129,20 +139,55 @@ def agreement_limit(q: np.ndarray, comparisons: int, false_alarm: Optional[float
     return k if k < n else None
 
 
+CONTRACT = "contract"
+OBSERVED = "observed drop counts"
+
+
+def overlap_limits(n: int, a: np.ndarray, b: np.ndarray, comparisons: int,
+                   false_alarm: Optional[float] = None) -> np.ndarray:
+    """Per pair of masks dropping a and b of n exchangeable units: the largest overlap k of dropped
+    units with P(X > k) <= ``false_alarm`` / ``comparisons`` under X ~ Hypergeometric(n, a, b)
+    (independent masks given their drop counts). A pair with overlap above k FAILs; the rule
+    cannot fire for a pair whose k >= min(a, b)."""
+    level = (FALSE_ALARM if false_alarm is None else false_alarm) / max(comparisons, 1)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    k = np.nan_to_num(sps.hypergeom.isf(level, n, a, b), nan=0.0).astype(np.int64)
+    k = np.clip(k, 0, np.minimum(a, b))
+    for _ in range(4):  # settle the discrete quantile: smallest k with P(X > k) <= level
+        k = np.where(sps.hypergeom.sf(k, n, a, b) > level, k + 1, k)
+        k = np.where((k > 0) & (sps.hypergeom.sf(k - 1, n, a, b) <= level), k - 1, k)
+    return k
+
+
+def log_choose(n: int, k: np.ndarray) -> np.ndarray:
+    """log binom(n, k), elementwise."""
+    k = np.asarray(k, np.float64)
+    return gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+
+
 @dataclass
 class PairScan:
-    """What the two FAIL rules found among the compared pairs (later, earlier) of masks."""
+    """What the two FAIL rules found among the compared pairs (later, earlier) of masks. ``limit``,
+    ``chance`` and ``drops`` belong to the worst pair (the most agreeing one; under the
+    ``observed drop counts`` model the one with the smallest hypergeometric tail)."""
 
     pairs: int
     units: int
     log_repeat_bound: float
     repeats: List[Tuple[int, int]]
     limit: Optional[int]
-    worst: Optional[Tuple[int, int, int]]   # (later, earlier, agreeing units) of the most agreeing pair
-    chance: float                           # expected agreeing fraction under the contract
+    worst: Optional[Tuple[int, int, int]]   # (later, earlier, agreeing units) of the worst pair
+    chance: float                           # expected agreeing fraction of the worst pair by chance
+    model: str = CONTRACT
+    repeat_pairs: int = 0                   # pairs the repeat rule is used on (observed model)
+    agreement_active: bool = False          # the agreement rule can fire for some pair
+    drops: Optional[Tuple[int, int]] = None  # (later, earlier) drop counts of the worst pair
+    tail: Optional[float] = None            # P(overlap >= observed) of the worst pair (observed model)
 
     @property
     def repeat_active(self) -> bool:
+        if self.model == OBSERVED:
+            return self.repeat_pairs > 0
         return self.log_repeat_bound <= math.log(FALSE_ALARM)
 
     @property
@@ -151,18 +196,26 @@ class PairScan:
 
     @property
     def informative(self) -> bool:
-        return self.repeat_active or self.limit is not None
+        return self.repeat_active or self.agreement_active
 
     def details(self) -> Dict[str, Any]:
         return {"pairs": self.pairs, "units": self.units, "false_alarm_per_rule": FALSE_ALARM,
+                "chance_model": self.model,
                 "repeat_bound": format_probability(self.log_repeat_bound), "repeat_rule": self.repeat_active,
+                "repeat_rule_pairs": self.repeat_pairs if self.model == OBSERVED else
+                (self.pairs if self.repeat_active else 0),
                 "repeats": len(self.repeats), "agreement_limit": self.limit,
-                "worst_agreement": None if self.worst is None else self.worst[2], "chance_agreement": self.chance}
+                "worst_agreement": None if self.worst is None else self.worst[2], "chance_agreement": self.chance,
+                "worst_drops": None if self.drops is None else list(self.drops), "worst_tail": self.tail}
 
 
 def scan_pairs(units: Units, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[int, int]]) -> PairScan:
-    """Both FAIL rules on the given (later, earlier) pairs of masks read by ``units``."""
+    """Both FAIL rules on the given (later, earlier) pairs of masks read by ``units``: given the
+    observed drop counts where the units are exchangeable (binary, one drop probability), under the
+    contract's drop probabilities otherwise (module docstring)."""
     n, binary = units.n, units.binary
+    if binary and n and pairs and np.all(units.q == units.q[0]):
+        return _scan_observed(n, masks, pairs)
     log_match = match_log_probability(units.q.reshape(1, -1)) if binary else -math.inf
     bound = log_union_bound(log_match, 2) + math.log(max(len(pairs), 1)) if pairs else -math.inf
     hashes = [mask_hash(m, binary) for m in masks]
@@ -178,7 +231,35 @@ def scan_pairs(units: Units, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[
         k = int(np.argmax(counts))
         worst = (int(later[k]), int(earlier[k]), int(counts[k]))
         chance = float(np.mean(units.q ** 2 + (1 - units.q) ** 2))
-    return PairScan(len(pairs), n, min(bound, 0.0), repeats, limit, worst, chance)
+    return PairScan(len(pairs), n, min(bound, 0.0), repeats, limit, worst, chance, CONTRACT,
+                    agreement_active=limit is not None)
+
+
+def _scan_observed(n: int, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[int, int]]) -> PairScan:
+    """The ``observed drop counts`` model (exchangeable binary units), vectorised over pairs."""
+    drops = np.stack(masks).astype(np.int64)                 # calls x units, 1 = dropped
+    count = drops.sum(axis=1)
+    later, earlier = np.array(pairs).T
+    a, b = count[later], count[earlier]
+    overlap = (drops @ drops.T)[later, earlier]
+    agree = n - a - b + 2 * overlap
+    level = FALSE_ALARM / len(pairs)
+    tail = sps.hypergeom.sf(overlap - 1, n, a, b)            # P(X >= observed overlap)
+    k = overlap_limits(n, a, b, len(pairs))
+    can_fire = k < np.minimum(a, b)
+    # exact repeat: X = a = b, chance 1 / binom(n, a); used where that is <= FALSE_ALARM / pairs
+    active = log_choose(n, a) >= math.log(1.0 / level)
+    same = np.all(drops[later] == drops[earlier], axis=1)
+    repeats = [(int(i), int(j)) for i, j in zip(later[same & active], earlier[same & active])]
+    eq = active & (a == b)
+    log_bound = float(np.logaddexp.reduce(-log_choose(n, a[eq]))) if eq.any() else -math.inf
+    # worst: smallest tail among the pairs the rule can fire on (a failing pair is among them); ties: most agreeing
+    w = int(np.lexsort((-agree, tail, ~can_fire))[0])
+    limit = int(n - a[w] - b[w] + 2 * k[w]) if can_fire[w] else None
+    chance = float((n - a[w] - b[w] + 2.0 * a[w] * b[w] / n) / n)
+    return PairScan(len(pairs), n, min(log_bound, 0.0), repeats, limit,
+                    (int(later[w]), int(earlier[w]), int(agree[w])), chance, OBSERVED, int(active.sum()),
+                    bool(can_fire.any()), (int(a[w]), int(b[w])), float(tail[w]))
 
 
 def _verdict(scan: PairScan) -> bool:
@@ -186,13 +267,33 @@ def _verdict(scan: PairScan) -> bool:
 
 
 def _rules_text(scan: PairScan) -> str:
+    if scan.model == OBSERVED:
+        parts = []
+        if scan.repeat_active:
+            parts.append(f"no exact repeat in the {scan.repeat_pairs} pairs whose drop counts make one rarer than "
+                         f"{FALSE_ALARM:g} / {scan.pairs} (chance <= {format_probability(scan.log_repeat_bound)})")
+        if scan.agreement_active:
+            worst = "" if scan.limit is None or scan.drops is None else (
+                f"; worst pair: at most {scan.limit} of {scan.units} units agreeing given its drop counts "
+                f"{scan.drops[0]} and {scan.drops[1]}, chance {100 * scan.chance:.1f} %")
+            parts.append(f"no pair overlapping in dropped units beyond chance given the two masks' drop counts "
+                         f"(hypergeometric tail <= {FALSE_ALARM:g} / {scan.pairs}{worst})")
+        return " and ".join(parts) + f" among {scan.pairs} pairs (chance model: observed drop counts)"
     parts = []
     if scan.repeat_active:
         parts.append(f"no exact repeat (chance <= {format_probability(scan.log_repeat_bound)})")
     if scan.limit is not None:
         parts.append(f"at most {scan.limit} of {scan.units} units agreeing in any pair (chance "
                      f"{100 * scan.chance:.1f} %; exceeded by chance with probability <= {FALSE_ALARM:g})")
-    return " and ".join(parts) + f" among {scan.pairs} pairs"
+    return " and ".join(parts) + f" among {scan.pairs} pairs (chance model: the contract's drop probability)"
+
+
+def _too_short(scan: PairScan) -> str:
+    """Why no mask rule can fire, in words."""
+    if scan.model == OBSERVED:
+        return (f"the observed masks of {scan.units} unit(s) drop too few or too many units for reuse to be told "
+                "from chance given their drop counts (the rate checks judge the rate)")
+    return f"masks of {scan.units} observable unit(s) repeat by chance too often"
 
 
 # ------------------------------------------------------------------------------ train -> eval -> train
@@ -227,8 +328,7 @@ def masks_fresh_after_eval(ctx: CheckContext) -> List[CheckResult]:
     scan = scan_pairs(units, masks, pairs)
     eval_off, eval_differ = _eval_errors(evals, expected)
     if not scan.informative and expected is None:
-        raise NotInformative(f"masks of {scan.units} observable unit(s) repeat by chance too often "
-                             "and the contract states no eval output")
+        raise NotInformative(_too_short(scan) + " and the contract states no eval output")
 
     def name(i: int) -> str:
         b = block_of[i]
@@ -242,8 +342,9 @@ def masks_fresh_after_eval(ctx: CheckContext) -> List[CheckResult]:
         problems.append(f"eval outputs between training blocks: {eval_off} element(s) off the contract, "
                         f"{eval_differ} differing between passes")
     observed = "; ".join(problems) or (f"{len(masks)} training masks in {len(BLOCKS)} blocks, {len(evals)} eval "
-                                       "calls: no replayed mask, every eval output exact")
-    want = (_rules_text(scan) if scan.informative else "no mask rule (masks too short)") + \
+                                       "calls: " + ("no replayed mask" if scan.informative else "masks not judged")
+                                       + ", every eval output exact")
+    want = (_rules_text(scan) if scan.informative else f"no mask rule ({_too_short(scan)})") + \
         ("; eval outputs equal to the contract's" if expected is not None else "")
     details = {**scan.details(), "blocks": list(BLOCKS), "eval_calls": len(evals), "eval_off": eval_off,
                "eval_differing": eval_differ, "user_input": ctx.spec.inputs is not None}
@@ -271,8 +372,10 @@ def _pair_words(scan: PairScan, name) -> str:
         more = f" [{len(scan.repeats)} repeated pairs]" if len(scan.repeats) > 1 else ""
         return f"{name(i)} repeats {name(j)}'s mask exactly{more}"
     i, j, count = scan.worst
+    given = "" if scan.drops is None else \
+        f" given their drop counts {scan.drops[0]} and {scan.drops[1]}, chance {scan.tail:.2g} or rarer"
     return (f"{name(i)} agrees with {name(j)} on {count} of {scan.units} units ({100 * count / scan.units:.1f} %, "
-            f"chance {100 * scan.chance:.1f} %, limit {scan.limit})")
+            f"chance {100 * scan.chance:.1f} %, limit {scan.limit}{given})")
 
 
 # ------------------------------------------------------------------------------ two instances
@@ -298,7 +401,7 @@ def instances_draw_independent_masks(ctx: CheckContext) -> List[CheckResult]:
     pairs = [(i, j) for i in range(1, len(masks), 2) for j in range(0, len(masks), 2)]  # (instance B, instance A)
     scan = scan_pairs(units, masks, pairs)
     if not scan.informative:
-        raise NotInformative(f"masks of {scan.units} observable unit(s) repeat by chance too often")
+        raise NotInformative(_too_short(scan))
     ok = _verdict(scan)
     name = lambda i: f"call {i // 2} of instance {'AB'[i % 2]}"  # noqa: E731
     observed = ("two instances draw the same masks: " + _pair_words(scan, name)) if not ok else \
@@ -361,6 +464,6 @@ def input_unchanged_unless_inplace(ctx: CheckContext) -> List[CheckResult]:
     return [exact_result(ctx, INPLACE, ok, observed, want, details, time.perf_counter() - start)]
 
 
-__all__ = ["AFTER_EVAL", "BLOCKS", "EVAL_CALLS", "FALSE_ALARM", "INPLACE", "INSTANCES", "NOT_OBSERVED",
-           "PairScan", "ROUNDS", "Units", "agreement_limit", "input_unchanged_unless_inplace",
+__all__ = ["AFTER_EVAL", "BLOCKS", "CONTRACT", "EVAL_CALLS", "FALSE_ALARM", "INPLACE", "INSTANCES", "NOT_OBSERVED",
+           "OBSERVED", "PairScan", "ROUNDS", "Units", "agreement_limit", "log_choose", "overlap_limits", "input_unchanged_unless_inplace",
            "instances_draw_independent_masks", "masks_fresh_after_eval", "probe", "scan_pairs"]

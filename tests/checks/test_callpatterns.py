@@ -168,3 +168,65 @@ def test_declared_inplace_whose_output_is_not_the_input_fails():
     _, got = _results(_torch(lambda p: SaysInplace(p, inplace=True)), [callpatterns.INPLACE])
     r = got[callpatterns.INPLACE]
     assert r.verdict == FAIL and "declares inplace but its output is not the modified input" in r.message
+
+
+class _LowRate(Dropout):
+    """Drops at 0.02 whatever the contract's p (a rate fault, independent draws every call)."""
+
+    def draw_keep(self, shape):
+        return self.rng.random(self.mask_shape(shape)) >= 0.02
+
+
+class _Low:
+    """Mixin: the masks are drawn at 0.02 (``p`` reads 0.02 inside draw_keep), scaled by the contract's p."""
+
+    _low = False
+
+    @property
+    def p(self) -> float:
+        return 0.02 if self._low else float(self.params.get("p", 0.0))
+
+    def draw_keep(self, shape):
+        self._low = True
+        try:
+            return super().draw_keep(shape)
+        finally:
+            self._low = False
+
+
+class _LowRateReplays(_Low, _patterns.ReplaysAfterEval):
+    """The same low rate, replaying its masks after every eval pass."""
+
+
+class _LowRateCache(_Low, _patterns.ClassLevelMaskCache):
+    """The same low rate, sharing masks between instances through a class-level cache."""
+
+    _cache: dict = {}
+
+
+def test_a_rate_fault_is_not_named_reuse_but_reuse_at_that_rate_is():
+    """Contract p = 0.3, layer drops 0.02 (about 18 of 896 units per mask): its masks agree on ~96 %
+    of the units, far above the contract's chance 58 %, yet given each pair's drop counts they are
+    independent, so both call-pattern checks PASS (the rate checks name the fault). Masks that
+    drop ~18 units still carry binom(896, 18) > 1e30 possibilities, so the same layer replaying
+    after eval, or sharing between instances, FAILs."""
+    _, got = _results(_np(_LowRate, p=0.3), [callpatterns.AFTER_EVAL, callpatterns.INSTANCES])
+    for r in got.values():
+        assert r.verdict == PASS, r.message
+        assert r.details["chance_model"] == callpatterns.OBSERVED and r.details["chance_agreement"] > 0.9
+    _, got = _results(_np(_LowRateReplays, p=0.3), [callpatterns.AFTER_EVAL])
+    r = got[callpatterns.AFTER_EVAL]
+    assert r.verdict == FAIL and r.details["repeats"] > 0 and "replay earlier masks" in r.message
+    _LowRateCache._cache.clear()
+    _, got = _results(_np(_LowRateCache, p=0.3), [callpatterns.INSTANCES])
+    r = got[callpatterns.INSTANCES]
+    assert r.verdict == FAIL and "two instances draw the same masks" in r.message
+
+
+def test_observed_model_limit_is_the_hypergeometric_quantile():
+    n, a, b, pairs = 896, np.array([448, 18, 0]), np.array([440, 20, 0]), 207
+    k = callpatterns.overlap_limits(n, a, b, pairs)
+    level = callpatterns.FALSE_ALARM / pairs
+    assert np.all(sps.hypergeom.sf(k, n, a, b) <= level)
+    assert np.all(sps.hypergeom.sf(k[:2] - 1, n, a[:2], b[:2]) > level)
+    assert k[2] == 0  # all-keep masks: the rule cannot fire (k >= min(a, b))
