@@ -43,7 +43,10 @@ def test_sign_dependent_rate_is_one_cause_in_words_with_the_fixed_probe_fails_gr
     assert verdicts["expectation_matches_by_t_test"] == "PASS"
     assert verdicts["drop_rate_matches_by_binomial"] == "PASS"
     fails = {c for c, v in verdicts.items() if v == "FAIL"}
-    assert {"masks_independent_across_seeds_by_fisher", "seed_streams_do_not_overlap_by_fisher"} <= fails
+    # on the fixed probe the per-position rates are uneven (0.36 / 0.24 by the sign of x): the seed
+    # pair tests are conditioned on the marginal rates (issue 22 item 5) and no longer read that
+    # as "the seed is ignored"
+    assert not {"masks_independent_across_seeds_by_fisher", "seed_streams_do_not_overlap_by_fisher"} & fails
     (cause,) = target.root_causes
     m = re.fullmatch(r"drop rate depends on the input value \((0\.\d+) for x < 0, (0\.\d+) for x > 0\)", cause.summary)
     assert m, cause.summary
