@@ -214,6 +214,16 @@ def scan_pairs(units: Units, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[
     observed drop counts where the units are exchangeable (binary, one drop probability), under the
     contract's drop probabilities otherwise (module docstring)."""
     n, binary = units.n, units.binary
+    if binary and n and masks:
+        # a unit read as dropped in EVERY mask shows no mask (an exact zero input hides it where
+        # the decoder cannot flag it, e.g. DropConnect's weights that meet a zero input); under
+        # the contract that has chance q^calls (0.3^21 = 1e-11): left out, which can only lower
+        # agreement (conservative)
+        hidden = np.all(np.stack(masks), axis=0)
+        if hidden.any():
+            masks = [m[~hidden] for m in masks]
+            units = _Subset(units, ~hidden)
+            n = units.n
     if binary and n and pairs and np.all(units.q == units.q[0]):
         return _scan_observed(n, masks, pairs)
     log_match = match_log_probability(units.q.reshape(1, -1)) if binary else -math.inf
@@ -233,6 +243,13 @@ def scan_pairs(units: Units, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[
         chance = float(np.mean(units.q ** 2 + (1 - units.q) ** 2))
     return PairScan(len(pairs), n, min(bound, 0.0), repeats, limit, worst, chance, CONTRACT,
                     agreement_active=limit is not None)
+
+
+class _Subset:
+    """The units of a :class:`Units` that remain after leaving some out (``n``, ``q``, ``binary``)."""
+
+    def __init__(self, units: "Units", keep: np.ndarray) -> None:
+        self.binary, self.q, self.n = units.binary, units.q[keep], int(keep.sum())
 
 
 def _scan_observed(n: int, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[int, int]]) -> PairScan:

@@ -185,7 +185,10 @@ def test_torchvision_stochastic_depth_passes(name):
     # batch mode is one draw per call: certifying the mean to 1 % takes ~10^5 calls, beyond this test's budget
     # batch mode: one draw per call; within 24000 calls of the shared stream neither the mean (to 1 %) nor
     # freshness (2666 steps of 9 calls) can be certified: honestly INCONCLUSIVE, saying the budget is spent
-    assert_only(run, {"expectation_matches_by_t_test": INCONCLUSIVE, "masks_fresh_across_calls_by_fisher": INCONCLUSIVE}
+    # and the drift check's eight windows of 512 one-draw calls certify each window's rate to about
+    # +-0.09, short of its +-0.06 margin
+    assert_only(run, {"expectation_matches_by_t_test": INCONCLUSIVE, "masks_fresh_across_calls_by_fisher": INCONCLUSIVE,
+                      "drop_rate_steady_over_stream_by_windows": INCONCLUSIVE}
                 if name.endswith("[batch]") else {})
     if name.endswith("[row]"):
         assert "mask_constant_along_shared_axes" in verdicts(run)
