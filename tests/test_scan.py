@@ -337,11 +337,11 @@ def test_committed_timm_report_is_what_the_readme_quotes():
     section = readme[readme.index("## Audit a whole model: `dropverify scan`"):]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert len(rows) == 6 and all(row in text.splitlines() for row in rows)
-    quoted = re.search(r"(\d+) sites, (\d+) PASS, (\d+) INCONCLUSIVE, (\d+) not called", section)
+    quoted = re.search(r"(\d+) sites, (\d+) PASS, (\d+) INCONCLUSIVE, (\d+) NOT EXERCISED", section)
     assert quoted, "docs/frameworks.md no longer quotes the scan's counts"
     sites, passed, inconclusive, idle = quoted.groups()
     assert (f"Verdict: **INCONCLUSIVE** — {sites} dropout site(s): {passed} PASS, {inconclusive} INCONCLUSIVE, "
-            f"{idle} not called.") in text
+            f"{idle} NOT EXERCISED.") in text
     doc = json.loads(report.with_suffix(".json").read_text())
     from dropverify.report.jsonout import SCHEMA_VERSION
     current = doc["schema_version"] == SCHEMA_VERSION  # else written before issue 25: `make scan` regenerates it
