@@ -54,6 +54,11 @@ def test_traced_builtins_pass_every_check_but_p_one(name: str) -> None:
     got = _verdicts(run)
     assert len(got) >= 20, got
     assert got.pop(P_ONE) == ERROR and "range [0, 1)" in _messages(run, P_ONE)[0]
+    if name == "tf:nn.dropout[function]":
+        # a finding, not a harness fault: a stateful op's seed is fixed when its tf.function is traced,
+        # from the global seed at that moment; two instances traced after the same tf.random.set_seed
+        # draw the same masks (keras 18426 class). The stateless op with explicit seeds does not.
+        assert got.pop("instances_draw_independent_masks_by_hash") == FAIL, _messages(run, P_ONE)
     assert {c: v for c, v in got.items() if v != PASS} == {}, [r for r in run.results if r.verdict != PASS]
     assert "eval_mode_deterministic_and_exact" not in got  # no training flag in tf.nn: not applicable
 
