@@ -25,22 +25,9 @@ from dropverify.mutants.adversaries import OverDispersed25
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
+from benchmarks.long_horizon import count_verdicts, rate_text
 
 DEFAULT_SHAPE = (64, 32, 8, 8)
-
-
-def _rate(count: int, n: int) -> str:
-    ci = sps.binomtest(count, n).proportion_ci(0.95, method="exact")
-    return f"{count}/{n} ({100 * count / n:.1f} %, 95 % CI {100 * ci.low:.1f}..{100 * ci.high:.1f} %)"
-
-
-def _count(spec, check: str, verdict: str, seeds: int, **settings) -> int:
-    hits = 0
-    for seed in range(seeds):
-        (r,) = verify([spec], Settings(seed=70_000 + seed, **settings), checks=[check]).all_results()
-        assert r.verdict != "ERROR", r.message
-        hits += r.verdict == verdict
-    return hits
 
 
 def _patched(name: str, value, fn: Callable[[], object]):
@@ -119,18 +106,19 @@ def main(argv=None) -> int:
         "| statistic | configuration | threshold / alpha | FAILs |", "|---|---|---|---|"]
     for p in (0.3, 0.03):
         spec = reference_spec("dropout", {"p": p}, shape=(16, 64))
-        k = _patched("FALSE_ALARM", 0.05, lambda: _count(spec, longhorizon.SHIFT, "FAIL", n, max_calls=200))
+        k = _patched("FALSE_ALARM", 0.05, lambda: count_verdicts(spec, longhorizon.SHIFT, "FAIL", n, base=70_000,
+                                                                  max_calls=200))
         lines.append(f"| `{longhorizon.SHIFT}` (lags 1..{longhorizon.SHIFT_LAGS}) | dropout p={p}, 16 x 64 | "
-                     f"bound 0.05 (default 1e-9) | {_rate(k, n)} |")
+                     f"bound 0.05 (default 1e-9) | {rate_text(k, n)} |")
     for name, spec in (("dropout p=0.3, 16 x 64", reference_spec("dropout", {"p": 0.3}, shape=(16, 64))),
                        ("dropout p=0.9, 16 x 64", reference_spec("dropout", {"p": 0.9}, shape=(16, 64))),
                        ("steady but over-dispersed rate (count variance 2.5x binomial), p=0.3, 16 x 64",
                         _layer(OverDispersed25, (16, 64)))):
-        k = _count(spec, drift.NAME, "FAIL", n, alpha=0.05, max_calls=400)
-        lines.append(f"| `{drift.NAME}` | {name}, 400 calls | alpha 0.05 | {_rate(k, n)} |")
+        k = count_verdicts(spec, drift.NAME, "FAIL", n, base=70_000, alpha=0.05, max_calls=400)
+        lines.append(f"| `{drift.NAME}` | {name}, 400 calls | alpha 0.05 | {rate_text(k, n)} |")
     ref = reference_spec("dropout", {"p": 0.3}, shape=(16, 64))
-    k = _count(ref, drift.NAME, "PASS", n, alpha=0.05, max_calls=400)
-    lines += ["", f"The reference is certified (PASS) in {_rate(k, n)} of the runs at that configuration, so the "
+    k = count_verdicts(ref, drift.NAME, "PASS", n, base=70_000, alpha=0.05, max_calls=400)
+    lines += ["", f"The reference is certified (PASS) in {rate_text(k, n)} of the runs at that configuration, so the "
               "false-pass rows below are not vacuous.", "",
               "## False passes against adversaries just beyond what a PASS certifies", "",
               "| statistic | adversary | PASSes |", "|---|---|---|"]
@@ -138,12 +126,12 @@ def main(argv=None) -> int:
                          "windows of 50 calls deviate from the stream's rate by 1.1 x the margin 0.03"),
                         (WarmUpBeyondMargin, "warm-up: the first 50 of 400 calls at a lower rate, window "
                          "deviation 1.1 x the margin 0.03")):
-        k = _count(_layer(layer, (16, 64)), drift.NAME, "PASS", n, alpha=0.05, max_calls=400)
-        lines.append(f"| `{drift.NAME}` (alpha 0.05, 400 calls) | {what} | {_rate(k, n)} |")
-    k = _count(_layer(LagReuseOnQuarter, (16, 32, 4, 4)), longhorizon.SHIFT, "PASS", n)
+        k = count_verdicts(_layer(layer, (16, 64)), drift.NAME, "PASS", n, base=70_000, alpha=0.05, max_calls=400)
+        lines.append(f"| `{drift.NAME}` (alpha 0.05, 400 calls) | {what} | {rate_text(k, n)} |")
+    k = count_verdicts(_layer(LagReuseOnQuarter, (16, 32, 4, 4)), longhorizon.SHIFT, "PASS", n, base=70_000)
     lines += [f"| `{longhorizon.SHIFT}` (default bound 1e-9) | a quarter of the calls reuse call t-3's draws "
               f"shifted by 3000, 16 x 32 x 4 x 4 (hides in all 21 lag-3 pairs with probability 0.75^21 = "
-              f"{0.75 ** 21:.4f}) | {_rate(k, n)} |", ""]
+              f"{0.75 ** 21:.4f}) | {rate_text(k, n)} |", ""]
     _cost(lines)
     _user_cases(lines)
     lines += ["## The issue-22 mutants (and a frozen mask) against the whole check suite", "",

@@ -35,17 +35,13 @@ from dropverify.mutants._negative import NeverTwiceInARow
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
+from benchmarks.long_horizon import rate_text
 
 NOMINAL = 0.05
 FRESH = "masks_fresh_across_calls_by_fisher"
 REFERENCES = [("dropout", (4, 64)), ("spatial_dropout_2d", (16, 16, 2, 2)), ("gaussian_dropout", (4, 64))]
 ADVERSARIES = [(BoundaryNeighbourSignRate, "dropout", 2 * 0.03 * 0.3),
                (GaussianNeighbourMean, "gaussian_dropout", 2 * 0.006)]
-
-
-def _rate(count: int, n: int) -> str:
-    ci = sps.binomtest(count, n).proportion_ci(0.95, method="exact")
-    return f"{count}/{n} ({100 * count / n:.1f} %, 95 % CI {100 * ci.low:.1f}..{100 * ci.high:.1f} %)"
 
 
 def _excess(count: int, n: int) -> str:
@@ -139,7 +135,7 @@ def render(args: argparse.Namespace, fa, fp, neg) -> str:
              "INCONCLUSIVE | incoherent FAIL rows | seconds |", "|---|---|---|---|---|---|---|---|---|---|"]
     for row in fa:
         c = row["counts"]
-        lines.append(f"| {row['variant']} | {row['shape']} | {row['lanes']} | {_rate(c['FAIL'], n)} | {row['neighbour']} | "
+        lines.append(f"| {row['variant']} | {row['shape']} | {row['lanes']} | {rate_text(c['FAIL'], n)} | {row['neighbour']} | "
                      f"{_excess(c['FAIL'], n)} | {c['PASS']} | {c['INCONCLUSIVE']} | {row['bad']} | {row['seconds']:.0f} |")
     lines += ["", "## False passes against adversaries just beyond the margin on the neighbour strata", "",
               f"Nominal alpha {NOMINAL}, at most {args.max_calls_adversary} calls, shape (16, 64), p = 0.3: a PASS "
@@ -149,12 +145,12 @@ def render(args: argparse.Namespace, fa, fp, neg) -> str:
     for row in fp:
         c = row["counts"]
         lines.append(f"| {row['layer']} ({row['variant']}) | {row['deviation']:.4g} | {row['margin']:.4g} | "
-                     f"{_rate(c['PASS'], n)} | {_excess(c['PASS'], n)} | {c['FAIL']} | {row['named']} | "
+                     f"{rate_text(c['PASS'], n)} | {_excess(c['PASS'], n)} | {c['FAIL']} | {row['named']} | "
                      f"{c['INCONCLUSIVE']} | {row['bad']} | {row['seconds']:.0f} |")
     lines += ["", "## Negative dependence named: never_twice_in_a_row", "",
               "masks_fresh_across_calls_by_fisher alone at the default settings (alpha 0.001), shape (16, 64), p = 0.3.",
-              "", f"- FAIL: {_rate(neg['fails'], neg['seeds'])}",
-              f"- first root cause names negative dependence at call t+1: {_rate(neg['negative'], neg['seeds'])}",
+              "", f"- FAIL: {rate_text(neg['fails'], neg['seeds'])}",
+              f"- first root cause names negative dependence at call t+1: {rate_text(neg['negative'], neg['seeds'])}",
               f"- any root cause saying 'stale or cached masks': {neg['stale']}",
               f"- incoherent FAIL rows (interval containing the null beside p < alpha): {neg['bad']}",
               f"- example: \"{neg['example']}\"", f"- seconds: {neg['seconds']:.0f}", ""]

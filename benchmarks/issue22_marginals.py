@@ -30,17 +30,13 @@ from dropverify.mutants._marginals import FlatTailNeverDropped, HalfBatchBeyondM
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
+from benchmarks.long_horizon import rate_text
 
 NOMINAL = 0.05
 LH_SHAPE = (64, 256)
 PAIR_SHAPE = (32, 8, 4)
 PAIR_CALLS = 100
 PAIR_CHECKS = ["masks_independent_along_axes_by_fisher", independence.FLAT, independence.FRESH]
-
-
-def _rate(count: int, n: int) -> str:
-    ci = sps.binomtest(count, n).proportion_ci(0.95, method="exact")
-    return f"{count}/{n} ({100 * count / n:.1f} %, 95 % CI {100 * ci.low:.1f}..{100 * ci.high:.1f} %)"
 
 
 def _count(spec, checks: Sequence[str], verdict: str, seeds: int, **settings) -> int:
@@ -125,11 +121,11 @@ def _section1(rows, row, n: int) -> None:
     for shape in ((8, 16, 4), (64, 8, 4)):
         fa = _count(reference_spec("dropout", {"p": 0.3}, shape=shape), [marginals.NAME], FAIL, n,
                     alpha=NOMINAL, max_calls=400)
-        row("correct dropout p=0.3", str(shape), "false alarms (FAIL)", _rate(fa, n))
+        row("correct dropout p=0.3", str(shape), "false alarms (FAIL)", rate_text(fa, n))
     shape = (16, 8, 4)
     fp = _count(_layer(HalfBatchBeyondMargin, shape), [marginals.NAME], PASS, n, alpha=NOMINAL)
     row(f"half batch at p ± {HalfBatchBeyondMargin.delta:.4f} (1.2 x margin 0.075)", str(shape),
-        "false passes (PASS)", _rate(fp, n))
+        "false passes (PASS)", rate_text(fp, n))
 
 
 
@@ -144,7 +140,7 @@ def _section2(rows, row, n: int) -> None:
         spec = reference_spec("dropout", {"p": 0.3}, shape=PAIR_SHAPE) if cls is None else _layer(cls, PAIR_SHAPE)
         before = _switched(False, lambda: _count(spec, PAIR_CHECKS, FAIL, n, alpha=NOMINAL, max_calls=PAIR_CALLS))
         after = _switched(True, lambda: _count(spec, PAIR_CHECKS, FAIL, n, alpha=NOMINAL, max_calls=PAIR_CALLS))
-        row("pair tests (axes, flat, fresh)", label, _rate(before, n), _rate(after, n))
+        row("pair tests (axes, flat, fresh)", label, rate_text(before, n), rate_text(after, n))
 
 
 def _section4(rows, row, n: int) -> None:
@@ -160,7 +156,7 @@ def _section4(rows, row, n: int) -> None:
                                                                                    max_calls=200)))
             after = _switched(True, lambda: _threshold(NOMINAL, lambda: _count(spec, [check], FAIL, n,
                                                                                  max_calls=200)))
-            row(f"`{check}`", label, _rate(before, n), _rate(after, n))
+            row(f"`{check}`", label, rate_text(before, n), rate_text(after, n))
 
 
 def _section3(rows, row) -> None:

@@ -20,17 +20,13 @@ from dropverify.mutants import _patterns
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import numpy_spec
+from benchmarks.long_horizon import rate_text
 
 SHAPE = (16, 64)
 P = 0.5
 SEED0 = 220_000
 RAISED = 0.05
 AFTER, INST, INPLACE = callpatterns.AFTER_EVAL, callpatterns.INSTANCES, callpatterns.INPLACE
-
-
-def _rate(count: int, n: int) -> str:
-    ci = sps.binomtest(count, n).proportion_ci(0.95, method="exact")
-    return f"{count}/{n} ({100 * count / n:.1f} %, 95 % CI {100 * ci.low:.1f}..{100 * ci.high:.1f} %)"
 
 
 def _np(cls, p: float = P):
@@ -105,7 +101,7 @@ def main(argv=None) -> int:
     rows: List[str] = []
 
     def row(check: str, rule: str, layer: str, deviation: str, count: int, expected: str) -> None:
-        rows.append(f"| `{check}` | {rule} | {layer} | {deviation} | {_rate(count, n)} | {expected} |")
+        rows.append(f"| `{check}` | {rule} | {layer} | {deviation} | {rate_text(count, n)} | {expected} |")
 
     # ---------------------------------------------------------------- false alarms (correct layers)
     from dropverify.variants.dropout import Dropout

@@ -21,15 +21,17 @@ from dropverify.runner import verify
 from dropverify.targets import numpy_spec, reference_spec
 
 
-def _rate(count: int, n: int) -> str:
+def rate_text(count: int, n: int) -> str:
+    """``count/n (x %, 95 % CI lo..hi %)``: a count over seeds with its exact (Clopper-Pearson) interval."""
     ci = sps.binomtest(count, n).proportion_ci(0.95, method="exact")
     return f"{count}/{n} ({100 * count / n:.1f} %, 95 % CI {100 * ci.low:.1f}..{100 * ci.high:.1f} %)"
 
 
-def _count(spec, check: str, verdict: str, seeds: int, **settings) -> int:
+def count_verdicts(spec, check: str, verdict: str, seeds: int, base: int = 60_000, **settings) -> int:
+    """Runs of ``check`` alone, seeds ``base``, ``base + 1``, ...: how many end in ``verdict``."""
     hits = 0
     for seed in range(seeds):
-        (r,) = verify([spec], Settings(seed=60_000 + seed, **settings), checks=[check]).all_results()
+        (r,) = verify([spec], Settings(seed=base + seed, **settings), checks=[check]).all_results()
         assert r.verdict != "ERROR", r.message
         hits += r.verdict == verdict
     return hits
@@ -62,39 +64,39 @@ def main(argv=None) -> int:
         "| statistic | configuration | threshold / alpha | FAILs |", "|---|---|---|---|"]
     for p in (0.3, 0.9):
         spec = reference_spec("dropout", {"p": p}, shape=(16, 64))
-        k = _count(spec, dispersion.NAME, "FAIL", n, alpha=0.05, max_calls=400)
-        lines.append(f"| `{dispersion.NAME}` | dropout p={p} | alpha 0.05 | {_rate(k, n)} |")
+        k = count_verdicts(spec, dispersion.NAME, "FAIL", n, alpha=0.05, max_calls=400)
+        lines.append(f"| `{dispersion.NAME}` | dropout p={p} | alpha 0.05 | {rate_text(k, n)} |")
     spec = reference_spec("dropblock_2d", {"p": 0.2, "block_size": 3}, shape=(8, 4, 9, 7))
-    k = _count(spec, dispersion.NAME, "FAIL", n, alpha=0.05, max_calls=400)
+    k = count_verdicts(spec, dispersion.NAME, "FAIL", n, alpha=0.05, max_calls=400)
     lines.append(f"| `{dispersion.NAME}` | dropblock_2d p=0.2 bs=3, 8 x 4 x 9 x 7, against its simulated null "
-                 f"({dispersion.NULL_CALLS} reference calls) | alpha 0.05 | {_rate(k, n)} |")
+                 f"({dispersion.NULL_CALLS} reference calls) | alpha 0.05 | {rate_text(k, n)} |")
     for check in (longhorizon.SHIFT, longhorizon.LAG):
         for p in (0.3, 0.03):
             spec = reference_spec("dropout", {"p": p}, shape=(16, 64))
-            k = _with_threshold(0.05, lambda: _count(spec, check, "FAIL", n, max_calls=200))
-            lines.append(f"| `{check}` | dropout p={p} | bound 0.05 (default 1e-9) | {_rate(k, n)} |")
+            k = _with_threshold(0.05, lambda: count_verdicts(spec, check, "FAIL", n, max_calls=200))
+            lines.append(f"| `{check}` | dropout p={p} | bound 0.05 (default 1e-9) | {rate_text(k, n)} |")
     spec = reference_spec("dropout", {"p": 0.5}, shape=(2, 8))
     (probe,) = _with_threshold(0.05, lambda: verify([spec], Settings(seed=1, max_calls=40),
                                                      checks=[longhorizon.REPEAT]).all_results())
-    k = _with_threshold(0.05, lambda: _count(spec, longhorizon.REPEAT, "FAIL", n, max_calls=40))
+    k = _with_threshold(0.05, lambda: count_verdicts(spec, longhorizon.REPEAT, "FAIL", n, max_calls=40))
     lines.append(f"| `{longhorizon.REPEAT}` | dropout p=0.5, 2 x 8 (16 units), 40 calls: chance repeats "
                  f"possible, union bound {probe.details['collision_bound']} | bound 0.05 (default 1e-9) | "
-                 f"{_rate(k, n)} |")
+                 f"{rate_text(k, n)} |")
     lines += ["", "## False passes against adversaries beyond the margin", "",
               "| statistic | adversary | PASSes |", "|---|---|---|"]
     spec = numpy_spec("adversary:over-dispersed-2.5", "dropout", lambda prm: OverDispersed25(**prm), {"p": 0.3},
                       shape=(16, 64))
-    k = _count(spec, dispersion.NAME, "PASS", n, alpha=0.05, max_calls=3000)
+    k = count_verdicts(spec, dispersion.NAME, "PASS", n, alpha=0.05, max_calls=3000)
     lines.append(f"| `{dispersion.NAME}` (alpha 0.05, margin 1 ± 0.5) | per-call count variance 2.5x binomial | "
-                 f"{_rate(k, n)} |")
+                 f"{rate_text(k, n)} |")
     for layer, check, what in ((LagSharedOnQuarter, longhorizon.LAG, "draws shared 96 apart in a quarter of "
                                 "the 192-element blocks, 16 x 32 x 4 x 4"),
                                (ShiftedCounter, longhorizon.SHIFT, "counter advanced by 4000 instead of 8192, "
                                 "16 x 32 x 4 x 4")):
         spec = numpy_spec(f"adversary:{layer.__name__}", "dropout", lambda prm, layer=layer: layer(**prm),
                           {"p": 0.3}, shape=(16, 32, 4, 4))
-        k = _count(spec, check, "PASS", n)
-        lines.append(f"| `{check}` (default bound 1e-9) | {what} | {_rate(k, n)} |")
+        k = count_verdicts(spec, check, "PASS", n)
+        lines.append(f"| `{check}` (default bound 1e-9) | {what} | {rate_text(k, n)} |")
     lines += ["", "## The long-horizon mutants against the whole check suite", "",
               "Default settings, seed 20261126, every applicable check (as `dropverify run mutant:NAME`).", "",
               "| mutant | FAILs | cause lines |", "|---|---|---|"]
