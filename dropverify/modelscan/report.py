@@ -91,8 +91,9 @@ def _messages(target: Any) -> List[str]:
     return out
 
 
-def scan_markdown(report: Any) -> str:
-    """The whole scan as one Markdown document."""
+def scan_markdown(report: Any, picture: Optional[str] = None) -> str:
+    """The whole scan as one Markdown document (``picture``: the PNG's file name beside it, linked
+    under the site table)."""
     scan, run = report.scan, report.run
     model = run.targets[0]
     head = [f"# dropverify scan: `{scan.model}`", "",
@@ -116,6 +117,13 @@ def scan_markdown(report: Any) -> str:
              "dropout off. Configured p is read before the model runs from the module's own rate, or for a "
              "functional call from the first attribute found on the calling module (else its parent) among "
              "p, dropout_p, attn_drop, drop_rate, dropout ... (`dropverify.modelscan.discovery`).", ""]
+    if picture:
+        head += [f"![configured vs observed rate per site{', and the depth schedules' if scan.schedules else ''}]"
+                 f"({picture})", "",
+                 "Per site: the configured rate (circle), the rate received in training (cross) and the drop rate "
+                 "measured in situ with its confidence interval (bar, coloured by the site's verdict; a site verified "
+                 "by an identical one shows that one's)" + ("; right: each stochastic-depth schedule against depth."
+                                                           if scan.schedules else "."), ""]
     if scan.schedules:
         head += ["## Stochastic-depth schedules", "", schedule_table(report), "",
                  "Accepted: rates that rise linearly with the block's place in depth order, p_k = p_0 + k (p_last - "
@@ -164,13 +172,17 @@ def scan_dict(report: Any, command: Optional[str] = None) -> Dict[str, Any]:
 
 
 def write_scan(report: Any, md_path: Path, command: Optional[str] = None) -> List[Path]:
-    """``md_path``, its JSON twin and ``<stem>.timings.json`` (atomic writes)."""
+    """``md_path``, its JSON twin, its picture ``<stem>.png`` and ``<stem>.timings.json`` (atomic writes)."""
     md_path = Path(md_path)
     doc = scan_dict(report, command)
     doc.update(ok=report.ok, seed=report.seed, reproduce=report.reproduce)
     written = [write_atomic(md_path.with_suffix(".json"), json.dumps(doc, indent=1, sort_keys=True,
                                                                      allow_nan=False) + "\n")]
-    written.append(write_atomic(md_path, scan_markdown(report)))
+    from .plots import scan_png
+    png = scan_png(report)
+    if png is not None:
+        written.append(write_atomic(md_path.with_suffix(".png"), png))
+    written.append(write_atomic(md_path, scan_markdown(report, md_path.with_suffix(".png").name if png else None)))
     written.append(write_atomic(md_path.with_name(md_path.stem + ".timings.json"),
                                 jsonout.timings_json(report.run, command)))
     return written
