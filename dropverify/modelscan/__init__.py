@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 _LAZY = {"scan": ("api", "scan"), "ScanReport": ("api", "ScanReport"), "register": ("discovery", "register"),
-         "unregister": ("discovery", "unregister"), "DEFAULT_CHECKS": ("insitu", "DEFAULT_CHECKS")}
+         "unregister": ("discovery", "unregister"), "QUICK_CHECKS": ("insitu", "QUICK_CHECKS")}
 
 __all__ = sorted(_LAZY)
 

@@ -217,8 +217,8 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
 
     ``example_inputs``: a tensor, a tuple of positional inputs, or a dict of keyword inputs,
     on the device and in the dtype the model runs in. ``checks``: the checks run at each site
-    in situ (default :data:`~dropverify.modelscan.insitu.DEFAULT_CHECKS`; ``"all"`` every
-    applicable check). ``seed``, ``alpha`` and ``settings`` as for :func:`dropverify.verify`; without
+    in situ (default: every applicable check, as ``dropverify run``; ``"quick"``:
+    :data:`~dropverify.modelscan.insitu.QUICK_CHECKS`). ``seed``, ``alpha`` and ``settings`` as for :func:`dropverify.verify`; without
     ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check. ``eval_active``: fnmatch
     patterns of sites that drop in eval by design (MC dropout), matched against a site's label,
     path or name: they are verified as dropout in eval (at their training rate) instead of failed.

@@ -142,7 +142,9 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     settings = settings_from_args(args)
     if args.max_calls is None and not getattr(args, "quick", None):
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
-    checks = choose_checks(args.check) if args.check else None  # InvalidArgument (exit 2) for an unknown name
+    # InvalidArgument (exit 2) for an unknown name; --quick alone: the quick battery (insitu.QUICK_CHECKS)
+    checks = choose_checks(args.check) if args.check else choose_checks("quick") if getattr(args, "quick", None) \
+        else None
     device = args.device or "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise _usage("--device cuda, but torch sees no CUDA device")
@@ -162,7 +164,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         model = model.to(getattr(torch, args.dtype))
     model, inputs = model.to(device), _to(inputs, device)
     quiet = bool(args.quiet)
-    report = scan(model, inputs, settings=settings, checks=checks if args.check else None,
+    report = scan(model, inputs, settings=settings, checks=checks if checks is not None else "all",
                   progress=_progress(quiet), reproduce=command, eval_active=args.eval_active)
     problems = []
     jobs = []

@@ -51,14 +51,15 @@ EDGE_CHECKS = ("p_zero_is_exact_identity", "p_one_gives_zeros_with_finite_gradie
 EDGE_REASON = ("the scan verifies the site as the model configures it (its p, shape and dtype); the layer's edge "
                "cases at other p, dtypes and shapes are `dropverify run`'s")
 
-DEFAULT_CHECKS = ("drop_rate_matches_by_binomial", "expectation_matches_by_t_test", "multiplier_values_exact",
+QUICK_CHECKS = ("drop_rate_matches_by_binomial", "expectation_matches_by_t_test", "multiplier_values_exact",
                   "mask_constant_along_shared_axes", "masks_never_repeat_by_hash",
                   "eval_mode_deterministic_and_exact", "gradient_uses_forward_mask",
                   "drop_map_matches_theory_by_binomial", "gamma_matches_by_binomial", "block_rate_matches_by_t_test",
                   "dropped_set_is_union_of_blocks", "block_mask_shared_across_channels")
-"""The checks a scan runs at each site unless told otherwise: the drop rate, the scale (mean and
-exact kept values), the mask structure, no repeated masks, nothing dropped in eval, the gradient
-through the forward mask, and DropBlock's map, gamma, block rate and contiguity."""
+"""The checks of a quick scan (``--quick``, ``checks="quick"``) at each site: the drop rate, the
+scale (mean and exact kept values), the mask structure, no repeated masks, nothing dropped in
+eval, the gradient through the forward mask, and DropBlock's map, gamma, block rate and
+contiguity. A default scan runs every applicable check, as ``dropverify run`` does."""
 
 
 @dataclass
@@ -446,16 +447,19 @@ def plan(sites: Sequence[Site], eval_active: Sequence[str] = ()) -> Plan:
 
 
 def choose_checks(checks: Optional[Sequence[str]]) -> Optional[List[str]]:
-    """None: :data:`DEFAULT_CHECKS`; ``["all"]``: every check (edge cases stay not applicable);
-    otherwise the producing checks of the names given (InvalidArgument for an unknown name)."""
+    """None or ``["all"]``: every applicable check, as ``dropverify run`` (None returned; the edge
+    cases stay not applicable); ``"quick"``: :data:`QUICK_CHECKS`; otherwise the producing checks
+    of the names given (InvalidArgument for an unknown name)."""
     from ..checknames import producing_checks
     if checks is None:
-        return list(DEFAULT_CHECKS)
+        return None
     names = [checks] if isinstance(checks, str) else list(checks)
     if names == ["all"]:
         return None
+    if names == ["quick"]:
+        return list(QUICK_CHECKS)
     return producing_checks(names)
 
 
-__all__ = ["DEFAULT_CHECKS", "EDGE_CHECKS", "EvalModeReplay", "FunctionalReplay", "Plan", "RNNDropoutReplay",
-           "SDPAReplay", "choose_checks", "eval_active_match", "plan"]
+__all__ = ["EDGE_CHECKS", "EvalModeReplay", "FunctionalReplay", "Plan", "RNNDropoutReplay",
+           "QUICK_CHECKS", "SDPAReplay", "choose_checks", "eval_active_match", "plan"]
