@@ -238,3 +238,41 @@ def test_functional_dropout_on_attention_weights_with_the_attention_rate_is_not_
     r = result(broken, configs.CONFIG_CHECK)
     assert r.verdict == "FAIL" and "attn: attention dropout received p=0.1" in r.text, broken.summary()
     assert "model.dropout" in r.text and "model.attention_dropout=0.15" in r.text
+
+
+class CrossAttention(nn.Module):
+    """BART's layout: F.dropout on (N, heads, queries, keys) cross-attention weights at ``attention_dropout``,
+    F.dropout on the output at ``dropout``."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.q, self.kv = nn.Linear(16, 16), nn.Linear(16, 32)
+        self.dropout, self.attention_dropout = config["dropout"], config["attention_dropout"]
+
+    def forward(self, x):
+        import torch.nn.functional as F
+        n, t, c = x.shape
+        memory = x[:, :3]                                   # 3 keys for t queries: not square
+        q = self.q(x).reshape(n, t, 2, c // 2).transpose(1, 2)
+        k, v = self.kv(memory).reshape(n, 3, 2, 2, c // 2).permute(2, 0, 3, 1, 4)
+        w = F.dropout(torch.softmax(q @ k.transpose(-1, -2), -1), p=self.attention_dropout, training=self.training)
+        y = (w @ v).transpose(1, 2).reshape(n, t, c)
+        return F.dropout(y, p=self.dropout, training=self.training)
+
+
+class BartLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.config = {"dropout": 0.1, "attention_dropout": 0.2}
+        self.encoder_attn = CrossAttention(self.config)
+
+    def forward(self, x):
+        return self.encoder_attn(x)
+
+
+def test_cross_attention_weights_are_attention_sites():
+    """Eager cross-attention weights (queries != keys) are attention dropout, not hidden: their rate is the
+    config's attention_dropout."""
+    r = scan(BartLike(), x_(4, 6, 16))
+    res = result(r, configs.CONFIG_CHECK)
+    assert res.verdict == "PASS" and r.verdict != "FAIL", r.summary()

@@ -14,7 +14,7 @@ Promises:
   ``attn_*``), ``drop_path`` (``drop_path_rate``, ``stochastic_depth_prob``), ``drop_block`` or
   ``hidden`` (every other dropout on activations: hidden, residual, embedding, classifier). Every
   site has a kind (:func:`site_kind`): SDPA / multi-head attention calls, and a dropout on a
-  rank-4 input whose last two sizes are equal (attention weights) made inside a module whose path
+  rank-4 input (attention weights, N x heads x queries x keys) made inside a module whose path
   says ``att``, are ``attention``; DropPath / StochasticDepth ``drop_path``; DropBlock ``drop_block``;
   every other site ``hidden``.
 * :func:`config_result` (exact, no sampling): a site active in training whose rate equals no field
@@ -142,7 +142,7 @@ def site_kind(site: Site) -> str:
         return "attention"
     calls = site.phase("train")
     shape = calls[0].shapes[0] if calls and calls[0].shapes else ()
-    if len(shape) == 4 and shape[-1] == shape[-2] and "att" in site.path.lower():
+    if len(shape) == 4 and "att" in site.path.lower():  # (N, heads, L_query, L_key), cross-attention too
         return "attention"
     return "hidden"
 
