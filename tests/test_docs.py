@@ -57,6 +57,7 @@ MAKE_RUNS = {  # what `make -n TARGET` must print: the command the target runs
     "quality": "-m dropverify.quality",
     "bench": "-m benchmarks.run",
     "scan": "dropverify scan examples/scan/scan_models.py:timm_vit",
+    "scan-corpus": "dropverify scan examples/scan/corpus.py:",
     "reports": "--out reports/repro",
 }
 

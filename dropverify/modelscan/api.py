@@ -211,7 +211,7 @@ def _run_passes(work: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], rec: A
 def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
          checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
          progress: Any = None, reproduce: Optional[str] = None,
-         eval_active: Optional[Sequence[str]] = None) -> ScanReport:
+         eval_active: Optional[Sequence[str]] = None, expect: Any = None) -> ScanReport:
     """Audit every dropout site of the torch ``model`` on ``example_inputs``; returns a
     :class:`ScanReport` (a :class:`~dropverify.Report`).
 
@@ -222,6 +222,9 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check. ``eval_active``: fnmatch
     patterns of sites that drop in eval by design (MC dropout), matched against a site's label,
     path or name: they are verified as dropout in eval (at their training rate) instead of failed.
+    ``expect``: ``{pattern: rate}`` (or ``"pattern=rate"`` strings), the rate sites matching a pattern
+    must have in training (:mod:`.configs`; a pattern matching no site is an InvalidArgument). Rates
+    from the model's own config are matched per site kind in any case.
     Bad arguments, a model that raises on its first training pass, and a model with no dropout
     site, raise InvalidArgument.
     """
@@ -236,11 +239,13 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     patterns = [eval_active] if isinstance(eval_active, str) else list(eval_active or ())
     if not all(isinstance(p, str) and p for p in patterns):
         raise InvalidArgument(f"eval_active={eval_active!r}, but should be a list of site patterns (fnmatch)")
+    from .configs import parse_expect
+    expected = parse_expect(expect)
     args, kwargs = as_args(example_inputs)
     rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
-        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns))
+        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns), expected)
     finally:  # the passes and the in-situ runs seed torch: the caller's RNG state comes back
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
@@ -262,10 +267,10 @@ NOT_EXERCISED = "NOT EXERCISED"
 
 def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: Settings,
           chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
-          eval_active: Tuple[str, ...] = ()) -> ScanReport:
+          eval_active: Tuple[str, ...] = (), expect: Optional[Mapping[str, float]] = None) -> ScanReport:
     """The scan proper (see :func:`scan`)."""
     import torch
-    from . import insitu, model_checks as mc
+    from . import configs, insitu, model_checks as mc
     from .discovery import Recorder, configured_rates, lookup_configured, module_sites
     from ..runner import verify as run_checks
 
@@ -278,6 +283,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     flags = {m: m.training for m in work.modules()} if own else {}
     try:
         modules = module_sites(work)
+        fields = configs.read_config(work)
         rates = configured_rates(work)
         rec = Recorder(work, modules)
         try:
@@ -295,6 +301,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         for s in sites:
             if not s.is_module:
                 lookup_configured(s, rates)
+        configs.check_expect(expect or {}, sites)
         schedules = mc.depth_schedules(work, sites)
         pass_seconds = time.perf_counter() - start
     finally:
@@ -311,6 +318,8 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         model_results.append(mc.eval_deterministic(y1, y2, sites, MODEL, eval_active))
     model_results += mc.schedule_results(schedules, MODEL)
     model_results.append(mc.series(sites, MODEL))
+    model_results += [r for r in (configs.config_result(fields, sites, MODEL),
+                                  configs.expect_result(expect or {}, sites, MODEL)) if r is not None]
     round_trip_error = outputs.get("train_after_eval") if isinstance(outputs.get("train_after_eval"),
                                                                      Exception) else None
 

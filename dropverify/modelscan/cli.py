@@ -42,6 +42,9 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
     s.add_argument("--eval-active", action="append", default=None, metavar="PATTERN",
                    help="sites that drop in eval by design (MC dropout), an fnmatch pattern of the site's label or "
                         "path (repeatable): verified as dropout in eval at their training rate instead of failed")
+    s.add_argument("--expect", action="append", default=None, metavar="PATTERN=RATE",
+                   help="the rate sites matching PATTERN (fnmatch of a site's label or path) must have in training, "
+                        "e.g. 'blocks.*.attn=0.1' (repeatable); a pattern matching no site is a usage error")
     settings_args(s)
 
 
@@ -145,6 +148,8 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     # InvalidArgument (exit 2) for an unknown name; --quick alone: the quick battery (insitu.QUICK_CHECKS)
     checks = choose_checks(args.check) if args.check else choose_checks("quick") if getattr(args, "quick", None) \
         else None
+    from .configs import parse_expect
+    expect = parse_expect(args.expect)  # InvalidArgument (exit 2) for a bad PATTERN=RATE
     device = args.device or "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise _usage("--device cuda, but torch sees no CUDA device")
@@ -165,7 +170,8 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     model, inputs = model.to(device), _to(inputs, device)
     quiet = bool(args.quiet)
     report = scan(model, inputs, settings=settings, checks=checks if checks is not None else "all",
-                  progress=_progress(quiet), reproduce=command, eval_active=args.eval_active)
+                  progress=_progress(quiet), reproduce=command, eval_active=args.eval_active,
+                  expect=expect)
     problems = []
     jobs = []
     if args.report is not None:

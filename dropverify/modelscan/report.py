@@ -23,6 +23,9 @@ _SCAN_CHECKS = {
                                           "its own): two in series are one dropout at p = 1 - (1 - p1)(1 - p2)",
     "rnn_dropout_matches_layer_replay": "a torch LSTM / GRU / RNN in training equals its layers run one by one with "
                                         "its weights and F.dropout(p) between them, under one seed",
+    "site_rate_matches_config_field": "no active site's rate is a config field of another kind (attention / hidden / "
+                                      "drop path / drop block) instead of its own, nor a keep_prob passed as p",
+    "site_rate_matches_expected": "every site matching a declared PATTERN=RATE (--expect) has that rate in training",
 }
 
 
