@@ -67,26 +67,55 @@ def _call(fn: Any, ref: str) -> Any:
 
 
 def build_model(ref: str) -> Any:
-    """The nn.Module MODULE:FACTORY names (called without arguments unless it is a module)."""
-    import torch.nn as nn
+    """The model MODULE:FACTORY names (called without arguments unless it is a model object): a torch
+    nn.Module, a Keras 3 model / layer or a Flax NNX module (:mod:`.frameworks`)."""
+    from .frameworks import SUPPORTED, detect
     obj = _load(ref, "model")
-    model = obj if isinstance(obj, nn.Module) else _call(obj, ref)
-    if not isinstance(model, nn.Module):
+    model = obj if detect(obj) is not None else _call(obj, ref)
+    if detect(model) is None:
         raise _usage(f"model {ref!r} returned a {type(model).__module__}.{type(model).__name__}, but should return "
-                     "a torch nn.Module")
+                     + ", ".join(SUPPORTED[:-1]) + f" or {SUPPORTED[-1]}")
     return model
+
+
+def _check_input_args(args: argparse.Namespace) -> None:
+    if args.shape is None and args.input is None:
+        raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
+    if args.shape is not None and args.input is not None:
+        raise _usage("--shape and --input: give one")
+    if args.input is not None and args.dtype is not None:
+        raise _usage("--dtype applies to --shape (an --input function makes its own tensors)")
+
+
+def build_arrays(args: argparse.Namespace, seed: int, framework: str) -> Any:
+    """The example input of a Keras / NNX model: a seeded standard normal numpy array of --shape /
+    --dtype (the same values as the torch scan's), or what --input returns (numpy arrays or the
+    framework's own arrays; a tuple is positional, a dict keyword)."""
+    import numpy as np
+    _check_input_args(args)
+    if args.input is not None:
+        inputs = _call(_load(args.input, "--input"), args.input)
+        arrays = inputs if isinstance(inputs, (tuple, list)) else list(inputs.values()) \
+            if isinstance(inputs, dict) else [inputs]
+        if not arrays or not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in arrays):
+            raise _usage(f"--input {args.input!r} returned a {type(inputs).__name__}, but should return an array "
+                         f"(numpy or {'Keras backend' if framework == 'keras' else 'jax'}), a tuple of arrays or a "
+                         "dict of arrays")
+        return inputs
+    import torch  # the same seeded values as a torch model's --shape input
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(parse_shape(args.shape), generator=g, dtype=torch.float64).numpy()
+    if args.dtype == "bfloat16":
+        import ml_dtypes
+        return x.astype(ml_dtypes.bfloat16)
+    return x.astype(np.dtype(args.dtype or "float32"))
 
 
 def build_inputs(args: argparse.Namespace, seed: int) -> Any:
     """The example input: a seeded standard normal of --shape / --dtype, or what --input returns."""
     import torch
-    if args.shape is None and args.input is None:
-        raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
-    if args.shape is not None and args.input is not None:
-        raise _usage("--shape and --input: give one")
+    _check_input_args(args)
     if args.input is not None:
-        if args.dtype is not None:
-            raise _usage("--dtype applies to --shape (an --input function makes its own tensors)")
         inputs = _call(_load(args.input, "--input"), args.input)
         tensors = inputs if isinstance(inputs, (tuple, list)) else list(inputs.values()) \
             if isinstance(inputs, dict) else [inputs]
@@ -133,8 +162,8 @@ def _progress(quiet: bool) -> Optional[Progress]:
 def cmd_scan(args: argparse.Namespace, command: str) -> int:
     """``dropverify scan``: validate everything, scan, write the outputs, print the summary."""
     import os
-    import torch
     from ..report import write_junit, write_summary
+    from .frameworks import detect, scanner
     from .api import SCAN_MAX_CALLS, scan
     from .insitu import choose_checks
     from .report import summary_lines, write_scan
@@ -144,8 +173,6 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
     checks = choose_checks(args.check) if args.check else None  # InvalidArgument (exit 2) for an unknown name
     device = args.device or "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise _usage("--device cuda, but torch sees no CUDA device")
     junit = args.junit_xml
     summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY") or None
     if args.report is not None:
@@ -156,11 +183,25 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         check_writable("--junit-xml", junit, folder=False)
     if summary is not None:
         check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
-    inputs = build_inputs(args, settings.seed)
+    _check_input_args(args)
+    if args.input is None:
+        parse_shape(args.shape)
     model = build_model(args.model)
-    if args.dtype is not None:
-        model = model.to(getattr(torch, args.dtype))
-    model, inputs = model.to(device), _to(inputs, device)
+    framework = detect(model)
+    if framework == "torch":
+        import torch
+        if device == "cuda" and not torch.cuda.is_available():
+            raise _usage("--device cuda, but torch sees no CUDA device")
+        inputs = build_inputs(args, settings.seed)
+        if args.dtype is not None:
+            model = model.to(getattr(torch, args.dtype))
+        model, inputs = model.to(device), _to(inputs, device)
+    else:
+        if args.device is not None:
+            raise _usage(f"--device applies to torch models; a {'Keras' if framework == 'keras' else 'Flax NNX'} "
+                         "model runs where its framework places it")
+        scanner(framework)  # a missing framework package: one line, exit 2
+        inputs = build_arrays(args, settings.seed, framework)
     quiet = bool(args.quiet)
     report = scan(model, inputs, settings=settings, checks=checks if args.check else None,
                   progress=_progress(quiet), reproduce=command, eval_active=args.eval_active)
