@@ -36,7 +36,7 @@ from ..api import settings_for
 from ..checks import Settings
 from ..errors import InvalidArgument
 from .discovery import Site
-from .layer_sites import CallLog, describe_arrays, finish, new_site, owner_rate, run_passes
+from .layer_sites import CallLog, describe_arrays, dtype_name, finish, new_site, owner_rate, run_passes, to_numpy
 
 STOCK = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
          "GaussianNoise")
@@ -118,6 +118,22 @@ def discover(model: Any) -> List[_Found]:
 
 # ------------------------------------------------------------------------------ recording
 
+def _symbolic(x: Any) -> bool:
+    """Whether ``x`` is a shape-inference stand-in (a KerasTensor, a torch meta tensor, a jax tracer, a
+    TF graph tensor): calls made while Keras builds a model are not calls of the model."""
+    import keras
+    try:
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+        if in_symbolic_scope():
+            return True
+    except ImportError:  # a Keras without it: the type tests below
+        pass
+    if isinstance(x, keras.KerasTensor) or getattr(getattr(x, "device", None), "type", None) == "meta":
+        return True
+    name = type(x).__name__
+    return "Tracer" in name or (name in ("Tensor", "SymbolicTensor") and not hasattr(x, "numpy"))
+
+
 def _wrap(found: _Found, log: CallLog) -> List[Tuple[Any, str]]:
     """Instance-level wrappers recording each call; returns (object, attribute) to remove after."""
     layer, site = found.layer, found.site
@@ -129,38 +145,47 @@ def _wrap(found: _Found, log: CallLog) -> List[Tuple[Any, str]]:
             y = orig(*args, **kwargs)
             flag = kwargs.get("training")
             x = args[0] if args else kwargs.get("inputs")
-            log.record(site, float(getattr(layer, attr)), None if flag is None else bool(flag), x, y,
-                       {"via": f"{type(layer).__name__}.call"})
+            if not _symbolic(x):
+                log.record(site, float(getattr(layer, attr)), None if flag is None else bool(flag), x, y,
+                           {"via": f"{type(layer).__name__}.call"})
             return y
         object.__setattr__(layer, "call", call)
         return [(layer, "call")]
     cell = layer.cell
     getter = "get_dropout_mask" if found.which == "dropout" else "get_recurrent_dropout_mask"
-    drawn: Dict[str, Any] = {}
-    orig_get, orig_call = getattr(cell, getter), layer.call
+    seen: Dict[str, Any] = {}
+    orig_get, orig_cell, orig_call = getattr(cell, getter), cell.call, layer.call
 
     def get(step: Any) -> Any:
         mask = orig_get(step)
-        if mask is not None and "shape" not in drawn:
-            drawn["shape"], drawn["dtype"] = tuple(int(s) for s in step.shape), step.dtype
+        if mask is not None and "shape" not in seen and not _symbolic(step):
+            seen["shape"], seen["dtype"] = tuple(int(s) for s in step.shape), step.dtype
+            seen["mask"] = to_numpy(mask[0] if isinstance(mask, (list, tuple)) else mask)
         return mask
 
+    def cell_call(*args: Any, **kwargs: Any) -> Any:
+        seen.setdefault("flag", kwargs.get("training"))
+        return orig_cell(*args, **kwargs)
+
     def rnn_call(*args: Any, **kwargs: Any) -> Any:
-        drawn.clear()
+        seen.clear()
         y = orig_call(*args, **kwargs)
-        flag = kwargs.get("training")
         x = args[0] if args else kwargs.get("sequences")
-        width = int(cell.units) if found.which == "recurrent_dropout" else int(x.shape[-1])
-        shape = drawn.get("shape", (int(x.shape[0]), width))
-        probe = np.zeros(shape, np.float32)  # the mask's values may be traced (jax scan): only its draw is recorded
-        call = log.record(site, float(getattr(cell, found.which)), None if flag is None else bool(flag), probe, probe,
-                          {"via": f"{type(cell).__name__}.{getter}"}, applied="shape" in drawn)
-        call.dtype = str(drawn.get("dtype", x.dtype)).replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
-        call.extra.pop("dropped", None)
+        if _symbolic(x) or "shape" not in seen:
+            return y
+        flag = seen.get("flag", kwargs.get("training"))
+        flag = None if flag is None else bool(flag)
+        mask = seen["mask"]
+        applied = bool(flag) and bool(np.any(mask != 1))
+        ones = np.ones(mask.shape, np.float32)
+        call = log.record(site, float(getattr(cell, found.which)), flag, ones, mask if applied else ones,
+                          {"via": f"{type(cell).__name__}.call"}, applied=applied)
+        call.dtype = dtype_name(seen["dtype"])
         return y
     object.__setattr__(cell, getter, get)
+    object.__setattr__(cell, "call", cell_call)
     object.__setattr__(layer, "call", rnn_call)
-    return [(cell, getter), (layer, "call")]
+    return [(cell, getter), (cell, "call"), (layer, "call")]
 
 
 def _unwrap(patched: Sequence[Tuple[Any, str]]) -> None:
@@ -192,6 +217,9 @@ def _cell_mask_factory(cell: Any, which: str) -> Any:
             if dtype is not None:
                 config["dtype"] = dtype
             self.cell, self.rate = type(cell).from_config(config), rate
+
+        def build(self, input_shape: Any) -> None:
+            self.built = True  # the mask needs no weights
 
         def call(self, x: Any, training: bool = False) -> Any:
             if not training:

@@ -54,7 +54,8 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def dtype_name(x: Any) -> str:
-    name = str(getattr(x, "dtype", "?"))
+    """``float32`` for an array or a dtype of numpy, torch, jax or TF."""
+    name = str(getattr(x, "dtype", x))
     return name.replace("torch.", "").replace("<dtype: '", "").replace("'>", "")
 
 
