@@ -102,8 +102,9 @@ def discover(model: Any) -> List[_Found]:
                         found.append(_Found(site, layer, name, exact, which))
             else:
                 attr = "stddev" if name == "GaussianNoise" else "rate"
-                if type(owner).__name__ == "MultiHeadAttention":
+                if type(owner).__name__ == "MultiHeadAttention":  # its inner Dropout, named by the attention
                     kind = "keras.layers.MultiHeadAttention attention dropout"
+                    path = f"{owner_path}.dropout" if owner_path else "dropout"
                 site = new_site(path, kind, _variant(layer, name, 0)[0], attr, float(getattr(layer, attr)),
                                 library=exact)
                 if attr == "rate":

@@ -191,7 +191,7 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
     found = {id(s): (s, node) for s, node in pairs}
     by_node = {id(node): (s, node) for s, node in pairs}
     log = CallLog()
-    graphdef, state = nnx.split(model)
+    state = jax.tree_util.tree_map(lambda a: a.copy() if hasattr(a, "copy") else a, nnx.state(model))  # values
     flags = [(node, name, getattr(node, name)) for _, node in nnx.iter_graph(model) for name in FLAGS
              if isinstance(node, nnx.Module) and hasattr(node, name)]
     patched: List[Tuple[type, Any]] = []
