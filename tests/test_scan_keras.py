@@ -152,7 +152,7 @@ def test_cli_scans_a_keras_model_from_shape_and_input(tmp_path, capsys):
     report = tmp_path / "k.md"
     assert main(["scan", f"{KM}:sequential", "--shape", "8,16", "--report", str(report), *CLI_FAST]) == 0
     out = capsys.readouterr().out
-    assert "scan of keras.src.models.sequential.Sequential on (8, 16) float32 (Keras on " in out
+    assert "scan of keras.src.models.sequential.Sequential (seq) on (8, 16) float32 (Keras on " in out
     assert "| `drop` | keras.layers.Dropout | 0.3 (`drop.rate`) | 0.3 | 0 (p=0.3, off) | verified | PASS |" \
         in report.read_text()
     assert main(["scan", f"{KM}:subclassed", "--input", f"{KM}:example_input", *CLI_FAST]) == 0

@@ -62,9 +62,11 @@ class ScanResult:
     causes: Tuple[str, ...]
     checks: Optional[Tuple[str, ...]]
     pass_seconds: float
+    framework: str = "torch"  # "torch", "keras" or "nnx" (:mod:`.frameworks`)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"model": self.model, "inputs": self.inputs,
+        return {"model": self.model, "inputs": self.inputs, **({} if self.framework == "torch" else
+                                                              {"framework": self.framework}),
                 "sites": [dataclasses.asdict(s) for s in self.sites],
                 "schedules": [{"pattern": s.pattern, "paths": list(s.paths), "rates": list(s.rates),
                                "identity": list(s.identity), "verdict": s.verdict, "message": s.message}
@@ -352,7 +354,7 @@ def assemble(model_name: str, inputs: str, first_shape: Tuple[int, ...], sites: 
              model_results: List[CheckResult], exact: Callable[[Any], Tuple[Optional[str], List[CheckResult]]],
              plan: Any, settings: Settings, chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
              schedules: Sequence[Any] = (), pass_seconds: float = 0.0, start: Optional[float] = None,
-             versions: Optional[Mapping[str, str]] = None) -> ScanReport:
+             versions: Optional[Mapping[str, str]] = None, framework: str = "torch") -> ScanReport:
     """The framework-neutral end of every scan (torch, Keras, NNX): runs ``plan``'s in-situ specs in ONE
     runner call (one Holm family at ``settings.alpha``) and builds the :class:`ScanReport`: the
     ``(model)`` target with ``model_results`` (exact), one target per called site holding
@@ -429,7 +431,7 @@ def assemble(model_name: str, inputs: str, first_shape: Tuple[int, ...], sites: 
                      time.perf_counter() - start, env)
     result = ScanResult(model_name, inputs,
                         tuple(rows), tuple(schedules), tuple(dict.fromkeys(causes)),
-                        tuple(chosen) if chosen is not None else None, pass_seconds)
+                        tuple(chosen) if chosen is not None else None, pass_seconds, framework)
     if reproduce is None:
         reproduce = f"dropverify.scan(<your model>, <your inputs>, seed={settings.seed}" + \
             (f", alpha={settings.alpha!r}" if settings.alpha != Settings().alpha else "") + ")"

@@ -1,8 +1,10 @@
-"""``dropverify scan MODULE:FACTORY (--shape S [--dtype D] | --input MODULE:FN) [--report R.md]``.
+"""``dropverify scan MODULE:FACTORY (--shape S [--dtype D] | --input MODULE:FN) [--report R.md]``: a torch,
+Keras 3 or Flax NNX model (:mod:`.frameworks` reads which from the object).
 
 Exit codes as ``run``: 0 no FAIL or ERROR (``--strict``: no INCONCLUSIVE either), 1 otherwise,
 2 a usage error — one line on stderr, before any sampling: a bad MODULE:FACTORY, a factory
-that raises or returns no nn.Module, neither or both of --shape / --input, a bad shape or
+that raises or returns an object of no supported framework (or of one not installed), neither or both
+of --shape / --input, a bad shape or
 dtype, an input function that raises or returns no tensors, a model that raises on the
 example input, an output path that cannot be written. Importing this module does not
 import torch.
@@ -23,10 +25,11 @@ if TYPE_CHECKING:
 
 def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``scan`` subcommand (``settings_args`` adds --seed, --alpha, --check, --junit-xml ...)."""
-    s = sub.add_parser("scan", help="audit every dropout site of a torch model: dropverify scan MODULE:FACTORY "
-                                    "--shape S",
+    s = sub.add_parser("scan", help="audit every dropout site of a torch, Keras 3 or Flax NNX model: dropverify scan "
+                                    "MODULE:FACTORY --shape S",
                        description="MODULE:FACTORY is a callable taking no arguments and returning a torch "
-                                   "nn.Module (or an nn.Module object). The model runs on the example input in "
+                                   "nn.Module, a Keras 3 model / layer or a Flax NNX module (or such an object); the "
+                                   "framework is read from the object. The model runs on the example input in "
                                    "train, eval, eval, train; every dropout-family module and functional dropout "
                                    "call is recorded, checked at model level (exact) and verified in situ under "
                                    "one family-wise false-alarm rate.")
@@ -36,8 +39,8 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
                    help="dtype of the --shape input; the model is cast to it. Default: float32")
     s.add_argument("--input", default=None, metavar="MODULE:FN",
                    help="a callable taking no arguments and returning the example input: a tensor, a tuple of "
-                        "tensors (positional) or a dict (keyword)")
-    s.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device. Default: cpu")
+                        "tensors (positional) or a dict (keyword); for Keras / NNX numpy or the framework's arrays")
+    s.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device (torch models only). Default: cpu")
     s.add_argument("--report", default=None, metavar="PATH.md", help="write the Markdown report (JSON beside it)")
     s.add_argument("--eval-active", action="append", default=None, metavar="PATTERN",
                    help="sites that drop in eval by design (MC dropout), an fnmatch pattern of the site's label or "

@@ -232,7 +232,7 @@ def _cell_mask_factory(cell: Any, which: str) -> Any:
 
 
 def _spec_for(found: Dict[int, _Found]) -> Any:
-    from ..targets.keras_layers import BACKEND, keras_spec
+    from ..targets.keras_layers import _SEEDING, BACKEND, keras_spec
     from .insitu import _not_applicable
 
     def spec_for(site: Site, first: Any, note: str, eval_active: bool = False) -> Tuple[Any, Any, str]:
@@ -242,7 +242,7 @@ def _spec_for(found: Dict[int, _Found]) -> Any:
         if dtype is None:
             return None, None, f"the site ran in {first.dtype}, a dtype the harness does not sample"
         conventions = [f"Keras on {BACKEND}; seed(s): keras.utils.set_random_seed(s mod 2**31) and the layer "
-                       "rebuilt with seed=s (generator state [s, 0])."]
+                       "rebuilt with seed=s (generator state [s, 0]). " + _SEEDING[BACKEND]]
         if f.which is not None:
             variant, params = "dropout", {}
             factory = _cell_mask_factory(f.layer.cell, f.which)
@@ -344,7 +344,7 @@ def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, a
                               f"{SEARCHED}; nothing to scan")
     sites = sorted((f.site for f in found), key=lambda s: min((c.seq for c in s.calls), default=1 << 62))
     versions = {"keras": keras.__version__, "keras_backend": backend}
-    return finish(f"{type(model).__module__}.{type(model).__qualname__}", describe,
+    return finish(f"{type(model).__module__}.{type(model).__qualname__} ({model.name})", describe,
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
                   _spec_for({id(f.site): f for f in found}), ("training=False", "training=True"), versions, start)
 

@@ -199,7 +199,7 @@ def run_passes(call: Callable[[bool], Any], log: CallLog, reseed: Callable[[int]
 def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: Sequence[Site],
            outputs: Dict[str, Any], settings: Any, chosen: Any, progress: Any, reproduce: Optional[str],
            spec_for: Callable[..., Any], flag_words: Tuple[str, str], versions: Dict[str, str], start: float,
-           rng_what: Optional[str] = None) -> Any:
+           rng_what: Optional[str] = None, framework: str = "keras") -> Any:
     """Model-level results, per-site exact results and the in-situ plan, through :func:`.api.assemble`."""
     from . import insitu, model_checks as mc
     from .api import MODEL, assemble
@@ -224,7 +224,7 @@ def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: 
 
     return assemble(model_name, describe, first_shape, sites, model_results, exact,
                     insitu.plan(sites, (), spec_for=spec_for), settings, chosen, progress, reproduce,
-                    (), pass_seconds, start, versions)
+                    (), pass_seconds, start, versions, framework)
 
 
 def describe_arrays(arrays: Sequence[Any]) -> str:

@@ -215,7 +215,7 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
     return finish(f"{type(model).__module__}.{type(model).__qualname__}", describe,
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
                   _spec_for(found), ("deterministic=True", "deterministic=False"),
-                  {"flax": flax.__version__, "jax": jax.__version__}, start, rng_what="the model's RngStreams")
+                  {"flax": flax.__version__, "jax": jax.__version__}, start, rng_what="the model's RngStreams", framework="nnx")
 
 
 __all__ = ["SEARCHED", "broadcast_variant", "discover", "scan_nnx"]
