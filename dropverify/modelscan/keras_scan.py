@@ -32,11 +32,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..api import settings_for
 from ..checks import Settings
 from ..errors import InvalidArgument
 from .discovery import Site
-from .layer_sites import CallLog, describe_arrays, dtype_name, finish, new_site, owner_rate, run_passes, to_numpy
+from .layer_sites import (CallLog, describe_arrays, dtype_name, finish, new_site, owner_rate, prepare, run_passes,
+                          to_numpy)
 
 STOCK = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout", "AlphaDropout",
          "GaussianNoise")
@@ -284,35 +284,12 @@ def _spec_for(found: Dict[int, _Found]) -> Any:
 
 # ------------------------------------------------------------------------------ the scan
 
-def _arguments(example_inputs: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any], List[Any]]:
-    """(positional, keyword, every array): a tuple is positional, a dict keyword, a list ONE
-    argument (a functional model's list of inputs), anything else one positional array."""
-    if isinstance(example_inputs, tuple):
-        args, kwargs = example_inputs, {}
-    elif isinstance(example_inputs, dict):
-        args, kwargs = (), dict(example_inputs)
-    else:
-        args, kwargs = (example_inputs,), {}
-    arrays = [a for v in [*args, *kwargs.values()] for a in (v if isinstance(v, list) else [v])]
-    if not arrays or not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in arrays):
-        raise InvalidArgument(f"example_inputs is a {type(example_inputs).__name__}, but should be an array (numpy or "
-                              "the backend's), a tuple of positional inputs, a list (one list input) or a dict")
-    return tuple(args), kwargs, arrays
-
-
 def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
                checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
                reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None) -> Any:
     """:func:`dropverify.scan` of a Keras 3 model or layer (see the module docstring)."""
     import keras
-    from . import insitu
-    from .api import SCAN_MAX_CALLS
-    if eval_active:
-        raise InvalidArgument("eval_active applies to torch models; a Keras scan verifies every site as inactive in "
-                              "eval")
-    settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
-    chosen = insitu.choose_checks(checks)
-    args, kwargs, arrays = _arguments(example_inputs)
+    settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active, "a Keras")
     backend = keras.backend.backend()
     describe = describe_arrays(arrays) + f" (Keras on {backend})"
     start = time.perf_counter()

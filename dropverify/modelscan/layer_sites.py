@@ -227,10 +227,41 @@ def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: 
                     (), pass_seconds, start, versions, framework)
 
 
+def _arguments(example_inputs: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any], List[Any]]:
+    """(positional, keyword, every array): a tuple is positional, a dict keyword, a list ONE
+    argument (a functional model's list of inputs), anything else one positional array."""
+    if isinstance(example_inputs, tuple):
+        args, kwargs = example_inputs, {}
+    elif isinstance(example_inputs, dict):
+        args, kwargs = (), dict(example_inputs)
+    else:
+        args, kwargs = (example_inputs,), {}
+    arrays = [a for v in [*args, *kwargs.values()] for a in (v if isinstance(v, list) else [v])]
+    if not arrays or not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in arrays):
+        raise InvalidArgument(f"example_inputs is a {type(example_inputs).__name__}, but should be an array (numpy or "
+                              "the backend's), a tuple of positional inputs, a list (one list input) or a dict")
+    return tuple(args), kwargs, arrays
+
+
+def prepare(example_inputs: Any, seed: Optional[int], alpha: Optional[float], checks: Any, settings: Any,
+            eval_active: Any, what: str) -> Tuple[Any, Any, Tuple[Any, ...], Dict[str, Any], List[Any]]:
+    """(settings, in-situ checks, positional args, keyword args, every array) of a Keras / NNX scan;
+    InvalidArgument for bad arguments (``eval_active`` is the torch scan's only)."""
+    from ..api import settings_for
+    from ..checks import Settings
+    from .api import SCAN_MAX_CALLS
+    from .insitu import choose_checks
+    if eval_active:
+        raise InvalidArgument(f"eval_active applies to torch models; {what} scan verifies every site as inactive in "
+                              "eval")
+    settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
+    return (settings, choose_checks(checks), *_arguments(example_inputs))
+
+
 def describe_arrays(arrays: Sequence[Any]) -> str:
     """``(8, 16) float32; ...`` for the report's input line."""
     return "; ".join(f"{tuple(int(s) for s in a.shape)} {dtype_name(a)}" for a in arrays) or "no inputs"
 
 
 __all__ = ["CallLog", "OWNER_ATTRS", "PHASES", "REPEAT_BOUND", "RNG_CHECK", "describe_arrays", "finish", "leaves",
-           "new_site", "owner_rate", "rng_advances", "run_passes", "site_eval", "to_numpy"]
+           "new_site", "owner_rate", "prepare", "rng_advances", "run_passes", "site_eval", "to_numpy"]

@@ -25,11 +25,10 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..api import settings_for
 from ..checks import Settings
 from ..errors import InvalidArgument
 from .discovery import Site
-from .layer_sites import CallLog, describe_arrays, finish, new_site, owner_rate, run_passes
+from .layer_sites import CallLog, describe_arrays, finish, new_site, owner_rate, prepare, run_passes
 
 SEARCHED = "searched the NNX module graph (nnx.iter_graph) for nnx.Dropout and its subclasses"
 FLAGS = ("deterministic", "use_running_average")
@@ -174,15 +173,8 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
     import flax
     import jax
     from flax import nnx
-    from . import insitu
-    from .api import SCAN_MAX_CALLS
-    from .keras_scan import _arguments
-    if eval_active:
-        raise InvalidArgument("eval_active applies to torch models; an NNX scan verifies every site as inactive in "
-                              "eval")
-    settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
-    chosen = insitu.choose_checks(checks)
-    args, kwargs, arrays = _arguments(example_inputs)
+    settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active,
+                                                     "an NNX")
     args = tuple(jax.numpy.asarray(a) if not isinstance(a, list) else a for a in args)
     kwargs = {k: jax.numpy.asarray(v) for k, v in kwargs.items()}
     describe = describe_arrays(arrays) + " (Flax NNX)"
