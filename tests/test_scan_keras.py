@@ -158,3 +158,18 @@ def test_cli_scans_a_keras_model_from_shape_and_input(tmp_path, capsys):
     assert main(["scan", f"{KM}:subclassed", "--input", f"{KM}:example_input", *CLI_FAST]) == 0
     assert main(["scan", f"{KM}:flag_ignored", "--shape", "8,16", *CLI_FAST]) == 1
     assert "cause: drop: keras.layers.Dropout subclass AlwaysDrops drops in eval" in capsys.readouterr().out
+
+
+def test_committed_mobilenet_report_is_what_the_docs_quote():
+    import json
+    root = Path(__file__).resolve().parents[1]
+    report = root / "reports" / "scan" / "keras_mobilenet.md"
+    text = report.read_text()
+    docs = (root / "docs" / "frameworks.md").read_text()
+    section = docs[docs.index("## Audit a whole Keras 3 or Flax NNX model"):docs.index("## Audit a whole model:")]
+    rows = [line for line in section.splitlines() if line.startswith("| `") and "keras.layers" in line]
+    assert len(rows) == 1 and rows[0] in text.splitlines()
+    doc = json.loads(report.with_suffix(".json").read_text())
+    assert doc["run"]["command"] == ("dropverify scan examples/scan/keras_models.py:mobilenet --shape 8,32,32,3 "
+                                     "--time-budget 0")
+    assert doc["framework"] == "keras" and [t["target"] for t in doc["targets"]] == ["(model)", "dropout[Dropout]"]

@@ -106,3 +106,18 @@ def test_cli(tmp_path, capsys):
         in report.read_text()
     assert main(["scan", f"{NM}:rng_not_advanced", "--input", f"{NM}:example_input", *CLI_FAST]) == 1
     assert "cause: drop: the same elements are dropped in two training passes" in capsys.readouterr().out
+
+
+def test_committed_transformer_block_report_is_what_the_docs_quote():
+    import json
+    root = Path(__file__).resolve().parents[1]
+    report = root / "reports" / "scan" / "nnx_transformer_block.md"
+    text = report.read_text()
+    docs = (root / "docs" / "frameworks.md").read_text()
+    section = docs[docs.index("## Audit a whole Keras 3 or Flax NNX model"):docs.index("## Audit a whole model:")]
+    rows = [line for line in section.splitlines() if line.startswith("| `") and "nnx.Dropout" in line]
+    assert len(rows) == 3 and all(row in text.splitlines() for row in rows)
+    assert "Verdict: **PASS** — 3 dropout site(s): 3 PASS." in text
+    doc = json.loads(report.with_suffix(".json").read_text())
+    assert doc["framework"] == "nnx" and doc["ok"] and doc["run"]["command"] == (
+        "dropverify scan examples/scan/nnx_models.py:transformer_block --shape 8,8,16 --time-budget 0")

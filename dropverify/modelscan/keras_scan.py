@@ -232,7 +232,7 @@ def _cell_mask_factory(cell: Any, which: str) -> Any:
 
 
 def _spec_for(found: Dict[int, _Found]) -> Any:
-    from ..targets.keras_layers import _SEEDING, BACKEND, keras_spec
+    from ..targets.keras_layers import BACKEND, SEEDING, keras_spec
     from .insitu import _not_applicable
 
     def spec_for(site: Site, first: Any, note: str, eval_active: bool = False) -> Tuple[Any, Any, str]:
@@ -242,7 +242,7 @@ def _spec_for(found: Dict[int, _Found]) -> Any:
         if dtype is None:
             return None, None, f"the site ran in {first.dtype}, a dtype the harness does not sample"
         conventions = [f"Keras on {BACKEND}; seed(s): keras.utils.set_random_seed(s mod 2**31) and the layer "
-                       "rebuilt with seed=s (generator state [s, 0]). " + _SEEDING[BACKEND]]
+                       "rebuilt with seed=s (generator state [s, 0]). " + SEEDING[BACKEND]]
         if f.which is not None:
             variant, params = "dropout", {}
             factory = _cell_mask_factory(f.layer.cell, f.which)
