@@ -173,3 +173,13 @@ def test_committed_mobilenet_report_is_what_the_docs_quote():
     assert doc["run"]["command"] == ("dropverify scan examples/scan/keras_models.py:mobilenet --shape 8,32,32,3 "
                                      "--time-budget 0")
     assert doc["framework"] == "keras" and [t["target"] for t in doc["targets"]] == ["(model)", "dropout[Dropout]"]
+
+
+def test_recurrent_dropout_is_a_site_verified_through_the_cells_mask():
+    import keras
+    L = keras.layers
+    model = keras.Sequential([keras.Input((6, 16)), L.GRU(8, recurrent_dropout=0.3, name="gru"), L.Dense(2)])
+    r = dropverify.scan(model, M.sequence_input(), **FAST)
+    (row,) = r.scan.sites
+    assert r.ok and row.name == "gru[recurrent_dropout]" and row.kind == "keras.layers.GRU recurrent_dropout"
+    assert row.train == "0.3" and row.eval == "0 (p=0.3, off)" and row.in_situ == "verified", r.summary()
