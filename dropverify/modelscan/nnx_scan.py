@@ -166,21 +166,13 @@ def _np(dtype: str) -> Any:
     return numpy_dtype(dtype)
 
 
-def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
-             checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
-             reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None) -> Any:
-    """:func:`dropverify.scan` of a Flax NNX module (see the module docstring)."""
-    import flax
+def record_passes(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], seed: int,
+                  describe: str) -> Tuple[List[Tuple[Site, Any]], Dict[str, Any]]:
+    """(sites with their Dropouts, the four passes' outputs): the model run train, eval, eval, train with
+    every found Dropout's calls recorded; its state and mode flags restored afterwards."""
     import jax
     from flax import nnx
-    settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active,
-                                                     "an NNX")
-    args = tuple(jax.numpy.asarray(a) if not isinstance(a, list) else a for a in args)
-    kwargs = {k: jax.numpy.asarray(v) for k, v in kwargs.items()}
-    describe = describe_arrays(arrays) + " (Flax NNX)"
-    start = time.perf_counter()
     pairs = discover(model)
-    found = {id(s): (s, node) for s, node in pairs}
     by_node = {id(node): (s, node) for s, node in pairs}
     log = CallLog()
     state = jax.tree_util.tree_map(lambda a: a.copy() if hasattr(a, "copy") else a, nnx.state(model))  # values
@@ -193,21 +185,38 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
         return model(*args, **kwargs)
     try:
         patched = _patch(by_node, log)
-        outputs = run_passes(call, log, lambda s: None, settings.seed, describe)
+        outputs = run_passes(call, log, lambda s: None, seed, describe)
     finally:
         for cls, orig in patched:
             setattr(cls, "__call__", orig)
         nnx.update(model, state)
         for node, name, value in flags:
             setattr(node, name, value)
+    return pairs, outputs
+
+
+def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
+             checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
+             reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None) -> Any:
+    """:func:`dropverify.scan` of a Flax NNX module (see the module docstring)."""
+    import flax
+    import jax
+    settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active,
+                                                     "an NNX")
+    args = tuple(jax.numpy.asarray(a) if not isinstance(a, list) else a for a in args)
+    kwargs = {k: jax.numpy.asarray(v) for k, v in kwargs.items()}
+    describe = describe_arrays(arrays) + " (Flax NNX)"
+    start = time.perf_counter()
+    pairs, outputs = record_passes(model, args, kwargs, settings.seed, describe)
     if not pairs:
         raise InvalidArgument(f"no dropout site found in {type(model).__module__}.{type(model).__qualname__}: "
                               f"{SEARCHED}; nothing to scan")
     sites = sorted((s for s, _ in pairs), key=lambda s: min((c.seq for c in s.calls), default=1 << 62))
     return finish(f"{type(model).__module__}.{type(model).__qualname__}", describe,
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
-                  _spec_for(found), ("deterministic=True", "deterministic=False"),
-                  {"flax": flax.__version__, "jax": jax.__version__}, start, rng_what="the model's RngStreams", framework="nnx")
+                  _spec_for({id(s): (s, node) for s, node in pairs}), ("deterministic=True", "deterministic=False"),
+                  {"flax": flax.__version__, "jax": jax.__version__}, start, rng_what="the model's RngStreams",
+                  framework="nnx")
 
 
-__all__ = ["SEARCHED", "broadcast_variant", "discover", "scan_nnx"]
+__all__ = ["SEARCHED", "broadcast_variant", "discover", "record_passes", "scan_nnx"]
