@@ -65,12 +65,17 @@ quality: install-dev
 bench: install-dev
 	$(PY) -m benchmarks.run
 
-# The committed scan report (docs/frameworks.md): timm's ViT-Tiny/16 at 32 x 32. INCONCLUSIVE sites exit 0,
+# The committed scan reports (docs/frameworks.md): timm's ViT-Tiny/16 at 32 x 32, keras.applications MobileNet
+# (weights=None) at 32 x 32 on Keras-on-torch, a Flax NNX transformer block. INCONCLUSIVE sites exit 0,
 # a FAIL exits 1 (the report still written); only a usage error or a crash fails this target.
 scan: install-thirdparty
 	mkdir -p reports/scan
 	KERAS_BACKEND=torch $(DV) scan examples/scan/scan_models.py:timm_vit --shape 64,3,32,32 --time-budget 0 \
 	  --report reports/scan/timm_vit_tiny.md; test $$? -le 1
+	KERAS_BACKEND=torch $(DV) scan examples/scan/keras_models.py:mobilenet --shape 8,32,32,3 --time-budget 0 \
+	  --report reports/scan/keras_mobilenet.md; test $$? -le 1
+	$(DV) scan examples/scan/nnx_models.py:transformer_block --shape 8,8,16 --time-budget 0 \
+	  --report reports/scan/nnx_transformer_block.md; test $$? -le 1
 
 # The corpus of real library models (examples/scan/corpus.py: torchvision, timm, Hugging Face from config classes
 # with eager and sdpa attention, an LSTM LM; no weights): reports/scan/<name>.md, the same bytes on a rerun.
