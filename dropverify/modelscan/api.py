@@ -297,6 +297,8 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                 lookup_configured(s, rates)
         schedules = mc.depth_schedules(work, sites)
         pass_seconds = time.perf_counter() - start
+        from . import wiring  # model-context checks between layers: a few more passes (wiring.py)
+        wired = wiring.wiring_results(work, args, kwargs, sites, settings.seed, MODEL)
     finally:
         for m, f in flags.items():
             m.training = f
@@ -311,6 +313,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         model_results.append(mc.eval_deterministic(y1, y2, sites, MODEL, eval_active))
     model_results += mc.schedule_results(schedules, MODEL)
     model_results.append(mc.series(sites, MODEL))
+    model_results += wired
     round_trip_error = outputs.get("train_after_eval") if isinstance(outputs.get("train_after_eval"),
                                                                      Exception) else None
 
