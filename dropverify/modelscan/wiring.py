@@ -3,8 +3,9 @@
 Promises (each returns :class:`~dropverify.checks.CheckResult` objects on the model-level target;
 every FAIL names the site(s) and the cause). Cost, in passes of the model on the example input
 (under ``torch.no_grad`` unless said): 2 training + 2 eval passes always (:func:`wiring_results`),
-2 more training passes where the model has DropPath / stochastic-depth sites, 20 more where a module
-is skipped at random or a LayerDrop rate is configured, and 1 forward + 1 backward with gradients.
+2 more training passes where the model has DropPath / stochastic-depth sites, 22 more training and 4
+more eval passes where a module is skipped at random or a LayerDrop rate is configured, and 1
+forward + 1 backward with gradients.
 
 * :data:`SHARED` (a) — no two sites share a mask, within one forward or across two training
   forwards (a cached mask). Every applied call of an element-wise, channel or drop-path site is read
@@ -25,11 +26,15 @@ is skipped at random or a LayerDrop rate is configured, and 1 forward + 1 backwa
   rate: over :data:`LAYERDROP_PASSES` training passes its layers are skipped at rate p (equal-tailed
   exact binomial acceptance region at :data:`LAYERDROP_ALPHA` = 1e-6: false alarm <= 1e-6; with 6
   layers at p = 0.1 it accepts 3..35 skips of 144, so keeping with probability p, a skip rate of
-  0.9, is caught), and never skipped in eval (exact).
+  0.9, is caught), and never skipped in :data:`LAYERDROP_EVAL_PASSES` eval passes (exact on what is seen).
 * :data:`BACKWARD` (f) — one forward + backward in training: every site that runs again during the
   backward (activation checkpointing) gives, on the same input, the same output as in the forward;
   else the gradient flows through another mask (``checkpoint(..., preserve_rng_state=False)``).
-  Exact on CPU (a recomputation on an input the forward never gave the site is left out, counted).
+  And wherever the site's output is ``x * mask`` in the graph (torch's dropout on CPU, DropPath), the
+  gradient that node passes to x is 0 at every element the forward dropped (a recomputed or
+  redrawn mask leaks gradient there). Exact on CPU (a recomputation on an input the forward never
+  gave the site is left out, counted). Not seen: a functional call outside any module recomputed
+  by a reentrant checkpoint (autograd runs it without the recorder's TorchFunctionMode).
 * :data:`SCHEDULE_ORDER` (g) — the DropPath / stochastic-depth rates of the whole model's blocks in
   execution order (stages named block1 / layer2 ... included, an ``nn.Identity`` of a site's name
   counting as rate 0) never decrease (a restart per stage is a FAIL) and lie on one line from 0
@@ -67,6 +72,7 @@ PLACEMENT_P = 0.75
 PLACEMENT_PASSES = 2
 LAYERDROP_PASSES = 24
 """Training passes (the 2 mask passes included) over which LayerDrop skip rates are counted."""
+LAYERDROP_EVAL_PASSES = 6
 LAYERDROP_ALPHA = 1e-6
 _LAYERDROP_ATTR = re.compile(r"layer_?drop|drop_?layer", re.I)
 _CHANNEL = re.compile(r"dropout([123])d", re.I)
@@ -117,6 +123,8 @@ class _Wire(Recorder):
         self.open: List[Dict[str, Any]] = []
         self.placed: List[Dict[str, Any]] = []
         self._pending: Optional[Tuple[Site, torch.Tensor]] = None
+        self.grads = False
+        self.node_grads: Dict[int, Optional[torch.Tensor]] = {}
 
     def _pre(self, module: nn.Module, args: Tuple[Any, ...]) -> None:
         self.tick += 1
@@ -135,7 +143,7 @@ class _Wire(Recorder):
         x = getattr(frame, "wire_in", None)
         if frame is not None and frame.site is not None and x is not None and isinstance(output, torch.Tensor):
             if frame.call.applied and self.capture:
-                self.records.append((frame.site, self.tag, x, output.detach().clone()))
+                self._keep(frame.site, x, output)
             parent = frame.site.path.rpartition(".")[0]
             block = next((b for b in reversed(self.open) if b["path"] == parent), None)
             if block is not None and output.shape == x.shape and output.dim() >= 1:
@@ -149,6 +157,18 @@ class _Wire(Recorder):
             if block["dropped"] and y is not None:
                 block["y"] = y.detach().clone()
                 self.placed.append(block)
+
+    def _keep(self, site: Site, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep one applied call; with ``grads``, also the gradient its dropout node passes to its input."""
+        k = len(self.records)
+        self.records.append((site, self.tag, x, y.detach().clone()))
+        node = y.grad_fn
+        if not self.grads or node is None or node.name() not in ("MulBackward0", "NativeDropoutBackward0"):
+            return  # y = x * (a saved mask): the gradient to x is zero wherever the saved mask is
+        slots = [i for i, (f, _) in enumerate(node.next_functions) if f is not None]
+        if len(slots) == 1:
+            node.register_hook(lambda gi, go, k=k, i=slots[0]: self.node_grads.__setitem__(
+                k, gi[i].detach().clone() if len(gi) > i and gi[i] is not None else None))
 
     def _record(self, op: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         out = super()._record(op, args, kwargs)
@@ -164,8 +184,7 @@ class _Wire(Recorder):
         self._pending = None
         out = super().__torch_function__(func, types, args, kwargs)
         if self._pending is not None and isinstance(out, torch.Tensor):
-            site, x = self._pending
-            self.records.append((site, self.tag, x, out.detach().clone()))
+            self._keep(self._pending[0], self._pending[1], out)
         self._pending = None
         return out
 
@@ -380,7 +399,7 @@ def layerdrop(model: nn.Module, candidates: Sequence[str], train: Sequence[Count
     if not candidates:
         return _res(LAYERDROP, target, PASS, "no module skipped at random between passes and no LayerDrop rate "
                     "configured", layers=0)
-    full = {p: max(c.get(p, 0) for c in evals) for p in candidates}
+    full = {p: max(c.get(p, 0) for c in [*evals, *train]) for p in candidates}
     in_eval = [p for p in candidates if min(c.get(p, 0) for c in evals) < full[p] or full[p] == 0]
     if in_eval:
         return _res(LAYERDROP, target, FAIL, f"{', '.join(map(shown, in_eval[:3]))}: skipped in eval (called "
@@ -424,13 +443,15 @@ def backward_masks(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
     gives the forward's output on the forward's input."""
     from .api import _clone
     rec = _Wire(work, capture=True)
+    rec.grads = True
     params = [p for p in work.parameters() if p.requires_grad]
     grads = [p.grad for p in params]
     work.train(True)
     torch.manual_seed(seed)
     a, k = _clone(args, kwargs)
     try:
-        with torch.enable_grad(), rec.recording("train"):
+        from torch.utils.checkpoint import set_checkpoint_early_stop  # recompute whole segments: every site's output
+        with torch.enable_grad(), set_checkpoint_early_stop(False), rec.recording("train"):
             rec.tag = "forward"
             out = work(*a, **k)
             ts = [t for t in mc.tensors_of(out) if t.requires_grad and t.is_floating_point()]
@@ -442,9 +463,19 @@ def backward_masks(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
             p.grad = g
     if not ts:
         return _res(BACKWARD, target, PASS, "not run: no model output requires a gradient", recomputed=0)
+    bad: Dict[str, List[str]] = {}
+    for k, g in rec.node_grads.items():  # the gradient of a unit the forward dropped must be 0
+        site, _, x, y = rec.records[k]
+        if g is None or g.shape != x.shape:
+            continue
+        leak = (y == 0) & (x != 0) & (g != 0)
+        if bool(leak.any()):
+            bad.setdefault(site.label, []).append(
+                f"the backward pass sends a gradient through {int(leak.sum())} of {int(((y == 0) & (x != 0)).sum())}"
+                " element(s) the forward dropped")
     fwd = [r for r in rec.records if r[1] == "forward"]
     again = [r for r in rec.records if r[1] == "backward"]
-    bad, unmatched, same = [], 0, 0
+    unmatched, same = 0, 0
     for site, _, x, y in again:
         match = next((f for f in fwd if f[0].name == site.name and f[2].shape == x.shape and torch.equal(f[2], x)),
                      None)
@@ -453,20 +484,26 @@ def backward_masks(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
             continue
         differ = ~((match[3] == y) | (torch.isnan(match[3]) & torch.isnan(y)))
         if bool(differ.any()):
-            bad.append(f"{site.label}: run again in the backward pass (activation checkpointing) on its forward "
-                       f"input, it gives another output ({int(differ.sum())} of {differ.numel()} elements differ): "
-                       "the recomputation drew another mask, so the gradient flows through a mask the forward never "
-                       "used; keep checkpoint(..., preserve_rng_state=True) (the default) around dropout")
+            bad.setdefault(site.label, []).insert(0, (
+                f"run again in the backward pass (activation checkpointing) on its forward input, it gives another "
+                f"output ({int(differ.sum())} of {differ.numel()} elements differ)"))
         else:
             same += 1
     tail = f" ({unmatched} recomputation(s) on an input the forward never gave the site, left out)" if unmatched else ""
     if bad:
-        return _res(BACKWARD, target, FAIL, "; ".join(dict.fromkeys(bad)) + tail, recomputed=len(again))
+        return _res(BACKWARD, target, FAIL, "; ".join(f"{label}: " + "; ".join(dict.fromkeys(w)) for label, w in
+                                                      bad.items())
+                    + ": the backward uses another mask than the forward (a recomputation drew a new one), so the "
+                      "gradient flows through units the forward dropped; keep checkpoint(..., preserve_rng_state=True)"
+                      " (the default) around dropout" + tail, recomputed=len(again), sites=list(bad))
+    grads = sum(1 for g in rec.node_grads.values() if g is not None)
     if not again:
         return _res(BACKWARD, target, PASS, "one training forward + backward: no dropout site ran again in the "
-                    "backward (no recomputation)", recomputed=0)
+                    f"backward (no recomputation); {grads} dropout node(s) pass no gradient to a unit the forward "
+                    "dropped", recomputed=0, gradients_checked=grads)
     return _res(BACKWARD, target, PASS, f"one training forward + backward: {same} site call(s) recomputed in the "
-                f"backward give the forward's output exactly (the same mask)" + tail, recomputed=len(again))
+                f"backward give the forward's output exactly (the same mask); {grads} dropout node(s) pass no "
+                "gradient to a unit the forward dropped" + tail, recomputed=len(again), gradients_checked=grads)
 
 
 # ------------------------------------------------------------------------------ (g) schedule in execution order
@@ -558,8 +595,11 @@ def wiring_results(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
             light.counts = rec.counts
             for k in range(LAYERDROP_PASSES - 2):
                 light.run(work, args, kwargs, f"t{k + 3}", True)
+            for k in range(LAYERDROP_EVAL_PASSES - 2):
+                light.run(work, args, kwargs, f"e{k + 3}", False, "eval")
         train = [c for t, c in rec.counts.items() if t.startswith("t")]
-        out.append(layerdrop(work, cands, train, [rec.counts["e1"], rec.counts["e2"]], target))
+        evals = [c for t, c in rec.counts.items() if t.startswith("e")]
+        out.append(layerdrop(work, cands, train, evals, target))
     except Exception as exc:  # noqa: BLE001
         out.append(mc.error_result(LAYERDROP, target, "model", exc, "in the LayerDrop passes"))
     out.append(_placement(work, args, kwargs, sites, seed, target))
