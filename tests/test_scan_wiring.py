@@ -209,6 +209,7 @@ class Ckpt(nn.Module):
         return self.head(h)
 
 
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")  # the scan's no_grad passes
 @pytest.mark.parametrize("reentrant, functional, label", [(False, False, "block.1"), (True, False, "block.1"),
                                                           (False, True, "(model)")])
 def test_checkpoint_without_preserved_rng_recomputes_another_mask(reentrant, functional, label):

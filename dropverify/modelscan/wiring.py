@@ -55,7 +55,7 @@ import torch
 import torch.nn as nn
 from scipy import stats as sps
 
-from ..checks._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
+from ..checks._core import FAIL, INCONCLUSIVE, PASS, CheckResult
 from ..checks.callpatterns import FALSE_ALARM, overlap_limits
 from . import model_checks as mc
 from .discovery import Recorder, Site, _first_tensor, bind, module_sites, shown
@@ -67,6 +67,8 @@ BACKWARD = "backward_uses_forward_masks"
 SCHEDULE_ORDER = f"{mc.SCHEDULE}[execution order]"
 UNBATCHED = "channel_dropout_rank_batched"
 
+SHARED_FALSE_ALARM = FALSE_ALARM
+"""P(SHARED FAILs on a model whose sites draw independently) <= this (union bound over the compared pairs)."""
 PLACEMENT_P = 0.75
 """The rate DropPath sites are raised to on the placement passes (only samples they drop are checked)."""
 PLACEMENT_PASSES = 2
@@ -260,7 +262,7 @@ def shared_masks(records: Sequence[Tuple[Site, str, torch.Tensor, torch.Tensor]]
         limit = np.zeros_like(x)
         for n_ in np.unique(n):  # overlap_limits takes one n
             sel = n == n_
-            limit[sel] = overlap_limits(int(n_), a[sel], b[sel], total) if n_ > 0 else 0
+            limit[sel] = overlap_limits(int(n_), a[sel], b[sel], total, SHARED_FALSE_ALARM) if n_ > 0 else 0
         can = limit < np.minimum(a, b)
         informative += int(can.sum())
         tail = sps.hypergeom.sf(x - 1, np.maximum(n, 1), a, b)
@@ -273,15 +275,15 @@ def shared_masks(records: Sequence[Tuple[Site, str, torch.Tensor, torch.Tensor]]
         k = int(np.argmin(np.where(can, tail, np.inf)))
         if can[k] and (worst is None or tail[k] < worst[0]):
             worst = (float(tail[k]), f"{g[i[k]][0]} / {g[j[k]][0]}")
-    details = {"pairs": total, "informative_pairs": informative, "false_alarm": FALSE_ALARM,
+    details = {"pairs": total, "informative_pairs": informative, "false_alarm": SHARED_FALSE_ALARM,
                "smallest_tail": None if worst is None else worst[0]}
     if fails:
         more = f" ({len(fails) - 2} more pair(s))" if len(fails) > 2 else ""
         return _res(SHARED, target, FAIL, "; ".join(fails[:2]) + more + ": a shared or cached mask (sites must "
-                    f"draw independently; hypergeometric bound at {FALSE_ALARM:g} over {total} pairs)", **details)
+                    f"draw independently; hypergeometric bound at {SHARED_FALSE_ALARM:g} over {total} pairs)", **details)
     return _res(SHARED, target, PASS, f"{total} pairs of masks over one unit shape (2 training forwards), "
                 f"{informative} able to show sharing: none overlaps beyond chance given its drop counts "
-                f"(hypergeometric, false alarm <= {FALSE_ALARM:g})" + (f"; smallest tail {worst[0]:.3g} "
+                f"(hypergeometric, false alarm <= {SHARED_FALSE_ALARM:g})" + (f"; smallest tail {worst[0]:.3g} "
                                                                       f"({worst[1]})" if worst else ""), **details)
 
 
@@ -517,10 +519,22 @@ def schedule_order(model: nn.Module, sites: Sequence[Site], order: Mapping[int, 
                and s.module_kind.variant in _DROP_PATH and s.configured is not None]
     leaves = {p.rpartition(".")[2] for p, _ in members}
     members += [(p, 0.0) for p, m in mods.items() if type(m) is nn.Identity and p.rpartition(".")[2] in leaves]
-    members = [(p, r) for p, r in members if p in mods and id(mods[p]) in order]
-    members.sort(key=lambda m: order[id(mods[m[0]])])
+    index = {p: k for k, p in enumerate(mods)}
+
+    def when(path: str) -> Optional[Tuple[int, int]]:
+        """Its first call, else (a site its block never calls: a depth slot all the same) its nearest called
+        ancestor's, then definition order."""
+        parts = path.split(".")
+        for cut in range(len(parts), -1, -1):
+            m = mods.get(".".join(parts[:cut]))
+            if m is not None and id(m) in order:
+                return order[id(m)], index[path]
+        return None
+
+    members = [(p, r, when(p)) for p, r in members if p in mods]
+    members = sorted((m for m in members if m[2] is not None), key=lambda m: m[2])
     blocks: Dict[str, List[Tuple[str, float]]] = {}
-    for p, r in members:
+    for p, r, _ in members:
         blocks.setdefault(p.rpartition(".")[0], []).append((p, r))
     steps = list(blocks)
     if len(steps) < 2:
@@ -605,8 +619,10 @@ def wiring_results(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
     out.append(_placement(work, args, kwargs, sites, seed, target))
     try:
         out.append(backward_masks(work, args, kwargs, seed + 104, target))
-    except Exception as exc:  # noqa: BLE001
-        out.append(mc.error_result(BACKWARD, target, "model", exc, "in a training forward + backward"))
+    except Exception as exc:  # noqa: BLE001 - the model cannot run backward here: (f) is not checked, not failed
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        out.append(_res(BACKWARD, target, INCONCLUSIVE, f"not checked: the model raised {type(exc).__name__}"
+                        f"{': ' + text if text else ''} in a training forward + backward"))
     return out
 
 
