@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 from typing import Callable, List
 
+import numpy as np
 import torch
 import torch.nn as nn
+from scipy import stats as sps
 from torch.utils.checkpoint import checkpoint
 
+from dropverify.checks.callpatterns import overlap_limits
 from dropverify.modelscan import wiring
 from dropverify.modelscan.discovery import Recorder, module_sites
 from dropverify.report import write_atomic
@@ -156,7 +159,8 @@ def _count(model_fn: Callable[[], nn.Module], shape, check: str, verdict: str, s
         if fn is not None:
             res = fn(model, x, sites, SEED0 + k)
         else:
-            (res,) = [r for r in wiring.wiring_results(model, (x,), {}, sites, SEED0 + k, "(model)") if r.check == check]
+            every = wiring.wiring_results(model, (x,), {}, sites, SEED0 + k, "(model)")
+            (res,) = [r for r in every if r.check == check]
         assert res.verdict in ("PASS", "FAIL", "INCONCLUSIVE"), res.message
         hits += res.verdict == verdict
     return hits
@@ -187,8 +191,16 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     n = a.seeds
     t0 = time.perf_counter()
+    # predictions: the sharing rule's limit for two masks dropping the expected 154 of 512 units (6 pairs), the
+    # overlap f a + (1 - f) a b / n a fraction f of shared units gives; LayerDrop's acceptance region
+    units, drops = SHAPE[0] * SHAPE[1], round(P * SHAPE[0] * SHAPE[1])
+    limit = int(overlap_limits(units, np.array([drops]), np.array([drops]), 6)[0])
+    share = lambda f: f * drops + (1 - f) * drops * drops / units  # noqa: E731
+    f_min = (limit - drops * drops / units) / (drops - drops * drops / units)
+    trials = 6 * wiring.LAYERDROP_PASSES
+    lo = int(sps.binom.ppf(wiring.LAYERDROP_ALPHA / 2, trials, 0.2))
+    hi = int(sps.binom.isf(wiring.LAYERDROP_ALPHA / 2, trials, 0.2))
     S, L, C, B = wiring.SHARED, wiring.LAYERDROP, wiring.PLACEMENT, wiring.BACKWARD
-    placement = lambda m, x, s, seed: wiring._placement(m, (x,), {}, s, seed, "(model)")  # noqa: E731
     backward = lambda m, x, s, seed: wiring.backward_masks(m, (x,), {}, seed, "(model)")  # noqa: E731
     rows: List[tuple] = [
         (S, "hypergeometric, 1e-9", "two nn.Dropout(0.3) on 16 x 32", "none (correct)",
@@ -201,24 +213,28 @@ def main(argv=None) -> int:
         (S, "hypergeometric, 1e-9", "second dropout reuses the first's mask on all units", "f = 1 (one mask)",
          _count(lambda: Shared(1.0), SHAPE, S, "PASS", n), "0 expected"),
         (S, "hypergeometric, 1e-9", "... on half of the units", "f = 0.5",
-         _count(lambda: Shared(0.5), SHAPE, S, "PASS", n), "overlap ~ 46 + 108 f vs limit ~ 82: f > 0.33 caught"),
+         _count(lambda: Shared(0.5), SHAPE, S, "PASS", n),
+         f"mean overlap {share(0.5):.0f} vs limit {limit} (at {drops} of {units} dropped): f > {f_min:.2f} caught"),
         (S, "hypergeometric, 1e-9", "... on a quarter of the units", "f = 0.25 (below the detectable share)",
-         _count(lambda: Shared(0.25), SHAPE, S, "PASS", n), "mostly PASS (not detectable at 512 units)"),
+         _count(lambda: Shared(0.25), SHAPE, S, "PASS", n),
+         f"mean overlap {share(0.25):.0f} vs limit {limit}: mostly PASS (below the detectable share)"),
         (L, "binomial, 1e-6", "LayerDrop p = 0.2, 6 layers, 24 passes", "none (correct)",
-         _count(lambda: LayerDrop(0.2), (4, 8), L, "FAIL", n), "<= 1e-6"),
+         _count(lambda: LayerDrop(0.2), (4, 8), L, "FAIL", n), f"<= 1e-6 (accepts {lo}..{hi} of {trials})"),
         (L, "binomial, raised to 0.05", "LayerDrop p = 0.2, 6 layers, 24 passes", "none (correct; alpha raised)",
          _raised_ld(0.05, lambda: _count(lambda: LayerDrop(0.2), (4, 8), L, "FAIL", n)), "<= 0.05"),
         (L, "binomial, 1e-6", "layers kept with probability p", "skip rate 0.8 for p = 0.2",
          _count(lambda: LayerDrop(0.8), (4, 8), L, "PASS", n), "0 expected"),
-        (L, "binomial, 1e-6", "skip rate just beyond the acceptance region (8..54 of 144)", "skip rate 0.45",
-         _count(lambda: LayerDrop(0.45), (4, 8), L, "PASS", n), "P(skips <= 54) at 0.45 = 0.02"),
-        (C, "exact", "4 residual blocks x + drop_path(f(x)), p = 0.1..0.3", "none (correct)",
-         _count(lambda: nn.Sequential(*[Residual(r) for r in (0.1, 0.2, 0.3)]), (4, 16), C, "FAIL", n, True,
-                placement), "0 (exact)"),
+        (L, "binomial, 1e-6", f"skip rate just beyond the acceptance region ({lo}..{hi} of {trials})",
+         "skip rate 0.45", _count(lambda: LayerDrop(0.45), (4, 8), L, "PASS", n),
+         f"P({lo} <= skips <= {hi}) at 0.45 = "
+         f"{sps.binom.cdf(hi, trials, 0.45) - sps.binom.cdf(lo - 1, trials, 0.45):.3f}"),
+        (C, "exact", "3 residual blocks x + drop_path(f(x)), p = 0.1..0.3", "none (correct)",
+         _count(lambda: nn.Sequential(*[Residual(r) for r in (0.1, 0.2, 0.3)]), (4, 16), C, "FAIL", n, True),
+         "0 (exact)"),
         (B, "exact", "checkpoint(preserve_rng_state=True) around Linear + Dropout", "none (correct)",
          _count(lambda: Ckpt(True), (8, 16), B, "FAIL", n, fn=backward), "0 (exact)"),
         (B, "exact", "checkpoint(preserve_rng_state=False)", "another mask in backward",
-         _count(lambda: Ckpt(False), (8, 16), B, "PASS", n, fn=backward), "P(same 128-element mask) < 1e-20"),
+         _count(lambda: Ckpt(False), (8, 16), B, "PASS", n, fn=backward), f"P(same 128-element mask) = {(P * P + (1 - P) ** 2) ** 128:.1g}"),
     ]
     took = time.perf_counter() - t0
     lines = ["# Issue 23 item 4: the scan's wiring checks, measured error rates", "",

@@ -3,8 +3,7 @@
 Promises (each returns :class:`~dropverify.checks.CheckResult` objects on the model-level target;
 every FAIL names the site(s) and the cause). Cost, in passes of the model on the example input
 (under ``torch.no_grad`` unless said): 2 training + 2 eval passes always (:func:`wiring_results`),
-2 more training passes where the model has DropPath / stochastic-depth sites, 22 more training and 4
-more eval passes where a module is skipped at random or a LayerDrop rate is configured, and 1
+22 more training and 4 more eval passes where a module is skipped at random or a LayerDrop rate is configured, and 1
 forward + 1 backward with gradients.
 
 * :data:`SHARED` (a) — no two sites share a mask, within one forward or across two training
@@ -19,7 +18,7 @@ forward + 1 backward with gradients.
 * :data:`PLACEMENT` (c) — for every sample a DropPath / stochastic-depth site drops (every call of
   the site within one forward of its parent dropped it), the parent block's output equals its input
   exactly (the skip path): ``x + drop_path(f(x))``, not ``drop_path(x + f(x))``. The sites' rates are
-  raised to :data:`PLACEMENT_P` on these passes so that samples drop; exact, no sampling error.
+  raised to :data:`PLACEMENT_P` on the two training passes so that samples drop; exact, no sampling error.
   INCONCLUSIVE when no sample was dropped.
 * :data:`LAYERDROP` (d) — a module whose call count varies between training passes (LayerDrop:
   ``if self.training and rand < p: continue``), or a ModuleList under a module with a ``layerdrop``-like
@@ -71,7 +70,6 @@ SHARED_FALSE_ALARM = FALSE_ALARM
 """P(SHARED FAILs on a model whose sites draw independently) <= this (union bound over the compared pairs)."""
 PLACEMENT_P = 0.75
 """The rate DropPath sites are raised to on the placement passes (only samples they drop are checked)."""
-PLACEMENT_PASSES = 2
 LAYERDROP_PASSES = 24
 """Training passes (the 2 mask passes included) over which LayerDrop skip rates are counted."""
 LAYERDROP_EVAL_PASSES = 6
@@ -280,7 +278,8 @@ def shared_masks(records: Sequence[Tuple[Site, str, torch.Tensor, torch.Tensor]]
     if fails:
         more = f" ({len(fails) - 2} more pair(s))" if len(fails) > 2 else ""
         return _res(SHARED, target, FAIL, "; ".join(fails[:2]) + more + ": a shared or cached mask (sites must "
-                    f"draw independently; hypergeometric bound at {SHARED_FALSE_ALARM:g} over {total} pairs)", **details)
+                    f"draw independently; hypergeometric bound at {SHARED_FALSE_ALARM:g} over {total} pairs)",
+                    **details)
     return _res(SHARED, target, PASS, f"{total} pairs of masks over one unit shape (2 training forwards), "
                 f"{informative} able to show sharing: none overlaps beyond chance given its drop counts "
                 f"(hypergeometric, false alarm <= {SHARED_FALSE_ALARM:g})" + (f"; smallest tail {worst[0]:.3g} "
@@ -359,7 +358,7 @@ def placement(blocks: Sequence[Dict[str, Any]], target: str) -> CheckResult:
                     blocks=[w[0] for w in wrong], samples_checked=checked)
     if checked == 0:
         return _res(PLACEMENT, target, INCONCLUSIVE, f"no sample dropped by every drop-path call of a block in "
-                    f"{PLACEMENT_PASSES} training forwards at p = {PLACEMENT_P:g}: placement not observed")
+                    f"2 training forwards at p = {PLACEMENT_P:g}: placement not observed")
     return _res(PLACEMENT, target, PASS, f"{checked} dropped sample(s) in {len({b['path'] for b in blocks})} block(s):"
                 f" each block's output equals its input exactly (x + drop_path(f(x)))", samples_checked=checked)
 
@@ -584,15 +583,27 @@ def schedule_order(model: nn.Module, sites: Sequence[Site], order: Mapping[int, 
 
 def wiring_results(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any], sites: Sequence[Site],
                    seed: int, target: str) -> List[CheckResult]:
-    """Every wiring check on the scan's working copy ``work`` (its train flags, parameters' gradients and
-    drop-path rates as they were afterwards; the caller restores the RNG). A pass that raises is one
-    ERROR result for the checks it feeds; the others still run."""
+    """Every wiring check on the scan's working copy ``work`` (its drop-path rates and parameters'
+    gradients as they were afterwards; the caller restores train flags and the RNG). The two training
+    passes run with DropPath sites raised to PLACEMENT_P (placement needs dropped samples; a mask's
+    drop count does not matter to the sharing rule). A pass that raises is one ERROR result for the
+    checks it feeds; the others still run."""
     out: List[CheckResult] = []
-    rec = _Wire(work)
+    mods = dict(work.named_modules())
+    dp = [s for s in sites if s.is_module and s.module_kind is not None and s.module_kind.variant in _DROP_PATH
+          and s.phase("train") and s.path in mods and s.path]
+    rec = _Wire(work, blocks={id(mods[s.path.rpartition(".")[0]]): [] for s in dp})
+    saved = [(mods[s.path], s.module_kind.p_attr, getattr(mods[s.path], s.module_kind.p_attr)) for s in dp]
     try:
-        torch.manual_seed(seed + 101)
-        for tag in ("t1", "t2"):
-            rec.run(work, args, kwargs, tag, True)
+        try:
+            for m, attr, _ in saved:
+                setattr(m, attr, PLACEMENT_P)
+            torch.manual_seed(seed + 101)
+            for tag in ("t1", "t2"):
+                rec.run(work, args, kwargs, tag, True)
+        finally:
+            for m, attr, v in saved:
+                setattr(m, attr, v)
         torch.manual_seed(seed + 102)
         for tag in ("e1", "e2"):
             rec.run(work, args, kwargs, tag, False, "eval")
@@ -616,7 +627,8 @@ def wiring_results(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
         out.append(layerdrop(work, cands, train, evals, target))
     except Exception as exc:  # noqa: BLE001
         out.append(mc.error_result(LAYERDROP, target, "model", exc, "in the LayerDrop passes"))
-    out.append(_placement(work, args, kwargs, sites, seed, target))
+    out.append(placement(rec.placed, target) if dp else
+               _res(PLACEMENT, target, PASS, "no drop-path site called in training", samples_checked=0))
     try:
         out.append(backward_masks(work, args, kwargs, seed + 104, target))
     except Exception as exc:  # noqa: BLE001 - the model cannot run backward here: (f) is not checked, not failed
@@ -624,31 +636,6 @@ def wiring_results(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
         out.append(_res(BACKWARD, target, INCONCLUSIVE, f"not checked: the model raised {type(exc).__name__}"
                         f"{': ' + text if text else ''} in a training forward + backward"))
     return out
-
-
-def _placement(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any], sites: Sequence[Site], seed: int,
-               target: str) -> CheckResult:
-    mods = dict(work.named_modules())
-    dp = [s for s in sites if s.is_module and s.module_kind is not None and s.module_kind.variant in _DROP_PATH
-          and s.phase("train") and s.path in mods]
-    if not dp:
-        return _res(PLACEMENT, target, PASS, "no drop-path site called in training", samples_checked=0)
-    parents = {id(mods[s.path.rpartition(".")[0]]): [] for s in dp if s.path}
-    saved = {s.path: getattr(mods[s.path], s.module_kind.p_attr) for s in dp}
-    try:
-        for s in dp:
-            setattr(mods[s.path], s.module_kind.p_attr, PLACEMENT_P)
-        rec = _Wire(work, capture=False, blocks=parents)
-        torch.manual_seed(seed + 103)
-        for k in range(PLACEMENT_PASSES):
-            rec.run(work, args, kwargs, f"p{k}", True)
-        return placement(rec.placed, target)
-    except Exception as exc:  # noqa: BLE001
-        return mc.error_result(PLACEMENT, target, "model", exc, f"in a training forward with drop paths at "
-                               f"p = {PLACEMENT_P:g}")
-    finally:
-        for path, v in saved.items():
-            setattr(mods[path], dict((s.path, s.module_kind.p_attr) for s in dp)[path], v)
 
 
 __all__ = ["BACKWARD", "LAYERDROP", "PLACEMENT", "SCHEDULE_ORDER", "SHARED", "UNBATCHED", "backward_masks",
