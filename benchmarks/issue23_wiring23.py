@@ -234,7 +234,8 @@ def main(argv=None) -> int:
         (B, "exact", "checkpoint(preserve_rng_state=True) around Linear + Dropout", "none (correct)",
          _count(lambda: Ckpt(True), (8, 16), B, "FAIL", n, fn=backward), "0 (exact)"),
         (B, "exact", "checkpoint(preserve_rng_state=False)", "another mask in backward",
-         _count(lambda: Ckpt(False), (8, 16), B, "PASS", n, fn=backward), f"P(same 128-element mask) = {(P * P + (1 - P) ** 2) ** 128:.1g}"),
+         _count(lambda: Ckpt(False), (8, 16), B, "PASS", n, fn=backward),
+         f"P(same 128-element mask) = {(P * P + (1 - P) ** 2) ** 128:.1g}"),
     ]
     took = time.perf_counter() - t0
     lines = ["# Issue 23 item 4: the scan's wiring checks, measured error rates", "",

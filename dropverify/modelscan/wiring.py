@@ -57,7 +57,8 @@ from scipy import stats as sps
 from ..checks._core import FAIL, INCONCLUSIVE, PASS, CheckResult
 from ..checks.callpatterns import FALSE_ALARM, overlap_limits
 from . import model_checks as mc
-from .discovery import Recorder, Site, _first_tensor, bind, module_sites, shown
+from .discovery import Site, shown
+from .wiring_record import _DROP_PATH, _Wire, _mask
 
 SHARED = "sites_draw_independent_masks"
 PLACEMENT = "drop_path_dropped_sample_equals_skip_path"
@@ -76,149 +77,10 @@ LAYERDROP_EVAL_PASSES = 6
 LAYERDROP_ALPHA = 1e-6
 _LAYERDROP_ATTR = re.compile(r"layer_?drop|drop_?layer", re.I)
 _CHANNEL = re.compile(r"dropout([123])d", re.I)
-_DROP_PATH = ("drop_path", "stochastic_depth")
 
 
 def _res(check: str, target: str, verdict: str, text: str, **details: Any) -> CheckResult:
     return CheckResult(check=check, target=target, variant="model", verdict=verdict, text=text, details=details)
-
-
-# ------------------------------------------------------------------------------ recording
-
-
-def _lead(site: Site, rank: int) -> Optional[int]:
-    """How many leading axes index a site's draws (units) at input ``rank``; None: not readable as a
-    binary mask (alpha dropout, DropBlock, attention)."""
-    if site.is_module:
-        kind = site.module_kind
-        if kind is None or kind.rnn:
-            return None
-        variant = kind.variant or (kind.variant_for(rank) if kind.variant_for else None)
-    else:
-        variant = site.fop.variant if site.fop is not None else None
-    if variant == "dropout":
-        return rank
-    if variant in _DROP_PATH:
-        return 1
-    m = re.match(r"spatial_dropout_(\d)d", variant or "")
-    if m:
-        return 2 if rank >= int(m.group(1)) + 2 or (int(m.group(1)) == 2 and rank == 3) else 1
-    return None
-
-
-class _Wire(Recorder):
-    """The scan's recorder, also keeping (when ``capture``) each applied call's input and output,
-    every module's first-call order and call counts per pass, and (``blocks``: module ids) the
-    input / output of DropPath parents with the samples their sites dropped."""
-
-    def __init__(self, model: nn.Module, capture: bool = True, blocks: Optional[Dict[int, List[str]]] = None) -> None:
-        super().__init__(model, module_sites(model))
-        self.capture = capture
-        self.blocks = blocks or {}
-        self.tick = 0
-        self.tag = ""
-        self.order: Dict[int, int] = {}
-        self.counts: Dict[str, Counter] = {}
-        self.records: List[Tuple[Site, str, torch.Tensor, torch.Tensor]] = []  # site, tag, input, output
-        self.open: List[Dict[str, Any]] = []
-        self.placed: List[Dict[str, Any]] = []
-        self._pending: Optional[Tuple[Site, torch.Tensor]] = None
-        self.grads = False
-        self.node_grads: Dict[int, Optional[torch.Tensor]] = {}
-
-    def _pre(self, module: nn.Module, args: Tuple[Any, ...]) -> None:
-        self.tick += 1
-        self.order.setdefault(id(module), self.tick)
-        self.counts.setdefault(self.tag, Counter())[self._paths.get(id(module), "?")] += 1
-        x = _first_tensor(args)
-        if id(module) in self.blocks and x is not None:
-            self.open.append({"path": self._paths[id(module)], "x": x.detach().clone(), "dropped": {}})
-        super()._pre(module, args)
-        frame = self.stack[-1]
-        if frame.site is not None and x is not None and (self.capture or self.blocks):
-            frame.wire_in = x.detach().clone()  # type: ignore[attr-defined]
-
-    def _post(self, module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
-        frame = self.stack[-1] if self.stack else None
-        x = getattr(frame, "wire_in", None)
-        if frame is not None and frame.site is not None and x is not None and isinstance(output, torch.Tensor):
-            if frame.call.applied and self.capture:
-                self._keep(frame.site, x, output)
-            parent = frame.site.path.rpartition(".")[0]
-            block = next((b for b in reversed(self.open) if b["path"] == parent), None)
-            if block is not None and output.shape == x.shape and output.dim() >= 1:
-                hit = (output.detach().flatten(1) == 0).all(1) & (x.flatten(1) != 0).any(1)
-                prev = block["dropped"].get(frame.site.label)
-                block["dropped"][frame.site.label] = hit if prev is None else prev & hit
-        super()._post(module, args, output)
-        if id(module) in self.blocks and self.open and self.open[-1]["path"] == self._paths.get(id(module)):
-            block = self.open.pop()
-            y = output if isinstance(output, torch.Tensor) else next(iter(mc.tensors_of(output)), None)
-            if block["dropped"] and y is not None:
-                block["y"] = y.detach().clone()
-                self.placed.append(block)
-
-    def _keep(self, site: Site, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Keep one applied call; with ``grads``, also the gradient its dropout node passes to its input."""
-        k = len(self.records)
-        self.records.append((site, self.tag, x, y.detach().clone()))
-        node = y.grad_fn
-        if not self.grads or node is None or node.name() not in ("MulBackward0", "NativeDropoutBackward0"):
-            return  # y = x * (a saved mask): the gradient to x is zero wherever the saved mask is
-        slots = [i for i, (f, _) in enumerate(node.next_functions) if f is not None]
-        if len(slots) == 1:
-            node.register_hook(lambda gi, go, k=k, i=slots[0]: self.node_grads.__setitem__(
-                k, gi[i].detach().clone() if len(gi) > i and gi[i] is not None else None))
-
-    def _record(self, op: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        out = super()._record(op, args, kwargs)
-        if out is not None and self.capture:
-            values, _ = bind(op, args, kwargs)
-            x = next((v for v in values.values() if isinstance(v, torch.Tensor)), None)
-            site = next(s for s in self.functional.values() if s.label == out[0] and s.op == op.name)
-            if x is not None:
-                self._pending = (site, x.detach().clone())
-        return out
-
-    def __torch_function__(self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: Any = None) -> Any:
-        self._pending = None
-        out = super().__torch_function__(func, types, args, kwargs)
-        if self._pending is not None and isinstance(out, torch.Tensor):
-            self._keep(self._pending[0], self._pending[1], out)
-        self._pending = None
-        return out
-
-    def run(self, work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any], tag: str, training: bool,
-            phase: str = "train") -> Any:
-        from .api import _clone
-        work.train(training)
-        self.tag = tag
-        a, k = _clone(args, kwargs)
-        with torch.no_grad(), self.recording(phase):
-            return work(*a, **k)
-
-
-def _mask(site: Site, x: torch.Tensor, y: torch.Tensor) -> Optional[Tuple[Tuple[int, ...], np.ndarray, np.ndarray]]:
-    """(unit shape, dropped, observable) of one call, flattened; None where no binary mask is readable.
-    Units: the site's draws (elements, channels, samples); an axis along which every unit's drop is
-    the same (a mask shared over time, as a LockedDropout draws) is merged into the unit, so units are
-    independent under the site's own law."""
-    if y.shape != x.shape or not x.is_floating_point() or x.dim() == 0:
-        return None
-    lead = _lead(site, x.dim())
-    if lead is None:
-        return None
-    shape = tuple(x.shape[:lead])
-    obs = ((x != 0) & torch.isfinite(x)).reshape(shape + (-1,)).any(-1)
-    dropped = (y == 0).reshape(shape + (-1,)).all(-1) & obs
-    keep = obs & ~dropped
-    for k in reversed(range(len(shape))):
-        if dropped.shape[k] < 2 or (obs.sum(k) < 2).all():
-            continue
-        if not bool((dropped.any(k) & keep.any(k)).any()):  # never mixed along axis k: one draw shared along it
-            dropped, obs = dropped.any(k), obs.any(k)
-            keep = obs & ~dropped
-    return tuple(dropped.shape), dropped.flatten().cpu().numpy(), obs.flatten().cpu().numpy()
 
 
 # ------------------------------------------------------------------------------ (a) shared masks
