@@ -219,8 +219,11 @@ def placement(blocks: Sequence[Dict[str, Any]], target: str) -> CheckResult:
                       "x + drop_path(f(x))" + (f" ({len(wrong) - 1} more block(s))" if len(wrong) > 1 else ""),
                     blocks=[w[0] for w in wrong], samples_checked=checked)
     if checked == 0:
+        zero = sum(b.get("zero", 0) for b in blocks)
+        why = (f"; {zero} sample(s) reached the drop-path sites as exact zeros (a zero-initialised branch, e.g. "
+               "timm's zero_init_last): placement shows only on a branch that computes something" if zero else "")
         return _res(PLACEMENT, target, INCONCLUSIVE, f"no sample dropped by every drop-path call of a block in "
-                    f"2 training forwards at p = {PLACEMENT_P:g}: placement not observed")
+                    f"2 training forwards at p = {PLACEMENT_P:g}: placement not observed" + why, zero_inputs=zero)
     return _res(PLACEMENT, target, PASS, f"{checked} dropped sample(s) in {len({b['path'] for b in blocks})} block(s):"
                 f" each block's output equals its input exactly (x + drop_path(f(x)))", samples_checked=checked)
 
@@ -434,7 +437,8 @@ def schedule_order(model: nn.Module, sites: Sequence[Site], order: Mapping[int, 
                     f"{step:.4g}); schedule {listed}", **details)
     rule = {0: f"from 0: rate x k / (L - 1) with rate {rates[-1]:.4g} (timm, torchvision), the line of rate x k / L "
                f"with rate {step * n:.4g} (torchvision EfficientNet)",
-            1: f"from rate / L: rate x l / L with rate {rates[-1]:.4g} (the stochastic-depth paper)"}.get(
+            1: f"from rate / L: rate x l / L with rate {rates[-1]:.4g} (the stochastic-depth paper; also the rule "
+               "from 0 where the first block carries no site)"}.get(
         int(round(m)), f"from 0 with the first {int(round(m))} block(s) carrying no site")
     return _res(SCHEDULE_ORDER, target, PASS, f"{n} blocks in execution order, rates rising linearly {rule}; "
                 f"schedule {listed}", rule=rule, **details)

@@ -82,6 +82,7 @@ class _Wire(Recorder):
             block = next((b for b in reversed(self.open) if b["path"] == parent), None)
             if block is not None and output.shape == x.shape and output.dim() >= 1:
                 hit = (output.detach().flatten(1) == 0).all(1) & (x.flatten(1) != 0).any(1)
+                block["zero"] = block.get("zero", 0) + int((x.flatten(1) == 0).all(1).sum())
                 prev = block["dropped"].get(frame.site.label)
                 block["dropped"][frame.site.label] = hit if prev is None else prev & hit
         super()._post(module, args, output)
