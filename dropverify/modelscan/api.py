@@ -10,6 +10,7 @@ in situ (:mod:`.insitu`) in ONE runner call, so the whole model is one Holm fami
 has no dropout site, is an InvalidArgument (nothing to scan); a later pass that raises is an
 ERROR result and the scan goes on. A site the training pass never calls is NOT EXERCISED in
 the site table (never a PASS); sites matching ``eval_active`` patterns must drop in eval.
+The wiring checks between layers (:mod:`.wiring`) run the copy 5 to 31 more times.
 """
 from __future__ import annotations
 
