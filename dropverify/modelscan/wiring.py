@@ -58,7 +58,7 @@ from ..checks._core import FAIL, INCONCLUSIVE, PASS, CheckResult
 from ..checks.callpatterns import FALSE_ALARM, overlap_limits
 from . import model_checks as mc
 from .discovery import Site, shown
-from .wiring_record import _DROP_PATH, _Wire, _mask
+from .wiring_record import _CHANNEL, _DROP_PATH, Rec, _Wire
 
 SHARED = "sites_draw_independent_masks"
 PLACEMENT = "drop_path_dropped_sample_equals_skip_path"
@@ -76,7 +76,6 @@ LAYERDROP_PASSES = 24
 LAYERDROP_EVAL_PASSES = 6
 LAYERDROP_ALPHA = 1e-6
 _LAYERDROP_ATTR = re.compile(r"layer_?drop|drop_?layer", re.I)
-_CHANNEL = re.compile(r"dropout([123])d", re.I)
 
 
 def _res(check: str, target: str, verdict: str, text: str, **details: Any) -> CheckResult:
@@ -91,16 +90,16 @@ def _who(rec: Tuple[str, str, int, Any, Any]) -> str:
                                                                                else ")")
 
 
-def shared_masks(records: Sequence[Tuple[Site, str, torch.Tensor, torch.Tensor]], target: str) -> CheckResult:
+def shared_masks(records: Sequence[Rec], target: str) -> CheckResult:
     """(a): no pair of recorded masks over one unit shape overlaps beyond chance given its drop counts."""
     groups: Dict[Tuple[int, ...], List[Tuple[str, str, int, np.ndarray, np.ndarray]]] = {}
     seen: Counter = Counter()
-    for site, tag, x, y in records:
-        m = _mask(site, x, y)
-        if m is None:
+    for r in records:
+        if r.mask is None:
             continue
-        seen[(site.label, tag)] += 1
-        groups.setdefault(m[0], []).append((site.label, tag, seen[(site.label, tag)], m[1], m[2]))
+        seen[(r.site.label, r.tag)] += 1
+        groups.setdefault(r.mask[0], []).append((r.site.label, r.tag, seen[(r.site.label, r.tag)], r.mask[1],
+                                                 r.mask[2]))
     sizes = [len(g) for g in groups.values()]
     total = sum(k * (k - 1) // 2 for k in sizes)
     if total == 0:
@@ -151,8 +150,7 @@ def shared_masks(records: Sequence[Tuple[Site, str, torch.Tensor, torch.Tensor]]
 # ------------------------------------------------------------------------------ (h) channel dropout rank
 
 
-def channel_rank(sites: Sequence[Site], records: Sequence[Tuple[Site, str, torch.Tensor, torch.Tensor]],
-                 target: str) -> CheckResult:
+def channel_rank(sites: Sequence[Site], records: Sequence[Rec], target: str) -> CheckResult:
     """(h): a channel dropout's training input has the rank its class draws one mask per channel for."""
     bad: List[str] = []
     checked = 0
@@ -166,7 +164,7 @@ def channel_rank(sites: Sequence[Site], records: Sequence[Tuple[Site, str, torch
         shape = calls[0].shapes[0]
         if len(shape) == dims + 2 or (len(shape) == dims + 1 and dims != 2):
             continue
-        rec = next(((x, y) for s, _, x, y in records if s.label == site.label and s.kind == site.kind), None)
+        rec = next((r.pair for r in records if r.pair is not None and r.site.label == site.label), None)
         seen = ""
         if rec is not None and rec[0].shape == rec[1].shape:
             x, y = rec
@@ -192,32 +190,19 @@ def channel_rank(sites: Sequence[Site], records: Sequence[Tuple[Site, str, torch
 
 
 def placement(blocks: Sequence[Dict[str, Any]], target: str) -> CheckResult:
-    """(c): dropped samples leave their block's output equal to its input (the skip path)."""
-    checked, wrong = 0, []
-    for b in blocks:
-        x, y = b["x"], b["y"]
-        hit = None
-        for v in b["dropped"].values():
-            hit = v if hit is None else hit & v
-        if hit is None or y.shape != x.shape or not bool(hit.any()):
-            continue
-        idx = torch.nonzero(hit).flatten()
-        xs, ys = x[idx].flatten(1), y[idx].flatten(1)
-        equal = ((xs == ys) | (torch.isnan(xs) & torch.isnan(ys))).all(1)
-        checked += int(idx.numel())
-        if not bool(equal.all()):
-            k = int(idx[~equal][0])
-            zero = bool((y[k] == 0).all())
-            wrong.append((b["path"], list(b["dropped"]), int((~equal).sum()), int(idx.numel()), zero, k))
+    """(c): dropped samples leave their block's output equal to its input (the skip path); ``blocks``:
+    the recorder's summaries of DropPath parents' calls."""
+    checked = sum(b["checked"] for b in blocks)
+    wrong = [b for b in blocks if b["wrong"]]
     if wrong:
-        path, sites, n, m, zero, k = wrong[0]
-        sites_s = ", ".join(sites)
+        b = wrong[0]
         return _res(PLACEMENT, target, FAIL,
-                    f"{shown(path)}: for {n} of {m} sample(s) that {sites_s} dropped, the block's output is not its "
-                    f"input (the skip path)" + (f"; sample {k}'s output is all zero" if zero else "")
+                    f"{shown(b['path'])}: for {b['wrong']} of {b['checked']} sample(s) that {', '.join(b['dropped'])} "
+                    f"dropped, the block's output is not its input (the skip path)"
+                    + (f"; sample {b['first']}'s output is all zero" if b["zero_out"] else "")
                     + ": the drop path wraps the residual sum, drop_path(x + f(x)); apply it to the branch: "
-                      "x + drop_path(f(x))" + (f" ({len(wrong) - 1} more block(s))" if len(wrong) > 1 else ""),
-                    blocks=[w[0] for w in wrong], samples_checked=checked)
+                      "x + drop_path(f(x))" + (f" ({len(wrong) - 1} more block call(s))" if len(wrong) > 1 else ""),
+                    blocks=list(dict.fromkeys(b["path"] for b in wrong)), samples_checked=checked)
     if checked == 0:
         zero = sum(b.get("zero", 0) for b in blocks)
         why = (f"; {zero} sample(s) reached the drop-path sites as exact zeros (a zero-initialised branch, e.g. "
@@ -331,28 +316,28 @@ def backward_masks(work: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any
         return _res(BACKWARD, target, PASS, "not run: no model output requires a gradient", recomputed=0)
     bad: Dict[str, List[str]] = {}
     for k, g in rec.node_grads.items():  # the gradient of a unit the forward dropped must be 0
-        site, _, x, y = rec.records[k]
-        if g is None or g.shape != x.shape:
+        r = rec.records[k]
+        if g is None or r.dropped is None or g.shape != r.dropped.shape:
             continue
-        leak = (y == 0) & (x != 0) & (g != 0)
+        leak = r.dropped & (g != 0)
         if bool(leak.any()):
-            bad.setdefault(site.label, []).append(
-                f"the backward pass sends a gradient through {int(leak.sum())} of {int(((y == 0) & (x != 0)).sum())}"
-                " element(s) the forward dropped")
-    fwd = [r for r in rec.records if r[1] == "forward"]
-    again = [r for r in rec.records if r[1] == "backward"]
+            bad.setdefault(r.site.label, []).append(
+                f"the backward pass sends a gradient through {int(leak.sum())} of {int(r.dropped.sum())} element(s) "
+                "the forward dropped")
+    fwd = {(r.site.name, r.x_key): r for r in rec.records if r.tag == "forward"}
+    again = [r for r in rec.records if r.tag == "backward"]
     unmatched, same = 0, 0
-    for site, _, x, y in again:
-        match = next((f for f in fwd if f[0].name == site.name and f[2].shape == x.shape and torch.equal(f[2], x)),
-                     None)
+    for r in again:
+        match = fwd.get((r.site.name, r.x_key))
         if match is None:
             unmatched += 1
             continue
-        differ = ~((match[3] == y) | (torch.isnan(match[3]) & torch.isnan(y)))
-        if bool(differ.any()):
-            bad.setdefault(site.label, []).insert(0, (
+        if match.y_key != r.y_key:
+            units = "" if match.mask is None or r.mask is None else (
+                f": {int((match.mask[1] != r.mask[1]).sum())} of {match.mask[1].size} units dropped differently")
+            bad.setdefault(r.site.label, []).insert(0, (
                 f"run again in the backward pass (activation checkpointing) on its forward input, it gives another "
-                f"output ({int(differ.sum())} of {differ.numel()} elements differ)"))
+                f"output{units}"))
         else:
             same += 1
     tail = f" ({unmatched} recomputation(s) on an input the forward never gave the site, left out)" if unmatched else ""

@@ -6,8 +6,10 @@ mask a recorded call shows over its units.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -40,6 +42,32 @@ def _lead(site: Site, rank: int) -> Optional[int]:
     return None
 
 
+MAX_UNITS = 4096
+"""A mask is read on at most this many of its units (an even stride through them, fixed by the unit shape alone,
+so independent of the masks: the hypergeometric law holds on the subset)."""
+_CHANNEL = re.compile(r"dropout([123])d", re.I)
+
+
+@dataclass
+class Rec:
+    """One applied call: its mask over its units (:func:`_mask`), hashes of its input and output, and
+    (channel dropout's first call) the tensors; (``grads``) where the forward dropped."""
+
+    site: Site
+    tag: str
+    mask: Optional[Tuple[Tuple[int, ...], np.ndarray, np.ndarray]]
+    x_key: str
+    y_key: str
+    pair: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+    dropped: Optional[torch.Tensor] = None
+
+
+def _key(t: torch.Tensor) -> str:
+    """An exact fingerprint of a tensor (shape, dtype, bytes)."""
+    raw = t.detach().contiguous().flatten().view(torch.uint8).cpu().numpy().tobytes()
+    return f"{tuple(t.shape)}{t.dtype}" + hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
 class _Wire(Recorder):
     """The scan's recorder, also keeping (when ``capture``) each applied call's input and output,
     every module's first-call order and call counts per pass, and (``blocks``: module ids) the
@@ -53,7 +81,8 @@ class _Wire(Recorder):
         self.tag = ""
         self.order: Dict[int, int] = {}
         self.counts: Dict[str, Counter] = {}
-        self.records: List[Tuple[Site, str, torch.Tensor, torch.Tensor]] = []  # site, tag, input, output
+        self.records: List[Rec] = []
+        self._paired: set = set()
         self.open: List[Dict[str, Any]] = []
         self.placed: List[Dict[str, Any]] = []
         self._pending: Optional[Tuple[Site, torch.Tensor]] = None
@@ -90,18 +119,23 @@ class _Wire(Recorder):
             block = self.open.pop()
             y = output if isinstance(output, torch.Tensor) else next(iter(mc.tensors_of(output)), None)
             if block["dropped"] and y is not None:
-                block["y"] = y.detach().clone()
-                self.placed.append(block)
+                self.placed.append(_placed(block, y.detach()))
 
     def _keep(self, site: Site, x: torch.Tensor, y: torch.Tensor) -> None:
         """Keep one applied call; with ``grads``, also the gradient its dropout node passes to its input."""
         k = len(self.records)
-        self.records.append((site, self.tag, x, y.detach().clone()))
+        yd = y.detach()
+        rec = Rec(site, self.tag, _mask(site, x, yd), _key(x), _key(yd))
+        if _CHANNEL.search(site.kind if site.is_module else site.op) and site.label not in self._paired:
+            self._paired.add(site.label)
+            rec.pair = (x, yd.clone())
+        self.records.append(rec)
         node = y.grad_fn
         if not self.grads or node is None or node.name() not in ("MulBackward0", "NativeDropoutBackward0"):
             return  # y = x * (a saved mask): the gradient to x is zero wherever the saved mask is
         slots = [i for i, (f, _) in enumerate(node.next_functions) if f is not None]
-        if len(slots) == 1:
+        if len(slots) == 1 and yd.shape == x.shape:
+            rec.dropped = (yd == 0) & (x != 0)
             node.register_hook(lambda gi, go, k=k, i=slots[0]: self.node_grads.__setitem__(
                 k, gi[i].detach().clone() if len(gi) > i and gi[i] is not None else None))
 
@@ -153,4 +187,28 @@ def _mask(site: Site, x: torch.Tensor, y: torch.Tensor) -> Optional[Tuple[Tuple[
         if not bool((dropped.any(k) & keep.any(k)).any()):  # never mixed along axis k: one draw shared along it
             dropped, obs = dropped.any(k), obs.any(k)
             keep = obs & ~dropped
-    return tuple(dropped.shape), dropped.flatten().cpu().numpy(), obs.flatten().cpu().numpy()
+    d, o = dropped.flatten().cpu().numpy(), obs.flatten().cpu().numpy()
+    if d.size > MAX_UNITS:
+        pick = np.unique(np.linspace(0, d.size - 1, MAX_UNITS).round().astype(np.int64))
+        d, o = d[pick], o[pick]
+    return tuple(dropped.shape), d, o
+
+
+def _placed(block: Dict[str, Any], y: torch.Tensor) -> Dict[str, Any]:
+    """A DropPath parent's call, summarised: the samples every call of its sites dropped, how many of them
+    leave the output equal to the input, the first that does not (and whether its output is all zero)."""
+    x = block.pop("x")
+    hit = None
+    for v in block["dropped"].values():
+        hit = v if hit is None else hit & v
+    block.update(checked=0, wrong=0, first=None, zero_out=False)
+    if hit is None or y.shape != x.shape or not bool(hit.any()):
+        return block
+    idx = torch.nonzero(hit).flatten()
+    xs, ys = x[idx].flatten(1), y[idx].flatten(1)
+    equal = ((xs == ys) | (torch.isnan(xs) & torch.isnan(ys))).all(1)
+    block.update(checked=int(idx.numel()), wrong=int((~equal).sum()))
+    if not bool(equal.all()):
+        k = int(idx[~equal][0])
+        block.update(first=k, zero_out=bool((y[k] == 0).all()))
+    return block
