@@ -3,8 +3,8 @@
 Promises (each returns :class:`~dropverify.checks.CheckResult` objects on the model-level target;
 every FAIL names the site(s) and the cause). Cost, in passes of the model on the example input
 (under ``torch.no_grad`` unless said): 2 training + 2 eval passes always (:func:`wiring_results`),
-22 more training and 4 more eval passes where a module is skipped at random or a LayerDrop rate is configured, and 1
-forward + 1 backward with gradients.
+22 more training and 4 more eval passes where a module is skipped at random or a LayerDrop rate
+is configured, and 1 forward + 1 backward with gradients.
 
 * :data:`SHARED` (a) — no two sites share a mask, within one forward or across two training
   forwards (a cached mask). Every applied call of an element-wise, channel or drop-path site is read
@@ -14,17 +14,19 @@ forward + 1 backward with gradients.
   Hypergeometric(n, a, b); a pair FAILs when its overlap exceeds
   :func:`~dropverify.checks.callpatterns.overlap_limits` at false alarm 1e-9 over all C pairs
   (union bound: P(any FAIL on a correct model) <= 1e-9). An identical mask of a dropped units out of
-  n has chance 1 / binom(n, a): two shared masks of >= 40 elements at p >= 0.1 are caught.
+  n has chance 1 / binom(n, a): one mask shared over >= 100 units at p >= 0.1 is caught (binom(100, 10)
+  = 1.7e13). A mask is read on at most MAX_UNITS = 4096 of its units (a fixed stride).
 * :data:`PLACEMENT` (c) — for every sample a DropPath / stochastic-depth site drops (every call of
   the site within one forward of its parent dropped it), the parent block's output equals its input
   exactly (the skip path): ``x + drop_path(f(x))``, not ``drop_path(x + f(x))``. The sites' rates are
   raised to :data:`PLACEMENT_P` on the two training passes so that samples drop; exact, no sampling error.
-  INCONCLUSIVE when no sample was dropped.
+  INCONCLUSIVE when no sample was dropped (or every one reached the site as exact zeros: a
+  zero-initialised branch).
 * :data:`LAYERDROP` (d) — a module whose call count varies between training passes (LayerDrop:
   ``if self.training and rand < p: continue``), or a ModuleList under a module with a ``layerdrop``-like
   rate: over :data:`LAYERDROP_PASSES` training passes its layers are skipped at rate p (equal-tailed
   exact binomial acceptance region at :data:`LAYERDROP_ALPHA` = 1e-6: false alarm <= 1e-6; with 6
-  layers at p = 0.1 it accepts 3..35 skips of 144, so keeping with probability p, a skip rate of
+  layers at p = 0.1 it accepts 1..35 skips of 144, so keeping with probability p, a skip rate of
   0.9, is caught), and never skipped in :data:`LAYERDROP_EVAL_PASSES` eval passes (exact on what is seen).
 * :data:`BACKWARD` (f) — one forward + backward in training: every site that runs again during the
   backward (activation checkpointing) gives, on the same input, the same output as in the forward;
