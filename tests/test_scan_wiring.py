@@ -304,3 +304,13 @@ def test_dropout2d_fed_an_unbatched_map_fails_naming_the_shared_axes():
     ok = scan(Conv(unbatched=False), x_(2, 4, 6, 6))
     assert result(ok, wiring.UNBATCHED).verdict == "PASS"
     assert fails(ok) == set(), ok.summary()
+
+
+def test_drop_path_on_a_zero_initialised_branch_is_inconclusive_and_says_why():
+    model = Stack([0.1, 0.2])
+    for b in model.blocks:  # timm's zero_init_last: the branch computes exact zeros at initialisation
+        nn.init.zeros_(b.fc.weight)
+        nn.init.zeros_(b.fc.bias)
+    r = result(scan(model, x_(8, 16)), wiring.PLACEMENT)
+    assert r.verdict == "INCONCLUSIVE" and "reached the drop-path sites as exact zeros" in r.message, r.message
+    assert r.details["zero_inputs"] == 2 * 2 * 8  # 2 blocks x 2 training forwards x 8 samples

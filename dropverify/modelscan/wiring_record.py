@@ -94,7 +94,7 @@ class _Wire(Recorder):
         self.order.setdefault(id(module), self.tick)
         self.counts.setdefault(self.tag, Counter())[self._paths.get(id(module), "?")] += 1
         x = _first_tensor(args)
-        if id(module) in self.blocks and x is not None:
+        if id(module) in self.blocks and x is not None and self.current == "train":
             self.open.append({"path": self._paths[id(module)], "x": x.detach().clone(), "dropped": {}})
         super()._pre(module, args)
         frame = self.stack[-1]
