@@ -10,6 +10,7 @@ in situ (:mod:`.insitu`) in ONE runner call, so the whole model is one Holm fami
 has no dropout site, is an InvalidArgument (nothing to scan); a later pass that raises is an
 ERROR result and the scan goes on. A site the training pass never calls is NOT EXERCISED in
 the site table (never a PASS); sites matching ``eval_active`` patterns must drop in eval.
+The wiring checks between layers (:mod:`.wiring`) run the copy 5 to 31 more times.
 """
 from __future__ import annotations
 
@@ -323,6 +324,8 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         configs.check_expect(expect or {}, sites)
         schedules = mc.depth_schedules(work, sites)
         pass_seconds = time.perf_counter() - start
+        from . import wiring  # model-context checks between layers: a few more passes (wiring.py)
+        wired = wiring.wiring_results(work, args, kwargs, sites, settings.seed, MODEL)
     finally:
         for m, f in flags.items():
             m.training = f
@@ -339,6 +342,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     model_results.append(mc.series(sites, MODEL))
     model_results += [r for r in (configs.config_result(fields, sites, MODEL),
                                   configs.expect_result(expect or {}, sites, MODEL)) if r is not None]
+    model_results += wired
     round_trip_error = outputs.get("train_after_eval") if isinstance(outputs.get("train_after_eval"),
                                                                      Exception) else None
 
