@@ -42,8 +42,9 @@ def precheck_target(target: str, variant: Optional[str], params: Mapping[str, An
     if not builtin:
         check_factory_name(ref)  # torc:Dropout: did you mean 'torch:Dropout'? (before asking for the variant)
     if not builtin and variant is None:
-        raise InvalidArgument(f"{target} is a factory: give the variant it claims with "
-                              f"{'--variant' if flags else 'variant=...'} (see `dropverify list`)")
+        raise InvalidArgument(f"{target} is a factory: give the variant it claims with --variant (see `dropverify "
+                              "list`)" if flags else f"target={target!r} is a user factory: give its variant (the "
+                              "contract it claims)")
     check_layout_name(layout, "--layout" if flags else "layout")
     preflight(ref, variant, params, shape, builtin_variant=builtin_variant)
     return ref, builtin
