@@ -29,11 +29,12 @@ TARGETS = (["torch:Dropout", "--param", "p=0.3"], ["numpy:dropout"])
 GOAL_S = 10.0
 
 
-def measure(target: List[str]) -> Dict[str, Any]:
-    """One ``dropverify run TARGET --quick`` in a fresh process: times, load and samples."""
+def measure(target: List[str], extra: List[str]) -> Dict[str, Any]:
+    """One ``dropverify run TARGET --quick EXTRA`` in a fresh process: times, load and samples."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "r.md"
-        argv = [sys.executable, "-m", "dropverify", "run", *target, "--quick", "--quiet", "--report", str(report)]
+        argv = [sys.executable, "-m", "dropverify", "run", *target, "--quick", *extra, "--quiet", "--report",
+                str(report)]
         load0 = os.getloadavg()[0]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
@@ -51,7 +52,7 @@ def measure(target: List[str]) -> Dict[str, Any]:
         verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
     run_s = next((float(line.rsplit(",", 1)[1].split()[0]) for line in proc.stdout.splitlines()
                   if line.startswith("OK") and line.endswith(" s")), float("nan"))
-    return {"target": " ".join(target), "wall": wall, "cpu": (after.ru_utime - before.ru_utime)
+    return {"target": " ".join([*target, "--quick", *extra]), "wall": wall, "cpu": (after.ru_utime - before.ru_utime)
             + (after.ru_stime - before.ru_stime), "run_s": run_s, "load": (load0, load1),
             "statistical": len(stats), "min_n": min((r["n"] for r in stats if r.get("n")), default=0),
             "empty": empty, "verdicts": verdicts, "settings": doc["run"]["settings"]}
@@ -61,8 +62,11 @@ def main(argv: List[str] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="reports/issue25/api.md")
+    parser.add_argument("--also-max-calls", type=int, action="append", default=[],
+                        help="also measure --quick --max-calls N (what a smaller quick profile would cost)")
     args = parser.parse_args(argv)
-    rows = [measure(t) for _ in range(args.repeats) for t in TARGETS]
+    extras = [[]] + [["--max-calls", str(n)] for n in args.also_max_calls]
+    rows = [measure(t, e) for _ in range(args.repeats) for e in extras for t in TARGETS]
     s = rows[0]["settings"]
     lines = [
         "# Issue 25: `--quick` at the default shape",
@@ -85,11 +89,11 @@ def main(argv: List[str] = None) -> int:
                      f"{len(r['empty'])}{(': ' + ', '.join(r['empty'])) if r['empty'] else ''} | "
                      + ", ".join(f"{k} {v}" for k, v in sorted(r["verdicts"].items())) + " |")
     best = {t: min(r["cpu"] for r in rows if r["target"] == t) for t in {r["target"] for r in rows}}
-    lines += ["", f"Goal: <= {GOAL_S:g} s on 2 idle cores. On an idle machine the wall time is about the CPU time "
-              "(one intra-op thread per framework): least CPU per target " +
-              ", ".join(f"`{t}` {v:.1f} s" for t, v in sorted(best.items())) + "; "
-              + ("every row's CPU time is within the goal." if all(v <= GOAL_S for v in best.values())
-                 else "NOT every target is within the goal.")]
+    lines += ["", f"Goal: <= {GOAL_S:g} s on 2 idle cores. The CPU time is what the run needs of the machine (the wall "
+              "time on an idle machine is at least that, one intra-op thread per framework); least CPU per row: "
+              + ", ".join(f"`{t}` {v:.1f} s" for t, v in sorted(best.items())) + ". Within the goal in CPU time: "
+              + (", ".join(f"`{t}`" for t, v in sorted(best.items()) if v <= GOAL_S) or "none") + "; over it: "
+              + (", ".join(f"`{t}`" for t, v in sorted(best.items()) if v > GOAL_S) or "none") + "."]
     lines.append("Every statistical result got samples." if not any(r["empty"] for r in rows)
                  else "Some statistical results got NO samples (listed above).")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

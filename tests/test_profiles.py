@@ -118,3 +118,14 @@ def test_usage_doc_lists_every_profile_as_defined():
     text = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text(encoding="utf-8")
     for p in PROFILES.values():
         assert p.describe() in text, p.describe()
+
+
+def test_quick_profile_at_the_default_shape_gives_every_statistical_check_samples():
+    """Defined by calls, not seconds: however loaded the machine, no check is left at n = 0
+    (timings: benchmarks/issue25_api.py -> reports/issue25/api.md)."""
+    report = dropverify.verify("numpy:dropout", profile="quick", p=0.3)
+    stats = [r for r in report.to_dict()["targets"][0]["results"] if r["statistical"]]
+    assert len(stats) >= 10
+    empty = [r["check"] for r in stats if not r["n"] or r["estimate"] is None]
+    assert not empty, empty
+    assert report.run.settings.time_budget_s is None and report.run.settings.max_calls == PROFILES["quick"].max_calls
