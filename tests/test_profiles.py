@@ -129,3 +129,17 @@ def test_quick_profile_at_the_default_shape_gives_every_statistical_check_sample
     empty = [r["check"] for r in stats if not r["n"] or r["estimate"] is None]
     assert not empty, empty
     assert report.run.settings.time_budget_s is None and report.run.settings.max_calls == PROFILES["quick"].max_calls
+
+
+def test_sweep_reproduce_line_carries_the_sweeps_other_settings():
+    from types import SimpleNamespace
+
+    from dropverify.sweep.report import reproduce_command as sweep_line
+    from dropverify.sweep.space import Config
+    settings = PROFILES["quick"].settings(time_budget_s=30.0).with_margins(rate=0.1)
+    result = SimpleNamespace(target="numpy:dropout", variant="dropout", settings=settings, max_calls=4000)
+    row = {"config": Config(p=0.2, shape=(16, 8)), "seed": 11, "alpha": 1e-4, "max_calls": 4000,
+           "results": [{"check": "drop_rate_matches_by_binomial"}]}
+    argv = shlex.split(sweep_line(result, row))
+    expected = dataclasses.replace(settings, seed=11, alpha=1e-4, max_calls=4000)
+    assert _cli_settings(argv[1:]) == expected, argv
