@@ -45,6 +45,9 @@ def precheck_target(target: str, variant: Optional[str], params: Mapping[str, An
         raise InvalidArgument(f"{target} is a factory: give the variant it claims with --variant (see `dropverify "
                               "list`)" if flags else f"target={target!r} is a user factory: give its variant (the "
                               "contract it claims)")
+    if variant is not None:  # a misspelt variant is a mistake whether or not the built-ins use it
+        from .variants import get_contract
+        get_contract(variant)
     check_layout_name(layout, "--layout" if flags else "layout")
     preflight(ref, variant, params, shape, builtin_variant=builtin_variant)
     return ref, builtin
