@@ -7,11 +7,10 @@ family-wise error rate).
 
 Promises: :class:`CheckContext` (guarded target calls, streams, decoding) and
 :class:`SeedStream` (every random number derived from the run's seed and the check's name).
-The settings live in :mod:`dropverify.settings`, the target thread (and :class:`TargetError`,
-which it raises) in :mod:`._worker`, the streams and budget in :mod:`._stream`, results and the
-sequential driver in :mod:`._sequential`; their names are re-exported here (``__all__``) so
-``from ._core import X`` still works.
-Rebind or mutate a module global (``STREAM_BATCH``, ``DEADLINE``) on the module that owns it.
+The settings live in :mod:`dropverify.settings`, results in :mod:`dropverify.results`, the
+target thread (and :class:`TargetError`, which it raises) in :mod:`._worker`, the streams and budget
+in :mod:`._stream`, the sequential driver in :mod:`._sequential`: import each name from its home
+(nothing is re-exported here).
 """
 from __future__ import annotations
 
@@ -21,27 +20,12 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ..contracts import Contract, Decoded, Inputs
-from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Verdict, fmt
-from ..settings import DEFAULT_SEED, MARGIN_FIELDS, Settings
+from ..settings import Settings
 from ..targets._base import Target, TargetSpec
-from ._sequential import (PILOT, NotInformative, TPlan, error_result, exact_result, run_sequential, skipped_result,
-                          statistical_result, two_stage_t_plan)
-from ._stream import (BATCH_BYTES, DEADLINE, STREAM_BATCH, BudgetExhausted, CallCounter, Stream, _Raise,
-                      deadline_passed)
-from ._worker import DISPATCHES, TARGET_TIME, TargetError, guarded, reset_target_time, target_time
+from ._stream import Stream
+from ._worker import TargetError, guarded
 
-__all__ = [
-    "CheckContext", "SeedStream", "mask_values", "unit_view", "units_per_call",
-    # Re-exported from their homes (moved out of this module), so ``from ._core import X`` keeps working;
-    # new code imports them from there. Values are copies: rebind STREAM_BATCH on ._stream, not here.
-    "ERROR", "FAIL", "INCONCLUSIVE", "PASS", "CheckResult", "Verdict", "fmt",  # ..results
-    "DEFAULT_SEED", "MARGIN_FIELDS", "Settings",  # ..settings
-    "PILOT", "NotInformative", "TPlan", "error_result", "exact_result", "run_sequential", "skipped_result",
-    "statistical_result", "two_stage_t_plan",  # ._sequential
-    "BATCH_BYTES", "DEADLINE", "STREAM_BATCH", "BudgetExhausted", "CallCounter", "Stream", "_Raise",
-    "deadline_passed",  # ._stream
-    "DISPATCHES", "TARGET_TIME", "TargetError", "guarded", "reset_target_time", "target_time",  # ._worker
-]
+__all__ = ["CheckContext", "SeedStream", "mask_values", "unit_view", "units_per_call"]
 
 
 @dataclass

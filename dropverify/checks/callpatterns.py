@@ -50,8 +50,10 @@ from scipy import stats as sps
 from scipy.special import gammaln
 
 from ..contracts import Inputs, value_tolerance
-from ._core import (CheckContext, CheckResult, NotInformative, TargetError, error_result, exact_result, guarded,
-                    mask_values, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import NotInformative, error_result, exact_result
+from ._worker import TargetError, guarded
 from .repeats import _independent_units, format_probability, log_union_bound, mask_hash, match_log_probability
 
 AFTER_EVAL = "masks_fresh_after_eval_by_hash"

@@ -10,8 +10,11 @@ import numpy as np
 from scipy import stats as sps
 
 from . import _stream
-from ._core import (BudgetExhausted, CallCounter, CheckContext, CheckResult, TargetError, _Raise, error_result,
-                    exact_result, mask_values, two_stage_t_plan, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import error_result, exact_result, two_stage_t_plan
+from ._stream import BudgetExhausted, CallCounter, _Raise
+from ._worker import TargetError
 
 CONSTANT = "mask_constant_along_shared_axes"
 FRESH = "masks_fresh_across_calls_by_fisher"
@@ -337,7 +340,7 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     needed = max(1, int(math.ceil(MIN_EVENTS / max(units * norm, 1e-300))))
     # the pilot and at least as many samples must fit the budget; where they cannot, the t-test
     # is not valid at this alpha: only the exact components may FAIL, nothing is certified
-    from ._core import PILOT
+    from ._sequential import PILOT
     cap = max(1, ctx.settings.max_calls // (2 * PILOT))
     per_sample = min(needed, cap)
     objs = [Lane(lane, steps_per_sample=per_sample, t_valid=needed <= cap) for lane in lanes]

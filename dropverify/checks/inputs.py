@@ -39,8 +39,11 @@ from scipy import stats as sps
 from ..contracts import Inputs
 from ..stats import cmh_p, per_step_hypergeom_p, z_two_sided
 from ._calls import Lane, call_plan, run_call_level
-from ._core import (CallCounter, CheckContext, CheckResult, NotInformative, guarded, unit_view,
-                    units_per_call)
+from ..results import CheckResult
+from ._core import CheckContext, unit_view, units_per_call
+from ._sequential import NotInformative
+from ._stream import CallCounter
+from ._worker import guarded
 
 NAME = "drop_rate_independent_of_input_by_stratum"
 GROUPS = 10          # |x| bins: deciles of the probe law ...

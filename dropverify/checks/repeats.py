@@ -26,8 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._core import (CheckContext, CheckResult, NotInformative, TargetError, error_result, exact_result,
-                    mask_values, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import NotInformative, error_result, exact_result
+from ._worker import TargetError
 
 
 NAME = "masks_never_repeat_by_hash"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..cliargs import UsageError, check_writable, parse_shape, settings_from_args, write_jobs
+from ..cliargs import UsageError, check_writable, parse_shape, profile_name, settings_from_args, write_jobs
 
 if TYPE_CHECKING:
     from ..runner import Progress
@@ -175,7 +175,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     from .report import summary_lines, write_scan
 
     settings = settings_from_args(args)
-    if args.max_calls is None and not getattr(args, "quick", None):
+    if args.max_calls is None and profile_name(args) is None:  # a profile's calls are kept
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
     # InvalidArgument (exit 2) for an unknown name; --quick alone: the quick battery (insitu.QUICK_CHECKS)
     checks = choose_checks(args.check) if args.check else choose_checks("quick") if getattr(args, "quick", None) \
