@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..checks._core import FAIL, PASS, CheckResult
+from ..results import FAIL, PASS, CheckResult
 from ..errors import InvalidArgument
 from .discovery import Call, ModuleKind, Site
 

@@ -56,7 +56,7 @@ import torch
 import torch.nn as nn
 from scipy import stats as sps
 
-from ..checks._core import FAIL, INCONCLUSIVE, PASS, CheckResult
+from ..results import FAIL, INCONCLUSIVE, PASS, CheckResult
 from ..checks.callpatterns import FALSE_ALARM, overlap_limits
 from . import model_checks as mc
 from .discovery import Site, shown
