@@ -26,6 +26,7 @@ from ..contracts import Contract, Decoded, Inputs
 from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Verdict, fmt
 from ..settings import DEFAULT_SEED, MARGIN_FIELDS, Settings
 from ..targets._base import Target, TargetSpec
+from ._memo import DecodeMemo
 from ._sequential import (PILOT, NotInformative, TPlan, error_result, exact_result, run_sequential, skipped_result,
                           statistical_result, two_stage_t_plan)
 from ._stream import (BATCH_BYTES, STREAM_BATCH, BudgetExhausted, CallCounter, Stream, _Raise,
@@ -62,6 +63,7 @@ class CheckContext:
     dtype: Any = np.float64       # probe dtype of the configuration (statistical and exact checks)
     layout: str = "contiguous"    # input memory layout of the configuration's calls
     scope: RunScope = field(default_factory=RunScope)  # the run's cutoff, hang flag, check share, hub
+    _memo: DecodeMemo = field(default_factory=DecodeMemo, init=False, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -127,11 +129,13 @@ class CheckContext:
         return tuple(np.shape(self.contract.eval_output(inputs, self.params)))
 
     def decode(self, inputs: Inputs, y: np.ndarray) -> Decoded:
-        return self.contract.decode_output(inputs, y, self.params)
+        """The mask read back from ``y`` (an output of the shared stream is decoded once for all
+        its readers, and its arrays are read-only: :mod:`._memo`)."""
+        return self._memo.get("decode", inputs, y, lambda: self.contract.decode_output(inputs, y, self.params))
 
     def dropped(self, inputs: Inputs, y: np.ndarray) -> Optional[np.ndarray]:
         """``decode(inputs, y).dropped`` alone (cheaper: see :meth:`Contract.decode_dropped`)."""
-        return self.contract.decode_dropped(inputs, y, self.params)
+        return self._memo.get("dropped", inputs, y, lambda: self.contract.decode_dropped(inputs, y, self.params))
 
 
 def _name_key(name: str) -> int:

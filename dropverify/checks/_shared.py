@@ -150,6 +150,9 @@ class SharedHub:
         except BudgetExhausted:  # the configuration's time budget ended before the call started
             got = []
         self.draw_seconds += time.perf_counter() - t0
+        for y in got:  # every reader reads the same object: none may change it under the others
+            if isinstance(y, np.ndarray):
+                y.flags.writeable = False
         self.drawn += sum(1 for y in got if not isinstance(y, _Raise))
         if got and isinstance(got[-1], _Raise):
             self.dead = got[-1]
