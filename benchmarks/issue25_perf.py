@@ -35,13 +35,24 @@ else:
     from dropverify.targets.resolve import resolve_target
     specs, settings = resolve_target(kind, None, {"p": float(arg)}, None), Settings(seed=1)
 _worker.reset_target_time()
+per_check = {}
+if len(sys.argv) > 3:  # CPU seconds of each check's own thread work (the statistics), summed over configurations
+    from dropverify.checks import engine
+    _run_check = engine.run_check
+    def timed(check, ctx, job=None):
+        c = time.thread_time()
+        try:
+            return _run_check(check, ctx, job)
+        finally:
+            per_check[check.name] = per_check.get(check.name, 0.0) + time.thread_time() - c
+    engine.run_check = timed
 t1, c1 = time.perf_counter(), time.process_time()
 run = verify(specs, settings)
 wall, cpu = time.perf_counter() - t1, time.process_time() - c1
 spent = _worker.target_time()
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"wall": wall, "cpu": cpu, "setup": t1 - t0, "target": sum(s for _, s in spent.values()),
-                  "forward": spent.get("forward", (0, 0.0))[0],
+                  "forward": spent.get("forward", (0, 0.0))[0], "per_check": per_check,
                   "fingerprint": [[r.target, r.check, r.verdict, repr(r.estimate), repr(r.p_value), r.n]
                                   for r in run.all_results()]}))
 '''
@@ -71,14 +82,13 @@ def cli_verify(tree: Path, out: Path) -> Dict[str, Any]:
 
 
 def same_reports(a: Path, b: Path) -> List[str]:
-    """Files that differ between two report folders, the harness fingerprint aside (it hashes the
+    """Files the run into ``a`` wrote that differ from (or are missing in) ``b``, the harness fingerprint aside (it hashes the
     harness's source, so it differs between two trees by construction); timings.json is left out
     (untracked: it holds the machine and the timings)."""
     from dropverify.provenance import report_fingerprint
     marks = {report_fingerprint((d / "index.md").read_text(encoding="utf-8")) for d in (a, b)} - {None}
     differ = []
-    names = sorted({p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file()}
-                   | {p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()})
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())  # what ``a``'s run wrote
     for name in names:
         if name == "timings.json":
             continue
@@ -109,6 +119,7 @@ def main(argv=None) -> int:
     for label, tree in trees:  # alternating: same load for both
         rows["references"][label] = child(tree, "references", str(args.max_calls))
         rows["torch"][label] = child(tree, "torch:Dropout", "0.3")
+    per_check = child(this, "references", str(args.max_calls), "per-check")["per_check"]
     import tempfile
     outs = {}
     if not args.skip_cli:
@@ -159,6 +170,14 @@ def main(argv=None) -> int:
                   f"Reports written by the two trees, byte for byte (the harness fingerprint aside, which hashes "
                   f"the source and so differs by construction; timings.json left out): "
                   + ("**identical**" if not differ else f"**differ: {', '.join(differ)}**") + "."]
+    total = sum(per_check.values())
+    lines += ["", f"## Where the harness's CPU goes (this tree, the references run above once more)", "",
+              "CPU seconds of each check's own work (`time.thread_time()` around `engine.run_check`: the thread "
+              "that runs the check's statistics; the target's calls run in the target thread and are not "
+              f"counted), summed over the 18 configurations: {total:.1f} s in all.", "",
+              "| check | CPU s | share |", "|---|---|---|"]
+    for name, sec in sorted(per_check.items(), key=lambda kv: -kv[1])[:12]:
+        lines.append(f"| `{name}` | {sec:.1f} | {100 * sec / max(total, 1e-9):.0f} % |")
     lines += ["", f"Benchmark wall time: {time.perf_counter() - started:.0f} s."]
     out = ROOT / args.out if not Path(args.out).is_absolute() else Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
