@@ -63,7 +63,7 @@ class CheckContext:
     dtype: Any = np.float64       # probe dtype of the configuration (statistical and exact checks)
     layout: str = "contiguous"    # input memory layout of the configuration's calls
     scope: RunScope = field(default_factory=RunScope)  # the run's cutoff, hang flag, check share, hub
-    _memo: DecodeMemo = field(default_factory=DecodeMemo, init=False, repr=False, compare=False)
+    _memo: DecodeMemo = field(default_factory=DecodeMemo, repr=False, compare=False)  # shared-stream decodes
 
     @property
     def label(self) -> str:
@@ -131,11 +131,13 @@ class CheckContext:
     def decode(self, inputs: Inputs, y: np.ndarray) -> Decoded:
         """The mask read back from ``y`` (an output of the shared stream is decoded once for all
         its readers, and its arrays are read-only: :mod:`._memo`)."""
-        return self._memo.get("decode", inputs, y, lambda: self.contract.decode_output(inputs, y, self.params))
+        return self._memo.get("decode", (self.contract, self.params), inputs, y,
+                              lambda: self.contract.decode_output(inputs, y, self.params))
 
     def dropped(self, inputs: Inputs, y: np.ndarray) -> Optional[np.ndarray]:
         """``decode(inputs, y).dropped`` alone (cheaper: see :meth:`Contract.decode_dropped`)."""
-        return self._memo.get("dropped", inputs, y, lambda: self.contract.decode_dropped(inputs, y, self.params))
+        return self._memo.get("dropped", (self.contract, self.params), inputs, y,
+                              lambda: self.contract.decode_dropped(inputs, y, self.params))
 
 
 def _name_key(name: str) -> int:

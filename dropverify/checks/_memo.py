@@ -33,20 +33,23 @@ class DecodeMemo:
     """(kind, inputs, output) -> decoded value, for read-only outputs (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._entries: Dict[Tuple[str, int, int], Tuple[Any, Any, Any]] = {}
+        self._entries: Dict[Tuple[str, int, int], Tuple[Any, Any, Any, Tuple[Any, ...]]] = {}
 
-    def get(self, kind: str, inputs: Any, y: Any, compute: Callable[[], Any]) -> Any:
-        """``compute()``, or what it returned for this very ``inputs`` and read-only ``y`` before."""
+    def get(self, kind: str, owner: Tuple[Any, ...], inputs: Any, y: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, or what it returned for this very ``inputs`` and read-only ``y`` before,
+        asked by the same ``owner`` objects (the context's contract and parameters: a copy of a
+        context with other parameters shares no entry)."""
         if not isinstance(y, np.ndarray) or y.flags.writeable:
             return compute()
         key = (kind, id(inputs), id(y))
         hit = self._entries.get(key)
-        if hit is not None and hit[0] is inputs and hit[1]() is y:
+        if hit is not None and hit[0] is inputs and hit[1]() is y and len(hit[3]) == len(owner) \
+                and all(a is b for a, b in zip(hit[3], owner)):
             return hit[2]
         value = _freeze(compute())
         if len(self._entries) >= KEEP:
             self._entries = {k: v for k, v in self._entries.items() if v[1]() is not None}
             if len(self._entries) >= KEEP:
                 self._entries = dict(list(self._entries.items())[KEEP // 2:])
-        self._entries[key] = (inputs, weakref.ref(y), value)
+        self._entries[key] = (inputs, weakref.ref(y), value, tuple(owner))
         return value
