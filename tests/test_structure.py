@@ -354,9 +354,8 @@ KNOWN_PRIVATE_MODULE_IMPORTS = {
     ("dropverify.sweep.driver", "dropverify.targets._base"),
     # the report writers' atomic file helper, shared by the three report front ends
     ("dropverify.modelscan.report", "dropverify.report._io"), ("dropverify.sweep.report", "dropverify.report._io"),
-    # the check words the diagnosis quotes, and the CheckContext the model scan builds (checks/_core.py's
-    # re-exports are being removed elsewhere, issue 25 item 2)
-    ("dropverify.diagnosis", "dropverify.checks._words"), ("dropverify.modelscan.model_checks", "dropverify.checks._core"),
+    # the check words the diagnosis quotes
+    ("dropverify.diagnosis", "dropverify.checks._words"),
     # DropBlock's theory map, read by the check that fits it and by a mutant built on it
     ("dropverify.checks._dropblock_fit", "dropverify.variants._dropblock_theory"),
     ("dropverify.mutants._dropblock", "dropverify.variants._dropblock_theory"),

@@ -162,7 +162,7 @@ def _spec_for(found: Dict[int, Tuple[Site, Any]]) -> Any:
 
 
 def _np(dtype: str) -> Any:
-    from ..targets._base import numpy_dtype
+    from ..targets import numpy_dtype
     return numpy_dtype(dtype)
 
 
