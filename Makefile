@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean scan scan-corpus reports repro
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-nightly test-frameworks test-fast quality bench clean scan scan-corpus reports repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,9 +50,13 @@ sweeps: install-thirdparty
 test: install-dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "not frameworks and not slow"
 
-# The 200-seed measurements of false-alarm and false-pass rates (tests/meta; .ci/run runs this after `make test`)
+# The 200-seed measurements of false-alarm and false-pass rates (tests/meta; .ci/run runs this after `make test`),
+# but the heaviest ones (tests/conftest.py NIGHTLY): `make test-nightly` runs those (~65 CPU-minutes)
 test-slow: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "slow and not frameworks"
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "slow and not frameworks and not nightly"
+
+test-nightly: install-dev
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist load -m "nightly and not frameworks"
 
 # JAX, TensorFlow and Keras on the jax / tensorflow backends (.ci/run runs this after `make test`)
 test-frameworks: install-dev
