@@ -478,7 +478,9 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
 
     def stacked():
         vals, _ = mask_values(ctx, inputs, next(stream))
-        units = np.moveaxis(unit_view(ctx, vals, keepdims=True), axis, 0)
+        # contiguous first: the gathers below then copy whole rows (far cheaper than gathering
+        # strided elements of the moved-axis view; the same values in the same order)
+        units = np.ascontiguousarray(np.moveaxis(unit_view(ctx, vals, keepdims=True), axis, 0))
         rest = int(np.prod(units.shape[1:], dtype=np.int64))
         return StackedPairs(units[first_of_pair].reshape(-1), units[second_of_pair].reshape(-1),
                             [len(a) * rest for a, _ in pairs])
