@@ -4,7 +4,7 @@
 # fingerprint line aside (it hashes the source, so it differs by construction); timings.json left out.
 # Usage: benchmarks/issue25_perf2_diff.sh /tmp/pf2/ref [reports] ; exit 0 iff identical.
 new=${1:?run directory}; old=${2:-reports}
-strip() { grep -v -i 'fingerprint' "$1"; }
+strip() { grep -v -i -e 'fingerprint' -e '"harness": ' "$1"; }
 bad=0; n=0
 for f in "$new"/*.md "$new"/*.json; do
   b=$(basename "$f"); [ "$b" = timings.json ] && continue
