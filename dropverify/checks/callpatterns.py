@@ -6,7 +6,7 @@ model builds several layers from one factory and calls them in turn; the caller'
 the tensor the layer receives. Three checks make their own calls (tens of them, each exact-style):
 
 * :data:`AFTER_EVAL`: training calls in blocks of irregular length separated by eval passes. Every
-  mask drawn after an eval pass is compared with EVERY earlier mask: an exact repeat (blake2b of the
+  mask drawn after an eval pass is compared with EVERY earlier mask: an exact repeat (a digest of the
   mask) or an agreement count above the contract's chance bound FAILs (a layer that restores its
   generator on eval -> train replays the masks of every earlier validation interval). Every eval
   output must be the contract's, exactly, and identical across passes.
