@@ -46,7 +46,7 @@ DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").gl
 BIN = Path(sys.executable).parent
 
 FRAMEWORKS = re.compile(r"KERAS_BACKEND=(jax|tensorflow)|keras\[|\b(mytflayers|mynnx|mylinen|myeqx|myjaxfn):")
-SLOW = ("timm:DropBlock2d", "keras:SpatialDropout2D", "keras[jax]:Dropout", "--sweep", "timm_vit", "keras_models.py:mobilenet",
+SLOW = ("timm:DropBlock2d", "zeroed_and_not_restored", "keras:SpatialDropout2D", "keras[jax]:Dropout", "--sweep", "timm_vit", "keras_models.py:mobilenet",
         "nnx_models.py:transformer_block")
 MAKE_RUNS = {  # what `make -n TARGET` must print: the command the target runs
     "verify": "dropverify verify --reference",
