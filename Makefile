@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 DV     := $(VENV)/bin/dropverify
 SEED   ?= 20261126
 
-.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-frameworks test-fast quality bench clean scan reports repro
+.PHONY: venv install install-dev install-thirdparty verify verify-thirdparty sweeps test test-slow test-nightly test-frameworks test-fast quality bench clean scan scan-corpus reports repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,10 @@ install: $(PY)
 # torchvision 0.29.1, whose wheels lie on disk here), Keras 3 on the torch backend in-process and on jax and
 # tensorflow in subprocesses, JAX (flax, equinox) and TensorFlow (tensorflow-cpu, ~50 s to install, ~10 s to import).
 install-dev: $(PY)
-	$(PIP) install --quiet -e ".[dev,vision,keras,jax,tf]"
+	$(PIP) install --quiet -e ".[dev,vision,keras,jax,tf,hf]"
 
 install-thirdparty: $(PY)
-	$(PIP) install --quiet -e ".[vision,keras,jax,tf]"
+	$(PIP) install --quiet -e ".[vision,keras,jax,tf,hf]"
 
 verify: install
 	$(DV) verify --reference --seed $(SEED) --time-budget 0 --out reports
@@ -50,9 +50,13 @@ sweeps: install-thirdparty
 test: install-dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "not frameworks and not slow"
 
-# The 200-seed measurements of false-alarm and false-pass rates (tests/meta; .ci/run runs this after `make test`)
+# The 200-seed measurements of false-alarm and false-pass rates (tests/meta; .ci/run runs this after `make test`),
+# but the heaviest ones (tests/conftest.py NIGHTLY): `make test-nightly` runs those (~65 CPU-minutes)
 test-slow: install-dev
-	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "slow and not frameworks"
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m "slow and not frameworks and not nightly"
+
+test-nightly: install-dev
+	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist load -m "nightly and not frameworks"
 
 # JAX, TensorFlow and Keras on the jax / tensorflow backends (.ci/run runs this after `make test`)
 test-frameworks: install-dev
@@ -65,18 +69,38 @@ quality: install-dev
 bench: install-dev
 	$(PY) -m benchmarks.run
 
-# The committed scan report (docs/frameworks.md): timm's ViT-Tiny/16 at 32 x 32. INCONCLUSIVE sites exit 0,
+# The committed scan reports (docs/frameworks.md): timm's ViT-Tiny/16 at 32 x 32, keras.applications MobileNet
+# (weights=None) at 32 x 32 on Keras-on-torch, a Flax NNX transformer block. INCONCLUSIVE sites exit 0,
 # a FAIL exits 1 (the report still written); only a usage error or a crash fails this target.
 scan: install-thirdparty
 	mkdir -p reports/scan
 	KERAS_BACKEND=torch $(DV) scan examples/scan/scan_models.py:timm_vit --shape 64,3,32,32 --time-budget 0 \
 	  --report reports/scan/timm_vit_tiny.md; test $$? -le 1
+	KERAS_BACKEND=torch $(DV) scan examples/scan/keras_models.py:mobilenet --shape 8,32,32,3 --time-budget 0 \
+	  --report reports/scan/keras_mobilenet.md; test $$? -le 1
+	$(DV) scan examples/scan/nnx_models.py:transformer_block --shape 8,8,16 --time-budget 0 \
+	  --report reports/scan/nnx_transformer_block.md; test $$? -le 1
+
+# The corpus of real library models (examples/scan/corpus.py: torchvision, timm, Hugging Face from config classes
+# with eager and sdpa attention, an LSTM LM; no weights): reports/scan/<name>.md, the same bytes on a rerun.
+# The quick battery in situ (--check quick: rate, scale, values, mask structure, hashes, eval, gradient, DropBlock
+# map) at the scan's 5,000-call budget keeps the 19 models near 10 minutes; `make scan` shows the full battery.
+CORPUS ?= tv_efficientnet_b0 tv_convnext_tiny tv_swin_t tv_mobilenet_v3_small tv_vit_b_16 timm_resnet18 \
+  timm_convnext_atto timm_efficientnet_b0 hf_bert_eager hf_bert_sdpa hf_gpt2_eager hf_gpt2_sdpa hf_vit_eager \
+  hf_vit_sdpa hf_t5_eager hf_t5_sdpa hf_llama_eager hf_llama_sdpa lstm_lm
+scan-corpus: install-thirdparty
+	mkdir -p reports/scan
+	for m in $(CORPUS); do \
+	  KERAS_BACKEND=torch $(DV) scan examples/scan/corpus.py:$$m --input examples/scan/corpus.py:$${m}_input \
+	    --check quick --time-budget 0 --quiet --report reports/scan/$$m.md; \
+	  test $$? -le 1 || exit 1; \
+	done
 
 # Every committed report, from the current harness: each carries its harness fingerprint (dropverify/provenance.py)
 # and tests/test_report_fingerprint.py fails when one is stale. Hours on two cores (quality, the sweeps, the bench);
 # bench.md measures the machine and so differs from run to run; every other report is the same bytes on any machine
 # for the same harness (docs/usage.md#reproducible-reports).
-reports: verify repro quality verify-thirdparty sweeps scan bench
+reports: verify repro quality verify-thirdparty sweeps scan scan-corpus bench
 
 # A small reference run that tests/test_reproducible_reports.py regenerates and compares byte for byte
 repro: install

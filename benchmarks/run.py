@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import numpy as np
 
 from dropverify.checks import Settings
-from dropverify.checks import _stream, _worker
+from dropverify.checks import engine
 from dropverify.report import write_atomic
 from dropverify.runner import verify
 from dropverify.targets import reference_targets
@@ -68,17 +68,18 @@ def harness_overhead(specs, settings: Settings, batch: int, cache: bool) -> Dict
     (where the harness runs; ``time.thread_time``), which a loaded machine inflates far less
     than wall time, and its share of harness CPU + target time. ``batch``/``cache``: the dispatch batch
     (1 = one call per hand-off) and the DropBlock theory cache, to compare side by side."""
-    old_batch, old_cache = _stream.STREAM_BATCH, dbtheory.CACHE
-    _stream.STREAM_BATCH, dbtheory.CACHE = batch, cache
+    old_batch, old_cache = engine.set_stream_batch(batch), dbtheory.CACHE
+    dbtheory.CACHE = cache
     try:
-        _worker.reset_target_time()
+        engine.reset_target_time()
         t0, c0 = time.perf_counter(), time.thread_time()
         run = verify(specs, settings)
         wall, harness_cpu = time.perf_counter() - t0, time.thread_time() - c0
-        spent = _worker.target_time()
-        handoffs = _worker.DISPATCHES[0]
+        spent = engine.target_time()
+        handoffs = engine.dispatches()
     finally:
-        _stream.STREAM_BATCH, dbtheory.CACHE = old_batch, old_cache
+        engine.set_stream_batch(old_batch)
+        dbtheory.CACHE = old_cache
     target = sum(s for _, s in spent.values())
     return {"wall": wall, "target": target, "overhead": 1 - target / wall, "spent": spent, "handoffs": handoffs,
             "harness_cpu": harness_cpu, "cpu_share": harness_cpu / (harness_cpu + target),
@@ -145,12 +146,12 @@ def torch_throughput(shape: Tuple[int, ...], p: float = 0.3) -> Dict[str, float]
     x = torch.rand(shape, dtype=torch.float32) + 0.5
     calls = 200
     # in the worker thread that runs the targets' calls (same torch/OpenMP thread state as the harness)
-    raw = _worker.guarded(lambda: best_of(lambda: [F.dropout(x, p, True) for _ in range(calls)], repeats=3,
+    raw = engine.guarded(lambda: best_of(lambda: [F.dropout(x, p, True) for _ in range(calls)], repeats=3,
                                         number=1), 600, "raw") / calls
     spec = resolve_target("torch:Dropout", None, {"p": p}, shape, "float32")[0]
     tgt = spec.build(spec.resolved_params())
     xin = (x.numpy(),)
-    adapter = _worker.guarded(lambda: best_of(lambda: [tgt.forward(xin) for _ in range(calls)], repeats=3,
+    adapter = engine.guarded(lambda: best_of(lambda: [tgt.forward(xin) for _ in range(calls)], repeats=3,
                                             number=1), 600, "raw") / calls
     best = 0.0
     n = 0
@@ -173,11 +174,11 @@ def one_stream_figures(shape: Tuple[int, ...] = (64, 32, 8, 8), p: float = 0.3) 
     specs = resolve_target("torch:Dropout", None, {"p": p}, shape)
     out: Dict[str, Any] = {}
     for label, shared in (("own", False), ("shared", True)):
-        _worker.reset_target_time()
+        engine.reset_target_time()
         t0 = time.perf_counter()
         run = verify(specs, Settings(seed=1, shared_stream=shared))
         wall = time.perf_counter() - t0
-        fwd = _worker.target_time().get("forward", (0, 0.0))
+        fwd = engine.target_time().get("forward", (0, 0.0))
         out[label] = {"wall": wall, "calls": fwd[0], "target_s": fwd[1], "stream": dict(run.targets[0].stream),
                       "fingerprint": [(r.check, r.verdict, r.estimate, r.p_value, r.n) for r in run.all_results()]}
     stream = out["shared"]["stream"]
@@ -233,7 +234,7 @@ def main(argv=None) -> int:
     # side by side, alternating, same settings: one call per hand-off without the theory cache,
     # then batched hand-offs with the cache (the default)
     base = harness_overhead(specs, settings, batch=1, cache=False)
-    fast = harness_overhead(specs, settings, batch=_stream.STREAM_BATCH, cache=True)
+    fast = harness_overhead(specs, settings, batch=engine.stream_batch(), cache=True)
     same = base["fingerprint"] == fast["fingerprint"]
     sweep = sweep_seconds("torch:Dropout", Path(tempfile.mkdtemp(prefix="dv-bench-"))) if not args.no_sweep else None
     one = one_stream_figures()
@@ -307,10 +308,10 @@ def main(argv=None) -> int:
     lines += ["", "### Harness overhead, side by side", "",
               f"`verify(reference_targets(), Settings(seed=1, max_calls={args.max_calls}))`, run twice in this "
               "process. Target time is measured in the worker thread around each call of the target only "
-              "(`dropverify.checks._worker.target_time()`).", "",
+              "(`dropverify.checks.engine.target_time()`).", "",
               "| mode | wall s | target s | overhead | harness CPU s (main thread) | harness CPU / (harness CPU + "
               "target) | forward calls | hand-offs to the worker |", "|---|---|---|---|---|---|---|---|"]
-    for label, r in (("one call per hand-off, theory map recomputed", base), (f"up to {_stream.STREAM_BATCH} calls of "
+    for label, r in (("one call per hand-off, theory map recomputed", base), (f"up to {engine.stream_batch()} calls of "
                      "one stream per hand-off, theory map cached (default)", fast)):
         fwd = r["spent"].get("forward", (0, 0.0))[0]
         lines.append(f"| {label} | {r['wall']:.1f} | {r['target']:.1f} | {100 * r['overhead']:.1f} % | "

@@ -26,6 +26,7 @@ from .results import failure_row, worst
 from .errors import CheckFailed, InvalidArgument
 from .reproduce import reproduce_command, reproduce_python
 from .runner import RunResult, TargetRun
+from .pipeline import precheck_target, resolve_configuration, run_configurations
 
 _P_NAMES = ("p", "rate", "drop_prob", "drop_rate", "dropout", "dropout_p")
 """Attribute / constructor names under which libraries keep the drop probability."""
@@ -345,10 +346,15 @@ def _importable(fn: Any) -> Optional[str]:
 # --------------------------------------------------------------------------- verify
 
 
-def settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float]) -> Settings:
-    """``settings`` (default: Settings()) with ``seed`` and ``alpha`` where given, validated;
-    InvalidArgument for a seed that is not an integer >= 0."""
-    s = settings or Settings()
+def settings_for(settings: Optional[Settings], seed: Optional[int], alpha: Optional[float],
+                 profile: Optional[str] = None) -> Settings:
+    """``settings`` (default: the ``profile``'s, else ``Settings()``, the default profile) with
+    ``seed`` and ``alpha`` where given, validated; InvalidArgument for a seed that is not an
+    integer >= 0, an unknown profile (with the closest name) or both ``settings`` and ``profile``."""
+    from .settings import get_profile
+    if profile is not None and settings is not None:
+        raise InvalidArgument(f"profile={profile!r} and settings=...: give one (a profile is a Settings preset)")
+    s = get_profile(profile).settings() if profile is not None else (settings or Settings())
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise InvalidArgument(f"seed={seed!r}, but should be an integer >= 0")
@@ -393,7 +399,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
            seed: Optional[int] = None, alpha: Optional[float] = None, sweep: bool = False,
            dtype: Optional[str] = None, layout: Optional[str] = None, device: str = "cpu",
            checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
-           **params: Any) -> Report:
+           profile: Optional[str] = None, **params: Any) -> Report:
     """Verify ``target`` against ``variant``'s contract; returns a :class:`Report`.
 
     ``target`` is one of:
@@ -411,7 +417,9 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
 
     ``params`` are the variant's canonical parameters. ``seed`` defaults to
     :data:`DEFAULT_SEED`, ``alpha`` (family-wise false-alarm rate of the run) to
-    ``settings.alpha`` (1e-3); ``settings`` sets the rest (budget, power, margins).
+    ``settings.alpha`` (1e-3); ``settings`` sets the rest (budget, power, margins), or ``profile``
+    (``"quick"``, ``"default"``, ``"thorough"``: :data:`dropverify.settings.PROFILES`, the same
+    presets as the CLI's ``--profile`` and pytest's ``--dropverify-profile``) picks them.
     ``dtype`` / ``layout`` (None: float64, contiguous) are the configuration the statistical
     checks run in. ``sweep=True`` explores the configuration space
     (``dropverify.sweep.run_sweep``): the parameters, ``shape``, ``dtype`` and ``layout`` given
@@ -419,13 +427,13 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     ValueError) before any sampling; a misspelt target, variant, parameter or check name does
     so before any framework is imported, naming the closest ("did you mean 'dropout'?").
     """
-    from .runner import verify as run_checks
-    from .targets._base import check_layout_rank, probe_shape_arg
-    from .naming import resolve_target
-    from .targets.resolve import check_capabilities
+    from .settings import get_profile
+    from .targets._base import check_layout_rank, numpy_dtype, probe_shape_arg
     from .targets.user import factory_spec
 
-    settings = settings_for(settings, seed, alpha)
+    settings = settings_for(settings, seed, alpha, profile)
+    if checks is None and profile is not None:
+        checks = get_profile(profile).checks
     fixed_axes = {k: v for k, v in (("dtype", dtype), ("layout", layout)) if v is not None}
     dtype, layout = dtype or "float64", layout or "contiguous"
     if checks is not None:
@@ -433,8 +441,9 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
         from .checknames import producing_checks
         producing_checks(checks)  # an unknown name (with the closest) before any framework loads
     shape_t = probe_shape_arg(shape)
+    numpy_dtype(dtype)  # an unknown dtype (with the closest) before any framework loads
     if isinstance(target, str):
-        specs = resolve_target(target, variant, params, shape_t, dtype, layout, device)
+        specs = resolve_configuration(target, variant, params, shape_t, dtype, layout, device)
         variant = specs[0].variant
         reproduce = reproduce_command(target, variant, params, shape_t, settings, dtype, layout, device, checks)
     elif callable(target) or _is_layer_object(target):
@@ -469,15 +478,14 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     else:
         raise InvalidArgument(f"target={target!r}, but should be a target name ('torch:Dropout', "
                               "'mymodule:make'), a factory or a layer object")
-    if not sweep:
-        check_capabilities(specs)  # a dtype / layout the target does not take: now, not an ERROR after sampling
     if sweep:
         report = _sweep(target if isinstance(target, str) else factory, variant, specs, settings, params, shape_t,
                         fixed_axes, device, reproduce)
-    else:
-        report = Report(run=run_checks(specs, settings, checks=checks), reproduce=reproduce)
+    else:  # a dtype / layout the target does not take: now, not an ERROR after sampling
+        report = Report(run=run_configurations(specs, settings, checks), reproduce=reproduce)
     _session.notify(report)
     return report
 
 
-__all__ = ["DEFAULT_SEED", "Report", "failure_row", "layer_factory", "reproduce_command", "verify"]
+__all__ = ["DEFAULT_SEED", "Report", "failure_row", "layer_factory", "precheck_target", "reproduce_command",
+           "resolve_configuration", "run_configurations", "verify"]

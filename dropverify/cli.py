@@ -7,8 +7,9 @@ error is one line on stderr (``dropverify: error: ...``) printed before any samp
 traceback reaches the user (``DROPVERIFY_DEBUG=1`` shows one for an internal error).
 
 Every command builds a list of target specs first, validates every argument and output
-path, then makes ONE ``runner.verify`` call: several targets share one family-wise
-false-alarm rate.
+path, then makes ONE run through :mod:`dropverify.pipeline` (the path ``dropverify.verify()``
+takes: names from tables, resolution, capabilities, the runner): several targets share one
+family-wise false-alarm rate. This module parses arguments and prints; it decides nothing else.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .cliargs import CLI_TIME_BUDGET, QUICK, UsageError, write_jobs
+from .cliargs import UsageError, profile_name, write_jobs
 from .cliargs import check_writable as _check_writable, default_seed as _default_seed, parse_shape as _parse_shape
 from .cliargs import results_argv
 from .cliargs import settings_from_args as _settings
@@ -70,10 +71,14 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    help="wall-clock budget of each configuration, planned across its checks (each gets its "
                         "first look, then a share); a check whose share ends evaluates what it drew (the report "
                         "says so; results then depend on the machine's speed); no call starts after it. 0: none. "
-                        f"Default: {CLI_TIME_BUDGET:g}")
-    p.add_argument("--quick", action="store_true", default=None,
-                   help=f"a fast preset: --max-calls {QUICK['max_calls']} --time-budget "
-                        f"{QUICK['time_budget_s']:g} (long-horizon checks see {QUICK['max_calls']} calls)"),
+                        "Default: the profile's (none: --max-calls bounds a run)")
+    from .settings import PROFILES  # light: no numpy
+    p.add_argument("--profile", default=None, choices=tuple(PROFILES),
+                   help="budget preset, the same as dropverify.verify(profile=...) and pytest's "
+                        "--dropverify-profile: " + "; ".join(pr.describe() for pr in PROFILES.values())
+                        + ". Options given beside it override it. Default: default")
+    p.add_argument("--quick", action="store_true", default=None, help="--profile quick")
+    p.add_argument("--thorough", action="store_true", default=None, help="--profile thorough")
     p.add_argument("--check", action="append", default=None, metavar="NAME",
                    help="run only this check (repeatable); a per-axis / per-layout result name such as "
                         "multiplier_values_exact[transposed] runs the check that reports it (all its "
@@ -174,55 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- validation
 def _checks(args: argparse.Namespace, config_checks: Optional[Sequence[str]] = None) -> Optional[List[str]]:
     from .checknames import producing_checks
-    names = args.check if args.check else config_checks
+    from .settings import PROFILES
+    name = profile_name(args)
+    names = args.check or config_checks or (PROFILES[name].checks if name else None)
     return producing_checks(names) if names else None
-
-
-def _user_ref(target: str) -> str:
-    return target[len("user:"):] if target.startswith("user:") else target
 
 
 def _resolve(target: str, variant: Optional[str], params: Mapping[str, Any], shape: Optional[Tuple[int, ...]],
              dtype: str, layout: str, device: str, variant_for_builtins: bool = True) -> list:
-    """Specs of one target configuration (built-in or factory); InvalidArgument for any mistake.
-    ``variant`` is checked against a built-in's own unless ``variant_for_builtins`` is False."""
-    from .naming import resolve_target
-    ref, builtin = _precheck(target, variant, params, shape, variant_for_builtins)
-    return resolve_target(ref, None if (builtin and not variant_for_builtins) else variant,
-                          params, shape, dtype, layout, device)
-
-
-def _precheck(target: str, variant: Optional[str], params: Mapping[str, Any], shape: Optional[Tuple[int, ...]],
-              variant_for_builtins: bool = True) -> Tuple[str, bool]:
-    """(reference, is a built-in) of ``target`` after checking its name, variant and parameters
-    from tables alone (no framework, no user module imported); UsageError / InvalidArgument with
-    the closest names for a mistake."""
-    from .errors import did_you_mean
-    from .targets.resolve import builtin_names, check_factory_name, is_builtin, preflight
-    ref = _user_ref(target)
-    if ":" not in ref.strip(":"):
-        raise UsageError(f"target {target!r}, but should look like FRAMEWORK:LAYER (a built-in, e.g. torch:Dropout2d) "
-                         "or MODULE:FACTORY (your own)" + did_you_mean(ref, builtin_names()))
-    builtin = is_builtin(ref)
-    if not builtin:
-        check_factory_name(ref)  # torc:Dropout: did you mean 'torch:Dropout'? (before asking for --variant)
-    if not builtin and ":" in ref and variant is None:
-        raise UsageError(f"{target} is a factory: give the variant it claims with --variant "
-                         "(see `dropverify list`)")
-    preflight(ref, variant, params, shape, builtin_variant=variant_for_builtins)
-    return ref, builtin
-
-
-def _check_capabilities(specs: list) -> None:
-    """UsageError now, not an ERROR after sampling, for a dtype or layout the target says it
-    does not take (see :func:`dropverify.targets.resolve.check_capabilities`)."""
-    from .targets.resolve import check_capabilities
-    check_capabilities(specs, flags=True)
+    """Specs of one target configuration (:func:`dropverify.pipeline.resolve_configuration`)."""
+    from .pipeline import resolve_configuration
+    return resolve_configuration(target, variant, params, shape, dtype, layout, device, variant_for_builtins,
+                                 flags=True)
 
 
 def _name_configurations(specs: list) -> list:
     """Give every spec a unique name: dtype / layout other than the defaults are appended
-    (``numpy:dropout[float32]``), and same-named specs are told apart by shape and params."""
+    (``numpy:dropout[float32]``), and same-named specs are told apart by shape and params
+    (names only: the run checks each spec's dtype and layout, :mod:`dropverify.pipeline`)."""
     out = []
     for s in specs:
         tags = [t for t, default in ((s.dtype, "float64"), (s.layout, "contiguous")) if t != default]
@@ -240,7 +214,6 @@ def _name_configurations(specs: list) -> list:
             tags = (["x".join(map(str, shp))] if len(set(shapes)) > 1 else []) + [f"{k}={prm[k]!r}" for k in differ]
             if tags:
                 out[i] = dataclasses.replace(out[i], name=f"{name}[{','.join(tags)}]")
-    _check_capabilities(out)
     seen: Dict[str, int] = {}
     for s in out:
         if s.name in seen:
@@ -365,12 +338,16 @@ def _waive(run, waivers: List[Dict[str, str]]):
 
 
 def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
-    """The one ``runner.verify`` call, then reports, CI outputs and the console summary."""
-    from .runner import verify
+    """The one run (:func:`dropverify.pipeline.run_configurations`: capabilities, then the output
+    paths are checked, then the runner), then reports, CI outputs and the console summary."""
+    from .pipeline import run_configurations
     quiet = bool(getattr(args, "quiet", False))
-    if plan.note and not quiet:
-        print(f"dropverify: {plan.note}", file=sys.stderr)
-    run = verify(plan.specs, plan.settings, checks=plan.checks, progress=_progress(quiet))
+
+    def ready(specs: Sequence[Any]) -> None:  # everything validated: nothing sampled yet
+        _outputs(args, plan)
+        if plan.note and not quiet:
+            print(f"dropverify: {plan.note}", file=sys.stderr)
+    run = run_configurations(plan.specs, plan.settings, plan.checks, _progress(quiet), flags=True, ready=ready)
     run = _waive(run, plan.waive_results)
     problems = _write_outputs(run, plan, command)
     code = _finish(run, quiet, plan.strict)
@@ -421,11 +398,12 @@ def _finish(run, quiet: bool, strict: bool) -> int:
 # ----------------------------------------------------------------------------- commands
 def _target_specs(args: argparse.Namespace, targets: Sequence[str], variant: Optional[str],
                   variant_for_builtins: bool = True) -> list:
+    from .pipeline import precheck_target
     from .targets.resolve import parse_params
     params = parse_params(args.param)
     shape = _parse_shape(args.shape)
-    for target in targets:  # names, variants, parameters: from tables, before any import
-        _precheck(target, variant, params, shape, variant_for_builtins)
+    for target in targets:  # names, variants, parameters, layout: from tables, before any import
+        precheck_target(target, variant, params, shape, variant_for_builtins, args.layout, flags=True)
     _checks(args), _settings(args)  # then these (the check registry loads scipy), still before any framework
     specs = []
     for target in targets:
@@ -448,7 +426,7 @@ def cmd_run(args: argparse.Namespace, command: str) -> int:
     specs = _target_specs(args, args.targets, args.variant)
     specs = attach(specs, arrays, args.input) if arrays is not None else specs
     plan = Plan(specs, _settings(args), _checks(args), out=args.out, report=args.report)
-    return _execute(_outputs(args, plan), args, command)
+    return _execute(plan, args, command)
 
 
 def _cmd_sweep(args: argparse.Namespace, command: str) -> int:
@@ -479,7 +457,8 @@ def _cmd_sweep(args: argparse.Namespace, command: str) -> int:
     if args.shape:
         fixed["shape"] = _parse_shape(args.shape)
     target = args.targets[0]
-    _target_specs(args, [target], args.variant)  # validates target, variant, params, shape before sampling
+    from .targets.resolve import check_capabilities
+    check_capabilities(_target_specs(args, [target], args.variant), flags=True)  # validated before sampling
     quiet = bool(getattr(args, "quiet", False))
     say = None if quiet else (lambda text: print(f"dropverify: sweep: {text}", file=sys.stderr, flush=True))
     result = run_sweep(target, args.variant, _settings(args), fixed=fixed, workers=workers,
@@ -578,7 +557,7 @@ def cmd_verify(args: argparse.Namespace, command: str) -> int:
         specs = _target_specs(args, targets, None)
         plan = Plan(specs, _settings(args), _checks(args), out=args.out or DEFAULT_OUT,
                     title="dropverify: reference variants")
-    return _execute(_outputs(args, plan), args, command)
+    return _execute(plan, args, command)
 
 
 def cmd_thirdparty(args: argparse.Namespace, command: str) -> int:
@@ -588,7 +567,7 @@ def cmd_thirdparty(args: argparse.Namespace, command: str) -> int:
         for name in target_names(fw):
             specs.extend(get_target(name))
     plan = Plan(specs, _settings(args), _checks(args), out=args.out, title="dropverify: third-party implementations")
-    return _execute(_outputs(args, plan), args, command)
+    return _execute(plan, args, command)
 
 
 def cmd_list(args: argparse.Namespace, command: str) -> int:

@@ -16,10 +16,8 @@ from .errors import DropverifyError, key_value_pairs
 if TYPE_CHECKING:
     from .settings import Settings
 
-CLI_TIME_BUDGET = 45.0
-"""Seconds of statistical sampling per configuration on the command line (small p ends in ~1 min)."""
-QUICK = {"max_calls": 1000, "time_budget_s": 20.0}
-"""The ``--quick`` preset."""
+PROFILE_FLAGS = ("--quick", "--thorough")
+"""``--quick`` is ``--profile quick``, ``--thorough`` ``--profile thorough`` (:data:`dropverify.settings.PROFILES`)."""
 
 
 class UsageError(DropverifyError):
@@ -32,15 +30,27 @@ def default_seed() -> int:
     return DEFAULT_SEED
 
 
+def profile_name(args: argparse.Namespace) -> Optional[str]:
+    """The profile the options name (``--profile NAME``, ``--quick``, ``--thorough``), None where none
+    does; UsageError where two name different ones."""
+    named = [(f"--profile {args.profile}", args.profile)] if getattr(args, "profile", None) else []
+    named += [(flag, flag[2:]) for flag in PROFILE_FLAGS if getattr(args, flag[2:], None)]
+    if len({name for _, name in named}) > 1:
+        raise UsageError(f"{named[0][0]} and {named[1][0]}: give one profile")
+    return named[0][1] if named else None
+
+
 def settings_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any]] = None,
                        margins: Optional[Mapping[str, float]] = None) -> Settings:
-    """Settings from the config's values (``base``), overridden by every option given;
+    """Settings of the default profile, then the config's values (``base``), then the profile the
+    options name (``--profile`` / ``--quick`` / ``--thorough``), then every option given;
     UsageError (one line) for a value out of range."""
-    from .settings import Settings
-    values: Dict[str, Any] = dict(base or {})
-    values.setdefault("time_budget_s", CLI_TIME_BUDGET)
-    if getattr(args, "quick", None):
-        values.update(QUICK)
+    from .settings import DEFAULT_PROFILE, PROFILES, Settings
+    values: Dict[str, Any] = dict(PROFILES[DEFAULT_PROFILE].values())
+    values.update(base or {})
+    name = profile_name(args)
+    if name is not None:
+        values.update(PROFILES[name].values())
     for key in ("seed", "alpha", "power", "max_calls", "fault_fraction"):
         given = getattr(args, key, None)
         if given is not None:
@@ -136,5 +146,5 @@ def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
     return problems
 
 
-__all__ = ["CLI_TIME_BUDGET", "OUTPUT_OPTIONS", "QUICK", "UsageError", "check_writable", "default_seed", "parse_shape",
-           "results_argv", "settings_from_args", "write_jobs"]
+__all__ = ["OUTPUT_OPTIONS", "PROFILE_FLAGS", "UsageError", "check_writable", "default_seed", "parse_shape",
+           "profile_name", "results_argv", "settings_from_args", "write_jobs"]

@@ -11,7 +11,8 @@ settings profiles, a session summary that counts every verification, report fold
 Options (command line, or ``dropverify_profile`` in the ini file):
 
 - ``--dropverify-profile quick|default|thorough`` — budget presets, like hypothesis'
-  settings profiles (see :data:`PROFILES`); ``--dropverify-seed``, ``--dropverify-alpha``,
+  settings profiles (:data:`dropverify.settings.PROFILES`, the same as the CLI's ``--quick`` /
+  ``--profile`` and ``dropverify.verify(profile=...)``); ``--dropverify-seed``, ``--dropverify-alpha``,
   ``--dropverify-max-calls`` override the profile, the marker overrides both.
 - ``--dropverify-report DIR`` — write each verification's reports (Markdown, JSON, figures)
   into ``DIR/<test id>/``.
@@ -31,14 +32,13 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-PROFILES: Dict[str, Dict[str, Any]] = {
-    "quick": {"max_calls": 1000, "power": 0.9, "alpha": 1e-3},
-    "default": {"max_calls": 20000, "power": 0.99, "alpha": 1e-3},
-    "thorough": {"max_calls": 100000, "power": 0.999, "alpha": 1e-4},
-}
-"""Settings presets: ``quick`` for every commit (statistical checks that cannot certify within
-1000 calls are INCONCLUSIVE, which does not fail a test unless ``strict``), ``default`` the
-CLI's settings, ``thorough`` for nightly runs (5x the budget, a 10x smaller false-alarm rate)."""
+from .settings import PROFILES  # defined once, for the CLI, the Python API and this plugin (light: no numpy)
+
+
+def _profile_opts(name: str) -> Dict[str, Any]:
+    """The settings profile ``name`` sets (``dropverify.settings.PROFILES``); a time budget only where it has one."""
+    return {k: v for k, v in PROFILES[name].values().items() if v is not None}
+
 
 _ALLOWED = {"alpha", "power", "seed", "max_calls", "strict", "fault_fraction"}
 _PROPERTY = "dropverify"
@@ -118,9 +118,9 @@ def _bounded(kind: type, low: float, high: Optional[float], what: str) -> Any:
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("dropverify", "dropverify: statistical checks of dropout layers")
     group.addoption("--dropverify-profile", choices=sorted(PROFILES), default=None,
-                    help="budget preset of dropverify runs: quick (1000 calls per check, power 0.9), default "
-                         "(20000, 0.99), thorough (100000, 0.999, alpha 1e-4). Default: the ini value "
-                         "dropverify_profile, else 'default'")
+                    help="budget preset of dropverify runs, as the CLI's --profile: "
+                         + "; ".join(p.describe() for p in PROFILES.values())
+                         + ". Default: the ini value dropverify_profile, else 'default'")
     group.addoption("--dropverify-seed", type=_bounded(int, 0, None, "an integer >= 0"), default=None,
                     help="master seed of dropverify runs. Default: dropverify.DEFAULT_SEED (20261126), as the CLI")
     group.addoption("--dropverify-alpha", type=_bounded(float, 0.0, 1.0, "a number in (0, 1)"), default=None,
@@ -182,7 +182,7 @@ def pytest_runtest_makereport(item: Any, call: Any):
 def _settings_opts(request: Any) -> Dict[str, Any]:
     """Profile, then command-line options, then the marker (highest)."""
     config = request.config
-    opts: Dict[str, Any] = dict(PROFILES[_profile(config)])
+    opts: Dict[str, Any] = _profile_opts(_profile(config))
     for key, flag in (("seed", "--dropverify-seed"), ("alpha", "--dropverify-alpha"),
                       ("max_calls", "--dropverify-max-calls")):
         value = config.getoption(flag)

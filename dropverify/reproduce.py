@@ -11,6 +11,10 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence
 from .settings import Settings
 
 
+NO_OPTION = ("max_units", "min_units_per_sample", "call_timeout_s")
+"""Settings that change results but have no command-line option (``shared_stream`` changes none)."""
+
+
 def _api_literal(v: Any) -> str:
     return repr(v) if isinstance(v, str) else f"{v}"
 
@@ -42,14 +46,16 @@ def run_command(target: str, variant: Optional[str], params: Mapping[str, Any], 
 
 
 def settings_flags(settings: Settings) -> List[str]:
-    """The CLI words that set ``settings``: ``--seed`` always, the others where not the default."""
+    """The CLI words that set ``settings``: ``--seed`` always, the others (time budget included)
+    where not the default profile's, which is the command line's default too (``Settings()``)."""
     from .settings import MARGIN_FIELDS
     base = Settings()
     out = ["--seed", str(settings.seed)]
     for name, flag in (("alpha", "--alpha"), ("power", "--power"), ("max_calls", "--max-calls"),
-                       ("fault_fraction", "--fault-fraction")):
+                       ("fault_fraction", "--fault-fraction"), ("time_budget_s", "--time-budget")):
         if getattr(settings, name) != getattr(base, name):
-            out += [flag, repr(getattr(settings, name))]
+            value = getattr(settings, name)
+            out += [flag, "0" if value is None else repr(value)]
     for short, fld in MARGIN_FIELDS.items():
         if getattr(settings, fld) != getattr(base, fld):
             out += ["--margin", f"{short}={getattr(settings, fld)!r}"]
@@ -66,7 +72,11 @@ def settings_kwargs(settings: Settings) -> List[str]:
 def reproduce_command(target: str, variant: str, params: Mapping[str, Any], shape: Optional[Sequence[int]],
                       settings: Settings, dtype: str = "float64", layout: str = "contiguous",
                       device: str = "cpu", checks: Optional[Sequence[str]] = None) -> str:
-    """The ``dropverify run`` command line that repeats a run of a named target."""
+    """The ``dropverify run`` command line that repeats a run of a named target; the
+    ``dropverify.verify(...)`` call instead where a setting that changes results has no option
+    (``max_units``, ``min_units_per_sample``, ``call_timeout_s``)."""
+    if any(getattr(settings, f) != getattr(Settings(), f) for f in NO_OPTION):
+        return reproduce_python(repr(target), variant, params, shape, settings, dtype, layout, device, checks)
     return run_command(target, variant, params, shape=shape or None,
                        dtype=None if dtype == "float64" else dtype,
                        layout=None if layout == "contiguous" else layout, device=device,

@@ -6,14 +6,14 @@ from __future__ import annotations
 import platform
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .checks import CHECKS, ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, CheckSpec
-from .checks._sequential import NotInformative
+from .checks import engine
+from .checks.engine import NotInformative
 from .diagnosis import RootCause, diagnose
 from .errors import InvalidArgument
 from .isolation import Isolated, is_foreign, portable, rebuild
@@ -283,17 +283,14 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
-    from .checks import _stream, _worker
     for ctx, chosen, skipped in plans:
         ctx.alpha_each = alpha_each
         t0 = time.perf_counter()
         plan = BudgetPlan.make(ctx, chosen, t0)
-        _worker.CUTOFF[0] = plan.cutoff
-        _worker.HUNG[0] = ""  # inside a configuration: a hang stops its later calls
-        _stream.DEADLINE[0] = plan.shared_deadline
         results: List[CheckResult] = []
         stream_log: List[Tuple[str, int]] = []
-        try:
+        # the configuration's scope: its cutoff, the shared stream's share, a hang stops its later calls
+        with engine.configuration(ctx, plan.cutoff, plan.shared_deadline):
             skipped = dict(skipped)
             shared = [c for c in chosen if c.shares_stream]
             if shared and not ctx.settings.shared_stream:  # each check draws its own copy of the stream
@@ -306,7 +303,9 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
                         progress(f"done {seconds:.1f}: {ctx.spec.name}: {check.name}", before + finished.count,
                                  total)
                 finished.count = 0
-                for check, outcome in zip(shared, _run_shared(shared, ctx, finished, stream_log, plan)):
+                outcomes = engine.run_shared(shared, ctx, finished, stream_log,
+                                             lambda check: plan.shared_deadline_for(check, ctx))
+                for check, outcome in zip(shared, outcomes):
                     if isinstance(outcome, NotInformative):
                         skipped[check.name] = f"not informative here: {outcome}"
                     else:
@@ -317,14 +316,12 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
                     continue
                 if progress:
                     progress(f"{ctx.spec.name}: {check.name}", done, total)
-                _stream.DEADLINE[0], _stream.LATEST[0] = plan.deadline_for(check, time.perf_counter())
+                engine.set_share(ctx, plan.deadline_for(check, time.perf_counter()))
                 try:
-                    results.extend(_run_one(check, ctx))
+                    results.extend(engine.run_check(check, ctx))
                 except NotInformative as why:
                     skipped[check.name] = f"not informative here: {why}"
                 done += 1
-        finally:
-            _stream.DEADLINE[0] = _stream.LATEST[0] = _worker.CUTOFF[0] = _worker.HUNG[0] = None
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -333,104 +330,6 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     if progress:
         progress("done", total, total)
     return runs
-
-
-def _run_shared(checks: Sequence[CheckSpec], ctx: CheckContext,
-                finished: Optional[Callable[[CheckSpec, float], None]] = None,
-                log: Optional[List[Tuple[str, int]]] = None, plan: Optional[BudgetPlan] = None) -> List[Any]:
-    """Run the ``shares_stream`` checks of one configuration on ONE stream of calls (see
-    :mod:`dropverify.checks._shared`): per check, its results or its NotInformative;
-    ``finished(check, seconds)`` as each check finishes (after its last part)."""
-    from .checks._worker import BudgetExhausted, TargetError, TargetHung
-    from .checks._shared import SHARED, SharedHub
-    seeds = ctx.seeds(SHARED)
-    inputs = seeds.probe()
-    try:
-        target = ctx.build()  # its own instance: the stream's call indices are the layer's own
-    except (TargetError, TargetHung, BudgetExhausted) as exc:
-        verdict, text = (INCONCLUSIVE, f"not assessed: {exc}") if isinstance(exc, BudgetExhausted) \
-            else (ERROR, str(exc))
-        return [[CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=verdict,
-                             text=text, label=ctx.label, statistical=c.statistical(ctx) > 0)] for c in checks]
-    from .checks import _stream
-    hub = SharedHub(ctx.stream(inputs, seeds.seed(), target=target), inputs, ctx.settings.max_calls,
-                    _stream.DEADLINE[0])
-    jobs, owner = [], []
-    for i, c in enumerate(checks):
-        parts = None
-        if c.parts is not None:
-            try:
-                parts = c.parts(ctx)
-            except Exception:  # noqa: BLE001 - the check then runs whole and reports its own crash
-                parts = None
-        for job in parts if parts is not None else [lambda c=c: c.run(ctx)]:
-            jobs.append(lambda c=c, job=job: _run_one(c, ctx, job))
-            owner.append(i)
-    left = [owner.count(i) for i in range(len(checks))]
-    t_start = time.perf_counter()
-
-    def on_done(j: int, outcome: Any, seconds: float) -> None:
-        i = owner[j]
-        left[i] -= 1
-        if left[i] == 0 and finished is not None:
-            finished(checks[i], time.perf_counter() - t_start)
-
-    ctx._hub = hub
-    try:
-        outcomes = hub.run(jobs, on_done, None if plan is None else [plan.shared_deadline_for(checks[i], ctx)
-                                                                     for i in owner])
-    finally:
-        ctx._hub = None
-    if log is not None:
-        log.append(("drawn", hub.drawn))
-        read: Dict[str, int] = {}
-        for r in hub.readers:
-            name = checks[owner[r.index]].name
-            read[name] = max(read.get(name, 0), r.consumed)
-        log.extend(sorted(read.items(), key=lambda kv: -kv[1]))
-    out: List[Any] = [[] for _ in checks]
-    for i, (kind, value) in zip(owner, outcomes):
-        c = checks[i]
-        if isinstance(out[i], NotInformative):
-            continue
-        if kind == "ok":
-            out[i].extend(value)
-        elif isinstance(value, NotInformative):
-            out[i] = value
-        else:
-            out[i].append(CheckResult(check=c.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                                      text=f"check crashed: {type(value).__name__}: {value}", label=ctx.label,
-                                      statistical=c.statistical(ctx) > 0))
-    return out
-
-
-def _run_one(check: CheckSpec, ctx: CheckContext,
-             job: Optional[Callable[[], List[CheckResult]]] = None) -> List[CheckResult]:
-    from .checks._stream import BudgetExhausted, set_first_look_pending
-    from .checks._worker import TargetHung
-    t0 = time.perf_counter()
-    set_first_look_pending(False)
-    try:
-        return list(job() if job is not None else check.run(ctx))
-    except NotInformative:
-        raise
-    except BudgetExhausted as why:  # the time budget ended before the check's first look (or before it ran)
-        statistical = check.statistical(ctx) > 0
-        return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name,
-                            verdict=INCONCLUSIVE, text=f"not assessed: {why} before its "
-                            f"{'first look' if statistical else 'calls were made'}; nothing certified",
-                            label=ctx.label, statistical=statistical, seconds=time.perf_counter() - t0,
-                            details={"budget": str(why)})]
-    except TargetHung as why:  # an earlier call of this configuration hung: the target is not called again
-        return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                            text=str(why), label=ctx.label, statistical=check.statistical(ctx) > 0,
-                            seconds=time.perf_counter() - t0)]
-    except Exception as exc:  # noqa: BLE001 - a crashing check or target is an ERROR; the run goes on
-        where = traceback.extract_tb(exc.__traceback__)[-1]
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}".rstrip(": ")
-        return [CheckResult(check=check.name, target=ctx.spec.name, variant=ctx.contract.name, verdict=ERROR,
-                            text=f"check crashed: {reason} (at {where.name}:{where.lineno})", label=ctx.label,
-                            statistical=check.statistical(ctx) > 0, seconds=time.perf_counter() - t0)]
 
 
 def _apply_holm(runs: List[TargetRun], alpha: float, alpha_each: float = 1.0) -> List[TargetRun]:

@@ -1,17 +1,18 @@
-"""Run-wide settings: :class:`Settings`, the margin names :data:`MARGIN_FIELDS` and :data:`DEFAULT_SEED`.
+"""Run-wide settings: :class:`Settings`, the margin names :data:`MARGIN_FIELDS`, :data:`DEFAULT_SEED`
+and the budget profiles :data:`PROFILES` (quick / default / thorough), defined here once for the
+command line (``--quick``, ``--thorough``, ``--profile NAME``), ``dropverify.verify(profile=...)``
+and the pytest plugin (``--dropverify-profile``).
 
-Promises: plain data and its validation, nothing else; it imports no check, target or
-runner, so the runner, CLI, API and config can read it without loading the checks.
+Promises: plain data and its validation, nothing else; it imports no check, target, runner
+or numpy, so the runner, CLI, API, config and pytest plugin can read it without loading them.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
-
-from .errors import InvalidArgument, out_of_range
+from .errors import InvalidArgument, did_you_mean, out_of_range
 
 
 MARGIN_FIELDS = {
@@ -78,6 +79,7 @@ class Settings:
     shared_stream: bool = True
 
     def validate(self) -> "Settings":
+        import numpy as np  # here, not at import: the CLI and the pytest plugin read this module light
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise out_of_range("seed", self.seed, "an integer >= 0")
         if not 0 < self.alpha < 1:
@@ -105,3 +107,71 @@ class Settings:
                 raise InvalidArgument(f"margin {name!r} unknown; known: {', '.join(MARGIN_FIELDS)}")
             kw[MARGIN_FIELDS[name]] = float(value)
         return replace(self, **kw).validate()
+
+
+LONG_HORIZON_CALLS = 4096
+"""Calls the long-horizon checks read at most (``dropverify.checks.longhorizon.HORIZON``; a test
+keeps the two equal); a run sees ``min(LONG_HORIZON_CALLS, max_calls)`` of them."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A budget preset, the same in the CLI, the Python API and the pytest plugin.
+
+    Every field changes results, so every one is a :class:`Settings` value (``checks`` aside:
+    None runs every check); a reproduction line writes the settings out in full, so it repeats
+    a run whatever profile made it. A profile is defined by calls, never by seconds alone
+    (``time_budget_s`` None): a time budget on a loaded machine leaves checks without samples
+    and makes results depend on the machine's speed."""
+
+    name: str
+    max_calls: int
+    power: float
+    alpha: float
+    time_budget_s: Optional[float]
+    checks: Optional[Tuple[str, ...]]
+    doc: str
+
+    @property
+    def long_horizon_calls(self) -> int:
+        """Calls the long-horizon checks read under this profile."""
+        return min(LONG_HORIZON_CALLS, self.max_calls)
+
+    def values(self) -> Dict[str, Any]:
+        """The :class:`Settings` fields this profile sets."""
+        return {"max_calls": self.max_calls, "power": self.power, "alpha": self.alpha,
+                "time_budget_s": self.time_budget_s}
+
+    def settings(self, **overrides: Any) -> Settings:
+        """``Settings`` of this profile, ``overrides`` (field names) on top; validated."""
+        return Settings(**{**self.values(), **overrides}).validate()
+
+    def describe(self) -> str:
+        """One line: what the profile sets."""
+        budget = "no time budget" if self.time_budget_s is None else f"time budget {self.time_budget_s:g} s"
+        return (f"{self.name}: max_calls {self.max_calls} (long-horizon checks {self.long_horizon_calls}), power "
+                f"{self.power:g}, alpha {self.alpha:g}, {budget}, "
+                f"{'every check' if self.checks is None else ', '.join(self.checks)}")
+
+
+PROFILES: Dict[str, Profile] = {p.name: p for p in (
+    Profile("quick", max_calls=1000, power=0.9, alpha=1e-3, time_budget_s=None, checks=None,
+            doc="every commit: 1000 calls per check at power 0.9 (a check that cannot certify in that budget "
+                "is INCONCLUSIVE, which fails only --strict runs)"),
+    Profile("default", max_calls=Settings.max_calls, power=Settings.power, alpha=Settings.alpha,
+            time_budget_s=Settings.time_budget_s, checks=None,
+            doc="Settings() as it stands: 20000 calls per check at power 0.99"),
+    Profile("thorough", max_calls=100000, power=0.999, alpha=1e-4, time_budget_s=None, checks=None,
+            doc="nightly: 5x the calls, power 0.999, a 10x smaller family-wise false-alarm rate"),
+)}
+"""The budget profiles by name (see :class:`Profile`); ``default`` is ``Settings()``."""
+
+DEFAULT_PROFILE = "default"
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called ``name``; InvalidArgument (one line, the closest names) otherwise."""
+    if name not in PROFILES:
+        raise InvalidArgument(f"profile={name!r}, but should be one of {', '.join(PROFILES)}"
+                              f"{did_you_mean(str(name), PROFILES)}")
+    return PROFILES[name]

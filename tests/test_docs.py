@@ -46,17 +46,20 @@ DOCS = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").gl
 BIN = Path(sys.executable).parent
 
 FRAMEWORKS = re.compile(r"KERAS_BACKEND=(jax|tensorflow)|keras\[|\b(mytflayers|mynnx|mylinen|myeqx|myjaxfn):")
-SLOW = ("timm:DropBlock2d", "keras:SpatialDropout2D", "keras[jax]:Dropout", "--sweep", "timm_vit")
+SLOW = ("timm:DropBlock2d", "zeroed_and_not_restored", "keras:SpatialDropout2D", "keras[jax]:Dropout", "--sweep", "timm_vit", "keras_models.py:mobilenet",
+        "nnx_models.py:transformer_block")
 MAKE_RUNS = {  # what `make -n TARGET` must print: the command the target runs
     "verify": "dropverify verify --reference",
     "verify-thirdparty": "dropverify verify-thirdparty",
     "sweeps": "--sweep",
     "test": "-m pytest",
-    "test-slow": '-m "slow and not frameworks"',
+    "test-slow": '-m "slow and not frameworks and not nightly"',
+    "test-nightly": '-m "nightly and not frameworks"',
     "test-frameworks": "-m frameworks",
     "quality": "-m dropverify.quality",
     "bench": "-m benchmarks.run",
     "scan": "dropverify scan examples/scan/scan_models.py:timm_vit",
+    "scan-corpus": "dropverify scan examples/scan/corpus.py:",
     "reports": "--out reports/repro",
 }
 

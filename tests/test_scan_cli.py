@@ -56,12 +56,12 @@ def test_input_function_dtype_and_strict(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "(8, 5, 16) float64 on cpu" in out
     assert code == 1 and "NOT OK (--strict: INCONCLUSIVE fails)" in out
-    # --quick's budget is kept (not replaced by the scan's default)
+    # --quick's calls are kept (not replaced by the scan's default); the profile is defined by calls, not seconds
     report = tmp_path / "q.md"
     assert main(["scan", f"{MODELS}:correct", "--shape", "8,5,16", "--quick", "--check", "multiplier_values_exact",
                  "--quiet", "--report", str(report)]) == 0
     settings = json.loads(report.with_suffix(".json").read_text())["run"]["settings"]
-    assert settings["max_calls"] == 1000 and settings["time_budget_s"] == 20.0
+    assert settings["max_calls"] == 1000 and settings["time_budget_s"] is None and settings["power"] == 0.9
 
 
 USAGE = [

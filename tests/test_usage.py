@@ -47,6 +47,11 @@ CASES = [  # (argv, what the one line must say)
     (["run", "torch:Dropout", "--check", "masks_fresh"], "did you mean 'masks_fresh_across_calls_by_fisher'"),
     (["verify-thirdparty", "--framework", "torh"], "did you mean 'torch'"),
     (["run", "torch:Dropout", "--seed", "-1"], "--seed -1, but should be a non-negative integer"),
+    (["run", "torch:Dropout", "--layout", "transposd"], "did you mean 'transposed'"),
+    (["run", "torch:Dropout", "--profile", "quik"], "did you mean 'quick'"),
+    (["run", "torch:Dropout", "--quick", "--profile", "thorough"], "--profile thorough and --quick: give one profile"),
+    (["run", "torch:Dropout", "--shape", "0,4"], "--shape '0,4', but every size should be at least 1"),
+    (["verify", "--target", "torch:Dropout", "--variant", "dropot"], "did you mean 'dropout'"),
 ]
 
 
@@ -87,7 +92,10 @@ def test_listing_targets_imports_no_framework():
 def test_verify_in_python_raises_invalid_argument_with_the_suggestion_before_importing_torch():
     code = ("import sys, dropverify\n"
             "for target, kw in (('torch:Dropot', {}), ('torch:Dropout', {'pp': 0.1}), ('numpy:dropot', {}),\n"
-            "                   ('torch:Dropout', {'checks': ['drop_rate_matches_by_binomal']})):\n"
+            "                   ('torch:Dropout', {'checks': ['drop_rate_matches_by_binomal']}),\n"
+            "                   ('torch:Dropout', {'dtype': 'flaot32'}), ('torch:Dropout', {'layout': 'transposd'}),\n"
+            "                   ('torch:Dropout', {'profile': 'quik'}), ('torch:Dropout2d', {'shape': (8, 4)}),\n"
+            "                   ('torch:Dropout', {'shape': (0, 4)})):\n"
             "    try:\n"
             "        dropverify.verify(target, **kw)\n"
             "    except dropverify.InvalidArgument as exc:\n"
@@ -95,12 +103,17 @@ def test_verify_in_python_raises_invalid_argument_with_the_suggestion_before_imp
             "print('torch loaded:', 'torch' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     lines = proc.stdout.splitlines()
-    assert proc.returncode == 0 and len(lines) == 5, proc.stdout + proc.stderr
+    assert proc.returncode == 0 and len(lines) == 10, proc.stdout + proc.stderr
     assert "did you mean 'torch:Dropout'" in lines[0]
     assert "unknown parameter 'pp' for dropout; known: p; did you mean 'p'?" in lines[1]
     assert "variant='dropot'" in lines[2] and "did you mean 'dropout'" in lines[2]
     assert "did you mean 'drop_rate_matches_by_binomial'" in lines[3]
-    assert lines[4] == "torch loaded: False"
+    assert "dtype='flaot32'" in lines[4] and "did you mean 'float32'" in lines[4]
+    assert "layout='transposd'" in lines[5] and "did you mean 'transposed'" in lines[5]
+    assert "profile='quik'" in lines[6] and "did you mean 'quick'" in lines[6]
+    assert "input rank=2 (shape (8, 4)), but should be" in lines[7]
+    assert "shape=(0, 4)" in lines[8]
+    assert lines[9] == "torch loaded: False"
 
 
 def test_did_you_mean_names_close_choices_and_nothing_when_none_is_close():

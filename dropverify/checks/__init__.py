@@ -17,7 +17,9 @@ from ..settings import Settings
 from . import (_words, depth, dispersion, drift, edges, gradients, independence, inputs, longhorizon, marginals,
                moments, positions, rates, repeats, values)
 from . import callpatterns
-from ._core import ERROR, FAIL, INCONCLUSIVE, PASS, CheckContext, CheckResult, TargetError
+from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult
+from ._core import CheckContext
+from ._worker import TargetError
 
 WITHIN_CALL = "structural-within-call"
 """A FAIL means units inside one call share or couple their draws: the pooled checks then count

@@ -25,7 +25,10 @@ import numpy as np
 
 from ..stats import (DESIGN_FACTOR, Look, SequentialPlan, calls_to_expose, hidden_fault_fraction, mean_look,
                      mean_n_for)
-from ._core import CallCounter, CheckContext, CheckResult, run_sequential
+from ..results import CheckResult
+from ._core import CheckContext
+from ._sequential import run_sequential
+from ._stream import CallCounter
 
 N_LOOKS = 4
 MIN_SAMPLES = 20  # per-step samples a t interval needs at least (beside the fault-exposure count)

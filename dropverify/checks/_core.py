@@ -7,41 +7,29 @@ family-wise error rate).
 
 Promises: :class:`CheckContext` (guarded target calls, streams, decoding) and
 :class:`SeedStream` (every random number derived from the run's seed and the check's name).
-The settings live in :mod:`dropverify.settings`, the target thread (and :class:`TargetError`,
-which it raises) in :mod:`._worker`, the streams and budget in :mod:`._stream`, results and the
-sequential driver in :mod:`._sequential`; their names are re-exported here (``__all__``) so
-``from ._core import X`` still works.
-Rebind or mutate a module global (``STREAM_BATCH``, ``DEADLINE``) on the module that owns it.
+The settings live in :mod:`dropverify.settings`, results in :mod:`dropverify.results`, the
+target thread (and :class:`TargetError`, which it raises) in :mod:`._worker`, the streams and budget
+in :mod:`._stream`, the sequential driver in :mod:`._sequential`: import each name from its home
+(nothing is re-exported here).
+Run state (the time budget's cutoff, the running check's share, the hang flag, the shared
+stream's hub) lives on the context, ``ctx.scope`` (:class:`._worker.RunScope`), set by the runner
+through :mod:`.engine`; rebind ``STREAM_BATCH`` through ``engine.set_stream_batch``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from ..contracts import Contract, Decoded, Inputs
-from ..results import ERROR, FAIL, INCONCLUSIVE, PASS, CheckResult, Verdict, fmt
-from ..settings import DEFAULT_SEED, MARGIN_FIELDS, Settings
+from ..settings import Settings
 from ..targets._base import Target, TargetSpec
-from ._sequential import (PILOT, NotInformative, TPlan, error_result, exact_result, run_sequential, skipped_result,
-                          statistical_result, two_stage_t_plan)
-from ._stream import (BATCH_BYTES, DEADLINE, STREAM_BATCH, BudgetExhausted, CallCounter, Stream, _Raise,
-                      deadline_passed)
-from ._worker import DISPATCHES, TARGET_TIME, TargetError, guarded, reset_target_time, target_time
+from ._memo import DecodeMemo
+from ._stream import Stream
+from ._worker import RunScope, TargetError, guarded
 
-__all__ = [
-    "CheckContext", "SeedStream", "mask_values", "unit_view", "units_per_call",
-    # Re-exported from their homes (moved out of this module), so ``from ._core import X`` keeps working;
-    # new code imports them from there. Values are copies: rebind STREAM_BATCH on ._stream, not here.
-    "ERROR", "FAIL", "INCONCLUSIVE", "PASS", "CheckResult", "Verdict", "fmt",  # ..results
-    "DEFAULT_SEED", "MARGIN_FIELDS", "Settings",  # ..settings
-    "PILOT", "NotInformative", "TPlan", "error_result", "exact_result", "run_sequential", "skipped_result",
-    "statistical_result", "two_stage_t_plan",  # ._sequential
-    "BATCH_BYTES", "DEADLINE", "STREAM_BATCH", "BudgetExhausted", "CallCounter", "Stream", "_Raise",
-    "deadline_passed",  # ._stream
-    "DISPATCHES", "TARGET_TIME", "TargetError", "guarded", "reset_target_time", "target_time",  # ._worker
-]
+__all__ = ["CheckContext", "SeedStream", "mask_values", "unit_view", "units_per_call"]
 
 
 @dataclass
@@ -59,7 +47,8 @@ class CheckContext:
     _target: Optional[Target] = None
     dtype: Any = np.float64       # probe dtype of the configuration (statistical and exact checks)
     layout: str = "contiguous"    # input memory layout of the configuration's calls
-    _hub: Any = None              # the runner's SharedHub while shared-stream checks run
+    scope: RunScope = field(default_factory=RunScope)  # the run's cutoff, hang flag, check share, hub
+    _memo: DecodeMemo = field(default_factory=DecodeMemo, repr=False, compare=False)  # shared-stream decodes
 
     @property
     def label(self) -> str:
@@ -69,13 +58,14 @@ class CheckContext:
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = guarded(lambda: self.spec.build(self.params), self.settings.call_timeout_s, "build")
+            self._target = guarded(lambda: self.spec.build(self.params), self.settings.call_timeout_s, "build",
+                                   scope=self.scope)
         return self._target
 
     def build(self, **overrides: Any) -> Target:
         params = dict(self.params)
         params.update(overrides)
-        return guarded(lambda: self.spec.build(params), self.settings.call_timeout_s, "build")
+        return guarded(lambda: self.spec.build(params), self.settings.call_timeout_s, "build", scope=self.scope)
 
     def seeds(self, name: str) -> "SeedStream":
         """The random numbers of the check (or stream) called ``name`` in this configuration:
@@ -89,7 +79,7 @@ class CheckContext:
         wrong shapes become TargetError."""
         layout = self.layout if layout is None else layout
         y = guarded(lambda: target.forward(inputs, training=training, layout=layout),
-                    self.settings.call_timeout_s, "forward")
+                    self.settings.call_timeout_s, "forward", scope=self.scope)
         y = np.asarray(y)
         if expect_shape is not None and y.shape != tuple(expect_shape):
             raise TargetError(f"output shape {y.shape}, but should be {tuple(expect_shape)}")
@@ -111,8 +101,8 @@ class CheckContext:
         1, 2, ... of one seeded stream; called outside a run (a check on its own) it is a
         private stream with the same probe and seed, so results agree either way."""
         from ._shared import SHARED
-        if self._hub is not None:
-            return self._hub.inputs, self._hub.reader()
+        if self.scope.hub is not None:
+            return self.scope.hub.inputs, self.scope.hub.reader()
         seeds = self.seeds(SHARED)
         inputs = seeds.probe()
         return inputs, self.stream(inputs, seeds.seed())
@@ -124,11 +114,15 @@ class CheckContext:
         return tuple(np.shape(self.contract.eval_output(inputs, self.params)))
 
     def decode(self, inputs: Inputs, y: np.ndarray) -> Decoded:
-        return self.contract.decode_output(inputs, y, self.params)
+        """The mask read back from ``y`` (an output of the shared stream is decoded once for all
+        its readers, and its arrays are read-only: :mod:`._memo`)."""
+        return self._memo.get("decode", (self.contract, self.params), inputs, y,
+                              lambda: self.contract.decode_output(inputs, y, self.params))
 
     def dropped(self, inputs: Inputs, y: np.ndarray) -> Optional[np.ndarray]:
         """``decode(inputs, y).dropped`` alone (cheaper: see :meth:`Contract.decode_dropped`)."""
-        return self.contract.decode_dropped(inputs, y, self.params)
+        return self._memo.get("dropped", (self.contract, self.params), inputs, y,
+                              lambda: self.contract.decode_dropped(inputs, y, self.params))
 
 
 def _name_key(name: str) -> int:

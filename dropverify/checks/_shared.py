@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _stream
 from ._stream import BudgetExhausted, Stream, _Raise, first_look_pending
-from ._worker import TargetError, TargetHung, cutoff_passed
+from ._worker import TargetError, TargetHung
 
 SHARED = "shared stream"
 """The name the shared stream's probe and seed derive from (``ctx.seeds(SHARED)``)."""
@@ -106,7 +106,7 @@ class SharedHub:
     most calls the stream may draw; ``deadline``: a ``time.perf_counter()`` value (the stream's
     share of the configuration's time budget; ``run`` can set one per check) after which calls
     are drawn only for checks that have not made their first look (None: no time share); past the
-    configuration's time budget (:data:`._worker.CUTOFF`) none are drawn."""
+    configuration's time budget (the stream's ``scope.cutoff``) none are drawn."""
 
     def __init__(self, stream: Stream, inputs: Any, max_calls: int, deadline: Optional[float] = None) -> None:
         self.stream, self.inputs = stream, inputs
@@ -150,6 +150,9 @@ class SharedHub:
         except BudgetExhausted:  # the configuration's time budget ended before the call started
             got = []
         self.draw_seconds += time.perf_counter() - t0
+        for y in got:  # every reader reads the same object: none may change it under the others
+            if isinstance(y, np.ndarray):
+                y.flags.writeable = False
         self.drawn += sum(1 for y in got if not isinstance(y, _Raise))
         if got and isinstance(got[-1], _Raise):
             self.dead = got[-1]
@@ -197,7 +200,7 @@ class SharedHub:
             waiting = [r for r in self.readers if not r.finished and not r.queue]
             if not waiting:
                 break
-            if self.drawn >= self.max_calls or cutoff_passed():
+            if self.drawn >= self.max_calls or self.stream.scope.cutoff_passed():
                 self.exhausted = True
                 self.exhausted_reason = (f"the configuration's call budget ({self.max_calls} calls) is spent"
                                          if self.drawn >= self.max_calls else

@@ -3,9 +3,9 @@
 Promises: a :class:`Stream` makes the same calls in the same order whether drawn one at a
 time or in batches (:data:`STREAM_BATCH` per dispatch); :class:`CallCounter` draws up to a
 cumulative count and raises :class:`BudgetExhausted` once the running check's time share
-(:data:`DEADLINE`) has passed — never before the check's first look (:func:`first_look`) —, once
-the configuration's time budget (:data:`._worker.CUTOFF`) has passed, or once the stream has ended.
-Rebind :data:`STREAM_BATCH` and mutate :data:`DEADLINE` here, on this module.
+(``RunScope.deadline`` of the context's scope) has passed — never before the check's first look
+(:func:`first_look`) —, once the configuration's time budget (``RunScope.cutoff``) has passed, or
+once the stream has ended. No run state lives here: it is on the context (``ctx.scope``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import numpy as np
 
 from ..contracts import Inputs
 from ..targets._base import Target
-from ._worker import _LOCAL, BudgetExhausted, TargetError, _progress, _target_error, cutoff_passed, guarded
+from ._worker import (_LOCAL, BudgetExhausted, RunScope, TargetError, _progress, _target_error, bound_scope,
+                      guarded)
 
 if TYPE_CHECKING:
     from ._core import CheckContext
@@ -42,10 +43,15 @@ class Stream:
     def __iter__(self) -> "Stream":
         return self
 
+    @property
+    def scope(self) -> RunScope:
+        """The run scope of the stream's context (its cutoff and the running check's share)."""
+        return self.ctx.scope
+
     def _seed(self) -> None:
         if not self.seeded:
             tgt, seed = self.target, self.seed
-            guarded(lambda: tgt.seed(seed), self.ctx.settings.call_timeout_s, "seed")
+            guarded(lambda: tgt.seed(seed), self.ctx.settings.call_timeout_s, "seed", scope=self.scope)
             self.seeded = True
 
     def __next__(self) -> np.ndarray:
@@ -76,7 +82,7 @@ class Stream:
                 _progress()
             return out, None
 
-        y, failed = guarded(both, self.ctx.settings.call_timeout_s, "forward", batch=True)
+        y, failed = guarded(both, self.ctx.settings.call_timeout_s, "forward", batch=True, scope=self.scope)
         if failed is not None and failed[0] == "seed":
             raise _target_error("seed", failed[1])
         self.seeded = True
@@ -92,7 +98,7 @@ class Stream:
         ``next`` then serves them in order (a failed call raises where it would have). Only
         for a consumer certain to draw at least ``n`` more calls of this stream and touching no
         other target in between: the target then sees the same calls in the same order."""
-        stop_at = stop_time()  # past the check's time share it will not draw them all
+        stop_at = stop_time(self.scope)  # past the check's time share it will not draw them all
         while len(self._buffer) < n and not (self._buffer and isinstance(self._buffer[-1], _Raise)):
             try:
                 got = self._draw(n - len(self._buffer), stop_at)
@@ -119,7 +125,7 @@ class Stream:
         if self._buffer:
             got, self._buffer = self._buffer[:n], self._buffer[n:]
             return got
-        return self._draw(n, stop_time() if stop_at == "share" else stop_at)
+        return self._draw(n, stop_time(self.scope) if stop_at == "share" else stop_at)
 
     def _draw(self, n: int, stop_at: Optional[float] = None) -> List[Any]:
         """:meth:`take` past the prefetched calls: up to ``n`` new calls in one dispatch, the
@@ -127,7 +133,7 @@ class Stream:
         self._seed()
         if n <= 1 or STREAM_BATCH <= 1:
             return [self.ctx.call(self.target, self.inputs, expect_shape=self.expect_shape)]
-        ctx, tgt, inputs, shape = self.ctx, self.target, self.inputs, self.expect_shape
+        ctx, tgt, inputs, shape, scope = self.ctx, self.target, self.inputs, self.expect_shape, self.scope
         layout = ctx.layout
         n = min(n, STREAM_BATCH)
 
@@ -137,7 +143,7 @@ class Stream:
             for i in range(n):
                 if worker is not None and worker.abandoned:  # its caller gave up: touch the target no more
                     break
-                if i and (cutoff_passed() or (stop_at is not None and time.perf_counter() > stop_at)):
+                if i and (scope.cutoff_passed() or (stop_at is not None and time.perf_counter() > stop_at)):
                     break  # the time is spent: start no more calls
                 t0 = time.perf_counter()
                 try:
@@ -153,7 +159,7 @@ class Stream:
                     break
             return out, None
 
-        outs, exc = guarded(calls, ctx.settings.call_timeout_s, "forward", batch=True)
+        outs, exc = guarded(calls, ctx.settings.call_timeout_s, "forward", batch=True, scope=scope)
         if outs and shape is not None and outs[-1].shape != shape:
             return outs[:-1] + [_Raise(TargetError(f"output shape {outs[-1].shape}, but should be {shape}"))]
         if exc is not None:
@@ -174,29 +180,17 @@ BATCH_BYTES = 32 << 20
 """A batch stops growing once its buffered outputs reach this many bytes."""
 
 
-DEADLINE: List[Optional[float]] = [None]
-"""``time.perf_counter()`` at which the running check's share of the configuration's time budget
-ends (set by the runner's budget plan from ``Settings.time_budget_s``; one configuration runs at a
-time in a process): past it a :class:`CallCounter` draws no more calls, once the check has made its
-first look. The shared stream keeps its own time (:class:`._shared.SharedHub`)."""
+def deadline_passed(scope: RunScope) -> bool:
+    """True once the running check's share of the time budget (``scope.deadline``) has ended."""
+    return scope.deadline is not None and time.perf_counter() > scope.deadline
 
 
-LATEST: List[Optional[float]] = [None]
-"""``time.perf_counter()`` after which the running check stops drawing even before its first look
-(the runner keeps the time after it for the checks that follow; None: only the configuration's
-time budget stops it)."""
-
-
-def deadline_passed() -> bool:
-    return DEADLINE[0] is not None and time.perf_counter() > DEADLINE[0]
-
-
-def stop_time() -> Optional[float]:
-    """When the running check's time share ends for its batches: :data:`DEADLINE`, or
-    :data:`LATEST` while its first look is pending (None: no share)."""
-    if DEADLINE[0] is None:
+def stop_time(scope: RunScope) -> Optional[float]:
+    """When the running check's time share ends for its batches: ``scope.deadline``, or
+    ``scope.latest`` while its first look is pending (None: no share)."""
+    if scope.deadline is None:
         return None
-    return LATEST[0] if first_look_pending() else DEADLINE[0]
+    return scope.latest if first_look_pending() else scope.deadline
 
 
 def share_ended(deadline: Optional[float], latest: Optional[float]) -> bool:
@@ -214,7 +208,7 @@ _LOOK = threading.local()
 def first_look_pending() -> bool:
     """True while the check running in this thread has not yet made its first look (inside
     :func:`first_look`): a time share does not end its sampling then, only the configuration's
-    time budget (:data:`._worker.CUTOFF`) does — every check gets its minimum before any gets more."""
+    time budget (``RunScope.cutoff``) does — every check gets its minimum before any gets more."""
     return bool(getattr(_LOOK, "pending", False))
 
 
@@ -244,13 +238,23 @@ class CallCounter:
     def __init__(self, stream: Iterator[np.ndarray], sink: Callable[[np.ndarray], None]) -> None:
         self.stream, self.sink, self.done = stream, sink, 0
 
+    def _scope(self) -> RunScope:
+        """The run scope that bounds this counter: its stream's context's (a stream of steps:
+        the scope bound to the running check's thread; none: no limits)."""
+        for s in (self.stream, getattr(self.stream, "stream", None)):
+            ctx = getattr(s, "ctx", None)
+            if ctx is not None and getattr(ctx, "scope", None) is not None:
+                return ctx.scope
+        return bound_scope() or RunScope()
+
     def __call__(self, k: int) -> None:
         take = getattr(self.stream, "take", None)
+        scope = self._scope()
         while self.done < k:
             if not hasattr(self.stream, "hub"):  # the shared hub keeps its own time
-                if cutoff_passed():
+                if scope.cutoff_passed():
                     raise BudgetExhausted(f"the configuration's time budget ended after {self.done} calls")
-                if share_ended(DEADLINE[0], LATEST[0]):
+                if share_ended(scope.deadline, scope.latest):
                     raise BudgetExhausted(f"the check's share of the configuration's time budget ended after "
                                           f"{self.done} calls")
             if take is None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 
 class TargetError(Exception):
@@ -93,20 +95,59 @@ def _progress() -> None:
         w.progress = time.perf_counter()
 
 
-CUTOFF: List[Optional[float]] = [None]
-"""``time.perf_counter()`` after which no call into target code STARTS (the configuration's time
-budget, set by the runner; None: none): :func:`guarded` raises :class:`BudgetExhausted` instead,
-and a batch stops before its next call. A call already running may finish within its limit, so a
-configuration ends within its budget plus ``call_timeout_s``."""
-HUNG: List[Optional[str]] = [None]
-"""Inside a configuration the runner runs: ``""``, then why a call hung once one did (set by
-:func:`guarded`); while non-empty, :func:`guarded` raises :class:`TargetHung` at once. None outside
-a run (a check called on its own is never blocked by an earlier hang)."""
+@dataclass
+class RunScope:
+    """What one configuration's run shares with its checks (held by ``CheckContext.scope``; the
+    runner sets it through :mod:`dropverify.checks.engine`; a context made elsewhere has an empty
+    one: no limits). All times are ``time.perf_counter()`` values; None: no limit.
+
+    * ``cutoff``: no call into target code STARTS after it (the configuration's time budget):
+      :func:`guarded` raises :class:`BudgetExhausted` instead, and a batch stops before its next
+      call. A call already running may finish within its limit, so a configuration ends within
+      its budget plus ``call_timeout_s``.
+    * ``hung``: ``""`` inside a configuration the runner runs, then why a call hung once one did
+      (set by :func:`guarded`); while non-empty, :func:`guarded` raises :class:`TargetHung` at
+      once. None outside a run (a check called on its own is never blocked by an earlier hang).
+    * ``deadline``: when the running check's share of the time budget ends (a
+      ``CallCounter`` draws no more calls past it, once the check has made its first look);
+      ``latest``: when it stops even before its first look.
+    * ``hub``: the shared stream's driver while the shared-stream checks run (``._shared``)."""
+
+    cutoff: Optional[float] = None
+    hung: Optional[str] = None
+    deadline: Optional[float] = None
+    latest: Optional[float] = None
+    hub: Any = None
+
+    def cutoff_passed(self) -> bool:
+        """True once :attr:`cutoff` has passed: no new call into target code may start."""
+        return self.cutoff is not None and time.perf_counter() > self.cutoff
 
 
-def cutoff_passed() -> bool:
-    """True once :data:`CUTOFF` has passed: no new call into target code may start."""
-    return CUTOFF[0] is not None and time.perf_counter() > CUTOFF[0]
+_BOUND = threading.local()
+
+
+def bound_scope() -> Optional[RunScope]:
+    """The run scope of the check running in this thread (bound by :func:`bind_scope` while the
+    engine runs a check), for code that calls the target without its context at hand."""
+    return getattr(_BOUND, "scope", None)
+
+
+@contextmanager
+def bind_scope(scope: Optional[RunScope]) -> Iterator[None]:
+    """Bind ``scope`` to this thread while the block runs (the previous binding is restored)."""
+    before = getattr(_BOUND, "scope", None)
+    _BOUND.scope = scope
+    try:
+        yield
+    finally:
+        _BOUND.scope = before
+
+
+def cutoff_passed(scope: Optional[RunScope] = None) -> bool:
+    """True once the cutoff of ``scope`` (default: this thread's bound scope) has passed."""
+    scope = scope if scope is not None else bound_scope()
+    return scope is not None and scope.cutoff_passed()
 
 
 DISPATCHES = [0]
@@ -127,19 +168,22 @@ def _target_error(what: str, exc: BaseException) -> TargetError:
     return TargetError(f"{what} raised {type(exc).__name__}: {exc}".splitlines()[0][:300])
 
 
-def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = False) -> Any:
+def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = False,
+            scope: Optional[RunScope] = None) -> Any:
     """Run ``fn`` with a wall-clock limit; any exception or a hang raises TargetError.
 
     ``batch``: ``fn(record)`` makes several calls; the limit applies to each of them (the
-    clock restarts whenever one finishes). Past :data:`CUTOFF` nothing starts
+    clock restarts whenever one finishes). ``scope``: the configuration's :class:`RunScope`
+    (default: the one bound to this thread, :func:`bound_scope`): past its cutoff nothing starts
     (:class:`BudgetExhausted`); after a hang in this configuration nothing starts either
     (:class:`TargetHung`)."""
     global _WORKER
     if getattr(_LOCAL, "worker", None) is not None:  # already on the target thread
         return fn(_record) if batch else fn()
-    if HUNG[0]:
-        raise TargetHung(f"not called: an earlier call of this configuration hung ({HUNG[0]})")
-    if cutoff_passed():
+    scope = scope if scope is not None else bound_scope()
+    if scope is not None and scope.hung:
+        raise TargetHung(f"not called: an earlier call of this configuration hung ({scope.hung})")
+    if scope is not None and scope.cutoff_passed():
         raise BudgetExhausted("the configuration's time budget ended")
     with _DISPATCH:
         DISPATCHES[0] += 1
@@ -175,8 +219,8 @@ def guarded(fn: Callable[..., Any], timeout_s: float, what: str, batch: bool = F
                 if _WORKER is worker:
                     _WORKER = None  # abandon the hung thread
             why = f"{what} did not return within {timeout_s:g} s"
-            if HUNG[0] is not None:  # inside a run: the configuration calls this target no more
-                HUNG[0] = why
+            if scope is not None and scope.hung is not None:  # inside a run: the configuration calls it no more
+                scope.hung = why
             raise TargetError(why)
     value = box[0]
     if isinstance(value, _Failed):

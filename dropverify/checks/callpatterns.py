@@ -6,7 +6,7 @@ model builds several layers from one factory and calls them in turn; the caller'
 the tensor the layer receives. Three checks make their own calls (tens of them, each exact-style):
 
 * :data:`AFTER_EVAL`: training calls in blocks of irregular length separated by eval passes. Every
-  mask drawn after an eval pass is compared with EVERY earlier mask: an exact repeat (blake2b of the
+  mask drawn after an eval pass is compared with EVERY earlier mask: an exact repeat (a digest of the
   mask) or an agreement count above the contract's chance bound FAILs (a layer that restores its
   generator on eval -> train replays the masks of every earlier validation interval). Every eval
   output must be the contract's, exactly, and identical across passes.
@@ -50,8 +50,10 @@ from scipy import stats as sps
 from scipy.special import gammaln
 
 from ..contracts import Inputs, value_tolerance
-from ._core import (CheckContext, CheckResult, NotInformative, TargetError, error_result, exact_result, guarded,
-                    mask_values, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import NotInformative, error_result, exact_result
+from ._worker import TargetError, guarded
 from .repeats import _independent_units, format_probability, log_union_bound, mask_hash, match_log_probability
 
 AFTER_EVAL = "masks_fresh_after_eval_by_hash"

@@ -6,7 +6,11 @@ from typing import List
 import numpy as np
 
 from ._calls import Lane, run_call_level
-from ._core import CallCounter, CheckContext, CheckResult, TargetError, error_result, two_stage_t_plan
+from ..results import CheckResult
+from ._core import CheckContext
+from ._sequential import error_result, two_stage_t_plan
+from ._stream import CallCounter
+from ._worker import TargetError
 
 NAME = "expected_depth_matches_by_t_test"
 

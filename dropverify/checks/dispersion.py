@@ -28,8 +28,10 @@ from scipy import stats as sps
 
 from ..stats import DESIGN_FACTOR, Interval, Look, SequentialPlan, hidden_fault_fraction
 from ._calls import N_LOOKS, steps_to_expose
-from ._core import (CallCounter, CheckContext, CheckResult, NotInformative, run_sequential, unit_view,
-                    units_per_call)
+from ..results import CheckResult
+from ._core import CheckContext, unit_view, units_per_call
+from ._sequential import NotInformative, run_sequential
+from ._stream import CallCounter
 
 NAME = "per_call_rate_dispersion_by_chi_square"
 MIN_VARIANCE = 5.0

@@ -33,8 +33,11 @@ from scipy import stats as sps
 
 from ..stats import Interval, Look, SequentialPlan, hidden_fault_fraction
 from ._calls import N_LOOKS, steps_to_expose
-from ._core import (FAIL, BudgetExhausted, CallCounter, CheckContext, CheckResult, TargetError, run_sequential,
-                    unit_view)
+from ..results import FAIL, CheckResult
+from ._core import CheckContext, unit_view
+from ._sequential import run_sequential
+from ._stream import BudgetExhausted, CallCounter
+from ._worker import TargetError
 
 NAME = "drop_rate_steady_over_stream_by_windows"
 WINDOWS = 8

@@ -18,8 +18,11 @@ import numpy as np
 
 from ..stats import Interval, Look, binomial_look
 from . import _dropblock_fit as fit_mod
-from ._core import (CallCounter, CheckContext, CheckResult, TargetError, error_result, exact_result, run_sequential,
-                    two_stage_t_plan, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, unit_view
+from ._sequential import error_result, exact_result, run_sequential, two_stage_t_plan
+from ._stream import CallCounter
+from ._worker import TargetError
 
 MAP = "drop_map_matches_theory_by_binomial"
 GAMMA = "gamma_matches_by_binomial"

@@ -14,7 +14,10 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ._core import CheckContext, CheckResult, TargetError, error_result, exact_result, skipped_result
+from ..results import CheckResult
+from ._core import CheckContext
+from ._sequential import error_result, exact_result, skipped_result
+from ._worker import TargetError
 
 NAME = "weight_mask_convention_exact"
 MISS = 1e-9

@@ -7,8 +7,10 @@ from typing import List
 import numpy as np
 
 from ..contracts import value_tolerance
-from ._core import (CheckContext, CheckResult, TargetError, error_result, exact_result, guarded,
-                    skipped_result)
+from ..results import CheckResult
+from ._core import CheckContext
+from ._sequential import error_result, exact_result, skipped_result
+from ._worker import TargetError, guarded
 
 EVAL = "eval_mode_deterministic_and_exact"
 P_ZERO = "p_zero_is_exact_identity"

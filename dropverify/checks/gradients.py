@@ -12,7 +12,10 @@ from typing import Callable, List, Tuple
 import numpy as np
 
 from ..targets._base import layout_fits
-from ._core import CheckContext, CheckResult, TargetError, error_result, exact_result, guarded, skipped_result
+from ..results import CheckResult
+from ._core import CheckContext
+from ._sequential import error_result, exact_result, skipped_result
+from ._worker import TargetError, guarded
 
 FORWARD_MASK = "gradient_uses_forward_mask"
 FINITE_DIFF = "gradient_matches_finite_differences"

@@ -10,8 +10,11 @@ import numpy as np
 from scipy import stats as sps
 
 from . import _stream
-from ._core import (BudgetExhausted, CallCounter, CheckContext, CheckResult, TargetError, _Raise, error_result,
-                    exact_result, mask_values, two_stage_t_plan, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import error_result, exact_result, two_stage_t_plan
+from ._stream import BudgetExhausted, CallCounter, _Raise
+from ._worker import TargetError
 
 CONSTANT = "mask_constant_along_shared_axes"
 FRESH = "masks_fresh_across_calls_by_fisher"
@@ -337,7 +340,7 @@ def _stratified_pair_test(ctx: CheckContext, name: str, quantity: str, lanes: Se
     needed = max(1, int(math.ceil(MIN_EVENTS / max(units * norm, 1e-300))))
     # the pilot and at least as many samples must fit the budget; where they cannot, the t-test
     # is not valid at this alpha: only the exact components may FAIL, nothing is certified
-    from ._core import PILOT
+    from ._sequential import PILOT
     cap = max(1, ctx.settings.max_calls // (2 * PILOT))
     per_sample = min(needed, cap)
     objs = [Lane(lane, steps_per_sample=per_sample, t_valid=needed <= cap) for lane in lanes]
@@ -440,6 +443,29 @@ def _flat_pairs(flat: np.ndarray, d: int) -> Tuple[np.ndarray, np.ndarray]:
             np.concatenate([blocks[:, 1, :].reshape(-1), flat[full + d:full + d + tail]]))
 
 
+def _axis_pairs(units: np.ndarray, axis: int, d: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(units.take(a, axis), units.take(b, axis)) for (a, b) = :func:`_disjoint_pairs` along
+    ``axis``, from block slices (the same arrays, element for element, without a gather: a
+    take along an inner axis copies one element at a time)."""
+    size = units.shape[axis]
+    full = (size // (2 * d)) * (2 * d)
+    tail = max(0, min(d, size - d - full))
+    pre, post = units.shape[:axis], units.shape[axis + 1:]
+    index = [slice(None)] * units.ndim
+    index[axis] = slice(0, full)
+    blocks = units[tuple(index)].reshape(pre + (full // (2 * d), 2, d) + post)  # a view
+
+    def side(k: int) -> np.ndarray:
+        pick = [slice(None)] * blocks.ndim
+        pick[axis + 1] = k
+        head = blocks[tuple(pick)].reshape(pre + (full // 2,) + post)
+        if not tail:
+            return head
+        index[axis] = slice(full + k * d, full + k * d + tail)
+        return np.concatenate([head, units[tuple(index)]], axis=axis)
+    return side(0), side(1)
+
+
 def _disjoint_pairs(size: int, d: int) -> Tuple[np.ndarray, np.ndarray]:
     """Index pairs (i, i + d) with no index used twice: i with floor(i / d) even."""
     i = np.arange(size - d)
@@ -463,19 +489,18 @@ def masks_independent_along_axis(ctx: CheckContext, axis: int) -> CheckResult:
 
     first_of_pair = np.concatenate([a for a, _ in pairs])
     second_of_pair = np.concatenate([b for _, b in pairs])
-    lane_ends = np.cumsum([len(a) for a, _ in pairs])[:-1]
 
     def step():
         vals, binary = mask_values(ctx, inputs, next(stream))
         units = unit_view(ctx, vals, keepdims=True)
-        # two gathers for all lanes, then each lane's slice (the same values as a take per lane)
-        firsts = np.split(units.take(first_of_pair, axis=axis), lane_ends, axis=axis)
-        seconds = np.split(units.take(second_of_pair, axis=axis), lane_ends, axis=axis)
-        return [(u, v, binary, qa, qb) for u, v, (qa, qb) in zip(firsts, seconds, q_pairs)]
+        # per lane, block slices (the same arrays as a take of the lane's pairs, no gather)
+        return [_axis_pairs(units, axis, d) + (binary, qa, qb) for d, (qa, qb) in zip(offsets, q_pairs)]
 
     def stacked():
         vals, _ = mask_values(ctx, inputs, next(stream))
-        units = np.moveaxis(unit_view(ctx, vals, keepdims=True), axis, 0)
+        # contiguous first: the gathers below then copy whole rows (far cheaper than gathering
+        # strided elements of the moved-axis view; the same values in the same order)
+        units = np.ascontiguousarray(np.moveaxis(unit_view(ctx, vals, keepdims=True), axis, 0))
         rest = int(np.prod(units.shape[1:], dtype=np.int64))
         return StackedPairs(units[first_of_pair].reshape(-1), units[second_of_pair].reshape(-1),
                             [len(a) * rest for a, _ in pairs])

@@ -31,8 +31,11 @@ import numpy as np
 from scipy import fft as spfft
 from scipy import stats as sps
 
-from ._core import (BudgetExhausted, CheckContext, CheckResult, NotInformative, TargetError, error_result,
-                    exact_result, fmt, mask_values, unit_view)
+from ..results import CheckResult, fmt
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import NotInformative, error_result, exact_result
+from ._stream import BudgetExhausted
+from ._worker import TargetError
 
 REPEAT = "masks_never_repeat_over_stream_by_hash"
 SHIFT = "draws_not_reused_shifted_across_calls"

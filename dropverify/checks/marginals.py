@@ -27,7 +27,10 @@ from scipy import stats as sps
 
 from ..stats import Interval, Look, calls_to_expose, hidden_fault_fraction
 from ._calls import call_plan
-from ._core import CallCounter, CheckContext, CheckResult, run_sequential, unit_view
+from ..results import CheckResult
+from ._core import CheckContext, unit_view
+from ._sequential import run_sequential
+from ._stream import CallCounter
 from .independence import OUTPUT_SHAPE
 
 NAME = "drop_rate_marginals_by_hypergeometric"

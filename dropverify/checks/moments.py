@@ -14,8 +14,11 @@ import numpy as np
 
 from ..contracts import Inputs
 from ._calls import Lane, run_call_level
-from ._core import (PILOT, CallCounter, CheckContext, CheckResult, NotInformative, TargetError, error_result,
-                    two_stage_t_plan, units_per_call)
+from ..results import CheckResult
+from ._core import CheckContext, units_per_call
+from ._sequential import PILOT, NotInformative, error_result, two_stage_t_plan
+from ._stream import CallCounter
+from ._worker import TargetError
 
 MEAN = "expectation_matches_by_t_test"
 VARIANCE = "variance_matches_by_t_test"

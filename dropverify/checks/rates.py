@@ -8,7 +8,9 @@ import numpy as np
 
 from ..stats import binomial_look, per_call_binomial_p
 from ._calls import Lane, call_plan, run_call_level
-from ._core import CallCounter, CheckContext, CheckResult, unit_view, units_per_call
+from ..results import CheckResult
+from ._core import CheckContext, unit_view, units_per_call
+from ._stream import CallCounter
 
 NAME = "drop_rate_matches_by_binomial"
 

@@ -3,8 +3,9 @@ batch item's and every seed's mask.
 
 The pair tests of :mod:`.independence` look at a few offsets and lags; a pool of five cached
 masks used round-robin, or the last batch items reusing the masks of the first, pass them.
-Here every mask is hashed (blake2b of the packed bits, or of the raw float64 bytes for
-continuous multipliers) and any two identical masks are found, whatever their distance.
+Here every mask is hashed (SHA-1, about twice blake2b's speed where the CPU has SHA
+instructions and no slower elsewhere, of the packed bits, or of the raw float64 bytes for
+continuous multipliers; only the equality of digests is used) and any two identical masks are found, whatever their distance.
 
 The check is exact given the sample: it FAILs only when two masks are bit-for-bit equal.
 Under the contract two independent binary masks whose units drop with probabilities q_i are
@@ -26,8 +27,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._core import (CheckContext, CheckResult, NotInformative, TargetError, error_result, exact_result,
-                    mask_values, unit_view)
+from ..results import CheckResult
+from ._core import CheckContext, mask_values, unit_view
+from ._sequential import NotInformative, error_result, exact_result
+from ._worker import TargetError
 
 
 NAME = "masks_never_repeat_by_hash"
@@ -109,13 +112,16 @@ def _independent_units(ctx: CheckContext, q_units: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ hashing
 
+def _digest(data: np.ndarray) -> bytes:
+    """SHA-1 digest (20 bytes) of a C-contiguous array's bytes, read in place (no copy)."""
+    return hashlib.sha1(memoryview(data).cast("B"), usedforsecurity=False).digest()
+
+
 def mask_hash(mask: np.ndarray, binary: bool) -> bytes:
-    """blake2b digest (16 bytes) of one mask: packed bits (binary) or raw float64 bytes."""
+    """Digest of one mask (:func:`_digest`): packed bits (binary) or raw float64 bytes."""
     if binary:
-        data = np.packbits(np.asarray(mask, bool).ravel()).tobytes()
-    else:
-        data = np.ascontiguousarray(mask, np.float64).tobytes()
-    return hashlib.blake2b(data, digest_size=16).digest()
+        return _digest(np.packbits(np.asarray(mask, bool).ravel()))
+    return _digest(np.ascontiguousarray(mask, np.float64))
 
 
 def row_hashes(units: np.ndarray, binary: bool) -> List[bytes]:
@@ -123,9 +129,9 @@ def row_hashes(units: np.ndarray, binary: bool) -> List[bytes]:
     rows = units.reshape(units.shape[0], -1)
     if binary:
         packed = np.packbits(rows.astype(bool), axis=1)
-        return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in packed]
+        return [_digest(r) for r in packed]
     rows = np.ascontiguousarray(rows, np.float64)
-    return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows]
+    return [_digest(r) for r in rows]
 
 
 def find_repeats(hashes: Sequence[bytes], groups: Optional[Sequence[int]] = None) -> List[Tuple[int, int]]:

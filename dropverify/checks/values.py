@@ -8,7 +8,10 @@ from typing import List
 import numpy as np
 
 from ..targets._base import layout_fits
-from ._core import CheckContext, CheckResult, TargetError, error_result, exact_result
+from ..results import CheckResult
+from ._core import CheckContext
+from ._sequential import error_result, exact_result
+from ._worker import TargetError
 
 NAME = "multiplier_values_exact"
 

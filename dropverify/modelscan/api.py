@@ -10,6 +10,7 @@ in situ (:mod:`.insitu`) in ONE runner call, so the whole model is one Holm fami
 has no dropout site, is an InvalidArgument (nothing to scan); a later pass that raises is an
 ERROR result and the scan goes on. A site the training pass never calls is NOT EXERCISED in
 the site table (never a PASS); sites matching ``eval_active`` patterns must drop in eval.
+The wiring checks between layers (:mod:`.wiring`) run the copy 5 to 31 more times.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..api import Report, settings_for
 from ..checks import ERROR, FAIL, INCONCLUSIVE, CheckResult, Settings
@@ -62,9 +63,11 @@ class ScanResult:
     causes: Tuple[str, ...]
     checks: Optional[Tuple[str, ...]]
     pass_seconds: float
+    framework: str = "torch"  # "torch", "keras" or "nnx" (:mod:`.frameworks`)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"model": self.model, "inputs": self.inputs,
+        return {"model": self.model, "inputs": self.inputs, **({} if self.framework == "torch" else
+                                                              {"framework": self.framework}),
                 "sites": [dataclasses.asdict(s) for s in self.sites],
                 "schedules": [{"pattern": s.pattern, "paths": list(s.paths), "rates": list(s.rates),
                                "identity": list(s.identity), "verdict": s.verdict, "message": s.message}
@@ -211,20 +214,40 @@ def _run_passes(work: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], rec: A
 def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
          checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
          progress: Any = None, reproduce: Optional[str] = None,
-         eval_active: Optional[Sequence[str]] = None) -> ScanReport:
-    """Audit every dropout site of the torch ``model`` on ``example_inputs``; returns a
+         eval_active: Optional[Sequence[str]] = None, expect: Any = None) -> ScanReport:
+    """Audit every dropout site of ``model`` (a torch nn.Module, a Keras 3 model or layer, or a Flax NNX
+    module: the framework is read from the object) on ``example_inputs``; returns a
     :class:`ScanReport` (a :class:`~dropverify.Report`).
 
-    ``example_inputs``: a tensor, a tuple of positional inputs, or a dict of keyword inputs,
-    on the device and in the dtype the model runs in. ``checks``: the checks run at each site
-    in situ (default: every applicable check, as ``dropverify run``; ``"quick"``:
-    :data:`~dropverify.modelscan.insitu.QUICK_CHECKS`). ``seed``, ``alpha`` and ``settings`` as for :func:`dropverify.verify`; without
-    ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check. ``eval_active``: fnmatch
-    patterns of sites that drop in eval by design (MC dropout), matched against a site's label,
-    path or name: they are verified as dropout in eval (at their training rate) instead of failed.
-    Bad arguments, a model that raises on its first training pass, and a model with no dropout
-    site, raise InvalidArgument.
+    ``example_inputs``: a tensor (Keras / NNX: also a numpy array), a tuple of positional inputs, or a
+    dict of keyword inputs, on the device and in the dtype the model runs in. ``checks``: the checks run
+    at each site in situ (default: every applicable check, as ``dropverify run``; ``"quick"``:
+    :data:`~dropverify.modelscan.insitu.QUICK_CHECKS`). ``seed``, ``alpha`` and ``settings`` as for
+    :func:`dropverify.verify`; without ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check.
+    ``eval_active`` (torch): fnmatch patterns of sites that drop in eval by design (MC dropout), matched
+    against a site's label, path or name: they are verified as dropout in eval (at their training rate)
+    instead of failed. ``expect`` (torch): ``{pattern: rate}`` (or ``"pattern=rate"`` strings), the rate
+    sites matching a pattern must have in training (:mod:`.configs`; a pattern matching no site is an
+    InvalidArgument). Rates from the model's own config are matched per site kind in any case.
+    Bad arguments, an object of no supported framework (or whose framework is not installed), a
+    model that raises on its first training pass, and a model with no dropout site, raise
+    InvalidArgument.
     """
+    from .frameworks import framework_of
+    framework, scan_fn = framework_of(model)
+    more = {"expect": expect} if framework == "torch" else {}
+    if expect and not more:
+        raise InvalidArgument(f"expect={expect!r}: declared rates are checked on torch models only, and this "
+                              f"is a {framework} model")
+    return scan_fn(model, example_inputs, seed=seed, alpha=alpha, checks=checks, settings=settings,
+                   progress=progress, reproduce=reproduce, eval_active=eval_active, **more)
+
+
+def scan_torch(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
+         checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
+         progress: Any = None, reproduce: Optional[str] = None,
+         eval_active: Optional[Sequence[str]] = None, expect: Any = None) -> ScanReport:
+    """:func:`scan` of a torch nn.Module."""
     import torch
     import torch.nn as nn
     from . import insitu
@@ -236,11 +259,13 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     patterns = [eval_active] if isinstance(eval_active, str) else list(eval_active or ())
     if not all(isinstance(p, str) and p for p in patterns):
         raise InvalidArgument(f"eval_active={eval_active!r}, but should be a list of site patterns (fnmatch)")
+    from .configs import parse_expect
+    expected = parse_expect(expect)
     args, kwargs = as_args(example_inputs)
     rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
-        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns))
+        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns), expected)
     finally:  # the passes and the in-situ runs seed torch: the caller's RNG state comes back
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
@@ -262,10 +287,10 @@ NOT_EXERCISED = "NOT EXERCISED"
 
 def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: Settings,
           chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
-          eval_active: Tuple[str, ...] = ()) -> ScanReport:
+          eval_active: Tuple[str, ...] = (), expect: Optional[Mapping[str, float]] = None) -> ScanReport:
     """The scan proper (see :func:`scan`)."""
     import torch
-    from . import insitu, model_checks as mc
+    from . import configs, insitu, model_checks as mc
     from .discovery import Recorder, configured_rates, lookup_configured, module_sites
     from ..runner import verify as run_checks
 
@@ -278,6 +303,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     flags = {m: m.training for m in work.modules()} if own else {}
     try:
         modules = module_sites(work)
+        fields = configs.read_config(work)
         rates = configured_rates(work)
         rec = Recorder(work, modules)
         try:
@@ -295,8 +321,11 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         for s in sites:
             if not s.is_module:
                 lookup_configured(s, rates)
+        configs.check_expect(expect or {}, sites)
         schedules = mc.depth_schedules(work, sites)
         pass_seconds = time.perf_counter() - start
+        from . import wiring  # model-context checks between layers: a few more passes (wiring.py)
+        wired = wiring.wiring_results(work, args, kwargs, sites, settings.seed, MODEL)
     finally:
         for m, f in flags.items():
             m.training = f
@@ -311,11 +340,46 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
         model_results.append(mc.eval_deterministic(y1, y2, sites, MODEL, eval_active))
     model_results += mc.schedule_results(schedules, MODEL)
     model_results.append(mc.series(sites, MODEL))
+    model_results += [r for r in (configs.config_result(fields, sites, MODEL),
+                                  configs.expect_result(expect or {}, sites, MODEL)) if r is not None]
+    model_results += wired
     round_trip_error = outputs.get("train_after_eval") if isinstance(outputs.get("train_after_eval"),
                                                                      Exception) else None
 
-    # in situ
-    plan = insitu.plan(sites, eval_active)
+    def exact(site: Any) -> Tuple[Optional[str], List[CheckResult]]:
+        variant = site.identified or (site.module_kind.variant if site.is_module and site.module_kind else
+                                      site.fop.variant if site.fop else None)
+        results = [mc.site_training(site, site.name, variant or "unknown"),
+                   mc.site_eval(site, site.name, variant or "unknown",
+                                eval_active=insitu.eval_active_match(site, eval_active) if eval_active else False)]
+        if round_trip_error is not None:
+            results.append(mc.error_result(mc.SITE_ROUND_TRIP, site.name, variant or "unknown", round_trip_error,
+                                           "in training after an eval pass"))
+        else:
+            results.append(mc.site_round_trip(site, site.name, variant or "unknown"))
+        if site.module_kind is not None and site.module_kind.rnn:
+            results.append(mc.rnn_layer_replay(site, site.name, variant or "unknown", settings.seed))
+        return variant, results
+
+    return assemble(f"{type(model).__module__}.{type(model).__qualname__}", _describe_inputs(args, kwargs),
+                    _first_shape(args, kwargs), sites, model_results, exact, insitu.plan(sites, eval_active),
+                    settings, chosen, progress, reproduce, schedules, pass_seconds, start,
+                    {"torch": torch.__version__})
+
+
+def assemble(model_name: str, inputs: str, first_shape: Tuple[int, ...], sites: Sequence[Any],
+             model_results: List[CheckResult], exact: Callable[[Any], Tuple[Optional[str], List[CheckResult]]],
+             plan: Any, settings: Settings, chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
+             schedules: Sequence[Any] = (), pass_seconds: float = 0.0, start: Optional[float] = None,
+             versions: Optional[Mapping[str, str]] = None, framework: str = "torch") -> ScanReport:
+    """The framework-neutral end of every scan (torch, Keras, NNX): runs ``plan``'s in-situ specs in ONE
+    runner call (one Holm family at ``settings.alpha``) and builds the :class:`ScanReport`: the
+    ``(model)`` target with ``model_results`` (exact), one target per called site holding
+    ``exact(site)``'s results (``(variant, results)``) before its in-situ results, the site table
+    (a site never called in training NOT EXERCISED), the cause lines and the reproduction line.
+    ``sites`` are :class:`~.discovery.Site` records; ``plan`` an :class:`~.insitu.Plan`."""
+    from ..runner import verify as run_checks
+    start = time.perf_counter() if start is None else start
     if plan.specs:
         run = run_checks(plan.specs, settings, checks=chosen, progress=progress)
     else:
@@ -333,23 +397,12 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                                 "not called", "not called", {}, "not called during the example forward",
                                 NOT_EXERCISED))
             continue
-        variant = site.identified or (site.module_kind.variant if site.is_module and site.module_kind else
-                                      site.fop.variant if site.fop else None)
-        exact = [mc.site_training(site, site.name, variant or "unknown"),
-                 mc.site_eval(site, site.name, variant or "unknown",
-                              eval_active=insitu.eval_active_match(site, eval_active) if eval_active else False)]
-        if round_trip_error is not None:
-            exact.append(mc.error_result(mc.SITE_ROUND_TRIP, site.name, variant or "unknown", round_trip_error,
-                                         "in training after an eval pass"))
-        else:
-            exact.append(mc.site_round_trip(site, site.name, variant or "unknown"))
-        if site.module_kind is not None and site.module_kind.rnn:
-            exact.append(mc.rnn_layer_replay(site, site.name, variant or "unknown", settings.seed))
-        exact_causes = [RootCause(r.message, (r.check,), kind=r.verdict) for r in exact if r.verdict in (FAIL, ERROR)]
-        causes += [r.message for r in exact if r.verdict in (FAIL, ERROR)]
+        variant, found = exact(site)
+        exact_causes = [RootCause(r.message, (r.check,), kind=r.verdict) for r in found if r.verdict in (FAIL, ERROR)]
+        causes += [r.message for r in found if r.verdict in (FAIL, ERROR)]
         own_run = by_spec.get(insitu_name) if insitu_name == site.name else None
         if own_run is not None:
-            t = dataclasses.replace(own_run, results=tuple(exact) + own_run.results,
+            t = dataclasses.replace(own_run, results=tuple(found) + own_run.results,
                                     root_causes=tuple(exact_causes) + own_run.root_causes)
             others = plan.members.get(site.name, [])[1:]
             for cause in own_run.root_causes:
@@ -370,7 +423,7 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                 in_situ = f"not sampled: {plan.skipped.get(site.name, 'no replay')}"
                 desc += f" In situ: {in_situ}."
             t = TargetRun(site.name, var, params, tuple(calls[0].shapes[0]) if calls[0].shapes else (),
-                          contract, (), desc, tuple(exact), 0.0, (), tuple(exact_causes))
+                          contract, (), desc, tuple(found), 0.0, (), tuple(exact_causes))
             verdict = worst([t.verdict] + ([shared.verdict] if shared is not None else []))
         if not site.phase("train") and verdict == "PASS":
             verdict = NOT_EXERCISED  # called in eval only: nothing in training was verified
@@ -384,22 +437,23 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
                             in_situ, verdict))
     model_causes = tuple(RootCause(r.message, (r.check,), kind=r.verdict) for r in model_results
                          if r.verdict in (FAIL, ERROR))
-    model_target = TargetRun(MODEL, "model", {}, _first_shape(args, kwargs),
+    model_target = TargetRun(MODEL, "model", {}, tuple(first_shape),
                              {"name": "model", "params": {}, "summary": "model-level exact checks of a scan"},
-                             (), f"{type(model).__module__}.{type(model).__qualname__} on "
-                                 f"{_describe_inputs(args, kwargs)}",
+                             (), f"{model_name} on {inputs}",
                              tuple(model_results), pass_seconds, (), model_causes)
     env = dict(run.environment) if run.environment else environment()
-    env.setdefault("torch", torch.__version__)
+    for k, v in (versions or {}).items():
+        env.setdefault(k, v)
     full = RunResult(settings, (model_target, *targets), run.m_statistical, run.alpha_each,
                      time.perf_counter() - start, env)
-    result = ScanResult(f"{type(model).__module__}.{type(model).__qualname__}", _describe_inputs(args, kwargs),
+    result = ScanResult(model_name, inputs,
                         tuple(rows), tuple(schedules), tuple(dict.fromkeys(causes)),
-                        tuple(chosen) if chosen is not None else None, pass_seconds)
+                        tuple(chosen) if chosen is not None else None, pass_seconds, framework)
     if reproduce is None:
         reproduce = f"dropverify.scan(<your model>, <your inputs>, seed={settings.seed}" + \
             (f", alpha={settings.alpha!r}" if settings.alpha != Settings().alpha else "") + ")"
     return ScanReport(run=full, reproduce=reproduce, scan=result)
 
 
-__all__ = ["MODEL", "NOT_EXERCISED", "SCAN_MAX_CALLS", "SEARCHED", "ScanReport", "ScanResult", "SiteRow", "as_args", "scan"]
+__all__ = ["MODEL", "NOT_EXERCISED", "SCAN_MAX_CALLS", "SEARCHED", "ScanReport", "ScanResult", "SiteRow", "as_args",
+           "assemble", "scan", "scan_torch"]

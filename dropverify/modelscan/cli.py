@@ -1,8 +1,10 @@
-"""``dropverify scan MODULE:FACTORY (--shape S [--dtype D] | --input MODULE:FN) [--report R.md]``.
+"""``dropverify scan MODULE:FACTORY (--shape S [--dtype D] | --input MODULE:FN) [--report R.md]``: a torch,
+Keras 3 or Flax NNX model (:mod:`.frameworks` reads which from the object).
 
 Exit codes as ``run``: 0 no FAIL or ERROR (``--strict``: no INCONCLUSIVE either), 1 otherwise,
 2 a usage error — one line on stderr, before any sampling: a bad MODULE:FACTORY, a factory
-that raises or returns no nn.Module, neither or both of --shape / --input, a bad shape or
+that raises or returns an object of no supported framework (or of one not installed), neither or both
+of --shape / --input, a bad shape or
 dtype, an input function that raises or returns no tensors, a model that raises on the
 example input, an output path that cannot be written. Importing this module does not
 import torch.
@@ -16,17 +18,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..cliargs import UsageError, check_writable, parse_shape, settings_from_args, write_jobs
+from ..cliargs import UsageError, check_writable, parse_shape, profile_name, settings_from_args, write_jobs
 
 if TYPE_CHECKING:
     from ..runner import Progress
 
 def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser], None]) -> None:
     """The ``scan`` subcommand (``settings_args`` adds --seed, --alpha, --check, --junit-xml ...)."""
-    s = sub.add_parser("scan", help="audit every dropout site of a torch model: dropverify scan MODULE:FACTORY "
-                                    "--shape S",
+    s = sub.add_parser("scan", help="audit every dropout site of a torch, Keras 3 or Flax NNX model: dropverify scan "
+                                    "MODULE:FACTORY --shape S",
                        description="MODULE:FACTORY is a callable taking no arguments and returning a torch "
-                                   "nn.Module (or an nn.Module object). The model runs on the example input in "
+                                   "nn.Module, a Keras 3 model / layer or a Flax NNX module (or such an object); the "
+                                   "framework is read from the object. The model runs on the example input in "
                                    "train, eval, eval, train; every dropout-family module and functional dropout "
                                    "call is recorded, checked at model level (exact) and verified in situ under "
                                    "one family-wise false-alarm rate.")
@@ -36,12 +39,15 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
                    help="dtype of the --shape input; the model is cast to it. Default: float32")
     s.add_argument("--input", default=None, metavar="MODULE:FN",
                    help="a callable taking no arguments and returning the example input: a tensor, a tuple of "
-                        "tensors (positional) or a dict (keyword)")
-    s.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device. Default: cpu")
+                        "tensors (positional) or a dict (keyword); for Keras / NNX numpy or the framework's arrays")
+    s.add_argument("--device", default=None, choices=("cpu", "cuda"), help="torch device (torch models only). Default: cpu")
     s.add_argument("--report", default=None, metavar="PATH.md", help="write the Markdown report (JSON beside it)")
     s.add_argument("--eval-active", action="append", default=None, metavar="PATTERN",
                    help="sites that drop in eval by design (MC dropout), an fnmatch pattern of the site's label or "
                         "path (repeatable): verified as dropout in eval at their training rate instead of failed")
+    s.add_argument("--expect", action="append", default=None, metavar="PATTERN=RATE",
+                   help="the rate sites matching PATTERN (fnmatch of a site's label or path) must have in training, "
+                        "e.g. 'blocks.*.attn=0.1' (repeatable); a pattern matching no site is a usage error")
     settings_args(s)
 
 
@@ -67,26 +73,55 @@ def _call(fn: Any, ref: str) -> Any:
 
 
 def build_model(ref: str) -> Any:
-    """The nn.Module MODULE:FACTORY names (called without arguments unless it is a module)."""
-    import torch.nn as nn
+    """The model MODULE:FACTORY names (called without arguments unless it is a model object): a torch
+    nn.Module, a Keras 3 model / layer or a Flax NNX module (:mod:`.frameworks`)."""
+    from .frameworks import SUPPORTED, detect
     obj = _load(ref, "model")
-    model = obj if isinstance(obj, nn.Module) else _call(obj, ref)
-    if not isinstance(model, nn.Module):
+    model = obj if detect(obj) is not None else _call(obj, ref)
+    if detect(model) is None:
         raise _usage(f"model {ref!r} returned a {type(model).__module__}.{type(model).__name__}, but should return "
-                     "a torch nn.Module")
+                     + ", ".join(SUPPORTED[:-1]) + f" or {SUPPORTED[-1]}")
     return model
+
+
+def _check_input_args(args: argparse.Namespace) -> None:
+    if args.shape is None and args.input is None:
+        raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
+    if args.shape is not None and args.input is not None:
+        raise _usage("--shape and --input: give one")
+    if args.input is not None and args.dtype is not None:
+        raise _usage("--dtype applies to --shape (an --input function makes its own tensors)")
+
+
+def build_arrays(args: argparse.Namespace, seed: int, framework: str) -> Any:
+    """The example input of a Keras / NNX model: a seeded standard normal numpy array of --shape /
+    --dtype (the same values as the torch scan's), or what --input returns (numpy arrays or the
+    framework's own arrays; a tuple is positional, a dict keyword)."""
+    import numpy as np
+    _check_input_args(args)
+    if args.input is not None:
+        inputs = _call(_load(args.input, "--input"), args.input)
+        arrays = inputs if isinstance(inputs, (tuple, list)) else list(inputs.values()) \
+            if isinstance(inputs, dict) else [inputs]
+        if not arrays or not all(hasattr(a, "shape") and hasattr(a, "dtype") for a in arrays):
+            raise _usage(f"--input {args.input!r} returned a {type(inputs).__name__}, but should return an array "
+                         f"(numpy or {'Keras backend' if framework == 'keras' else 'jax'}), a tuple of arrays or a "
+                         "dict of arrays")
+        return inputs
+    import torch  # the same seeded values as a torch model's --shape input
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(parse_shape(args.shape), generator=g, dtype=torch.float64).numpy()
+    if args.dtype == "bfloat16":
+        import ml_dtypes
+        return x.astype(ml_dtypes.bfloat16)
+    return x.astype(np.dtype(args.dtype or "float32"))
 
 
 def build_inputs(args: argparse.Namespace, seed: int) -> Any:
     """The example input: a seeded standard normal of --shape / --dtype, or what --input returns."""
     import torch
-    if args.shape is None and args.input is None:
-        raise _usage("give the example input: --shape S (a seeded standard normal) or --input MODULE:FN")
-    if args.shape is not None and args.input is not None:
-        raise _usage("--shape and --input: give one")
+    _check_input_args(args)
     if args.input is not None:
-        if args.dtype is not None:
-            raise _usage("--dtype applies to --shape (an --input function makes its own tensors)")
         inputs = _call(_load(args.input, "--input"), args.input)
         tensors = inputs if isinstance(inputs, (tuple, list)) else list(inputs.values()) \
             if isinstance(inputs, dict) else [inputs]
@@ -133,21 +168,21 @@ def _progress(quiet: bool) -> Optional[Progress]:
 def cmd_scan(args: argparse.Namespace, command: str) -> int:
     """``dropverify scan``: validate everything, scan, write the outputs, print the summary."""
     import os
-    import torch
     from ..report import write_junit, write_summary
+    from .frameworks import detect, scanner
     from .api import SCAN_MAX_CALLS, scan
     from .insitu import choose_checks
     from .report import summary_lines, write_scan
 
     settings = settings_from_args(args)
-    if args.max_calls is None and not getattr(args, "quick", None):
+    if args.max_calls is None and profile_name(args) is None:  # a profile's calls are kept
         settings = dataclasses.replace(settings, max_calls=SCAN_MAX_CALLS).validate()
     # InvalidArgument (exit 2) for an unknown name; --quick alone: the quick battery (insitu.QUICK_CHECKS)
     checks = choose_checks(args.check) if args.check else choose_checks("quick") if getattr(args, "quick", None) \
         else None
+    from .configs import parse_expect
+    expect = parse_expect(args.expect)  # InvalidArgument (exit 2) for a bad PATTERN=RATE
     device = args.device or "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise _usage("--device cuda, but torch sees no CUDA device")
     junit = args.junit_xml
     summary = args.summary or os.environ.get("GITHUB_STEP_SUMMARY") or None
     if args.report is not None:
@@ -158,14 +193,29 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         check_writable("--junit-xml", junit, folder=False)
     if summary is not None:
         check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
-    inputs = build_inputs(args, settings.seed)
+    _check_input_args(args)
+    if args.input is None:
+        parse_shape(args.shape)
     model = build_model(args.model)
-    if args.dtype is not None:
-        model = model.to(getattr(torch, args.dtype))
-    model, inputs = model.to(device), _to(inputs, device)
+    framework = detect(model)
+    if framework == "torch":
+        import torch
+        if device == "cuda" and not torch.cuda.is_available():
+            raise _usage("--device cuda, but torch sees no CUDA device")
+        inputs = build_inputs(args, settings.seed)
+        if args.dtype is not None:
+            model = model.to(getattr(torch, args.dtype))
+        model, inputs = model.to(device), _to(inputs, device)
+    else:
+        if args.device is not None:
+            raise _usage(f"--device applies to torch models; a {'Keras' if framework == 'keras' else 'Flax NNX'} "
+                         "model runs where its framework places it")
+        scanner(framework)  # a missing framework package: one line, exit 2
+        inputs = build_arrays(args, settings.seed, framework)
     quiet = bool(args.quiet)
     report = scan(model, inputs, settings=settings, checks=checks if checks is not None else "all",
-                  progress=_progress(quiet), reproduce=command, eval_active=args.eval_active)
+                  progress=_progress(quiet), reproduce=command, eval_active=args.eval_active,
+                  expect=expect)
     problems = []
     jobs = []
     if args.report is not None:

@@ -146,8 +146,11 @@ SDPA_ATTRS = ("dropout_p", "attn_drop", "attn_dropout", "attention_dropout", "at
 """Attributes read, in this order, for the rate a module passes to scaled_dot_product_attention."""
 MHA_ATTRS = ("dropout", "dropout_p", "attn_drop", "attn_dropout", "p")
 DROPOUT_ATTRS = ("p", "dropout_p", "drop_prob", "drop_rate", "dropout_rate", "dropout_prob", "dropout", "drop",
-                 "proj_drop", "resid_drop", "hidden_dropout", "rate")
-"""Attributes read, in this order, for the rate a module passes to F.dropout and its family."""
+                 "proj_drop", "resid_drop", "hidden_dropout", "rate", "attention_dropout", "attn_dropout", "attn_drop_rate",
+                 "attention_probs_dropout_prob", "attn_pdrop")
+"""Attributes read, in this order, for the rate a module passes to F.dropout and its family (the attention
+names last: F.dropout on attention weights, as torchvision's shifted_window_attention and Hugging Face's eager
+attention do, receives one of them, an alternative of the module's first rate attribute)."""
 
 
 def _configured_value(v: Any) -> Optional[float]:

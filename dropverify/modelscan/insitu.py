@@ -402,9 +402,12 @@ def eval_active_match(site: Site, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(n, pat) for pat in patterns for n in {site.label, site.path, site.name})
 
 
-def plan(sites: Sequence[Site], eval_active: Sequence[str] = ()) -> Plan:
+def plan(sites: Sequence[Site], eval_active: Sequence[str] = (),
+         spec_for: Optional[Callable[..., Tuple[Optional[TargetSpec], Optional[tuple], str]]] = None) -> Plan:
     """One spec per distinct replay; every site mapped to its spec or to the reason it has none.
-    Sites matching an ``eval_active`` pattern are verified as dropout in eval (MC dropout)."""
+    Sites matching an ``eval_active`` pattern are verified as dropout in eval (MC dropout).
+    ``spec_for(site, first_call, note, eval_active=...) -> (spec, key, why)`` builds a site's spec
+    (default: the torch replays; the Keras and NNX scans pass their own)."""
     out = Plan()
     by_key: Dict[tuple, str] = {}
     for site in sites:
@@ -420,7 +423,7 @@ def plan(sites: Sequence[Site], eval_active: Sequence[str] = ()) -> Plan:
             out.skipped[site.name] = "inactive in training"
             continue
         try:
-            spec, key, why = (_module_spec if site.is_module else _functional_spec)(
+            spec, key, why = (spec_for or (_module_spec if site.is_module else _functional_spec))(
                 site, first, note, eval_active=eval_active_match(site, eval_active))
         except Exception as exc:  # noqa: BLE001 - an unplannable site is reported, the scan goes on
             spec, key, why = None, None, f"could not build its replay: {type(exc).__name__}: {exc}"

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks._core import ERROR, FAIL, PASS, CheckResult
+from ..results import ERROR, FAIL, PASS, CheckResult
 from .discovery import Call, Site, shown
 
 EVAL_DETERMINISTIC = "eval_output_deterministic"

@@ -12,7 +12,6 @@ import io
 from typing import Any, List, Optional, Tuple
 
 from ..checks.rates import NAME as RATE_CHECK  # its estimate: the fraction of units dropped
-from ..report.plots import _pyplot
 from .model_checks import SITE_TRAINING
 _COLOUR = {"PASS": "#2b8a3e", "FAIL": "#c92a2a", "ERROR": "#c92a2a", "INCONCLUSIVE": "#e67700",
            "NOT EXERCISED": "#868e96"}
@@ -47,6 +46,13 @@ def site_rows(report: Any) -> List[Tuple[str, Optional[float], List[float], Opti
             measured = _measured(other) if other is not None else None
         rows.append((row.label, row.configured, received, measured, row.verdict or "NOT EXERCISED"))
     return rows
+
+
+def _pyplot() -> Any:
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def scan_png(report: Any) -> Optional[bytes]:

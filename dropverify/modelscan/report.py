@@ -23,6 +23,21 @@ _SCAN_CHECKS = {
                                           "its own): two in series are one dropout at p = 1 - (1 - p1)(1 - p2)",
     "rnn_dropout_matches_layer_replay": "a torch LSTM / GRU / RNN in training equals its layers run one by one with "
                                         "its weights and F.dropout(p) between them, under one seed",
+    "site_rate_matches_config_field": "no active site's rate is a config field of another kind (attention / hidden / "
+                                      "drop path / drop block) instead of its own, nor a keep_prob passed as p",
+    "site_rate_matches_expected": "every site matching a declared PATTERN=RATE (--expect) has that rate in training",
+    "site_rng_advances_between_calls": "(NNX) a site drops a different set of elements in two training passes, "
+                                       "where a repeat by chance has probability at most 1e-9",
+}
+_RECORDED = {
+    "keras": "every dropout-family Keras layer (Dropout, SpatialDropout1D/2D/3D, GaussianDropout, AlphaDropout, "
+             "GaussianNoise, MultiHeadAttention's inner Dropout, and the dropout / recurrent_dropout masks of LSTM / "
+             "GRU / SimpleRNN cells) was recorded through a wrapper of its call: the training flag it was passed and "
+             "whether its output differs from its input. A site never called in training is NOT EXERCISED.",
+    "nnx": "every nnx.Dropout (and subclass) in the module graph was recorded through a wrapper of its __call__: the "
+           "effective deterministic flag, the rate, and whether its output differs from its input; train / eval by "
+           "model.train() / model.eval(), randomness from the model's own RngStreams. A site never called in training "
+           "is NOT EXERCISED.",
 }
 
 
@@ -99,10 +114,11 @@ def scan_markdown(report: Any, picture: Optional[str] = None) -> str:
     head = [f"# dropverify scan: `{scan.model}`", "",
             f"Verdict: **{report.verdict}** — {len(scan.sites)} dropout site(s): {_counts_text(report)}.", "",
             f"Example input: {scan.inputs}. The model ran four times on it: train, eval twice (different seeds), "
-            "train again; every dropout-family module and every functional dropout call "
+            "train again; " + _RECORDED.get(getattr(scan, "framework", "torch"),
+                                            "every dropout-family module and every functional dropout call "
             "(F.dropout and its family, torch.dropout, F.scaled_dot_product_attention's dropout_p, "
             "F.multi_head_attention_forward) was recorded with the module that made it; nn.LSTM / GRU / RNN "
-            "with dropout > 0 are sites too. A site never called in training is NOT EXERCISED.", "",
+            "with dropout > 0 are sites too. A site never called in training is NOT EXERCISED."), "",
             run_line(run),
             "In situ, each site runs " + (", ".join(f"`{c}`" for c in scan.checks) if scan.checks else
                                           "every applicable check") +
@@ -114,9 +130,13 @@ def scan_markdown(report: Any, picture: Optional[str] = None) -> str:
     head += [f"- {c}" for c in scan.causes] or ["- none: no check failed"]
     head += ["", "## Sites", "", site_table(report), "",
              "Observed p is the effective rate: p where the call dropped, `0 (p=.., off)` where p was passed with "
-             "dropout off. Configured p is read before the model runs from the module's own rate, or for a "
+             "dropout off. " + ("Configured p is read before the model runs from the module's own rate, or for a "
              "functional call from the first attribute found on the calling module (else its parent) among "
-             "p, dropout_p, attn_drop, drop_rate, dropout ... (`dropverify.modelscan.discovery`).", ""]
+             "p, dropout_p, attn_drop, drop_rate, dropout ... (`dropverify.modelscan.discovery`)."
+                                if getattr(scan, "framework", "torch") == "torch" else
+                                "Configured p is read before the model runs from the first of rate, dropout_rate, "
+                                "drop_rate, dropout on the layer that owns the site, else from the site's own rate "
+                                "(`dropverify.modelscan.layer_sites`)."), ""]
     if picture:
         head += [f"![configured vs observed rate per site{', and the depth schedules' if scan.schedules else ''}]"
                  f"({picture})", "",

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO, Dict, List, Optional, Union
 
-from ..reproduce import run_command
+from ..reproduce import run_command, settings_flags
 from .execute import SWEEP_CHECKS, SWEEP_MAX_CALLS
 
 _MARK = {"PASS": "P", "FAIL": "**F**", "INCONCLUSIVE": "i", "ERROR": "**E**"}
@@ -25,7 +25,8 @@ def base_check(name: str) -> str:
 
 def reproduce_command(result, row: Dict[str, Any]) -> str:
     """The ``dropverify run`` line that repeats this configuration's run: same target, variant,
-    parameters, shape, dtype, layout, seed, alpha, call budget and checks."""
+    parameters, shape, dtype, layout, seed, alpha, call budget, checks and the sweep's other settings
+    that change results (power, margins, fault fraction, time budget)."""
     cfg = row["config"]
     named = result.variant and ":" in result.target and not _builtin(result.target)
     ran: List[str] = []
@@ -35,6 +36,12 @@ def reproduce_command(result, row: Dict[str, Any]) -> str:
             ran.append(b)
     options = ["--seed", str(row["seed"]), "--alpha", f"{row['alpha']:.6g}",
                "--max-calls", str(row.get("max_calls") or _max_calls(result))]
+    settings = getattr(result, "settings", None)
+    if settings is not None:  # the sweep's other settings that change results: power, margins, time budget
+        flags = settings_flags(settings)
+        for flag, value in zip(flags[::2], flags[1::2]):
+            if flag not in ("--seed", "--alpha", "--max-calls"):
+                options += [flag, value]
     return run_command(result.target, result.variant if named else None, cfg.all_params(), shape=cfg.shape,
                        dtype=cfg.dtype, layout=cfg.layout, device=cfg.device, options=options, checks=ran,
                        literal=_literal, quote=True)

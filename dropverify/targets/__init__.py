@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import InvalidArgument, TargetUnavailable, unknown_choice
-from ._base import Target, TargetSpec, relayout
+from ._base import Target, TargetSpec, numpy_dtype, relayout
 from .catalogue import catalogue_names
 from .numpy_ref import NumpyTarget, numpy_spec, reference_spec
 
@@ -134,5 +134,5 @@ def get_target(name: str) -> List[TargetSpec]:
 
 
 __all__ = ["ADAPTERS", "BY_NAME", "FRAMEWORKS", "Framework", "NumpyTarget", "THIRDPARTY", "Target", "TargetSpec",
-           "adapter_module", "check_target_name", "framework_packages", "get_target", "numpy_spec", "reference_spec", "reference_targets",
+           "adapter_module", "check_target_name", "framework_packages", "get_target", "numpy_dtype", "numpy_spec", "reference_spec", "reference_targets",
            "relayout", "target_names"]

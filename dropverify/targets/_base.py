@@ -132,6 +132,9 @@ def probe_shape_arg(shape: Any, name: str = "shape") -> Optional[Tuple[int, ...]
     return tuple(int(s) for s in sizes)
 
 
+LAYOUT_NAMES: Tuple[str, ...] = ("contiguous", "transposed", "strided", "channels_last")
+"""Every memory layout a built-in target may take (each target lists its own in ``layouts``)."""
+
 LAYOUT_RANKS: Mapping[str, Tuple[int, ...]] = {"channels_last": (4, 5), "channels_last_3d": (5,)}
 """Layouts that exist only at some input ranks (torch's channels-last memory formats); every
 other layout applies at any rank."""

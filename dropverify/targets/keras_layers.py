@@ -419,6 +419,8 @@ _SEEDING = {
     "jax": "Keras on jax: call k of a layer seeded s draws with the raw threefry key [s, k]; x64 mode on.",
     "tensorflow": "Keras on tensorflow: call k of a layer seeded s draws stateless TF ops with seed [s, k].",
 }
+SEEDING = _SEEDING
+"""Per backend: how call k of a layer seeded s draws (the scan's in-situ specs quote it)."""
 _RANDOM_PATH = {"torch": "torch.bernoulli", "jax": "jax.random.bernoulli",
                 "tensorflow": "tf.random.stateless_uniform"}
 
@@ -544,4 +546,4 @@ def _targets(backend: str) -> Dict[str, Callable[[], Any]]:
 # every backend's built-ins: specs of another backend than this process's carry the env to run in
 TARGETS: Dict[str, Callable[[], Any]] = {name: make for b in BACKENDS for name, make in _targets(b).items()}
 
-__all__ = ["BACKEND", "BACKENDS", "BACKEND_ENV", "KerasTarget", "PREFIX", "TARGETS", "keras_spec"]
+__all__ = ["BACKEND", "BACKENDS", "BACKEND_ENV", "KerasTarget", "PREFIX", "SEEDING", "TARGETS", "keras_spec"]

@@ -78,6 +78,15 @@ def check_factory_name(target: str) -> None:
         raise InvalidArgument(f"target={target!r}: no built-in of that name and no module {top!r}{hint}")
 
 
+def check_layout_name(layout: Optional[str], option: str = "layout") -> None:
+    """InvalidArgument (one line, the closest names) for a layout no target takes; no import."""
+    from ._base import LAYOUT_NAMES
+    if layout is not None and layout not in LAYOUT_NAMES:
+        shown = f"--layout {layout}" if option.startswith("--") else f"{option}={layout!r}"
+        raise InvalidArgument(f"{shown}, but should be one of {', '.join(LAYOUT_NAMES)}"
+                              f"{did_you_mean(str(layout), LAYOUT_NAMES)}")
+
+
 def preflight(target: str, variant: Optional[str], params: Mapping[str, Any],
               shape: Optional[Tuple[int, ...]] = None, builtin_variant: bool = True) -> None:
     """Validate a target's name, variant and parameters from tables alone, before any framework
@@ -213,5 +222,5 @@ def parse_params(items: List[str]) -> Dict[str, Any]:
     return out
 
 
-__all__ = ["NamedSpec", "TargetRef", "builtin_names", "check_factory_name", "is_builtin", "parse_params",
-           "preflight", "resolve_target"]
+__all__ = ["NamedSpec", "TargetRef", "builtin_names", "check_factory_name", "check_layout_name", "is_builtin",
+           "parse_params", "preflight", "resolve_target"]

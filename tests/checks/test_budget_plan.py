@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import time
 
-from dropverify.checks import _stream, _worker, longhorizon
+from dropverify.checks import longhorizon
+from dropverify.checks._worker import bound_scope
 from dropverify.runner import BudgetPlan, verify
 from dropverify.settings import Settings
 from dropverify.targets import numpy_spec
@@ -53,7 +54,7 @@ def test_a_hung_call_is_an_error_within_its_limit_and_the_configuration_calls_th
     later = [r for r in hang.results if "earlier call of this configuration hung" in r.message]
     assert later and all(r.check != RATE for r in later)  # the exact checks after the shared stream
     assert ok.counts()["ERROR"] == 0 and ok.counts()["PASS"] > 10  # the next configuration runs as usual
-    assert _worker.HUNG[0] is None and _worker.CUTOFF[0] is None  # nothing leaks out of the run
+    assert bound_scope() is None  # nothing leaks out of the run: the scope lived on each configuration's context
 
 
 def test_a_layer_slower_than_the_budget_ends_within_budget_plus_one_call():
@@ -127,4 +128,4 @@ def test_the_plan_shares_the_window_and_keeps_a_floor_for_each_later_check():
     assert plan.deadline_for(by[OVERLAP], 107.0) == (108.0, 108.0)
     no_budget = BudgetPlan.make(ctx.__class__(**{**ctx.__dict__, "settings": Settings()}), chosen, 0.0)
     assert no_budget.deadline_for(by[INPUT], 1.0) == (None, None) and no_budget.cutoff is None
-    assert _stream.DEADLINE[0] is None and _stream.LATEST[0] is None
+    assert bound_scope() is None and ctx.scope.deadline is None and ctx.scope.latest is None
