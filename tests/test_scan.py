@@ -337,7 +337,7 @@ def test_committed_timm_report_is_what_the_readme_quotes():
     section = readme[readme.index("## Audit a whole model: `dropverify scan`"):]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     assert len(rows) == 6 and all(row in text.splitlines() for row in rows)
-    quoted = re.search(r"(\d+) sites, (\d+) PASS, (\d+) INCONCLUSIVE, (\d+) NOT EXERCISED", section)
+    quoted = re.search(r"(\d+) sites,\s+(\d+) PASS,\s+(\d+) INCONCLUSIVE,\s+(\d+) NOT EXERCISED", section)
     assert quoted, "docs/frameworks.md no longer quotes the scan's counts"
     sites, passed, inconclusive, idle = quoted.groups()
     assert (f"Verdict: **INCONCLUSIVE** — {sites} dropout site(s): {passed} PASS, {inconclusive} INCONCLUSIVE, "
