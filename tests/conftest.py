@@ -18,7 +18,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # The JAX / TensorFlow / Keras-on-other-backends adapter suites import two more frameworks and
 # start subprocesses per backend (several CPU-minutes): `make test-frameworks` runs them (and
 # `.ci/run` runs both targets), so `make test` stays well under 20 minutes on 2 cores.
-FRAMEWORK_FILES = ("test_jax.py", "test_tf.py", "test_keras_jax.py", "test_keras_tensorflow.py")
+FRAMEWORK_FILES = ("test_jax.py", "test_tf.py", "test_keras_jax.py", "test_keras_tensorflow.py", "test_scan_without_torch.py")
 
 
 # The heaviest 200-seed measurements (each over ~100 s of one core in the last full run, 20 tests, ~65 CPU-minutes

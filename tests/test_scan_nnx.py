@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("flax.nnx")
-pytest.importorskip("torch")
 
 import dropverify  # noqa: E402
 from dropverify.checks import Settings  # noqa: E402

@@ -95,7 +95,7 @@ def _check_input_args(args: argparse.Namespace) -> None:
 
 def build_arrays(args: argparse.Namespace, seed: int, framework: str) -> Any:
     """The example input of a Keras / NNX model: a seeded standard normal numpy array of --shape /
-    --dtype (the same values as the torch scan's), or what --input returns (numpy arrays or the
+    --dtype (numpy's generator seeded with the scan's seed), or what --input returns (numpy arrays or the
     framework's own arrays; a tuple is positional, a dict keyword)."""
     import numpy as np
     _check_input_args(args)
@@ -108,9 +108,8 @@ def build_arrays(args: argparse.Namespace, seed: int, framework: str) -> Any:
                          f"(numpy or {'Keras backend' if framework == 'keras' else 'jax'}), a tuple of arrays or a "
                          "dict of arrays")
         return inputs
-    import torch  # the same seeded values as a torch model's --shape input
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(parse_shape(args.shape), generator=g, dtype=torch.float64).numpy()
+    # numpy's generator, so that a Keras / NNX scan needs no torch and its input is the same wherever it runs
+    x = np.random.default_rng(seed).standard_normal(parse_shape(args.shape))
     if args.dtype == "bfloat16":
         import ml_dtypes
         return x.astype(ml_dtypes.bfloat16)
@@ -171,7 +170,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     from ..report import write_junit, write_summary
     from .frameworks import detect, scanner
     from .api import SCAN_MAX_CALLS, scan
-    from .insitu import choose_checks
+    from .plan import choose_checks
     from .report import summary_lines, write_scan
 
     settings = settings_from_args(args)

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..checks import FAIL, PASS, CheckResult
 from ..errors import InvalidArgument
-from .discovery import Site
+from .sites import Site
 
 CONFIG_CHECK = "site_rate_matches_config_field"
 EXPECT_CHECK = "site_rate_matches_expected"

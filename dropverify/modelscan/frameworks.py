@@ -22,8 +22,8 @@ _BASES = (("torch", ("torch.nn.modules.module",), ("Module",)),
           ("nnx", ("flax.nnx",), ("Module",)))
 # framework -> (the modules it imports, pip package, dropverify extra)
 _NEEDS = {"torch": (("torch",), "torch", "torch"),
-          "keras": (("keras", "torch"), "keras", "keras"),
-          "nnx": (("flax.nnx", "torch"), "flax", "jax")}
+          "keras": (("keras",), "keras", "keras"),
+          "nnx": (("flax.nnx",), "flax", "jax")}
 
 
 def detect(obj: Any) -> Optional[str]:
@@ -58,8 +58,8 @@ def _imported(framework: str) -> None:
                                   f"model needs the package {missing.split('.')[0]!r} ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0][:120]}): pip install 'dropverify[{extra}]'"
                                   + ("" if missing.split('.')[0] == package else
-                                     " (the scan's site records use torch: pip install 'dropverify[torch]')")) \
-                from None
+                                     f" (a package {package!r} needs: install it, or for Keras choose another "
+                                     "KERAS_BACKEND)")) from None
 
 
 def scanner(framework: str) -> Callable[..., Any]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..checks import Settings
 from ..errors import InvalidArgument
-from .discovery import Site
+from .sites import Site
 from .layer_sites import (CallLog, describe_arrays, dtype_name, finish, new_site, owner_rate, prepare, run_passes,
                           to_numpy)
 
@@ -233,7 +233,7 @@ def _cell_mask_factory(cell: Any, which: str) -> Any:
 
 def _spec_for(found: Dict[int, _Found]) -> Any:
     from ..targets.keras_layers import BACKEND, SEEDING, keras_spec
-    from .insitu import _not_applicable
+    from .plan import not_applicable as _not_applicable
 
     def spec_for(site: Site, first: Any, note: str, eval_active: bool = False) -> Tuple[Any, Any, str]:
         f = found[id(site)]

@@ -10,28 +10,11 @@ DropBlock / Dropout that keep a rate, marked ``guessed``), or None for any other
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 import torch.nn as nn
 
-
-
-@dataclass(frozen=True)
-class ModuleKind:
-    """How a dropout-family class maps to a contract: ``variant`` (None: chosen from the
-    input rank by ``variant_for``), the attribute holding p, and the contract parameters read
-    from the module."""
-
-    name: str                      # shown in reports: "nn.Dropout", "timm DropPath"
-    variant: Optional[str]
-    p_attr: str
-    params: Callable[[nn.Module, int], Dict[str, Any]] = lambda m, rank: {}
-    variant_for: Optional[Callable[[int], Optional[str]]] = None
-    library: bool = True           # a library class: identical instances behave identically
-    guessed: bool = False          # classified from the class name only
-    observe: bool = False          # the variant is confirmed from the module's behaviour (:mod:`.behaviour`)
-    rnn: bool = False              # nn.LSTM / GRU / RNN: the dropout between stacked layers
+from .sites import ModuleKind  # noqa: F401 - defined with the shared records
 
 
 def _spatial_variant(dims: int) -> Callable[[int], Optional[str]]:

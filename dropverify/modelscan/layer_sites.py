@@ -30,7 +30,7 @@ import numpy as np
 
 from ..results import FAIL, PASS, CheckResult
 from ..errors import InvalidArgument
-from .discovery import Call, ModuleKind, Site
+from .sites import Call, ModuleKind, Site
 
 OWNER_ATTRS = ("rate", "dropout_rate", "drop_rate", "dropout")
 """Rate attributes read, in this order, on the layer that owns a dropout site."""
@@ -123,7 +123,7 @@ def _result(check: str, site: Site, variant: str, ok: bool, message: str, **deta
 def site_eval(site: Site, variant: str, flag_words: Tuple[str, str]) -> CheckResult:
     """Nothing dropped in eval; a FAIL says whether the layer ignored the eval flag it was passed
     (``flag_words[0]``, e.g. ``training=False``) or was passed the training one (``flag_words[1]``)."""
-    from . import model_checks as mc
+    from . import site_checks as mc
     bad = [c for c in site.phase("eval") if c.applied]
     if bad and bad[0].flag is False:
         return _result(mc.SITE_EVAL, site, variant, False,
@@ -163,8 +163,7 @@ def rng_advances(site: Site, variant: str, what: str) -> CheckResult:
 
 
 def leaves(output: Any) -> List[Any]:
-    """Every array in a (nested) model output, as torch tensors for the model-level eval check."""
-    import torch
+    """Every array in a (nested) model output, as numpy arrays for the model-level eval check."""
     stack, out = [output], []
     while stack:
         o = stack.pop(0)
@@ -173,7 +172,7 @@ def leaves(output: Any) -> List[Any]:
         elif isinstance(o, (list, tuple)):
             stack[:0] = list(o)
         elif hasattr(o, "shape") and hasattr(o, "dtype"):
-            out.append(torch.from_numpy(np.ascontiguousarray(to_numpy(o))))
+            out.append(np.asarray(to_numpy(o)))
     return out
 
 
@@ -201,13 +200,13 @@ def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: 
            spec_for: Callable[..., Any], flag_words: Tuple[str, str], versions: Dict[str, str], start: float,
            rng_what: Optional[str] = None, framework: str = "keras") -> Any:
     """Model-level results, per-site exact results and the in-situ plan, through :func:`.api.assemble`."""
-    from . import insitu, model_checks as mc
+    from . import plan as insitu, site_checks as mc
     from .api import MODEL, assemble
     pass_seconds = time.perf_counter() - start
     y1, y2 = outputs.get("eval1"), outputs.get("eval2")
     bad = next((y for y in (y1, y2) if isinstance(y, Exception)), None)
     model_results = [mc.error_result(mc.EVAL_DETERMINISTIC, MODEL, "model", bad, "in eval") if bad is not None
-                     else mc.eval_deterministic(leaves(y1), leaves(y2), sites, MODEL), mc.series(sites, MODEL)]
+                     else mc.eval_verdict(leaves(y1), leaves(y2), sites, MODEL), mc.series(sites, MODEL)]
     round_trip_error = outputs.get("train_after_eval")
     round_trip_error = round_trip_error if isinstance(round_trip_error, Exception) else None
 
@@ -250,7 +249,7 @@ def prepare(example_inputs: Any, seed: Optional[int], alpha: Optional[float], ch
     from ..api import settings_for
     from ..checks import Settings
     from .api import SCAN_MAX_CALLS
-    from .insitu import choose_checks
+    from .plan import choose_checks
     if eval_active:
         raise InvalidArgument(f"eval_active applies to torch models; {what} scan verifies every site as inactive in "
                               "eval")

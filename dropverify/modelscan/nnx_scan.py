@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..checks import Settings
 from ..errors import InvalidArgument
-from .discovery import Site
+from .sites import Site
 from .layer_sites import CallLog, describe_arrays, finish, new_site, owner_rate, prepare, run_passes
 
 SEARCHED = "searched the NNX module graph (nnx.iter_graph) for nnx.Dropout and its subclasses"
@@ -116,7 +116,7 @@ def _patch(found: Dict[int, Tuple[Site, Any]], log: CallLog) -> List[Tuple[type,
 def _spec_for(found: Dict[int, Tuple[Site, Any]]) -> Any:
     from flax import nnx
     from ..targets.flax_layers import nnx_spec, nnx_streams
-    from .insitu import _not_applicable
+    from .plan import not_applicable as _not_applicable
 
     class WithStream(nnx.Module):
         """A Dropout that holds no stream, given one (``rngs=`` at every call)."""

@@ -12,7 +12,7 @@ import io
 from typing import Any, List, Optional, Tuple
 
 from ..checks.rates import NAME as RATE_CHECK  # its estimate: the fraction of units dropped
-from .model_checks import SITE_TRAINING
+from .site_checks import SITE_TRAINING
 _COLOUR = {"PASS": "#2b8a3e", "FAIL": "#c92a2a", "ERROR": "#c92a2a", "INCONCLUSIVE": "#e67700",
            "NOT EXERCISED": "#868e96"}
 
