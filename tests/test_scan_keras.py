@@ -183,3 +183,13 @@ def test_recurrent_dropout_is_a_site_verified_through_the_cells_mask():
     (row,) = r.scan.sites
     assert r.ok and row.name == "gru[recurrent_dropout]" and row.kind == "keras.layers.GRU recurrent_dropout"
     assert row.train == "0.3" and row.eval == "0 (p=0.3, off)" and row.in_situ == "verified", r.summary()
+
+
+def test_expected_rates_are_checked_on_keras_models(capsys):
+    ok = dropverify.scan(M.sequential(), M.example_input(), expect={"drop": 0.3, "noise": 0.2}, **FAST)
+    (r,) = [x for x in ok.results if x.check == "site_rate_matches_expected"]
+    assert r.verdict == "PASS" and "(2 site(s))" in r.message, ok.summary()
+    code = main(["scan", f"{KM}:sequential", "--shape", "8,16", "--expect", "drop=0.5", *CLI_FAST])
+    assert code == 1 and "drop: p=0.3 in training, but drop=0.5 is expected" in capsys.readouterr().out
+    assert main(["scan", f"{KM}:sequential", "--shape", "8,16", "--expect", "attn=0.1", *CLI_FAST]) == 2
+    assert "'attn' matches no dropout site" in capsys.readouterr().err

@@ -122,3 +122,14 @@ def test_committed_transformer_block_report_is_what_the_docs_quote():
     doc = json.loads(report.with_suffix(".json").read_text())
     assert doc["framework"] == "nnx" and doc["ok"] and doc["run"]["command"] == (
         "dropverify scan examples/scan/nnx_models.py:transformer_block --shape 8,8,16 --time-budget 0")
+
+
+def test_expected_rates_are_checked_on_nnx_models():
+    ok = dropverify.scan(M.transformer_block(), _x(4, 8, 16), expect={"*_drop": 0.1}, **FAST)
+    (r,) = [x for x in ok.results if x.check == "site_rate_matches_expected"]
+    assert r.verdict == "PASS" and "(3 site(s))" in r.message, ok.summary()
+    broken = dropverify.scan(M.transformer_block(), _x(4, 8, 16), expect=["mlp_drop=0.2"], **FAST)
+    (r,) = [x for x in broken.results if x.check == "site_rate_matches_expected"]
+    assert r.verdict == "FAIL" and "mlp_drop: p=0.1 in training, but mlp_drop=0.2 is expected" in r.message
+    with pytest.raises(InvalidArgument, match="'blocks.*' matches no dropout site"):
+        dropverify.scan(M.transformer_block(), _x(4, 8, 16), expect={"blocks.*": 0.1}, **FAST)

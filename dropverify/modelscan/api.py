@@ -226,7 +226,7 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     :func:`dropverify.verify`; without ``settings`` the budget is :data:`SCAN_MAX_CALLS` calls per check.
     ``eval_active`` (torch): fnmatch patterns of sites that drop in eval by design (MC dropout), matched
     against a site's label, path or name: they are verified as dropout in eval (at their training rate)
-    instead of failed. ``expect`` (torch): ``{pattern: rate}`` (or ``"pattern=rate"`` strings), the rate
+    instead of failed. ``expect``: ``{pattern: rate}`` (or ``"pattern=rate"`` strings), the rate
     sites matching a pattern must have in training (:mod:`.configs`; a pattern matching no site is an
     InvalidArgument). Rates from the model's own config are matched per site kind in any case.
     Bad arguments, an object of no supported framework (or whose framework is not installed), a
@@ -235,12 +235,8 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     """
     from .frameworks import framework_of
     framework, scan_fn = framework_of(model)
-    more = {"expect": expect} if framework == "torch" else {}
-    if expect and not more:
-        raise InvalidArgument(f"expect={expect!r}: declared rates are checked on torch models only, and this "
-                              f"is a {framework} model")
     return scan_fn(model, example_inputs, seed=seed, alpha=alpha, checks=checks, settings=settings,
-                   progress=progress, reproduce=reproduce, eval_active=eval_active, **more)
+                   progress=progress, reproduce=reproduce, eval_active=eval_active, expect=expect)
 
 
 def scan_torch(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,

@@ -33,14 +33,13 @@ import fnmatch
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..checks import FAIL, PASS, CheckResult
+from ..checks import CheckResult
 from ..errors import InvalidArgument
+from .site_checks import P_TOL, _result, _same
 from .sites import Site
 
 CONFIG_CHECK = "site_rate_matches_config_field"
 EXPECT_CHECK = "site_rate_matches_expected"
-P_TOL = 1e-6
-"""Relative tolerance between a rate and a config value (a float32 round trip of p)."""
 
 _RATE_NAME = re.compile(r"(dropout|pdrop|drop_rate|drop_prob|keep_prob|stochastic_depth_prob|drop_path|drop_block|"
                         r"^drop$|_drop$)")
@@ -147,10 +146,6 @@ def site_kind(site: Site) -> str:
     return "hidden"
 
 
-def _same(a: float, b: float) -> bool:
-    return abs(a - b) <= P_TOL * max(abs(a), abs(b), 1e-12)
-
-
 def _train_rates(site: Site) -> List[float]:
     """The effective rates of the site's training calls: p where applied, 0 where not."""
     return sorted({(c.p if c.applied else 0.0) for c in site.phase("train")})
@@ -189,12 +184,9 @@ def config_result(fields: Sequence[Field], sites: Sequence[Site], target: str) -
             rows.append({"site": site.name, "kind": kind, "p": p, "own": [f.where for f in own],
                          "matches": [f.where for f in other]})
     details = {"fields": [dataclasses.asdict(f) for f in fields], "mismatches": rows}
-    if wrong:
-        return CheckResult(check=CONFIG_CHECK, target=target, variant="model", verdict=FAIL,
-                           text="; ".join(wrong), details=details)
-    return CheckResult(check=CONFIG_CHECK, target=target, variant="model", verdict=PASS,
-                       text=f"no active site's rate is another kind's config field ({judged} rate(s) judged "
-                            f"against {shown})", details=details)
+    return _result(CONFIG_CHECK, target, "model", not wrong, "; ".join(wrong) if wrong else
+                   f"no active site's rate is another kind's config field ({judged} rate(s) judged against {shown})",
+                   **details)
 
 
 def parse_expect(items: Any) -> Dict[str, float]:
@@ -254,12 +246,9 @@ def expect_result(expect: Mapping[str, float], sites: Sequence[Site], target: st
                 wrong.append(f"{site.label}: p={', '.join(f'{p:g}' for p in bad)} in training, but {pat}={rate:g} "
                              "is expected")
     details = {"expect": dict(expect)}
-    if wrong:
-        return CheckResult(check=EXPECT_CHECK, target=target, variant="model", verdict=FAIL,
-                           text="; ".join(wrong), details=details)
-    return CheckResult(check=EXPECT_CHECK, target=target, variant="model", verdict=PASS,
-                       text=f"every site matching {', '.join(f'{k}={v:g}' for k, v in expect.items())} has that "
-                            f"rate in training ({seen} site(s))", details=details)
+    return _result(EXPECT_CHECK, target, "model", not wrong, "; ".join(wrong) if wrong else
+                   f"every site matching {', '.join(f'{k}={v:g}' for k, v in expect.items())} has that rate in "
+                   f"training ({seen} site(s))", **details)
 
 
 __all__ = ["CONFIG_CHECK", "EXPECT_CHECK", "Field", "check_expect", "config_result", "expect_result",

@@ -286,10 +286,13 @@ def _spec_for(found: Dict[int, _Found]) -> Any:
 
 def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
                checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
-               reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None) -> Any:
+               reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None,
+               expect: Any = None) -> Any:
     """:func:`dropverify.scan` of a Keras 3 model or layer (see the module docstring)."""
     import keras
+    from .configs import parse_expect
     settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active, "a Keras")
+    expected = parse_expect(expect)
     backend = keras.backend.backend()
     describe = describe_arrays(arrays) + f" (Keras on {backend})"
     start = time.perf_counter()
@@ -323,7 +326,8 @@ def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, a
     versions = {"keras": keras.__version__, "keras_backend": backend}
     return finish(f"{type(model).__module__}.{type(model).__qualname__} ({model.name})", describe,
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
-                  _spec_for({id(f.site): f for f in found}), ("training=False", "training=True"), versions, start)
+                  _spec_for({id(f.site): f for f in found}), ("training=False", "training=True"), versions, start,
+                  expect=expected)
 
 
 __all__ = ["RNNS", "SEARCHED", "STOCK", "discover", "scan_keras"]

@@ -24,7 +24,7 @@ Promises:
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -198,15 +198,20 @@ def run_passes(call: Callable[[bool], Any], log: CallLog, reseed: Callable[[int]
 def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: Sequence[Site],
            outputs: Dict[str, Any], settings: Any, chosen: Any, progress: Any, reproduce: Optional[str],
            spec_for: Callable[..., Any], flag_words: Tuple[str, str], versions: Dict[str, str], start: float,
-           rng_what: Optional[str] = None, framework: str = "keras") -> Any:
-    """Model-level results, per-site exact results and the in-situ plan, through :func:`.api.assemble`."""
-    from . import plan as insitu, site_checks as mc
+           rng_what: Optional[str] = None, framework: str = "keras", expect: Optional[Mapping[str, float]] = None
+           ) -> Any:
+    """Model-level results, per-site exact results and the in-situ plan, through :func:`.api.assemble`;
+    ``expect`` (parsed :func:`.configs.parse_expect` rates) is checked as in the torch scan (a pattern
+    matching no site: InvalidArgument)."""
+    from . import configs, plan as insitu, site_checks as mc
+    configs.check_expect(expect or {}, sites)
     from .api import MODEL, assemble
     pass_seconds = time.perf_counter() - start
     y1, y2 = outputs.get("eval1"), outputs.get("eval2")
     bad = next((y for y in (y1, y2) if isinstance(y, Exception)), None)
     model_results = [mc.error_result(mc.EVAL_DETERMINISTIC, MODEL, "model", bad, "in eval") if bad is not None
                      else mc.eval_verdict(leaves(y1), leaves(y2), sites, MODEL), mc.series(sites, MODEL)]
+    model_results += [r for r in (configs.expect_result(expect or {}, sites, MODEL),) if r is not None]
     round_trip_error = outputs.get("train_after_eval")
     round_trip_error = round_trip_error if isinstance(round_trip_error, Exception) else None
 
@@ -245,7 +250,8 @@ def _arguments(example_inputs: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any], Li
 def prepare(example_inputs: Any, seed: Optional[int], alpha: Optional[float], checks: Any, settings: Any,
             eval_active: Any, what: str) -> Tuple[Any, Any, Tuple[Any, ...], Dict[str, Any], List[Any]]:
     """(settings, in-situ checks, positional args, keyword args, every array) of a Keras / NNX scan;
-    InvalidArgument for bad arguments (``eval_active`` is the torch scan's only)."""
+    InvalidArgument for bad arguments (``eval_active`` is the torch scan's only). ``expect`` is parsed by
+    the caller (:func:`.configs.parse_expect`)."""
     from ..api import settings_for
     from ..checks import Settings
     from .api import SCAN_MAX_CALLS

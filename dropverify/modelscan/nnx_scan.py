@@ -197,12 +197,15 @@ def record_passes(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], see
 
 def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
              checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
-             reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None) -> Any:
+             reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None,
+             expect: Any = None) -> Any:
     """:func:`dropverify.scan` of a Flax NNX module (see the module docstring)."""
     import flax
     import jax
     settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active,
                                                      "an NNX")
+    from .configs import parse_expect
+    expected = parse_expect(expect)
     args = tuple(jax.numpy.asarray(a) if not isinstance(a, list) else a for a in args)
     kwargs = {k: jax.numpy.asarray(v) for k, v in kwargs.items()}
     describe = describe_arrays(arrays) + " (Flax NNX)"
@@ -216,7 +219,7 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
                   _spec_for({id(s): (s, node) for s, node in pairs}), ("deterministic=True", "deterministic=False"),
                   {"flax": flax.__version__, "jax": jax.__version__}, start, rng_what="the model's RngStreams",
-                  framework="nnx")
+                  framework="nnx", expect=expected)
 
 
 __all__ = ["SEARCHED", "broadcast_variant", "discover", "record_passes", "scan_nnx"]
