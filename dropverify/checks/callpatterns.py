@@ -256,11 +256,12 @@ class _Subset:
 
 def _scan_observed(n: int, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[int, int]]) -> PairScan:
     """The ``observed drop counts`` model (exchangeable binary units), vectorised over pairs."""
-    drops = np.stack(masks).astype(np.int64)                 # calls x units, 1 = dropped
-    count = drops.sum(axis=1)
+    drops = np.stack(masks).astype(np.float64)               # calls x units, 1 = dropped
+    count = drops.sum(axis=1).astype(np.int64)
     later, earlier = np.array(pairs).T
     a, b = count[later], count[earlier]
-    overlap = (drops @ drops.T)[later, earlier]
+    # a BLAS product of 0/1 floats: exact integer counts (< 2**53 units)
+    overlap = np.rint(drops @ drops.T).astype(np.int64)[later, earlier]
     agree = n - a - b + 2 * overlap
     level = FALSE_ALARM / len(pairs)
     tail = sps.hypergeom.sf(overlap - 1, n, a, b)            # P(X >= observed overlap)
@@ -268,7 +269,7 @@ def _scan_observed(n: int, masks: Sequence[np.ndarray], pairs: Sequence[Tuple[in
     can_fire = k < np.minimum(a, b)
     # exact repeat: X = a = b, chance 1 / binom(n, a); used where that is <= FALSE_ALARM / pairs
     active = log_choose(n, a) >= math.log(1.0 / level)
-    same = np.all(drops[later] == drops[earlier], axis=1)
+    same = (overlap == a) & (a == b)  # two binary masks are equal iff they overlap in all of both's drops
     repeats = [(int(i), int(j)) for i, j in zip(later[same & active], earlier[same & active])]
     eq = active & (a == b)
     log_bound = float(np.logaddexp.reduce(-log_choose(n, a[eq]))) if eq.any() else -math.inf
