@@ -110,9 +110,13 @@ class TorchTarget:
         self._casts: dict = {}
 
     def seed(self, seed: int) -> None:
-        torch.manual_seed(seed)
+        """``torch.manual_seed(seed)``; on the CPU only the CPU generator it seeds (the same state,
+        without the ~0.2 ms torch spends queueing lazy seeds for every other device type)."""
         if self.device.startswith("cuda"):
+            torch.manual_seed(seed)
             torch.cuda.manual_seed_all(seed)
+        else:
+            torch.default_generator.manual_seed(seed)
 
     def _prepare(self, tensors: Tuple[torch.Tensor, ...], training: bool) -> nn.Module:
         """The module to call, in ``training`` mode: the original, or (when its floating
