@@ -29,7 +29,7 @@ install-thirdparty: $(PY)
 	$(PIP) install --quiet -e ".[vision,keras,jax,tf,hf]"
 
 verify: install
-	$(DV) verify --reference --seed $(SEED) --time-budget 0 --out reports
+	$(DV) verify --reference --seed $(SEED) --time-budget 0 --jobs 2 --out reports
 
 # Third-party layers deviate (that is the point): exit 1 (some FAIL/ERROR) still means the reports were
 # written; only a usage error (exit 2) or a crash fails this target. No time budget (--time-budget 0): the

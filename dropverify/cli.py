@@ -58,6 +58,12 @@ def _version() -> str:
 
 
 # ----------------------------------------------------------------------------- arguments
+def _jobs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="processes sharing the targets (built-in ones) of the run: this one and N - 1 spawned; "
+                        "the same results as --jobs 1 (identical without a time budget). Default: %(default)r")
+
+
 def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help=f"master seed (>= 0). Default: {_default_seed()}")
     p.add_argument("--alpha", type=float, default=None,
@@ -134,11 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default=None, help=f"report folder. Default: the config's `out`, else {DEFAULT_OUT!r}")
     _config_args(v, "without --target: only this reference variant (repeatable: --variant a --variant b); "
                     "with --target: the variant user factories claim", many=True)
+    _jobs_arg(v)
     _settings_args(v)
     t = sub.add_parser("verify-thirdparty", help="verify every built-in PyTorch / torchvision / timm / Keras target")
     t.add_argument("--framework", action="append", choices=THIRDPARTY, default=None,
                    help="only this framework (repeatable)")
     t.add_argument("--out", default="reports/thirdparty", help="report folder. Default: %(default)r")
+    _jobs_arg(t)
     _settings_args(t)
     r = sub.add_parser("run", help="verify layers: dropverify run TARGET [TARGET ...] [--variant NAME] [--param K=V]",
                        description="TARGET is a built-in name (numpy:dropout, torch:Dropout2d, timm:DropBlock2d; "
@@ -161,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "large tensor); --param/--dtype/--layout/--shape fix their axes")
     r.add_argument("--workers", type=int, default=None,
                    help="--sweep: worker processes (default: 2 where the machine has 2 cores or more)")
+    _jobs_arg(r)
     r.add_argument("--scheduler", default=None, metavar="ADDR",
                    help="--sweep on Dask: 'local' (embedded LocalCluster) or tcp://HOST:PORT")
     r.add_argument("--strength", type=int, default=1, choices=(1, 2),
@@ -347,7 +356,11 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
         _outputs(args, plan)
         if plan.note and not quiet:
             print(f"dropverify: {plan.note}", file=sys.stderr)
-    run = run_configurations(plan.specs, plan.settings, plan.checks, _progress(quiet), flags=True, ready=ready)
+    jobs = getattr(args, "jobs", 1) or 1
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}, but should be at least 1")
+    run = run_configurations(plan.specs, plan.settings, plan.checks, _progress(quiet), flags=True, ready=ready,
+                             workers=jobs)
     run = _waive(run, plan.waive_results)
     problems = _write_outputs(run, plan, command)
     code = _finish(run, quiet, plan.strict)

@@ -75,12 +75,13 @@ def settings_from_args(args: argparse.Namespace, base: Optional[Mapping[str, Any
     return settings.with_margins(**merged) if merged else settings
 
 
-OUTPUT_OPTIONS = ("--out", "--report", "--junit-xml", "--summary")
-"""Options that say where outputs go: left out of the command line a report states."""
+OUTPUT_OPTIONS = ("--out", "--report", "--junit-xml", "--summary", "--jobs")
+"""Options that say where outputs go, or how many processes share the run (``--jobs``: the same results):
+left out of the command line a report states."""
 
 
 def results_argv(argv: Sequence[str]) -> List[str]:
-    """``argv`` without :data:`OUTPUT_OPTIONS` (``--out DIR`` and ``--out=DIR``) and ``--quiet``."""
+    """``argv`` without :data:`OUTPUT_OPTIONS` (``--out DIR`` and ``--out=DIR``, ``--jobs N``) and ``--quiet``."""
     out: List[str] = []
     skip = False
     for arg in argv:

@@ -67,17 +67,17 @@ def resolve_configuration(target: str, variant: Optional[str], params: Mapping[s
 
 def run_configurations(specs: Sequence[Any], settings: Settings, checks: Optional[Sequence[str]] = None,
                        progress: Optional[Callable[[str, int, int], None]] = None, *, flags: bool = False,
-                       ready: Optional[Callable[[Sequence[Any]], None]] = None) -> RunResult:
+                       ready: Optional[Callable[[Sequence[Any]], None]] = None, workers: int = 1) -> RunResult:
     """Check every spec's dtype and layout against its target's (InvalidArgument now, not an ERROR
     after sampling; ``flags``: named as the CLI's options), call ``ready(specs)`` (the CLI checks its
     output paths there), then run every check under one family-wise false-alarm rate
-    (:func:`dropverify.runner.verify`)."""
+    (:func:`dropverify.runner.verify`; ``workers``: processes sharing the targets, the same results)."""
     from .runner import verify as run_checks
     from .targets.resolve import check_capabilities
     check_capabilities(list(specs), flags=flags)
     if ready is not None:
         ready(specs)
-    return run_checks(list(specs), settings, checks=checks, progress=progress)
+    return run_checks(list(specs), settings, checks=checks, progress=progress, workers=workers)
 
 
 __all__ = ["precheck_target", "resolve_configuration", "run_configurations"]

@@ -139,9 +139,15 @@ def environment(specs: Sequence[TargetSpec] = ()) -> Dict[str, str]:
 
 
 def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
-           checks: Optional[Sequence[str]] = None, progress: Optional[Progress] = None) -> RunResult:
+           checks: Optional[Sequence[str]] = None, progress: Optional[Progress] = None,
+           workers: int = 1) -> RunResult:
     """Run every applicable check on every target; Holm across the run's statistical results
-    at ``settings.alpha`` (family-wise false-alarm rate of the whole run)."""
+    at ``settings.alpha`` (family-wise false-alarm rate of the whole run).
+
+    ``workers`` > 1: the targets built from a built-in name (``spec.ref``) are shared out, one at a
+    time as each finishes, between this process and ``workers - 1`` spawned processes. Each target
+    runs with the seeds of its position in the run and the run's one alpha, so the results are the
+    same as with ``workers=1``; without a time budget (``time_budget_s=None``) they are identical."""
     settings = (settings or Settings()).validate()
     if checks is not None:
         unknown = sorted(set(checks) - {c.name for c in CHECKS})
@@ -161,7 +167,10 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         for key, idx in groups.items():
             m += isolated.call(dict(key), _count_in_worker, [items[i] for i in idx], idx, settings, checks)
         alpha_each = settings.alpha / max(m, 1)
-        by_position = dict(zip(local, _run_plans(plans, alpha_each, progress)))
+        if workers > 1:
+            by_position = _run_shared_out(plans, local, specs, settings, checks, alpha_each, progress, workers)
+        else:
+            by_position = dict(zip(local, _run_plans(plans, alpha_each, progress)))
         for key, idx in groups.items():
             if progress:
                 progress(f"{len(idx)} target(s) in a worker with {dict(key)}", 0, 1)
@@ -172,6 +181,56 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     runs = [by_position[i] for i in range(len(specs))]
     runs = _apply_holm(runs, settings.alpha, alpha_each)
     return RunResult(settings, tuple(runs), m, alpha_each, time.perf_counter() - start, environment(specs))
+
+
+def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[TargetSpec], settings: Settings,
+                    checks: Optional[Sequence[str]], alpha_each: float, progress: Optional[Progress],
+                    workers: int) -> Dict[int, TargetRun]:
+    """:func:`_run_plans` of ``plans`` (the targets at positions ``local``), the rebuildable ones shared
+    out with ``workers - 1`` spawned processes: the pool takes targets from the front of the run, this
+    process from the back, until none is left."""
+    import collections
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    movable = collections.deque(k for k, i in enumerate(local) if specs[i].ref is not None)
+    here = [k for k, i in enumerate(local) if specs[i].ref is None]
+    out: Dict[int, TargetRun] = {}
+    futures: Dict[Any, int] = {}
+    pool = cf.ProcessPoolExecutor(workers - 1, mp_context=mp.get_context("spawn")) if movable else None
+
+    def top_up() -> None:
+        while movable and len(futures) < 2 * (workers - 1):
+            k = movable.popleft()
+            futures[pool.submit(_run_in_worker, [portable(specs[local[k]])], [local[k]], settings, checks,
+                                alpha_each)] = k
+
+    def collect(block: bool) -> None:
+        done = [f for f in futures if f.done()] if not block else list(cf.as_completed(list(futures)))
+        for f in done:
+            k = futures.pop(f)
+            try:
+                (out[local[k]],) = f.result()
+            except Exception:  # noqa: BLE001 - the worker could not run it (e.g. could not rebuild it): here
+                (out[local[k]],) = _run_plans([plans[k]], alpha_each, progress)
+                continue
+            if progress:
+                progress(f"done in a worker process: {specs[local[k]].name}", 0, 1)
+
+    try:
+        if pool is not None:
+            top_up()
+        while here or movable:
+            k = here.pop(0) if here else movable.pop()
+            (out[local[k]],) = _run_plans([plans[k]], alpha_each, progress)
+            if pool is not None:
+                collect(block=False)
+                top_up()
+        if pool is not None:
+            collect(block=True)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return out
 
 
 def _count_in_worker(items: Sequence[Dict[str, Any]], positions: Sequence[int], settings: Settings,

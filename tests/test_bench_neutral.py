@@ -111,3 +111,20 @@ def test_cached_theory_maps_equal_recomputed_ones_and_stay_unshared():
         assert theory.coverage_counts(*args[1:]).tobytes() == counts.tobytes()
         cached[...] = -1  # a caller may write to its copy without touching the cache
         assert theory.drop_probability_map(*args).tobytes() == fresh.tobytes()
+
+
+def _results(run):
+    return [(t.spec_name, r.check, r.verdict, r.estimate, r.p_value, r.n, r.message) for t in run.targets
+            for r in t.results]
+
+
+def test_targets_shared_between_processes_give_the_same_results():
+    # two built-in references run in a spawned worker or here, one spec with no built-in name (always here)
+    own = numpy_spec("mine:dropout", "dropout", lambda prm: variant_class("dropout")(**prm), {"p": 0.3})
+    specs = [reference_spec("dropout"), own, reference_spec("drop_path"), reference_spec("spatial_dropout_1d")]
+    settings = Settings(seed=5, max_calls=200)
+    one = verify(specs, settings)
+    shared = verify(specs, settings, workers=2)
+    assert own.ref is None and all(s.ref is not None for s in specs if s is not own)
+    assert [t.spec_name for t in shared.targets] == [s.name for s in specs]
+    assert _results(shared) == _results(one) and shared.m_statistical == one.m_statistical

@@ -1,5 +1,6 @@
 """Reports change only when results do (issue 25): the reference verification run twice, into
-two folders of different names from two working directories, writes the same bytes (every
+two folders of different names from two working directories, the second with its targets shared
+between two processes (``--jobs 2``), writes the same bytes (every
 file but the untracked ``timings.json``), states nothing of the machine, and writes what
 ``reports/repro/`` holds (`make repro`, part of `make reports`) when the harness is the one
 that made it.
@@ -27,10 +28,10 @@ ARGS = ["verify", "--reference", "--variant", "dropout", "--variant", "spatial_d
 """Keep in step with the Makefile's `repro` target (test_make_repro_runs_these_arguments)."""
 
 
-def _verify(cwd: Path, out: str) -> Path:
+def _verify(cwd: Path, out: str, *more: str) -> Path:
     cwd.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    proc = subprocess.run([sys.executable, "-m", "dropverify", *ARGS, "--out", out, "--quiet"], cwd=cwd, env=env,
+    proc = subprocess.run([sys.executable, "-m", "dropverify", *ARGS, *more, "--out", out, "--quiet"], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return cwd / out
@@ -43,7 +44,7 @@ def _files(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("repro")
-    return _verify(base / "first", "reports"), _verify(base / "second" / "elsewhere", "out/dir")
+    return _verify(base / "first", "reports"), _verify(base / "second" / "elsewhere", "out/dir", "--jobs", "2")
 
 
 def test_two_runs_into_two_folders_write_the_same_bytes(two_runs):

@@ -75,6 +75,7 @@ def reference_spec(variant: str, params: Mapping[str, Any] | None = None, **kw: 
     """The target spec of our own reference implementation of ``variant``."""
     from ..variants import variant_class
     cls = variant_class(variant)
+    kw.setdefault("ref", (f"numpy:{variant}", 0))  # rebuildable by name in a worker process
     return numpy_spec(f"numpy:{variant}", variant, lambda prm: cls(**prm), params, **kw)
 
 
