@@ -60,8 +60,8 @@ def _version() -> str:
 # ----------------------------------------------------------------------------- arguments
 def _jobs_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="processes sharing the targets (built-in ones) of the run: this one and N - 1 spawned; "
-                        "the same results as --jobs 1 (identical without a time budget). Default: %(default)r")
+                   help="N > 1: the built-in targets of the run shared between N spawned processes; the same "
+                        "results as --jobs 1 (identical without a time budget). Default: %(default)r")
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:

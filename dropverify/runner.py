@@ -144,8 +144,8 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     """Run every applicable check on every target; Holm across the run's statistical results
     at ``settings.alpha`` (family-wise false-alarm rate of the whole run).
 
-    ``workers`` > 1: the targets built from a built-in name (``spec.ref``) are shared out, one at a
-    time as each finishes, between this process and ``workers - 1`` spawned processes. Each target
+    ``workers`` > 1: the targets built from a built-in name (``spec.ref``) are shared out between
+    ``workers`` spawned processes, the next one to whichever is free (the others run here). Each target
     runs with the seeds of its position in the run and the run's one alpha, so the results are the
     same as with ``workers=1``; without a time budget (``time_budget_s=None``) they are identical."""
     settings = (settings or Settings()).validate()
@@ -186,9 +186,9 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
 def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[TargetSpec], settings: Settings,
                     checks: Optional[Sequence[str]], alpha_each: float, progress: Optional[Progress],
                     workers: int) -> Dict[int, TargetRun]:
-    """:func:`_run_plans` of ``plans`` (the targets at positions ``local``), the rebuildable ones shared
-    out with ``workers - 1`` spawned processes: the pool takes targets from the front of the run, this
-    process from the back, until none is left."""
+    """:func:`_run_plans` of ``plans`` (the targets at positions ``local``): the rebuildable ones in
+    ``workers`` spawned processes, each given the next target in run order as soon as it is free;
+    the others (no built-in name) in this process meanwhile."""
     import collections
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -196,17 +196,16 @@ def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[Targ
     here = [k for k, i in enumerate(local) if specs[i].ref is None]
     out: Dict[int, TargetRun] = {}
     futures: Dict[Any, int] = {}
-    pool = cf.ProcessPoolExecutor(workers - 1, mp_context=mp.get_context("spawn")) if movable else None
+    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if movable else None
 
-    def top_up() -> None:
-        while movable and len(futures) < 2 * (workers - 1):
+    def top_up() -> None:  # one target per free process: none waits queued behind a long one
+        while movable and len(futures) < workers:
             k = movable.popleft()
             futures[pool.submit(_run_in_worker, [portable(specs[local[k]])], [local[k]], settings, checks,
                                 alpha_each)] = k
 
-    def collect(block: bool) -> None:
-        done = [f for f in futures if f.done()] if not block else list(cf.as_completed(list(futures)))
-        for f in done:
+    def collect(finished: Sequence[Any]) -> None:
+        for f in finished:
             k = futures.pop(f)
             try:
                 (out[local[k]],) = f.result()
@@ -219,14 +218,15 @@ def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[Targ
     try:
         if pool is not None:
             top_up()
-        while here or movable:
-            k = here.pop(0) if here else movable.pop()
+        for k in here:
             (out[local[k]],) = _run_plans([plans[k]], alpha_each, progress)
             if pool is not None:
-                collect(block=False)
+                collect([f for f in futures if f.done()])
                 top_up()
-        if pool is not None:
-            collect(block=True)
+        while futures:
+            done, _ = cf.wait(list(futures), return_when=cf.FIRST_COMPLETED)
+            collect(list(done))
+            top_up()
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
