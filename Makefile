@@ -35,7 +35,7 @@ verify: install
 # written; only a usage error (exit 2) or a crash fails this target. No time budget (--time-budget 0): the
 # call counts, hence the reports, are the same on any machine.
 verify-thirdparty: install-thirdparty
-	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --time-budget 0 --out reports/thirdparty; test $$? -le 1
+	KERAS_BACKEND=torch $(DV) verify-thirdparty --seed $(SEED) --time-budget 0 --jobs 2 --out reports/thirdparty; test $$? -le 1
 
 # Default sweeps (issue 9) of the reference and of library layers: reports/sweeps/<target>.md (+ .png, .json).
 # A FAIL (exit 1) is a finding the report shows; only a usage error or a crash fails this target.
