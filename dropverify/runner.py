@@ -188,7 +188,8 @@ def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[Targ
                     workers: int) -> Dict[int, TargetRun]:
     """:func:`_run_plans` of ``plans`` (the targets at positions ``local``): the rebuildable ones in
     ``workers`` spawned processes, each given the next target in run order as soon as it is free;
-    the others (no built-in name) in this process meanwhile."""
+    the others (no built-in name) in this process meanwhile. ``progress`` hears of each target as
+    it finishes: ``("done <seconds>: <target>: every check", targets done, targets)``."""
     import collections
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -197,6 +198,15 @@ def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[Targ
     out: Dict[int, TargetRun] = {}
     futures: Dict[Any, int] = {}
     pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if movable else None
+
+    def run_here(k: int) -> None:
+        (out[local[k]],) = _run_plans([plans[k]], alpha_each)
+        told(k, "")
+
+    def told(k: int, where: str) -> None:
+        if progress:
+            progress(f"done {out[local[k]].seconds:.3f}: {specs[local[k]].name}: every check{where}", len(out),
+                     len(local))
 
     def top_up() -> None:  # one target per free process: none waits queued behind a long one
         while movable and len(futures) < workers:
@@ -210,16 +220,15 @@ def _run_shared_out(plans: List[Any], local: Sequence[int], specs: Sequence[Targ
             try:
                 (out[local[k]],) = f.result()
             except Exception:  # noqa: BLE001 - the worker could not run it (e.g. could not rebuild it): here
-                (out[local[k]],) = _run_plans([plans[k]], alpha_each, progress)
+                run_here(k)
                 continue
-            if progress:
-                progress(f"done in a worker process: {specs[local[k]].name}", 0, 1)
+            told(k, " (in a worker process)")
 
     try:
         if pool is not None:
             top_up()
         for k in here:
-            (out[local[k]],) = _run_plans([plans[k]], alpha_each, progress)
+            run_here(k)
             if pool is not None:
                 collect([f for f in futures if f.done()])
                 top_up()

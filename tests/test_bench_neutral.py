@@ -124,7 +124,12 @@ def test_targets_shared_between_processes_give_the_same_results():
     specs = [reference_spec("dropout"), own, reference_spec("drop_path"), reference_spec("spatial_dropout_1d")]
     settings = Settings(seed=5, max_calls=200)
     one = verify(specs, settings)
-    shared = verify(specs, settings, workers=2)
+    heard = []
+    shared = verify(specs, settings, workers=2, progress=lambda label, done, total: heard.append((label, done, total)))
     assert own.ref is None and all(s.ref is not None for s in specs if s is not own)
     assert [t.spec_name for t in shared.targets] == [s.name for s in specs]
     assert _results(shared) == _results(one) and shared.m_statistical == one.m_statistical
+    # one "done <seconds>: <target>: every check" per target as it finishes (the CLI's log prints it so)
+    assert sorted(label.split(": ")[1] for label, _, _ in heard) == sorted(s.name for s in specs)
+    assert [done for _, done, _ in heard] == [1, 2, 3, 4] and {total for _, _, total in heard} == {4}
+    assert all(label.startswith("done ") and float(label[5:].split(":")[0]) >= 0 for label, _, _ in heard)
