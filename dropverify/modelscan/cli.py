@@ -155,6 +155,8 @@ def _progress(quiet: bool) -> Optional[Progress]:
             sys.stderr.write(f"dropverify: in situ: {total}/{total} checks done in "
                              f"{time.perf_counter() - start:.1f} s\n")
             return
+        if label.startswith("done ") and ": " in label:  # a shared-stream check finished: "done <s>: <target>: <check>"
+            label = label.split(": ", 1)[1]
         target = label.rsplit(": ", 1)[0]
         if target != state["target"]:
             state["target"] = target
