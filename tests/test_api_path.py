@@ -23,10 +23,11 @@ def calls(monkeypatch):
     seen = []
     real = pipeline.run_configurations
 
-    def record(specs, settings, checks=None, progress=None, *, flags=False, ready=None):
-        seen.append({"names": [s.name for s in specs], "settings": settings, "checks": checks, "flags": flags})
+    def record(specs, settings, checks=None, progress=None, *, flags=False, ready=None, workers=1):
+        seen.append({"names": [s.name for s in specs], "settings": settings, "checks": checks, "flags": flags,
+                     "workers": workers})
         return real(specs, settings, checks=["p_zero_is_exact_identity"], progress=progress, flags=flags,
-                    ready=ready)
+                    ready=ready, workers=workers)
     monkeypatch.setattr(pipeline, "run_configurations", record)
     import dropverify.api as api
     monkeypatch.setattr(api, "run_configurations", record)
@@ -45,6 +46,7 @@ def test_cli_and_verify_reach_the_runner_through_the_same_function(calls, tmp_pa
     assert verify_call["settings"] == PROFILES["quick"].settings()
     assert api_call["names"] == run_call["names"] == ["numpy:dropout"]
     assert not api_call["flags"] and run_call["flags"]  # only the messages differ: --layout X / layout='X'
+    assert api_call["workers"] == run_call["workers"] == verify_call["workers"] == 1  # --jobs defaults to 1
     assert report.ok
 
 
