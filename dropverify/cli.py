@@ -356,7 +356,7 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
         _outputs(args, plan)
         if plan.note and not quiet:
             print(f"dropverify: {plan.note}", file=sys.stderr)
-    jobs = getattr(args, "jobs", 1) or 1
+    jobs = getattr(args, "jobs", 1)
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}, but should be at least 1")
     run = run_configurations(plan.specs, plan.settings, plan.checks, _progress(quiet), flags=True, ready=ready,

@@ -46,6 +46,8 @@ CASES = [  # (argv, what the one line must say)
     (["run", "torch:Dropout", "--check", "drop_rate_matches_by_binomal"], "did you mean 'drop_rate_matches_by_binomial'"),
     (["run", "torch:Dropout", "--check", "masks_fresh"], "did you mean 'masks_fresh_across_calls_by_fisher'"),
     (["verify-thirdparty", "--framework", "torh"], "did you mean 'torch'"),
+    (["verify", "--reference", "--variant", "dropout", "--jobs", "0"], "--jobs 0, but should be at least 1"),
+    (["run", "numpy:dropout", "--jobs", "-2"], "--jobs -2, but should be at least 1"),
     (["run", "torch:Dropout", "--seed", "-1"], "--seed -1, but should be a non-negative integer"),
     (["run", "torch:Dropout", "--layout", "transposd"], "did you mean 'transposed'"),
     (["run", "torch:Dropout", "--profile", "quik"], "did you mean 'quick'"),
