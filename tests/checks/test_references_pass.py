@@ -61,6 +61,7 @@ def test_every_pass_is_certified_from_enough_independent_calls(run):
             assert r.details["hidden_fault_fraction"] <= 0.05 + 1e-12, (r.target, r.check)
 
 
+@pytest.mark.slow  # a 60-seed false-alarm measurement (~40 s): `make test-slow`, run by .ci/run
 def test_per_position_rate_does_not_cry_wolf_at_rare_events_with_one_unit_per_call():
     """Batch 1 at p = 0.02: one 0/1 draw per position and call. A position that dropped once in
     500 calls has a tiny sample variance; a t-test on it alone called p ~ 1e-13, and a correct

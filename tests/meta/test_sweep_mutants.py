@@ -14,6 +14,8 @@ from dropverify.checks import Settings
 from dropverify.mutants._sweep import SWEEP_MUTANTS
 from dropverify.sweep import run_sweep
 
+pytestmark = pytest.mark.slow  # ~150 s of sweeps (a measurement of the sweep's power): `make test-slow`, run by .ci/run
+
 # where each mutant hides: a predicate on the minimal configuration
 CORNER = {
     "sweep_float16_no_rescale": lambda c: c.dtype == "float16",
