@@ -58,7 +58,7 @@ test-slow: install-dev
 test-nightly: install-dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist load -m "nightly and not frameworks"
 
-# JAX, TensorFlow and Keras on the jax / tensorflow backends (.ci/run runs this after `make test`)
+# JAX, TensorFlow and Keras on every backend (torch in-process; .ci/run runs this after `make test`)
 test-frameworks: install-dev
 	KERAS_BACKEND=torch $(PY) -m pytest -q -p no:cacheprovider --durations=20 -n auto --dist loadfile -m frameworks
 

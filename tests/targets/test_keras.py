@@ -54,7 +54,7 @@ EXPECTED_NOT_PASS = {name: dict(_OVERLAP) if BACKEND == "torch" else {}
 # Keras accepts rate=1 but AlphaDropout.call computes ((1 - rate) * ...) ** -0.5 -> ZeroDivisionError,
 # where the contract (PyTorch convention) wants zeros with zero gradients (every backend: it is Python math).
 EXPECTED_NOT_PASS[f"{PRE}:AlphaDropout"]["p_one_gives_zeros_with_finite_gradients"] = ERROR
-# On torch every check runs (make test's in-process backend); the other backends' subprocess runs the checks
+# On torch every check runs (the in-process backend); the other backends' subprocess runs the checks
 # that exercise what the backend changes (tensors, seeding, random path, gradients), to stay within ~1 minute.
 BACKEND_CHECKS = None if BACKEND == "torch" else [
     "drop_rate_matches_by_binomial", "multiplier_values_exact", "mask_constant_along_shared_axes",
