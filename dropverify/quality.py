@@ -87,16 +87,21 @@ def _kill_row(index: int, seed: int) -> Dict[str, Any]:
     return evaluate(all_mutants()[index], Settings(seed=seed))
 
 
+def _map(fn: Any, jobs: Sequence[Tuple[Any, ...]], workers: int) -> List[Any]:
+    """``[fn(*job) for job in jobs]``, in ``workers`` processes when more than one (the same list:
+    every job is a pure function of its arguments)."""
+    if workers <= 1:
+        return [fn(*job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(fn, *zip(*jobs))) if jobs else []
+
+
 def kill_rows(seed: int, workers: int = 1) -> List[Dict[str, Any]]:
     """The mutant kill table (every mutant, every check, default settings), in corpus order,
     computed in ``workers`` processes (the rows do not depend on it)."""
     from .mutants import all_mutants
-    count = len(all_mutants())
-    if workers <= 1:
-        return [_kill_row(i, seed) for i in range(count)]
-    from concurrent.futures import ProcessPoolExecutor
-    with ProcessPoolExecutor(workers) as pool:
-        return list(pool.map(_kill_row, range(count), [seed] * count))
+    return _map(_kill_row, [(i, seed) for i in range(len(all_mutants()))], workers)
 
 
 def calibrate(family: Family, seeds: int, base_seed: int, workers: int = 1) -> Dict[str, Any]:
@@ -105,15 +110,10 @@ def calibrate(family: Family, seeds: int, base_seed: int, workers: int = 1) -> D
     measured false-alarm rate at each nominal level (with CIs)."""
     start = time.perf_counter()
     all_seeds = [base_seed + i for i in range(seeds)]
-    if workers > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        chunks = [all_seeds[k::workers] for k in range(workers)]
-        with ProcessPoolExecutor(workers) as pool:
-            parts = list(pool.map(_calibration_chunk, [family] * workers, chunks))
-        p_values = [p for part, _ in parts for p in part]
-        fails = sum(f for _, f in parts)
-    else:
-        p_values, fails = _calibration_chunk(family, all_seeds)
+    chunks = max(1, workers)
+    parts = _map(_calibration_chunk, [(family, all_seeds[k::chunks]) for k in range(chunks)], workers)
+    p_values = [p for part, _ in parts for p in part]
+    fails = sum(f for _, f in parts)
     p = np.asarray(p_values)
     rates = {}
     for level in LEVELS:
@@ -127,27 +127,50 @@ def calibrate(family: Family, seeds: int, base_seed: int, workers: int = 1) -> D
 
 # ------------------------------------------------------------------------------ false passes
 
-def false_passes(seeds: int, base_seed: int, alphas: Sequence[float] = (0.05, 1e-3)) -> List[Dict[str, Any]]:
+def _adversaries() -> List[Any]:
+    from .mutants.adversaries import ADVERSARIES, INPUT_ADVERSARIES
+    return list(ADVERSARIES + INPUT_ADVERSARIES)
+
+
+def _false_pass_chunk(index: int, alpha: float, seeds: Sequence[int]) -> Tuple[Dict[str, int], Optional[float]]:
+    """Verdict counts (and the margin) of adversary ``index`` against its check over ``seeds``."""
+    adv = _adversaries()[index]
+    spec = numpy_spec(f"adversary:{adv.name}", adv.variant, adv.factory, dict(adv.params), shape=(16, 64))
+    verdicts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0}
+    margin = None
+    for seed in seeds:
+        run = verify([spec], Settings(seed=seed, alpha=alpha), checks=[adv.check])
+        r = next(x for x in run.all_results() if x.statistical)
+        verdicts[r.verdict] += 1
+        margin = r.margin
+    return verdicts, margin
+
+
+def false_passes(seeds: int, base_seed: int, alphas: Sequence[float] = (0.05, 1e-3),
+                 workers: int = 1) -> List[Dict[str, Any]]:
     """Each adversary of :mod:`dropverify.mutants.adversaries` (a fault on some calls whose
     mean effect exceeds the margin) against the check it must not PASS, alone, under
-    ``seeds`` seeds at each alpha: the measured false-pass rate with its exact 95 % CI."""
-    from .mutants.adversaries import ADVERSARIES, INPUT_ADVERSARIES
+    ``seeds`` seeds at each alpha: the measured false-pass rate with its exact 95 % CI
+    (seeds ``base_seed``, ``base_seed + 1``, ... in ``workers`` processes: the counts do not depend on it)."""
+    advs = _adversaries()
+    cells = [(i, alpha) for i in range(len(advs)) for alpha in alphas]
+    chunks = max(1, workers)
+    jobs = [(i, alpha, [base_seed + k for k in range(seeds)][c::chunks]) for i, alpha in cells for c in range(chunks)]
+    parts = _map(_false_pass_chunk, jobs, workers)
     rows = []
-    for adv in ADVERSARIES + INPUT_ADVERSARIES:
-        spec = numpy_spec(f"adversary:{adv.name}", adv.variant, adv.factory, dict(adv.params), shape=(16, 64))
-        for alpha in alphas:
-            verdicts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0}
-            margin = None
-            for i in range(seeds):
-                run = verify([spec], Settings(seed=base_seed + i, alpha=alpha), checks=[adv.check])
-                r = next(x for x in run.all_results() if x.statistical)
-                verdicts[r.verdict] += 1
-                margin = r.margin
-            ci = sps.binomtest(verdicts["PASS"], seeds, alpha).proportion_ci(0.95, method="exact")
-            rows.append({"adversary": adv.name, "check": adv.check, "deviation": adv.deviation, "margin": margin,
-                         "alpha": alpha, "seeds": seeds, "verdicts": verdicts,
-                         "rate": verdicts["PASS"] / seeds, "ci": (ci.low, ci.high),
-                         "p_excess": sps.binomtest(verdicts["PASS"], seeds, alpha, alternative="greater").pvalue})
+    for n, (i, alpha) in enumerate(cells):
+        adv = advs[i]
+        verdicts = {"PASS": 0, "FAIL": 0, "INCONCLUSIVE": 0, "ERROR": 0}
+        margin = None
+        for counts, m in parts[n * chunks:(n + 1) * chunks]:
+            for k, v in counts.items():
+                verdicts[k] += v
+            margin = m if m is not None else margin
+        ci = sps.binomtest(verdicts["PASS"], seeds, alpha).proportion_ci(0.95, method="exact")
+        rows.append({"adversary": adv.name, "check": adv.check, "deviation": adv.deviation, "margin": margin,
+                     "alpha": alpha, "seeds": seeds, "verdicts": verdicts,
+                     "rate": verdicts["PASS"] / seeds, "ci": (ci.low, ci.high),
+                     "p_excess": sps.binomtest(verdicts["PASS"], seeds, alpha, alternative="greater").pvalue})
     return rows
 
 
@@ -177,24 +200,38 @@ POWER_SHAPE = (8, 8, 4, 4)
 POWER_P = 0.3
 
 
-def power_curve(check: str, seeds: int, base_seed: int) -> Dict[str, Any]:
+def _power_chunk(check: str, d: float, seeds: Sequence[int]) -> Tuple[int, List[int], float, List[float]]:
+    """(FAILs, final sample sizes, alpha, pilot sds) of ``check`` against a deviation ``d`` over ``seeds``."""
+    cls = POWER_STUDIES[check][2](d)
+    spec = numpy_spec(f"power:{check}:{d}", "dropout", lambda prm, cls=cls: cls(**prm), {"p": POWER_P},
+                      shape=POWER_SHAPE)
+    hits, n_final, alpha, sd = 0, [], 1e-3, []
+    for seed in seeds:
+        run = verify([spec], Settings(seed=seed), checks=[check])
+        r = next(x for x in run.all_results() if x.statistical)
+        hits += r.verdict == "FAIL"
+        n_final.append(int(r.details.get("n_max", r.n)))
+        alpha = r.alpha
+        if "pilot_sd" in r.details:  # t-test: sd of one sample (a per-call mean)
+            sd.append(float(r.details["pilot_sd"]))
+    return hits, n_final, alpha, sd
+
+
+def power_curve(check: str, seeds: int, base_seed: int, workers: int = 1) -> Dict[str, Any]:
     """Measured detection probability per deviation, and the optimal fixed-sample test's
-    power at the same alpha and the check's final sample size (normal approximation)."""
-    label, deviations, make = POWER_STUDIES[check]
+    power at the same alpha and the check's final sample size (normal approximation); seeds
+    ``base_seed``.. in ``workers`` processes (the numbers do not depend on it)."""
+    label, deviations, _ = POWER_STUDIES[check]
+    chunks = max(1, workers)
+    all_seeds = [base_seed + i for i in range(seeds)]
+    parts = _map(_power_chunk, [(check, d, all_seeds[c::chunks]) for d in deviations for c in range(chunks)], workers)
     measured, theory, ns = [], [], []
-    for d in deviations:
-        cls = make(d)
-        spec = numpy_spec(f"power:{check}:{d}", "dropout", lambda prm, cls=cls: cls(**prm), {"p": POWER_P},
-                          shape=POWER_SHAPE)
-        hits, n_final, alpha, sd = 0, [], 1e-3, []
-        for i in range(seeds):
-            run = verify([spec], Settings(seed=base_seed + i), checks=[check])
-            r = next(x for x in run.all_results() if x.statistical)
-            hits += r.verdict == "FAIL"
-            n_final.append(int(r.details.get("n_max", r.n)))
-            alpha = r.alpha
-            if "pilot_sd" in r.details:  # t-test: sd of one sample (a per-call mean)
-                sd.append(float(r.details["pilot_sd"]))
+    for j, d in enumerate(deviations):
+        mine = parts[j * chunks:(j + 1) * chunks]
+        hits = sum(m[0] for m in mine)
+        n_final = [n for m in mine for n in m[1]]
+        sd = [v for m in mine for v in m[3]]
+        alpha = mine[-1][2]
         measured.append(hits / seeds)
         n = int(np.median(n_final))  # the budget the sequential test may use
         ns.append(n)
@@ -316,7 +353,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--out", default="reports")
     parser.add_argument("--seeds", type=int, default=500, help="seeds per calibration family. Default: %(default)r")
     parser.add_argument("--power-seeds", type=int, default=100, help="seeds per power point. Default: %(default)r")
-    parser.add_argument("--workers", type=int, default=2, help="processes for the calibration. Default: %(default)r")
+    parser.add_argument("--workers", type=int, default=2, help="processes for every part. Default: %(default)r")
     parser.add_argument("--false-pass-seeds", type=int, default=500,
                         help="seeds per adversary and alpha. Default: %(default)r")
     args = parser.parse_args(argv)
@@ -329,9 +366,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for i, family in enumerate(FAMILIES):
         calib.append(calibrate(family, args.seeds, args.seed + 100_000 * (i + 1), workers=args.workers))
         print(f"calibrated {family.check} on {family.variant}: {calib[-1]['rates'][0.05]['rate']:.4f} at 0.05")
-    fpass = false_passes(args.false_pass_seeds, args.seed + 9_000_000)
+    fpass = false_passes(args.false_pass_seeds, args.seed + 9_000_000, workers=args.workers)
     print("false passes: " + ", ".join(f"{r['adversary']}@{r['alpha']:g}={r['verdicts']['PASS']}" for r in fpass))
-    powers = [power_curve(check, args.power_seeds, args.seed + 7_000_000) for check in POWER_STUDIES]
+    powers = [power_curve(check, args.power_seeds, args.seed + 7_000_000, workers=args.workers)
+              for check in POWER_STUDIES]
     images = _plots(out, calib, powers)
     write_atomic(out / "quality.md", quality_markdown(kills, calib, powers, images, args.seed, fpass))
     print(f"wrote {out / 'quality.md'}")

@@ -7,6 +7,7 @@ other check modules (they build on it).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -75,6 +76,18 @@ _WORKER: Optional[_Worker] = None
 _WORKER_LOCK = threading.Lock()
 _DISPATCH = threading.Lock()
 _LOCAL = threading.local()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has only the thread that forked: the target thread, and any lock another
+    thread held, did not come along. Start afresh (a new worker on the first call) instead of
+    handing calls to a thread that does not exist (each would wait out its limit)."""
+    global _WORKER, _WORKER_LOCK, _DISPATCH
+    _WORKER, _WORKER_LOCK, _DISPATCH = None, threading.Lock(), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 TARGET_TIME: Dict[str, List[float]] = {}
 """Per kind of guarded call ("forward", "backward", "seed", "build", ...): [calls, seconds spent

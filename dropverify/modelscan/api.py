@@ -288,7 +288,6 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     import torch
     from . import configs, insitu, model_checks as mc
     from .discovery import Recorder, configured_rates, lookup_configured, module_sites
-    from ..runner import verify as run_checks
 
     start = time.perf_counter()
     try:

@@ -54,12 +54,12 @@ def _imported(framework: str) -> None:
             importlib.import_module(mod)
         except ImportError as exc:
             missing = getattr(exc, "name", None) or mod
+            top = missing.split(".")[0]
+            why = "" if top == package else (f" ({package!r} imports it: install it"
+                                             + (", or choose another KERAS_BACKEND)" if framework == "keras" else ")"))
             raise InvalidArgument(f"scanning {dict(torch='a torch', keras='a Keras', nnx='a Flax NNX')[framework]} "
-                                  f"model needs the package {missing.split('.')[0]!r} ({type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0][:120]}): pip install 'dropverify[{extra}]'"
-                                  + ("" if missing.split('.')[0] == package else
-                                     f" (a package {package!r} needs: install it, or for Keras choose another "
-                                     "KERAS_BACKEND)")) from None
+                                  f"model needs the package {top!r} ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:120]}): pip install 'dropverify[{extra}]'{why}") from None
 
 
 def scanner(framework: str) -> Callable[..., Any]:

@@ -290,9 +290,8 @@ def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, a
                expect: Any = None) -> Any:
     """:func:`dropverify.scan` of a Keras 3 model or layer (see the module docstring)."""
     import keras
-    from .configs import parse_expect
-    settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active, "a Keras")
-    expected = parse_expect(expect)
+    settings, chosen, args, kwargs, arrays, expected = prepare(example_inputs, seed, alpha, checks, settings,
+                                                               eval_active, "a Keras", expect)
     backend = keras.backend.backend()
     describe = describe_arrays(arrays) + f" (Keras on {backend})"
     start = time.perf_counter()

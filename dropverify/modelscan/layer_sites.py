@@ -203,7 +203,8 @@ def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: 
     """Model-level results, per-site exact results and the in-situ plan, through :func:`.api.assemble`;
     ``expect`` (parsed :func:`.configs.parse_expect` rates) is checked as in the torch scan (a pattern
     matching no site: InvalidArgument)."""
-    from . import configs, plan as insitu, site_checks as mc
+    from . import configs, site_checks as mc
+    from .plan import plan
     configs.check_expect(expect or {}, sites)
     from .api import MODEL, assemble
     pass_seconds = time.perf_counter() - start
@@ -227,7 +228,7 @@ def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: 
         return variant, results
 
     return assemble(model_name, describe, first_shape, sites, model_results, exact,
-                    insitu.plan(sites, (), spec_for=spec_for), settings, chosen, progress, reproduce,
+                    plan(sites, (), spec_for=spec_for), settings, chosen, progress, reproduce,
                     (), pass_seconds, start, versions, framework)
 
 
@@ -248,19 +249,21 @@ def _arguments(example_inputs: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any], Li
 
 
 def prepare(example_inputs: Any, seed: Optional[int], alpha: Optional[float], checks: Any, settings: Any,
-            eval_active: Any, what: str) -> Tuple[Any, Any, Tuple[Any, ...], Dict[str, Any], List[Any]]:
-    """(settings, in-situ checks, positional args, keyword args, every array) of a Keras / NNX scan;
-    InvalidArgument for bad arguments (``eval_active`` is the torch scan's only). ``expect`` is parsed by
-    the caller (:func:`.configs.parse_expect`)."""
+            eval_active: Any, what: str, expect: Any = None
+            ) -> Tuple[Any, Any, Tuple[Any, ...], Dict[str, Any], List[Any], Dict[str, float]]:
+    """(settings, in-situ checks, positional args, keyword args, every array, the parsed ``expect``
+    rates) of a Keras / NNX scan; InvalidArgument for bad arguments (``eval_active`` is the torch
+    scan's only; ``expect`` as :func:`.configs.parse_expect` takes it)."""
     from ..api import settings_for
     from ..checks import Settings
     from .api import SCAN_MAX_CALLS
+    from .configs import parse_expect
     from .plan import choose_checks
     if eval_active:
         raise InvalidArgument(f"eval_active applies to torch models; {what} scan verifies every site as inactive in "
                               "eval")
     settings = settings_for(settings or Settings(max_calls=SCAN_MAX_CALLS), seed, alpha)
-    return (settings, choose_checks(checks), *_arguments(example_inputs))
+    return (settings, choose_checks(checks), *_arguments(example_inputs), parse_expect(expect))
 
 
 def describe_arrays(arrays: Sequence[Any]) -> str:

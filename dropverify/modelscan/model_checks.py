@@ -38,7 +38,8 @@ from ..results import FAIL, PASS, CheckResult
 from .site_checks import (EVAL_DETERMINISTIC, P_TOL, SERIES, SITE_EVAL, SITE_ROUND_TRIP,  # noqa: F401 - re-exported
                           SITE_TRAINING, _result, _same, error_result, eval_active_match, eval_verdict, outside_words,
                           series, site_eval, site_round_trip, site_training)
-from .sites import Site, shown
+from .layer_sites import to_numpy
+from .sites import Site
 
 SCHEDULE = "depth_schedule_linear"
 RNN_REPLAY = "rnn_dropout_matches_layer_replay"
@@ -60,16 +61,11 @@ def tensors_of(output: Any) -> List[torch.Tensor]:
     return [t for t in leaves if isinstance(t, torch.Tensor)]
 
 
-def _as_numpy(t: torch.Tensor) -> Any:
-    t = t.detach().cpu()
-    return (t.double() if t.is_floating_point() else t).numpy()
-
-
 def eval_deterministic(y1: Any, y2: Any, sites: Sequence[Site], target: str,
                        eval_active: Sequence[str] = ()) -> CheckResult:
     """Two eval calls (different seeds) of a torch model: :func:`~.site_checks.eval_verdict` on every
     tensor of the two outputs."""
-    return eval_verdict([_as_numpy(t) for t in tensors_of(y1)], [_as_numpy(t) for t in tensors_of(y2)], sites,
+    return eval_verdict([to_numpy(t) for t in tensors_of(y1)], [to_numpy(t) for t in tensors_of(y2)], sites,
                         target, eval_active)
 
 

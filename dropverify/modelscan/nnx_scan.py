@@ -202,10 +202,8 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
     """:func:`dropverify.scan` of a Flax NNX module (see the module docstring)."""
     import flax
     import jax
-    settings, chosen, args, kwargs, arrays = prepare(example_inputs, seed, alpha, checks, settings, eval_active,
-                                                     "an NNX")
-    from .configs import parse_expect
-    expected = parse_expect(expect)
+    settings, chosen, args, kwargs, arrays, expected = prepare(example_inputs, seed, alpha, checks, settings,
+                                                               eval_active, "an NNX", expect)
     args = tuple(jax.numpy.asarray(a) if not isinstance(a, list) else a for a in args)
     kwargs = {k: jax.numpy.asarray(v) for k, v in kwargs.items()}
     describe = describe_arrays(arrays) + " (Flax NNX)"

@@ -180,7 +180,7 @@ def channel_rank(sites: Sequence[Site], records: Sequence[Rec], target: str) -> 
                    + (f"; torch reads it as {reading} (and warns), not one draw per channel over (H, W) of an "
                       f"unbatched (C, H, W) map" if dims == 2 and len(shape) == 3 else
                       f"; it draws one mask per channel for {dims + 1}-D (unbatched) or {dims + 2}-D input")
-                   + seen + f": add the batch axis (x.unsqueeze(0)) for an unbatched map"
+                   + seen + ": add the batch axis (x.unsqueeze(0)) for an unbatched map"
                    + (", or use nn.Dropout1d for (N, C, L)" if dims == 2 and len(shape) == 3 else ""))
     if bad:
         return _res(UNBATCHED, target, FAIL, "; ".join(bad), sites=len(bad))

@@ -98,3 +98,25 @@ def test_the_memo_keeps_results_identical(monkeypatch):
     monkeypatch.setattr(_memo.DecodeMemo, "get", lambda self, kind, owner, inputs, y, compute: compute())
     assert fingerprint() == with_memo
     assert len(with_memo) > 20
+
+
+def test_a_process_forked_after_a_run_calls_its_targets_at_once():
+    """fork() copies only the forking thread: a child of a process that already ran a target
+    (its worker thread alive in the parent) starts a worker of its own instead of handing calls
+    to a thread it does not have (before: every call waited out its limit)."""
+    import multiprocessing as mp
+    import time
+
+    from dropverify.checks._worker import guarded
+
+    assert guarded(lambda: 1, 5.0, "forward") == 1  # the parent's worker thread exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        t0 = time.perf_counter()
+        assert pool.apply(_call_in_child) == 2
+        assert time.perf_counter() - t0 < 4.0  # far below the 5 s limit a dead worker would cost
+
+
+def _call_in_child() -> int:
+    from dropverify.checks._worker import guarded
+    return guarded(lambda: 2, 5.0, "forward")

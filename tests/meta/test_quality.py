@@ -21,3 +21,16 @@ def test_quality_pipeline_on_a_tiny_budget(tmp_path):
     assert "Kill rate: **1 / 1**" in md and "drop_rate_matches_by_binomial" in md
     assert "False passes against faults that strike whole calls" in md and "StaleMask" in md
     assert (tmp_path / images["calibration"]).exists() and (tmp_path / images["power"]).exists()
+
+
+def test_worker_processes_change_no_number():
+    """Every part of `make quality` splits its seeds over worker processes; the numbers are the
+    same with one process and with two (odd seed counts: the chunks differ in length)."""
+    one = calibrate(FAMILIES[0], seeds=3, base_seed=11)
+    two = calibrate(FAMILIES[0], seeds=3, base_seed=11, workers=2)
+    assert sorted(one["p_values"]) == sorted(two["p_values"]) and one["fails_at_default"] == two["fails_at_default"]
+    assert one["rates"] == two["rates"]
+    assert power_curve("drop_rate_matches_by_binomial", seeds=3, base_seed=13) == \
+        power_curve("drop_rate_matches_by_binomial", seeds=3, base_seed=13, workers=2)
+    assert false_passes(seeds=3, base_seed=17, alphas=(0.05,)) == \
+        false_passes(seeds=3, base_seed=17, alphas=(0.05,), workers=2)
