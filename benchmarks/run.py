@@ -106,6 +106,31 @@ def harness_overhead(specs, settings: Settings, batch: int, cache: bool) -> Dict
                             for r in run.all_results()]}
 
 
+FLOOR_SHAPES = ((4, 8), (64, 32), (64, 32, 8, 8), (32, 64, 16, 16))
+"""Shapes of numpy:dropout for :func:`per_call_floor`: 32 to 524,288 elements."""
+
+
+def per_call_floor(shapes=FLOOR_SHAPES) -> List[Dict[str, Any]]:
+    """The harness's CPU per target call by layer size: ``verify`` of numpy:dropout (p = 0.5, every
+    check, ``Settings(seed=1, max_calls=2000)``) at each shape; process CPU minus the time inside
+    the target's calls, over the target's calls. A per-call cost that stays put as the layer
+    shrinks is the harness's fixed Python cost per call and check; one that grows with it is
+    its work per element."""
+    from dropverify import api
+    rows = []
+    for shape in shapes:
+        engine.reset_target_time()
+        t0, c0 = time.perf_counter(), time.process_time()
+        api.verify("numpy:dropout", shape=shape, settings=Settings(seed=1, max_calls=2000), p=0.5)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        spent = engine.target_time()
+        target = sum(s for _, s in spent.values())
+        calls = sum(n for n, _ in spent.values())
+        rows.append({"shape": shape, "elements": int(np.prod(shape)), "calls": calls, "wall": wall, "cpu": cpu,
+                     "target": target, "harness": max(cpu - target, 0.0)})
+    return rows
+
+
 def profile_run(specs, settings: Settings, top: int = 18, checks=None) -> str:
     """cProfile excerpt of the main thread only: the runner, the checks that do not read the shared
     stream and the stream's driver (the shared-stream checks run in threads of their own, the
@@ -402,6 +427,24 @@ def main(argv=None) -> int:
               "| check | CPU s | share of the harness CPU |", "|---|---|---|"]
     for name, sec in checks_cpu[:12]:
         lines.append(f"| `{name}` | {sec:.1f} | {100 * sec / max(fast['harness_cpu'], 1e-9):.1f} % |")
+    fwd_calls = max(fast["spent"].get("forward", (0, 0.0))[0], 1)
+    floor = per_call_floor()
+    lines += ["", "Per call, over the 18 references (default mode): the targets' calls take "
+              f"{1e3 * fast['target'] / fwd_calls:.3f} ms on average, the harness {1e3 * fast['harness_cpu'] / fwd_calls:.3f} "
+              "ms of CPU. What the harness costs per call as the layer grows (`verify` of numpy:dropout, p = 0.5, "
+              "every check, `Settings(seed=1, max_calls=2000)`; CPU of the whole process minus the time inside "
+              "the layer's calls):", "",
+              "| input shape | elements | target calls | target ms / call | harness CPU ms / call | harness CPU / "
+              "(harness CPU + target) | wall s |", "|---|---|---|---|---|---|---|"]
+    for r in floor:
+        lines.append(f"| {r['shape']} | {r['elements']:,} | {r['calls']:,} | {1e3 * r['target'] / max(r['calls'], 1):.3f} | "
+                     f"{1e3 * r['harness'] / max(r['calls'], 1):.3f} | "
+                     f"{100 * r['harness'] / max(r['harness'] + r['target'], 1e-9):.1f} % | {r['wall']:.1f} |")
+    smallest = floor[0]
+    lines += ["", f"On the smallest layer the harness's {1e3 * smallest['harness'] / max(smallest['calls'], 1):.2f} ms per "
+              "call is almost all fixed Python cost (one call's statistics in every check that reads it); the "
+              "overhead goal (<= 30 % of wall) needs the harness's CPU per call below 0.43x the target's, "
+              f"i.e. below {0.43e3 * fast['target'] / fwd_calls:.3f} ms on the 18 references' average call."]
 
     lines += ["", "### torch:Dropout throughput on the CPU (float32, p = 0.3)", "",
               "| tensor | raw `F.dropout` calls/s (in the target thread) | adapter `forward` calls/s (numpy -> torch -> numpy) | "

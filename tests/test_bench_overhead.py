@@ -24,3 +24,10 @@ def test_overhead_counts_every_check_thread_and_changes_no_result():
     assert all(v >= 0 for v in r["per_check"].values())
     assert r["process_cpu"] >= r["main_cpu"] > 0 and 0 <= r["harness_cpu"] <= r["process_cpu"]
     assert r["target"] > 0 and r["spent"]["forward"][0] > 0
+
+
+def test_per_call_floor_reports_each_shape_with_its_calls():
+    from benchmarks.run import per_call_floor
+    rows = per_call_floor(((4, 8),))
+    assert [r["shape"] for r in rows] == [(4, 8)] and rows[0]["elements"] == 32
+    assert rows[0]["calls"] > 100 and rows[0]["target"] > 0 and 0 < rows[0]["harness"] <= rows[0]["cpu"]
