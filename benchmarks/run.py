@@ -287,12 +287,13 @@ def issue25_figures() -> List[str]:
                 f"| {'meets the goal' if met else '**falls short**'} |")
     return ["", "## Wall times of issues 23 and 25", "",
             "Each command as a user runs it (a fresh process; `run` is the time the command prints, wall includes "
-            "Python and framework start-up), one after another in this bench:", "",
+            "Python and framework start-up), one after another in this bench; a goal is met when the wall time "
+            "(what the user waits) is within it:", "",
             "| command | goal | measured | status |", "|---|---|---|---|",
             row("`dropverify verify --reference --time-budget 0` (`make verify` before issue 25's --jobs)",
-                "<= 45 s on 2 idle cores", one, one["run"] <= 45),
+                "<= 45 s on 2 idle cores", one, one["wall"] <= 45),
             row("the same with `--jobs 2` (what `make verify` runs)", "<= 45 s on 2 idle cores", two,
-                two["run"] <= 45),
+                two["wall"] <= 45),
             row("`dropverify run torch:Dropout --quick` (default shape)", "<= 10 s on 2 idle cores", quick,
                 quick["wall"] <= 10),
             row("`dropverify scan ...:timm_vit --shape 64,3,32,32 --time-budget 0 --quick`", "<= 60 s", vit_quick,
