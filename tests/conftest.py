@@ -18,7 +18,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # The JAX / TensorFlow / Keras adapter suites (Keras on every backend: on torch in-process, a full
 # verification of each of its layers at 1,500 calls, ~3 CPU-minutes; on jax and tensorflow in
 # subprocesses) import more frameworks: `make test-frameworks` runs them (and `.ci/run` runs both
-# targets), so `make test`'s tests take under 8 minutes on 2 idle cores (6:27 measured).
+# targets), so `make test`'s tests take under 8 minutes on 2 idle cores (6:27 measured at stop 29, 7:56 at stop 30
+# on a clean clone of a machine that ran ~20 % slower that day: close to the limit).
 FRAMEWORK_FILES = ("test_jax.py", "test_tf.py", "test_keras.py", "test_keras_jax.py", "test_keras_tensorflow.py",
                    "test_scan_without_torch.py")
 
