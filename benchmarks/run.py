@@ -219,10 +219,10 @@ def one_stream_figures(shape: Tuple[int, ...] = (64, 32, 8, 8), p: float = 0.3) 
     from dropverify.targets.resolve import resolve_target
     specs = resolve_target("torch:Dropout", None, {"p": p}, shape)
     out: Dict[str, Any] = {}
-    for label, shared in (("own", False), ("shared", True)):
+    for label, shared, workers in (("own", False, 1), ("shared", True, 1), ("forked", True, 2)):
         engine.reset_target_time()
         t0 = time.perf_counter()
-        run = verify(specs, Settings(seed=1, shared_stream=shared))
+        run = verify(specs, Settings(seed=1, shared_stream=shared), workers=workers)
         wall = time.perf_counter() - t0
         fwd = engine.target_time().get("forward", (0, 0.0))
         out[label] = {"wall": wall, "calls": fwd[0], "target_s": fwd[1], "stream": dict(run.targets[0].stream),
@@ -234,6 +234,7 @@ def one_stream_figures(shape: Tuple[int, ...] = (64, 32, 8, 8), p: float = 0.3) 
     short = {k: v for k, v in readers.items() if k != "masks_never_repeat_over_stream_by_hash"}
     out["most_demanding_short"] = max(short.items(), key=lambda kv: kv[1]) if short else ("", 0)
     out["same"] = out["own"]["fingerprint"] == out["shared"]["fingerprint"]
+    out["same_forked"] = out["forked"]["fingerprint"] == out["shared"]["fingerprint"]
     return out
 
 
@@ -391,8 +392,16 @@ def main(argv=None) -> int:
               f"Results identical in both modes (check, verdict, estimate, p-value, n): "
               f"**{'yes' if one['same'] else 'NO'}**.", "",
               f"The same default run, wall time / time inside the layer's own calls (issue 25's goal <= 1.2x): "
-              f"**{one['shared']['wall'] / one['shared']['target_s']:.2f}x**, "
-              f"{ok(one['shared']['wall'] <= 1.2 * one['shared']['target_s'])}.", "",
+              f"in one process (`workers=1`, the API's default) **{one['shared']['wall'] / one['shared']['target_s']:.2f}x**"
+              f" ({one['shared']['wall']:.1f} s / {one['shared']['target_s']:.1f} s), "
+              f"{ok(one['shared']['wall'] <= 1.2 * one['shared']['target_s'])}; as the command line runs one "
+              f"configuration (`workers=2`: the checks that do not read the shared stream in a forked child "
+              f"meanwhile) {one['forked']['wall']:.1f} s wall, **{one['forked']['wall'] / one['shared']['target_s']:.2f}x** "
+              f"the one-process run's {one['shared']['target_s']:.1f} s in the layer's calls "
+              f"({one['forked']['wall'] / one['forked']['target_s']:.2f}x its own {one['forked']['target_s']:.1f} s, "
+              f"which the two processes' contention for the cores inflates), "
+              f"{ok(one['forked']['wall'] <= 1.2 * one['shared']['target_s'])} (judged by the one-process target time); "
+              f"results identical to the one-process run: **{'yes' if one['same_forked'] else 'NO'}**.", "",
               "Small p with the command line's defaults (`dropverify run torch:Dropout --param p=P`, default "
               "shape, no time budget; goal: at most 60 s on 2 cores):", "",
               "| p | wall s (incl. start-up) | exit | verdicts | statistical checks certified (PASS) |",

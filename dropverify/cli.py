@@ -59,9 +59,11 @@ def _version() -> str:
 
 # ----------------------------------------------------------------------------- arguments
 def _jobs_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="N > 1: the built-in targets of the run shared between N spawned processes; the same "
-                        "results as --jobs 1 (identical without a time budget). Default: %(default)r")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="N > 1: the built-in targets of the run shared between N spawned processes; a run of one "
+                        "configuration runs its checks that do not read the shared stream in a forked process "
+                        "meanwhile. The same results as --jobs 1 (identical without a time budget). Default: 2 "
+                        "for a run of one configuration on a machine with 2 or more cores, else 1")
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:
@@ -356,7 +358,9 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
         _outputs(args, plan)
         if plan.note and not quiet:
             print(f"dropverify: {plan.note}", file=sys.stderr)
-    jobs = getattr(args, "jobs", 1)
+    jobs = getattr(args, "jobs", None)
+    if jobs is None:  # one configuration: its second process forks from this one and starts at once
+        jobs = 2 if len(plan.specs) == 1 and (os.cpu_count() or 1) >= 2 else 1
     if jobs < 1:
         raise UsageError(f"--jobs {jobs}, but should be at least 1")
     run = run_configurations(plan.specs, plan.settings, plan.checks, _progress(quiet), flags=True, ready=ready,

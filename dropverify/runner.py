@@ -147,7 +147,9 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     ``workers`` > 1: the targets built from a built-in name (``spec.ref``) are shared out between
     ``workers`` spawned processes, the next one to whichever is free (the others run here). Each target
     runs with the seeds of its position in the run and the run's one alpha, so the results are the
-    same as with ``workers=1``; without a time budget (``time_budget_s=None``) they are identical."""
+    same as with ``workers=1``; without a time budget (``time_budget_s=None``) they are identical.
+    A run of ONE configuration with ``workers`` > 1 and no time budget runs its checks that do not
+    read the shared stream in a forked child meanwhile, where a fork is safe (the same results)."""
     settings = (settings or Settings()).validate()
     if checks is not None:
         unknown = sorted(set(checks) - {c.name for c in CHECKS})
@@ -167,7 +169,9 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         for key, idx in groups.items():
             m += isolated.call(dict(key), _count_in_worker, [items[i] for i in idx], idx, settings, checks)
         alpha_each = settings.alpha / max(m, 1)
-        if workers > 1:
+        if workers > 1 and len(plans) == 1 and not groups:  # one configuration: two processes share it
+            by_position = dict(zip(local, _run_plans(plans, alpha_each, progress, split=True)))
+        elif workers > 1:
             by_position = _run_shared_out(plans, local, specs, settings, checks, alpha_each, progress, workers)
         else:
             by_position = dict(zip(local, _run_plans(plans, alpha_each, progress)))
@@ -346,8 +350,10 @@ def _samples(check: CheckSpec, ctx: CheckContext) -> bool:
         return True
 
 
-def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) -> List[TargetRun]:
-    """Run planned checks (before Holm): one TargetRun per plan, diagnosed."""
+def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None, split: bool = False) -> List[TargetRun]:
+    """Run planned checks (before Holm): one TargetRun per plan, diagnosed. ``split``: where a
+    fork is safe and there is no time budget, the checks that do not read the shared stream run
+    in a forked child meanwhile (:mod:`dropverify.forked`; the same results)."""
     total = sum(len(ch) for _, ch, _ in plans)
     done = 0
     runs: List[TargetRun] = []
@@ -364,6 +370,9 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
             if shared and not ctx.settings.shared_stream:  # each check draws its own copy of the stream
                 chosen = [c for c in chosen if c.shares_stream] + [c for c in chosen if not c.shares_stream]
                 shared = []
+            rest = [c for c in chosen if c not in shared]
+            first_rest = done + len(shared)
+            forked = _fork_rest(ctx, rest, plan, progress, first_rest, total) if split and shared and rest else None
             if shared:
                 def finished(check: CheckSpec, seconds: float, before: int = done) -> None:
                     if progress:
@@ -378,18 +387,12 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
                         skipped[check.name] = f"not informative here: {outcome}"
                     else:
                         results.extend(outcome)
-                done += len(shared)
-            for check in chosen:
-                if check in shared:
-                    continue
-                if progress:
-                    progress(f"{ctx.spec.name}: {check.name}", done, total)
-                engine.set_share(ctx, plan.deadline_for(check, time.perf_counter()))
-                try:
-                    results.extend(engine.run_check(check, ctx))
-                except NotInformative as why:
-                    skipped[check.name] = f"not informative here: {why}"
-                done += 1
+            got = _forked_rest(forked)
+            if got is None:
+                got = _run_rest(ctx, rest, plan, progress, first_rest, total)
+            results.extend(got[0])
+            skipped.update(got[1])
+            done = first_rest + len(rest)
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
                               ctx.contract.describe(ctx.params), tuple(ctx.spec.conventions),
@@ -398,6 +401,57 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None) ->
     if progress:
         progress("done", total, total)
     return runs
+
+
+RestOutcome = Tuple[List[CheckResult], Dict[str, str]]
+"""The results of a configuration's checks that do not read the shared stream, and those found
+not informative (check -> why)."""
+
+
+def _run_rest(ctx: CheckContext, rest: Sequence[CheckSpec], plan: "BudgetPlan", progress: Optional[Progress],
+              done: int, total: int) -> RestOutcome:
+    """Run ``rest`` in turn (each with its share of the time budget)."""
+    results: List[CheckResult] = []
+    skipped: Dict[str, str] = {}
+    for check in rest:
+        if progress:
+            progress(f"{ctx.spec.name}: {check.name}", done, total)
+        engine.set_share(ctx, plan.deadline_for(check, time.perf_counter()))
+        try:
+            results.extend(engine.run_check(check, ctx))
+        except NotInformative as why:
+            skipped[check.name] = f"not informative here: {why}"
+        done += 1
+    return results, skipped
+
+
+def _fork_rest(ctx: CheckContext, rest: Sequence[CheckSpec], plan: "BudgetPlan", progress: Optional[Progress],
+               done: int, total: int) -> Any:
+    """:func:`_run_rest` started in a forked child (None where that is not safe, or with a time
+    budget: the checks' shares of it are planned one after another). The child sends back its
+    results and the target time it measured."""
+    from .forked import fork_call, fork_unsafe
+    if ctx.settings.time_budget_s is not None or fork_unsafe(str(getattr(ctx._target, "device", "cpu"))):
+        return None
+
+    def part() -> Tuple[RestOutcome, Dict[str, Tuple[int, float]], int]:
+        engine.reset_target_time()
+        outcome = _run_rest(ctx, rest, plan, progress, done, total)
+        return outcome, engine.target_time(), engine.dispatches()
+    return fork_call(part)
+
+
+def _forked_rest(forked: Any) -> Optional[RestOutcome]:
+    """The forked child's outcome, its target time added to this process's (None: run it here)."""
+    if forked is None:
+        return None
+    from .forked import ForkFailed
+    try:
+        outcome, spent, hand_offs = forked.get()
+    except ForkFailed:
+        return None
+    engine.add_target_time(spent, hand_offs)
+    return outcome
 
 
 def _apply_holm(runs: List[TargetRun], alpha: float, alpha_each: float = 1.0) -> List[TargetRun]:

@@ -172,6 +172,15 @@ def target_time() -> Dict[str, Tuple[int, float]]:
     return {k: (int(v[0]), float(v[1])) for k, v in TARGET_TIME.items()}
 
 
+def add_target_time(spent: Dict[str, Tuple[int, float]], hand_offs: int = 0) -> None:
+    """Add calls and seconds measured elsewhere (a forked child's :func:`target_time`)."""
+    for what, (calls, seconds) in spent.items():
+        acc = TARGET_TIME.setdefault(what, [0, 0.0])
+        acc[0] += int(calls)
+        acc[1] += float(seconds)
+    DISPATCHES[0] += int(hand_offs)
+
+
 def reset_target_time() -> None:
     TARGET_TIME.clear()
     DISPATCHES[0] = 0

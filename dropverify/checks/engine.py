@@ -13,7 +13,7 @@ hang flag, the shared stream's hub); nothing here is process-wide. Promises:
   only :class:`NotInformative` propagates (the caller reports the check as not applicable);
 * :func:`run_shared` runs the ``shares_stream`` checks on ONE seeded stream (``._shared``):
   per check, its results or its NotInformative, in the order given;
-* :func:`target_time`, :func:`reset_target_time`, :func:`dispatches`, :func:`stream_batch`,
+* :func:`target_time`, :func:`reset_target_time`, :func:`add_target_time`, :func:`dispatches`, :func:`stream_batch`,
   :func:`set_stream_batch`: the measurements and the one tuning knob ``make bench`` uses;
   :func:`guarded` runs a function in the target thread under a wall-clock limit.
 """
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ._core import CheckContext
 
 __all__ = ["RunScope", "NotInformative", "BudgetExhausted", "TargetError", "TargetHung", "configuration",
-           "set_share", "run_check", "run_shared", "target_time", "reset_target_time", "dispatches",
+           "set_share", "run_check", "run_shared", "target_time", "reset_target_time", "add_target_time", "dispatches",
            "set_stream_batch", "stream_batch", "guarded"]
 
 Share = Tuple[Optional[float], Optional[float]]
@@ -168,6 +168,12 @@ def target_time() -> Dict[str, Tuple[int, float]]:
 def reset_target_time() -> None:
     """Zero :func:`target_time` and :func:`dispatches`."""
     _worker.reset_target_time()
+
+
+def add_target_time(spent: Dict[str, Tuple[int, float]], hand_offs: int = 0) -> None:
+    """Add another process's :func:`target_time` (and :func:`dispatches`) to this one's: a part
+    of the run made in a forked child counts where the run's totals are read."""
+    _worker.add_target_time(spent, hand_offs)
 
 
 def dispatches() -> int:
