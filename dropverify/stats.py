@@ -350,33 +350,9 @@ exact null distribution; beyond it the counts are large and the normal approxima
 def _hypergeom_pmf(n: int, r: int, c: int) -> np.ndarray:
     """P(a = k), k = 0..min(r, c), co-events among n pairs with r and c events (cached: the
     same margins recur across steps and looks)."""
-    top = min(r, c)
-    kernel = _hypergeom_kernel()
-    if kernel is None or not (n > 0 and 0 <= r <= n and 0 <= c <= n):
-        pmf = sps.hypergeom.pmf(np.arange(top + 1), n, r, c)
-    else:  # what sps.hypergeom.pmf computes for valid margins, without its argument handling
-        pmf = np.zeros(top + 1)
-        low = max(c - (n - r), 0)
-        if low <= top:
-            k = np.arange(low, top + 1, dtype=np.float64)
-            pmf[low:] = np.clip(kernel(k, float(r), float(c), float(n)), 0, 1)
+    pmf = sps.hypergeom.pmf(np.arange(min(r, c) + 1), n, r, c)
     pmf.setflags(write=False)
     return pmf
-
-
-@functools.lru_cache(maxsize=1)
-def _hypergeom_kernel():
-    """The elementwise kernel behind ``scipy.stats.hypergeom._pmf`` (``(k, r, c, n) -> pmf``)
-    where this scipy has it, else None (:func:`_hypergeom_pmf` then calls the public pmf).
-    tests/test_stats.py checks that both give the same bits."""
-    try:
-        from scipy.special import _ufuncs
-        kernel = _ufuncs._hypergeom_pmf
-    except (ImportError, AttributeError):  # pragma: no cover - another scipy
-        return None
-    probe = np.arange(0, 4, dtype=np.float64)
-    same = np.array_equal(np.clip(kernel(probe, 5.0, 4.0, 12.0), 0, 1), sps.hypergeom.pmf(np.arange(4), 12, 5, 4))
-    return kernel if same else None
 
 
 def cmh_p(a: Sequence[float], r: Sequence[float], c: Sequence[float], n: Sequence[float]) -> float:
