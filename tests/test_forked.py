@@ -2,6 +2,7 @@
 stream run in a forked child meanwhile, with the same results as one process running them in
 turn; a child that dies or raises has its part run here; no fork where it is unsafe or with a
 time budget."""
+import dataclasses
 import os
 import sys
 
@@ -33,6 +34,8 @@ def _fingerprint(run):
 @pytest.mark.parametrize("variant", ["dropout", "dropblock_2d", "zoneout", "word_embedding_dropout"])
 def test_the_split_configuration_gives_the_same_results(variant):
     spec = reference_spec(variant)
+    if variant == "dropout":  # a smaller probe than the default (64, 32, 8, 8): the same code paths
+        spec = dataclasses.replace(spec, shape=(8, 16, 8, 8))
     settings = Settings(seed=11, max_calls=300)
     engine.reset_target_time()
     one = verify([spec], settings)
@@ -55,7 +58,7 @@ def test_the_child_really_runs_the_rest(monkeypatch):
         ran_in.append(os.getpid())
         return real(*args, **kw)
     monkeypatch.setattr(runner, "_run_rest", spy)
-    verify([reference_spec("dropout")], Settings(seed=2, max_calls=200), workers=2)
+    verify([reference_spec("drop_path")], Settings(seed=2, max_calls=100), workers=2)
     # the child's own list is lost with it: here only the parent's appends show, and it made none
     assert ran_in == [] and os.getpid() == parent
 
@@ -63,7 +66,7 @@ def test_the_child_really_runs_the_rest(monkeypatch):
 @pytest.mark.parametrize("how", ["dies", "raises"])
 def test_a_failed_child_has_its_part_run_here(monkeypatch, how):
     spec = reference_spec("spatial_dropout_1d")
-    settings = Settings(seed=4, max_calls=200)
+    settings = Settings(seed=4, max_calls=100)
     one = verify([spec], settings)
     parent = os.getpid()
     real = runner._run_rest
