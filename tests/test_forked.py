@@ -31,7 +31,9 @@ def _fingerprint(run):
                                                            for r in t.results)) for t in run.targets]
 
 
-@pytest.mark.parametrize("variant", ["dropout", "dropblock_2d", "zoneout", "word_embedding_dropout"])
+@pytest.mark.parametrize("variant", ["dropout", pytest.param("dropblock_2d", marks=pytest.mark.slow),
+                                     pytest.param("zoneout", marks=pytest.mark.slow),
+                                     pytest.param("word_embedding_dropout", marks=pytest.mark.slow)])
 def test_the_split_configuration_gives_the_same_results(variant):
     spec = reference_spec(variant)
     if variant == "dropout":  # a smaller probe than the default (64, 32, 8, 8): the same code paths
@@ -63,7 +65,7 @@ def test_the_child_really_runs_the_rest(monkeypatch):
     assert ran_in == [] and os.getpid() == parent
 
 
-@pytest.mark.parametrize("how", ["dies", "raises"])
+@pytest.mark.parametrize("how", ["dies", pytest.param("raises", marks=pytest.mark.slow)])
 def test_a_failed_child_has_its_part_run_here(monkeypatch, how):
     spec = reference_spec("spatial_dropout_1d")
     settings = Settings(seed=4, max_calls=100)
