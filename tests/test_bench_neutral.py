@@ -120,8 +120,11 @@ def _results(run):
 
 def test_targets_shared_between_processes_give_the_same_results():
     # two built-in references run in a spawned worker or here, one spec with no built-in name (always here)
-    own = numpy_spec("mine:dropout", "dropout", lambda prm: variant_class("dropout")(**prm), {"p": 0.3})
-    specs = [reference_spec("dropout"), own, reference_spec("drop_path"), reference_spec("spatial_dropout_1d")]
+    # (a small shape for the two dropout layers: the default one costs ~5 s each way and tests nothing more here)
+    small = (16, 8, 4, 4)
+    own = numpy_spec("mine:dropout", "dropout", lambda prm: variant_class("dropout")(**prm), {"p": 0.3}, shape=small)
+    specs = [reference_spec("dropout", shape=small), own, reference_spec("drop_path"),
+             reference_spec("spatial_dropout_1d")]
     settings = Settings(seed=5, max_calls=200)
     one = verify(specs, settings)
     heard = []

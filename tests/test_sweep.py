@@ -98,6 +98,7 @@ def test_one_worker_and_two_worker_processes_give_identical_rows():
     assert one.verdict != "FAIL" and len(one.rows) == len(build_space("numpy:dropout", None, SMALL).axis("p").values)
 
 
+@pytest.mark.slow  # ~20 s (a local cluster and a scheduler process start): `make test-slow`, run by .ci/run
 def test_dask_local_cluster_and_a_real_scheduler_give_the_same_rows(tmp_path):
     pytest.importorskip("distributed")
     s = Settings(seed=11)

@@ -1,6 +1,8 @@
 """The quality report machinery runs end to end on a tiny budget (the real run is `make quality`)."""
 from __future__ import annotations
 
+import pytest
+
 from dropverify.quality import FAMILIES, _plots, calibrate, false_passes, power_curve, quality_markdown
 
 
@@ -23,6 +25,7 @@ def test_quality_pipeline_on_a_tiny_budget(tmp_path):
     assert (tmp_path / images["calibration"]).exists() and (tmp_path / images["power"]).exists()
 
 
+@pytest.mark.slow  # ~50 s of CPU (three parts of the pipeline, each twice): `make test-slow`, run by .ci/run
 def test_worker_processes_change_no_number():
     """Every part of `make quality` splits its seeds over worker processes; the numbers are the
     same with one process and with two (odd seed counts: the chunks differ in length)."""
