@@ -395,6 +395,13 @@ def _sweep(target: Any, variant: str, specs: List[Any], settings: Settings, para
                   if reproduce.startswith("dropverify.verify(") else reproduce + " --sweep", sweep=result)
 
 
+def check_jobs(jobs: Any) -> int:
+    """``jobs`` (the processes that share a run) when it is an integer >= 1; InvalidArgument otherwise."""
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise InvalidArgument(f"jobs={jobs!r}, but should be an integer >= 1")
+    return jobs
+
+
 def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequence[int]] = None,
            seed: Optional[int] = None, alpha: Optional[float] = None, sweep: bool = False,
            dtype: Optional[str] = None, layout: Optional[str] = None, device: str = "cpu",
@@ -436,8 +443,7 @@ def verify(target: Any, variant: Optional[str] = None, *, shape: Optional[Sequen
     from .targets.user import factory_spec
 
     settings = settings_for(settings, seed, alpha, profile)
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise InvalidArgument(f"jobs={jobs!r}, but should be an integer >= 1")
+    check_jobs(jobs)
     if checks is None and profile is not None:
         checks = get_profile(profile).checks
     fixed_axes = {k: v for k, v in (("dtype", dtype), ("layout", layout)) if v is not None}

@@ -5,16 +5,17 @@ the gradients, the exact checks) draw from their own seeded instances of the tar
 can run while the shared stream runs: :func:`fork_call` runs a function in a child forked from
 this process (it inherits the built target, the context and the imported frameworks, so it
 starts at once) and :meth:`Forked.get` returns the child's value, pickled back through a pipe.
-The runner uses it only where a fork is safe (:func:`fork_unsafe`) and the run has no time
-budget, so the results are the same as one process running everything in turn (tested in
-``tests/test_forked.py``). A child that dies or raises gives :class:`ForkFailed`: the runner
-then runs that part here.
+Both processes take those checks from one :class:`Claims` (each check once, to whichever is
+free: the child from its start, the parent once its shared stream ends). The runner uses it only
+where a fork is safe (:func:`fork_unsafe`) and the run has no time budget, so the results are the
+same as one process running everything in turn (tested in ``tests/test_forked.py``). A child that
+dies or raises gives :class:`ForkFailed`: the runner then runs the checks it had claimed here.
 """
 from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 FORK_UNSAFE_MODULES = ("jax", "tensorflow")
 """Frameworks whose runtime threads make a forked child hang (JAX and TensorFlow warn of it)."""
@@ -39,6 +40,38 @@ def fork_unsafe(device: str = "cpu") -> str:
     if torch is not None and getattr(torch, "cuda", None) is not None and torch.cuda.is_initialized():
         return "CUDA is initialised in this process"
     return ""
+
+
+def one_torch_thread() -> None:
+    """Let torch (where imported) use one intra-op thread in this process: the forked child calls
+    it, so that its pool and the parent's (as wide as the machine) do not contend for the cores,
+    while the parent's shared stream keeps torch's default. Measured on 2 cores (split
+    configurations, results identical; single runs, noisy): the timm ViT-Tiny scan 84.6 s wall with
+    this, 95.2 s with both processes at the default, 83.8 s with both on one thread; the default
+    torch:Dropout run 10.5 s, 11.0 s and 12.6 s. Dropout's draws do not depend on the thread count
+    (tests/test_forked.py compares with one process at the default)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "set_num_threads"):
+        torch.set_num_threads(1)
+
+
+class Claims:
+    """The indices 0 .. n - 1 handed out once each, to whichever process asks first: this one or a
+    child forked after the claims were made (a counter in shared memory). Iterate to take them."""
+
+    def __init__(self, n: int) -> None:
+        import multiprocessing as mp
+        self.n = int(n)
+        self.taken = mp.get_context("fork").Value("i", 0)
+
+    def __iter__(self) -> Iterator[int]:
+        while True:
+            with self.taken.get_lock():
+                k = self.taken.value
+                if k >= self.n:
+                    return
+                self.taken.value = k + 1
+            yield k
 
 
 class Forked:

@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -149,7 +149,8 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
     runs with the seeds of its position in the run and the run's one alpha, so the results are the
     same as with ``workers=1``; without a time budget (``time_budget_s=None``) they are identical.
     A run of ONE configuration with ``workers`` > 1 and no time budget runs its checks that do not
-    read the shared stream in a forked child meanwhile, where a fork is safe (the same results)."""
+    read the shared stream in a forked child meanwhile, where a fork is safe (the same results); so
+    does a run whose configurations have no built-in name (a scan's sites), one configuration at a time."""
     settings = (settings or Settings()).validate()
     if checks is not None:
         unknown = sorted(set(checks) - {c.name for c in CHECKS})
@@ -169,7 +170,9 @@ def verify(specs: Sequence[TargetSpec], settings: Optional[Settings] = None,
         for key, idx in groups.items():
             m += isolated.call(dict(key), _count_in_worker, [items[i] for i in idx], idx, settings, checks)
         alpha_each = settings.alpha / max(m, 1)
-        if workers > 1 and len(plans) == 1 and not groups:  # one configuration: two processes share it
+        if workers > 1 and not groups and (len(plans) == 1 or all(specs[i].ref is None for i in local)):
+            # one configuration, or none a spawned process could rebuild (a scan's sites): two processes
+            # share each configuration in turn
             by_position = dict(zip(local, _run_plans(plans, alpha_each, progress, split=True)))
         elif workers > 1:
             by_position = _run_shared_out(plans, local, specs, settings, checks, alpha_each, progress, workers)
@@ -387,11 +390,10 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None, sp
                         skipped[check.name] = f"not informative here: {outcome}"
                     else:
                         results.extend(outcome)
-            got = _forked_rest(forked)
-            if got is None:
-                got = _run_rest(ctx, rest, plan, progress, first_rest, total)
-            results.extend(got[0])
-            skipped.update(got[1])
+            for found, why in _finish_rest(ctx, rest, plan, progress, first_rest, total, forked):
+                results.extend(found)
+                if why is not None:
+                    skipped[why[0]] = why[1]
             done = first_rest + len(rest)
         results, _ = diagnose(results, ctx.contract.layout, alpha_each)
         runs.append(TargetRun(ctx.spec.name, ctx.contract.name, dict(ctx.params), tuple(ctx.shape),
@@ -403,55 +405,70 @@ def _run_plans(plans, alpha_each: float, progress: Optional[Progress] = None, sp
     return runs
 
 
-RestOutcome = Tuple[List[CheckResult], Dict[str, str]]
-"""The results of a configuration's checks that do not read the shared stream, and those found
-not informative (check -> why)."""
+CheckOutcome = Tuple[List[CheckResult], Optional[Tuple[str, str]]]
+"""One check's results, and (check, why) where it found itself not informative."""
+
+
+def _run_one(ctx: CheckContext, check: CheckSpec, plan: "BudgetPlan") -> CheckOutcome:
+    """Run one check that does not read the shared stream (with its share of the time budget)."""
+    engine.set_share(ctx, plan.deadline_for(check, time.perf_counter()))
+    try:
+        return list(engine.run_check(check, ctx)), None
+    except NotInformative as why:
+        return [], (check.name, f"not informative here: {why}")
 
 
 def _run_rest(ctx: CheckContext, rest: Sequence[CheckSpec], plan: "BudgetPlan", progress: Optional[Progress],
-              done: int, total: int) -> RestOutcome:
-    """Run ``rest`` in turn (each with its share of the time budget)."""
-    results: List[CheckResult] = []
-    skipped: Dict[str, str] = {}
-    for check in rest:
+              done: int, total: int, which: Iterable[int]) -> Dict[int, CheckOutcome]:
+    """Run the checks ``rest[i]`` for each ``i`` of ``which`` (in that order): index -> outcome."""
+    out: Dict[int, CheckOutcome] = {}
+    for i in which:
         if progress:
-            progress(f"{ctx.spec.name}: {check.name}", done, total)
-        engine.set_share(ctx, plan.deadline_for(check, time.perf_counter()))
-        try:
-            results.extend(engine.run_check(check, ctx))
-        except NotInformative as why:
-            skipped[check.name] = f"not informative here: {why}"
-        done += 1
-    return results, skipped
+            progress(f"{ctx.spec.name}: {rest[i].name}", done + i, total)
+        out[i] = _run_one(ctx, rest[i], plan)
+    return out
 
 
 def _fork_rest(ctx: CheckContext, rest: Sequence[CheckSpec], plan: "BudgetPlan", progress: Optional[Progress],
                done: int, total: int) -> Any:
-    """:func:`_run_rest` started in a forked child (None where that is not safe, or with a time
-    budget: the checks' shares of it are planned one after another). The child sends back its
-    results and the target time it measured."""
-    from .forked import fork_call, fork_unsafe
+    """A child forked to run ``rest`` meanwhile, and the claims both processes take the checks
+    from, each check once (None where a fork is not safe, or with a time budget: the checks'
+    shares of it are planned one after another). The child sends back its outcomes and the
+    target time it measured."""
+    from .forked import Claims, fork_call, fork_unsafe, one_torch_thread
     if ctx.settings.time_budget_s is not None or fork_unsafe(str(getattr(ctx._target, "device", "cpu"))):
         return None
+    claims = Claims(len(rest))
 
-    def part() -> Tuple[RestOutcome, Dict[str, Tuple[int, float]], int]:
+    def part() -> Tuple[Dict[int, CheckOutcome], Dict[str, Tuple[int, float]], int]:
+        one_torch_thread()
         engine.reset_target_time()
-        outcome = _run_rest(ctx, rest, plan, progress, done, total)
+        outcome = _run_rest(ctx, rest, plan, progress, done, total, claims)
         return outcome, engine.target_time(), engine.dispatches()
-    return fork_call(part)
+    child = fork_call(part)
+    return None if child is None else (child, claims)
 
 
-def _forked_rest(forked: Any) -> Optional[RestOutcome]:
-    """The forked child's outcome, its target time added to this process's (None: run it here)."""
-    if forked is None:
-        return None
+def _finish_rest(ctx: CheckContext, rest: Sequence[CheckSpec], plan: "BudgetPlan", progress: Optional[Progress],
+                 done: int, total: int, forked: Any) -> List[CheckOutcome]:
+    """The outcomes of ``rest``, in order. With a forked child (:func:`_fork_rest`) this process
+    takes the checks the child has not claimed yet, then adds the child's outcomes and target time;
+    whatever a child that died or raised had claimed runs here. Each check draws from its own
+    seeded instances, so where it runs changes no result."""
     from .forked import ForkFailed
-    try:
-        outcome, spent, hand_offs = forked.get()
-    except ForkFailed:
-        return None
-    engine.add_target_time(spent, hand_offs)
-    return outcome
+    got: Dict[int, CheckOutcome] = {}
+    if forked is not None:
+        child, claims = forked
+        got.update(_run_rest(ctx, rest, plan, progress, done, total, claims))
+        try:
+            theirs, spent, hand_offs = child.get()
+        except ForkFailed:
+            theirs = {}
+        else:
+            engine.add_target_time(spent, hand_offs)
+        got.update(theirs)
+    got.update(_run_rest(ctx, rest, plan, progress, done, total, [i for i in range(len(rest)) if i not in got]))
+    return [got[i] for i in range(len(rest))]
 
 
 def _apply_holm(runs: List[TargetRun], alpha: float, alpha_each: float = 1.0) -> List[TargetRun]:

@@ -50,38 +50,66 @@ def test_the_split_configuration_gives_the_same_results(variant):
     assert calls_two == calls_one
 
 
-def test_the_child_really_runs_the_rest(monkeypatch):
-    assert forked.fork_unsafe("cpu") == ""  # else every split test here would pass without a fork
+def _runs_logged(monkeypatch, tmp_path, die_in_child=None):
+    """Log (pid, check) of every check run (by either process) to a file; ``die_in_child``: the
+    child dies ('dies') or raises ('raises') at its first check instead of running it."""
+    log = tmp_path / "ran.txt"
     parent = os.getpid()
-    ran_in = []
-    real = runner._run_rest
+    real = runner._run_one
 
-    def spy(*args, **kw):
-        ran_in.append(os.getpid())
-        return real(*args, **kw)
-    monkeypatch.setattr(runner, "_run_rest", spy)
-    verify([reference_spec("drop_path")], Settings(seed=2, max_calls=100), workers=2)
-    # the child's own list is lost with it: here only the parent's appends show, and it made none
-    assert ran_in == [] and os.getpid() == parent
+    def spy(ctx, check, plan):
+        if os.getpid() != parent and die_in_child == "dies":
+            os._exit(3)
+        if os.getpid() != parent and die_in_child == "raises":
+            raise RuntimeError("broken child")
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {check.name}\n")
+        return real(ctx, check, plan)
+    monkeypatch.setattr(runner, "_run_one", spy)
+    return lambda: [tuple(line.split()) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_the_child_and_this_process_share_the_rest(monkeypatch, tmp_path):
+    assert forked.fork_unsafe("cpu") == ""  # else every split test here would pass without a fork
+    ran = _runs_logged(monkeypatch, tmp_path)
+    claimed = []
+    real_fork, real_shared = runner._fork_rest, engine.run_shared
+
+    def fork(*args):
+        got = real_fork(*args)
+        claimed.append(got[1])  # (child, claims)
+        return got
+
+    def shared(*args):  # the shared stream starts once the child has claimed its first check
+        for _ in range(3000):
+            if claimed and claimed[-1].taken.value > 0:
+                break
+            __import__("time").sleep(0.01)
+        return real_shared(*args)
+    monkeypatch.setattr(runner, "_fork_rest", fork)
+    monkeypatch.setattr(engine, "run_shared", shared)
+    spec = reference_spec("drop_path")
+    settings = Settings(seed=2, max_calls=100)
+    two = verify([spec], settings, workers=2)
+    runs = ran()
+    pids = {pid for pid, _ in runs}
+    names = [name for _, name in runs]
+    assert pids - {str(os.getpid())}, "the child ran no check"
+    assert len(names) == len(set(names)) == claimed[0].n  # every check off the stream once, in one process
+    monkeypatch.setattr(runner, "_fork_rest", real_fork)
+    monkeypatch.setattr(engine, "run_shared", real_shared)
+    assert _fingerprint(two) == _fingerprint(verify([spec], settings))
 
 
 @pytest.mark.parametrize("how", ["dies", pytest.param("raises", marks=pytest.mark.slow)])
-def test_a_failed_child_has_its_part_run_here(monkeypatch, how):
+def test_a_failed_child_has_its_checks_run_here(monkeypatch, tmp_path, how):
     spec = reference_spec("spatial_dropout_1d")
     settings = Settings(seed=4, max_calls=100)
     one = verify([spec], settings)
-    parent = os.getpid()
-    real = runner._run_rest
-
-    def broken(*args, **kw):
-        if os.getpid() != parent:
-            if how == "dies":
-                os._exit(3)
-            raise RuntimeError("broken child")
-        return real(*args, **kw)
-    monkeypatch.setattr(runner, "_run_rest", broken)
+    ran = _runs_logged(monkeypatch, tmp_path, how)
     two = verify([spec], settings, workers=2)
     assert _fingerprint(two) == _fingerprint(one)
+    assert {pid for pid, _ in ran()} == {str(os.getpid())}  # what the child had claimed ran here
 
 
 def test_forked_get_says_why_a_child_gave_nothing():
@@ -141,3 +169,56 @@ def test_the_api_takes_jobs():
     for bad in (0, 1.5, True):
         with pytest.raises(InvalidArgument, match="jobs="):
             dropverify.verify("numpy:drop_path", jobs=bad)
+
+
+def _small_net():
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(16, 32)
+            self.drop = torch.nn.Dropout(0.2)
+
+        def forward(self, x):
+            return torch.nn.functional.dropout(self.drop(self.lin(x)).relu(), 0.1, self.training)
+    torch.manual_seed(0)
+    return Net(), torch.randn(8, 16)
+
+
+def test_a_scan_shares_each_site_between_two_processes(monkeypatch):
+    """A scan's sites have no built-in name (no spawned process can rebuild them): with jobs = 2
+    each site's configuration is split in turn, with the same results as one process."""
+    pytest.importorskip("torch")
+    from dropverify.errors import InvalidArgument
+    from dropverify.modelscan.api import scan
+    settings = Settings(seed=3, max_calls=200)
+    one = scan(*_small_net(), settings=settings)
+    forks = []
+    real = forked.fork_call
+    monkeypatch.setattr(forked, "fork_call", lambda fn: forks.append(1) or real(fn))
+    two = scan(*_small_net(), settings=settings, jobs=2)
+    sited = [t for t in one.run.targets if t.stream]  # the sites whose shared stream ran
+    assert len(sited) == 2 and len(forks) == len(sited)
+    assert _fingerprint(two.run) == _fingerprint(one.run)
+    assert two.scan.sites == one.scan.sites and two.run.m_statistical == one.run.m_statistical
+    with pytest.raises(InvalidArgument, match="jobs="):
+        scan(*_small_net(), jobs=0)
+
+
+def test_the_scan_command_takes_jobs(monkeypatch, capsys):
+    from dropverify.cli import main
+    import dropverify.modelscan.api as api
+    seen = []
+
+    def fake(model, inputs, **kw):
+        seen.append(kw["jobs"])
+        raise SystemExit(0)
+    monkeypatch.setattr(api, "scan", fake)
+    for argv, cores, jobs in ((["--jobs", "1"], 2, 1), ([], 2, 2), ([], 1, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        with pytest.raises(SystemExit):
+            main(["scan", "examples/scan/scan_models.py:correct", "--shape", "8,5,16", "--quiet"] + argv)
+    assert seen == [1, 2, 1]
+    assert main(["scan", "examples/scan/scan_models.py:correct", "--shape", "8,5,16", "--jobs", "0"]) == 2
+    assert "--jobs 0, but should be at least 1" in capsys.readouterr().err

@@ -214,7 +214,7 @@ def _run_passes(work: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], rec: A
 def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
          checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
          progress: Any = None, reproduce: Optional[str] = None,
-         eval_active: Optional[Sequence[str]] = None, expect: Any = None) -> ScanReport:
+         eval_active: Optional[Sequence[str]] = None, expect: Any = None, jobs: int = 1) -> ScanReport:
     """Audit every dropout site of ``model`` (a torch nn.Module, a Keras 3 model or layer, or a Flax NNX
     module: the framework is read from the object) on ``example_inputs``; returns a
     :class:`ScanReport` (a :class:`~dropverify.Report`).
@@ -231,18 +231,22 @@ def scan(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: 
     InvalidArgument). Rates from the model's own config are matched per site kind in any case.
     Bad arguments, an object of no supported framework (or whose framework is not installed), a
     model that raises on its first training pass, and a model with no dropout site, raise
-    InvalidArgument.
+    InvalidArgument. ``jobs`` = 2: each site's checks that do not read the shared stream run in a
+    forked process while its shared stream runs (where a fork is safe: torch, Keras on torch; the
+    same results as ``jobs=1``, as :func:`dropverify.verify`).
     """
+    from ..api import check_jobs
+    check_jobs(jobs)
     from .frameworks import framework_of
     framework, scan_fn = framework_of(model)
     return scan_fn(model, example_inputs, seed=seed, alpha=alpha, checks=checks, settings=settings,
-                   progress=progress, reproduce=reproduce, eval_active=eval_active, expect=expect)
+                   progress=progress, reproduce=reproduce, eval_active=eval_active, expect=expect, jobs=jobs)
 
 
 def scan_torch(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
          checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None,
          progress: Any = None, reproduce: Optional[str] = None,
-         eval_active: Optional[Sequence[str]] = None, expect: Any = None) -> ScanReport:
+         eval_active: Optional[Sequence[str]] = None, expect: Any = None, jobs: int = 1) -> ScanReport:
     """:func:`scan` of a torch nn.Module."""
     import torch
     import torch.nn as nn
@@ -261,7 +265,7 @@ def scan_torch(model: Any, example_inputs: Any, *, seed: Optional[int] = None, a
     rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
-        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns), expected)
+        report = _scan(model, args, kwargs, settings, chosen, progress, reproduce, tuple(patterns), expected, jobs)
     finally:  # the passes and the in-situ runs seed torch: the caller's RNG state comes back
         torch.random.set_rng_state(rng)
         if cuda_rng is not None:
@@ -283,7 +287,8 @@ NOT_EXERCISED = "NOT EXERCISED"
 
 def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: Settings,
           chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
-          eval_active: Tuple[str, ...] = (), expect: Optional[Mapping[str, float]] = None) -> ScanReport:
+          eval_active: Tuple[str, ...] = (), expect: Optional[Mapping[str, float]] = None,
+          jobs: int = 1) -> ScanReport:
     """The scan proper (see :func:`scan`)."""
     import torch
     from . import configs, insitu, model_checks as mc
@@ -359,24 +364,25 @@ def _scan(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], settings: S
     return assemble(f"{type(model).__module__}.{type(model).__qualname__}", _describe_inputs(args, kwargs),
                     _first_shape(args, kwargs), sites, model_results, exact, insitu.plan(sites, eval_active),
                     settings, chosen, progress, reproduce, schedules, pass_seconds, start,
-                    {"torch": torch.__version__})
+                    {"torch": torch.__version__}, jobs=jobs)
 
 
 def assemble(model_name: str, inputs: str, first_shape: Tuple[int, ...], sites: Sequence[Any],
              model_results: List[CheckResult], exact: Callable[[Any], Tuple[Optional[str], List[CheckResult]]],
              plan: Any, settings: Settings, chosen: Optional[List[str]], progress: Any, reproduce: Optional[str],
              schedules: Sequence[Any] = (), pass_seconds: float = 0.0, start: Optional[float] = None,
-             versions: Optional[Mapping[str, str]] = None, framework: str = "torch") -> ScanReport:
+             versions: Optional[Mapping[str, str]] = None, framework: str = "torch", jobs: int = 1) -> ScanReport:
     """The framework-neutral end of every scan (torch, Keras, NNX): runs ``plan``'s in-situ specs in ONE
     runner call (one Holm family at ``settings.alpha``) and builds the :class:`ScanReport`: the
     ``(model)`` target with ``model_results`` (exact), one target per called site holding
     ``exact(site)``'s results (``(variant, results)``) before its in-situ results, the site table
-    (a site never called in training NOT EXERCISED), the cause lines and the reproduction line.
+    (a site never called in training NOT EXERCISED), the cause lines and the reproduction line;
+    ``jobs``: the runner's ``workers`` (the same results).
     ``sites`` are :class:`~.discovery.Site` records; ``plan`` an :class:`~.insitu.Plan`."""
     from ..runner import verify as run_checks
     start = time.perf_counter() if start is None else start
     if plan.specs:
-        run = run_checks(plan.specs, settings, checks=chosen, progress=progress)
+        run = run_checks(plan.specs, settings, checks=chosen, progress=progress, workers=jobs)
     else:
         run = RunResult(settings, (), 0, settings.alpha, 0.0, environment())
     by_spec = {t.spec_name: t for t in run.targets}

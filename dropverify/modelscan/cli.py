@@ -48,6 +48,10 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
     s.add_argument("--expect", action="append", default=None, metavar="PATTERN=RATE",
                    help="the rate sites matching PATTERN (fnmatch of a site's label or path) must have in training, "
                         "e.g. 'blocks.*.attn=0.1' (repeatable); a pattern matching no site is a usage error")
+    s.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="N > 1: each site's checks that do not read its shared stream run in a forked process "
+                        "meanwhile (torch and Keras-on-torch models; the same results as --jobs 1). Default: 2 on "
+                        "a machine with 2 or more cores, else 1")
     settings_args(s)
 
 
@@ -195,6 +199,8 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     if summary is not None:
         check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
     _check_input_args(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise _usage(f"--jobs {args.jobs}, but should be at least 1")
     if args.input is None:
         parse_shape(args.shape)
     model = build_model(args.model)
@@ -214,9 +220,10 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         scanner(framework)  # a missing framework package: one line, exit 2
         inputs = build_arrays(args, settings.seed, framework)
     quiet = bool(args.quiet)
+    jobs = args.jobs if args.jobs is not None else 2 if (os.cpu_count() or 1) >= 2 else 1
     report = scan(model, inputs, settings=settings, checks=checks if checks is not None else "all",
                   progress=_progress(quiet), reproduce=command, eval_active=args.eval_active,
-                  expect=expect)
+                  expect=expect, jobs=jobs)
     problems = []
     jobs = []
     if args.report is not None:

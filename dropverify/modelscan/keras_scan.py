@@ -287,7 +287,7 @@ def _spec_for(found: Dict[int, _Found]) -> Any:
 def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
                checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
                reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None,
-               expect: Any = None) -> Any:
+               expect: Any = None, jobs: int = 1) -> Any:
     """:func:`dropverify.scan` of a Keras 3 model or layer (see the module docstring)."""
     import keras
     settings, chosen, args, kwargs, arrays, expected = prepare(example_inputs, seed, alpha, checks, settings,
@@ -326,7 +326,7 @@ def scan_keras(model: Any, example_inputs: Any, *, seed: Optional[int] = None, a
     return finish(f"{type(model).__module__}.{type(model).__qualname__} ({model.name})", describe,
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
                   _spec_for({id(f.site): f for f in found}), ("training=False", "training=True"), versions, start,
-                  expect=expected)
+                  expect=expected, jobs=jobs)
 
 
 __all__ = ["RNNS", "SEARCHED", "STOCK", "discover", "scan_keras"]

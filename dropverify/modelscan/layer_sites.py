@@ -198,8 +198,8 @@ def run_passes(call: Callable[[bool], Any], log: CallLog, reseed: Callable[[int]
 def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: Sequence[Site],
            outputs: Dict[str, Any], settings: Any, chosen: Any, progress: Any, reproduce: Optional[str],
            spec_for: Callable[..., Any], flag_words: Tuple[str, str], versions: Dict[str, str], start: float,
-           rng_what: Optional[str] = None, framework: str = "keras", expect: Optional[Mapping[str, float]] = None
-           ) -> Any:
+           rng_what: Optional[str] = None, framework: str = "keras", expect: Optional[Mapping[str, float]] = None,
+           jobs: int = 1) -> Any:
     """Model-level results, per-site exact results and the in-situ plan, through :func:`.api.assemble`;
     ``expect`` (parsed :func:`.configs.parse_expect` rates) is checked as in the torch scan (a pattern
     matching no site: InvalidArgument)."""
@@ -229,7 +229,7 @@ def finish(model_name: str, describe: str, first_shape: Tuple[int, ...], sites: 
 
     return assemble(model_name, describe, first_shape, sites, model_results, exact,
                     plan(sites, (), spec_for=spec_for), settings, chosen, progress, reproduce,
-                    (), pass_seconds, start, versions, framework)
+                    (), pass_seconds, start, versions, framework, jobs)
 
 
 def _arguments(example_inputs: Any) -> Tuple[Tuple[Any, ...], Dict[str, Any], List[Any]]:

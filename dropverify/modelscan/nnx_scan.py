@@ -198,7 +198,7 @@ def record_passes(model: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any], see
 def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alpha: Optional[float] = None,
              checks: Optional[Sequence[str]] = None, settings: Optional[Settings] = None, progress: Any = None,
              reproduce: Optional[str] = None, eval_active: Optional[Sequence[str]] = None,
-             expect: Any = None) -> Any:
+             expect: Any = None, jobs: int = 1) -> Any:
     """:func:`dropverify.scan` of a Flax NNX module (see the module docstring)."""
     import flax
     import jax
@@ -217,7 +217,7 @@ def scan_nnx(model: Any, example_inputs: Any, *, seed: Optional[int] = None, alp
                   tuple(int(s) for s in arrays[0].shape), sites, outputs, settings, chosen, progress, reproduce,
                   _spec_for({id(s): (s, node) for s, node in pairs}), ("deterministic=True", "deterministic=False"),
                   {"flax": flax.__version__, "jax": jax.__version__}, start, rng_what="the model's RngStreams",
-                  framework="nnx", expect=expected)
+                  framework="nnx", expect=expected, jobs=jobs)
 
 
 __all__ = ["SEARCHED", "broadcast_variant", "discover", "record_passes", "scan_nnx"]
