@@ -62,8 +62,9 @@ def _jobs_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="N > 1: the built-in targets of the run shared between N spawned processes; a run of one "
                         "configuration runs its checks that do not read the shared stream in a forked process "
-                        "meanwhile (and here once its shared stream ends). The same results as --jobs 1 (identical without a time budget). Default: 2 "
-                        "for a run of one configuration on a machine with 2 or more cores, else 1")
+                        "meanwhile (and here once its shared stream ends). The same results as --jobs 1 (identical "
+                        "without a time budget, for a layer whose seed fixes its draws). Default: 2 for a run of one "
+                        "configuration on a machine with 2 or more cores, else 1")
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:
