@@ -63,7 +63,7 @@ def _jobs_arg(p: argparse.ArgumentParser) -> None:
                    help="N > 1: the built-in targets of the run shared between N spawned processes; a run of one "
                         "configuration runs its checks that do not read the shared stream in a forked process "
                         "meanwhile (and here once its shared stream ends). The same results as --jobs 1 (identical "
-                        "without a time budget, for a layer whose seed fixes its draws). Default: 2 for a run of one "
+                        "without a time budget, unless the layer draws from global state its seed does not reset). Default: 2 for a run of one "
                         "configuration on a machine with 2 or more cores, else 1")
 
 

@@ -410,7 +410,10 @@ CheckOutcome = Tuple[List[CheckResult], Optional[Tuple[str, str]]]
 
 
 def _run_one(ctx: CheckContext, check: CheckSpec, plan: "BudgetPlan") -> CheckOutcome:
-    """Run one check that does not read the shared stream (with its share of the time budget)."""
+    """Run one check that does not read the shared stream (with its share of the time budget), on
+    a freshly built instance of the layer: nothing carries over from another check, so its numbers
+    do not depend on which checks ran before it, nor in which process (:mod:`dropverify.forked`)."""
+    ctx._target = None
     engine.set_share(ctx, plan.deadline_for(check, time.perf_counter()))
     try:
         return list(engine.run_check(check, ctx)), None

@@ -222,3 +222,30 @@ def test_the_scan_command_takes_jobs(monkeypatch, capsys):
     assert seen == [1, 2, 1]
     assert main(["scan", "examples/scan/scan_models.py:correct", "--shape", "8,5,16", "--jobs", "0"]) == 2
     assert "--jobs 0, but should be at least 1" in capsys.readouterr().err
+
+
+class _CarriesOver:
+    """Dropout whose draws continue from call to call whatever the seed (its own generator, made
+    once): the seed checks FAIL it, and a check's numbers would depend on the calls before it."""
+
+    def __init__(self, p):
+        self.p, self.training, self.rng = p, True, None
+        self._own = __import__("numpy").random.default_rng(0)
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        return x * (self._own.random(x.shape) >= self.p) / (1 - self.p)
+
+
+def test_a_layer_that_ignores_the_seed_gives_the_same_numbers_in_one_or_two_processes():
+    """Each check off the shared stream runs on a freshly built instance, so nothing carries over
+    from the checks before it, whichever process ran them."""
+    from dropverify.targets import numpy_spec
+    spec = numpy_spec("mine:carries_over", "dropout", lambda prm: _CarriesOver(**prm), {"p": 0.3},
+                      shape=(16, 8, 4, 4))
+    settings = Settings(seed=6, max_calls=200)
+    one = verify([spec], settings)
+    assert any(r.check == "same_seed_reproduces" and r.verdict == "FAIL" for r in one.all_results())
+    assert _fingerprint(verify([spec], settings, workers=2)) == _fingerprint(one)
+    assert _fingerprint(verify([spec], settings, workers=2)) == _fingerprint(one)

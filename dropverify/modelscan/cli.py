@@ -50,8 +50,8 @@ def add_scan_parser(sub: Any, settings_args: Callable[[argparse.ArgumentParser],
                         "e.g. 'blocks.*.attn=0.1' (repeatable); a pattern matching no site is a usage error")
     s.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="N > 1: each site's checks that do not read its shared stream run in a forked process "
-                        "meanwhile (torch and Keras-on-torch models; the same results as --jobs 1 where a site's seed fixes its "
-                        "draws). Default: 2 on "
+                        "meanwhile (torch and Keras-on-torch models; the same results as --jobs 1 unless a site draws from "
+                        "global state its seed does not reset). Default: 2 on "
                         "a machine with 2 or more cores, else 1")
     settings_args(s)
 
