@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .cliargs import UsageError, profile_name, write_jobs
+from .cliargs import UsageError, jobs_from_args, profile_name, write_jobs
 from .cliargs import check_writable as _check_writable, default_seed as _default_seed, parse_shape as _parse_shape
 from .cliargs import results_argv
 from .cliargs import settings_from_args as _settings
@@ -359,11 +359,8 @@ def _execute(plan: Plan, args: argparse.Namespace, command: str) -> int:
         _outputs(args, plan)
         if plan.note and not quiet:
             print(f"dropverify: {plan.note}", file=sys.stderr)
-    jobs = getattr(args, "jobs", None)
-    if jobs is None:  # one configuration: its second process forks from this one and starts at once
-        jobs = 2 if len(plan.specs) == 1 and (os.cpu_count() or 1) >= 2 else 1
-    if jobs < 1:
-        raise UsageError(f"--jobs {jobs}, but should be at least 1")
+    # one configuration: its second process forks from this one and starts at once
+    jobs = jobs_from_args(getattr(args, "jobs", None), split=len(plan.specs) == 1)
     run = run_configurations(plan.specs, plan.settings, plan.checks, _progress(quiet), flags=True, ready=ready,
                              workers=jobs)
     run = _waive(run, plan.waive_results)

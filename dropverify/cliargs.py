@@ -135,6 +135,18 @@ def check_writable(option: str, value: str, folder: bool) -> None:
             from None
 
 
+def jobs_from_args(jobs: Optional[int], split: bool) -> int:
+    """``--jobs``, or its default where it is absent: 2 where the run splits each configuration
+    between two processes (``split``) on a machine with 2 or more cores, else 1; a UsageError
+    below 1."""
+    import os
+    if jobs is None:
+        return 2 if split and (os.cpu_count() or 1) >= 2 else 1
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}, but should be at least 1")
+    return jobs
+
+
 def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
     """Run each (what, write) job; print "<what> written", or collect a one-line problem."""
     problems: List[str] = []
@@ -148,4 +160,4 @@ def write_jobs(jobs: Sequence[Tuple[str, Callable[[], Any]]]) -> List[str]:
 
 
 __all__ = ["OUTPUT_OPTIONS", "PROFILE_FLAGS", "UsageError", "check_writable", "default_seed", "parse_shape",
-           "profile_name", "results_argv", "settings_from_args", "write_jobs"]
+           "jobs_from_args", "profile_name", "results_argv", "settings_from_args", "write_jobs"]

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..cliargs import UsageError, check_writable, parse_shape, profile_name, settings_from_args, write_jobs
+from ..cliargs import (UsageError, check_writable, jobs_from_args, parse_shape, profile_name, settings_from_args,
+                       write_jobs)
 
 if TYPE_CHECKING:
     from ..runner import Progress
@@ -200,8 +201,7 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
     if summary is not None:
         check_writable("--summary" if args.summary else "$GITHUB_STEP_SUMMARY", summary, folder=False)
     _check_input_args(args)
-    if args.jobs is not None and args.jobs < 1:
-        raise _usage(f"--jobs {args.jobs}, but should be at least 1")
+    jobs = jobs_from_args(args.jobs, split=True)  # each site split between two processes
     if args.input is None:
         parse_shape(args.shape)
     model = build_model(args.model)
@@ -221,7 +221,6 @@ def cmd_scan(args: argparse.Namespace, command: str) -> int:
         scanner(framework)  # a missing framework package: one line, exit 2
         inputs = build_arrays(args, settings.seed, framework)
     quiet = bool(args.quiet)
-    jobs = args.jobs if args.jobs is not None else 2 if (os.cpu_count() or 1) >= 2 else 1
     report = scan(model, inputs, settings=settings, checks=checks if checks is not None else "all",
                   progress=_progress(quiet), reproduce=command, eval_active=args.eval_active,
                   expect=expect, jobs=jobs)
