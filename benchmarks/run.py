@@ -282,10 +282,11 @@ def issue25_figures() -> List[str]:
     quick_one = cli_wall(["run", "torch:Dropout", "--quick", "--jobs", "1", "--quiet"])
     vit = ["scan", "examples/scan/scan_models.py:timm_vit", "--shape", "64,3,32,32", "--time-budget", "0", "--quiet"]
     vit_quick = cli_wall(vit + ["--quick"])
-    vit_full = cli_wall(vit + ["--report", str(out / "vit" / "two.md")])  # --jobs 2 by default on 2+ cores
-    vit_full_one = cli_wall(vit + ["--jobs", "1", "--report", str(out / "vit" / "one.md")])
-    vit_same = all((out / "vit" / f"one.{ext}").read_bytes() == (out / "vit" / f"two.{ext}").read_bytes()
-                   for ext in ("md", "json")) if (out / "vit" / "one.md").exists() else False
+    # the same file name in two folders: the Markdown names its plot by the report's own name
+    vit_full = cli_wall(vit + ["--report", str(out / "vit-two" / "scan.md")])  # --jobs 2 by default on 2+ cores
+    vit_full_one = cli_wall(vit + ["--jobs", "1", "--report", str(out / "vit-one" / "scan.md")])
+    vit_same = all((out / "vit-one" / f"scan.{ext}").read_bytes() == (out / "vit-two" / f"scan.{ext}").read_bytes()
+                   for ext in ("md", "json", "png")) if (out / "vit-one" / "scan.md").exists() else False
 
     def row(what: str, goal: str, r: Dict[str, Any], met: bool) -> str:
         return (f"| {what} | {goal} | {r['run']:.1f} s (run), {r['wall']:.1f} s wall incl. start-up, exit {r['rc']} "
@@ -311,7 +312,7 @@ def issue25_figures() -> List[str]:
             row("the same with `--jobs 1` (one process, for comparison)", "<= 180 s", vit_full_one,
                 vit_full_one["wall"] <= 180),
             "", f"`verify --reference` with `--jobs 2` wrote the same bytes as with `--jobs 1` (every report but "
-                f"timings.json): **{'yes' if same else 'NO'}**; the full ViT scan's report (Markdown and JSON) with "
+                f"timings.json): **{'yes' if same else 'NO'}**; the full ViT scan's report (Markdown, JSON and plot) with "
                 f"`--jobs 2` and `--jobs 1`: **{'the same bytes' if vit_same else 'NOT the same'}**."]
 
 
