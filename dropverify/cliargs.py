@@ -139,7 +139,6 @@ def jobs_from_args(jobs: Optional[int], split: bool) -> int:
     """``--jobs``, or its default where it is absent: 2 where the run splits each configuration
     between two processes (``split``) on a machine with 2 or more cores, else 1; a UsageError
     below 1."""
-    import os
     if jobs is None:
         return 2 if split and (os.cpu_count() or 1) >= 2 else 1
     if jobs < 1:
